@@ -1,0 +1,354 @@
+//! The events Tablo relays: ticks, news, alerts and feed status.
+//!
+//! An [`Event`] is what clients receive and what the journal stores: a
+//! sequence number, a timestamp and a [`Body`]. Its JSON form is the wire
+//! format of SPEC §4, written by hand here so that field order is stable and
+//! optional fields are left out rather than sent as `null`.
+//!
+//! Prices are decimal strings from the feed to the client; nothing in this
+//! module parses them into numbers. This module does no I/O.
+
+use std::fmt;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+/// One relayed event: what a feed or a publisher said, numbered by the hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Position in the journal, strictly increasing, never reused.
+    pub seq: u64,
+    /// When Tablo received it (or the upstream Tablo did), ms since the epoch.
+    pub ts: u64,
+    /// What happened.
+    pub body: Body,
+}
+
+/// An event before the hub has given it a sequence number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// Milliseconds since the epoch: receive time, or the upstream's for a chain.
+    pub ts: u64,
+    /// What happened.
+    pub body: Body,
+}
+
+/// The four kinds of event, one per channel family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// A price update on channel `prices`.
+    Tick(Tick),
+    /// A headline on channel `news`.
+    News(News),
+    /// An operator alert on channel `alerts`.
+    Alert(Alert),
+    /// A feed's connection state on channel `status`.
+    Status(Status),
+}
+
+/// A price update. Every price field is a decimal string exactly as the feed
+/// sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Tick {
+    /// Instrument name as the feed spells it, e.g. `BTCUSDT` or `BTC-USD`.
+    pub symbol: String,
+    /// Last price.
+    pub price: String,
+    /// Opening price of the feed's period (24 h for exchanges).
+    pub open: Option<String>,
+    /// Change against the open in percent, e.g. `"1.53"`.
+    pub change_pct: Option<String>,
+    /// Best bid (an exchange office's "buy").
+    pub bid: Option<String>,
+    /// Best ask (an exchange office's "sell").
+    pub ask: Option<String>,
+    /// Traded volume over the feed's period.
+    pub volume: Option<String>,
+    /// Name of the feed (or `publish`) it came from.
+    pub source: String,
+}
+
+/// A news headline.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct News {
+    /// The headline.
+    pub title: String,
+    /// Link to the story, when the source has one.
+    pub url: Option<String>,
+    /// Name of the feed (or `publish`) it came from.
+    pub source: String,
+}
+
+/// An operator alert; `critical` ones are shown as a band on the board.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// How loud.
+    pub level: Level,
+    /// What to tell people.
+    pub text: String,
+    /// Name of the feed (or `publish`) it came from.
+    pub source: String,
+}
+
+/// Severity of an [`Alert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// For information.
+    Info,
+    /// Something to watch.
+    Warning,
+    /// Shown as a band across the board.
+    Critical,
+}
+
+/// A feed changed state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The feed's configured name.
+    pub feed: String,
+    /// Its new state.
+    pub state: FeedState,
+}
+
+/// Connection state of an upstream feed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedState {
+    /// Dialing or handshaking.
+    Connecting,
+    /// Connected and subscribed.
+    Up,
+    /// Disconnected; waiting to retry.
+    Down,
+}
+
+/// The channel families of SPEC §4, one per [`Body`] variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// `prices` and `prices.<SYMBOL>`.
+    Prices,
+    /// `news`.
+    News,
+    /// `alerts`.
+    Alerts,
+    /// `status`.
+    Status,
+}
+
+impl Channel {
+    /// Every channel family, in a fixed order (used for per-channel counters).
+    pub const ALL: [Channel; 4] = [
+        Channel::Prices,
+        Channel::News,
+        Channel::Alerts,
+        Channel::Status,
+    ];
+
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Prices => "prices",
+            Channel::News => "news",
+            Channel::Alerts => "alerts",
+            Channel::Status => "status",
+        }
+    }
+
+    /// Index into [`Channel::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Body {
+    /// The channel family this body is sent on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Body::Tick(_) => Channel::Prices,
+            Body::News(_) => Channel::News,
+            Body::Alert(_) => Channel::Alerts,
+            Body::Status(_) => Channel::Status,
+        }
+    }
+
+    /// The wire `type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Body::Tick(_) => "tick",
+            Body::News(_) => "news",
+            Body::Alert(_) => "alert",
+            Body::Status(_) => "status",
+        }
+    }
+}
+
+impl Level {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "info" => Some(Level::Info),
+            "warning" => Some(Level::Warning),
+            "critical" => Some(Level::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl FeedState {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedState::Connecting => "connecting",
+            FeedState::Up => "up",
+            FeedState::Down => "down",
+        }
+    }
+
+    /// Parses a wire name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<FeedState> {
+        match s {
+            "connecting" => Some(FeedState::Connecting),
+            "up" => Some(FeedState::Up),
+            "down" => Some(FeedState::Down),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FeedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Event {
+    /// The JSON text of this event as sent to clients.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and integers into a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", self.body.type_name())?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("channel", self.body.channel().name())?;
+        match &self.body {
+            Body::Tick(t) => {
+                map.serialize_entry("symbol", &t.symbol)?;
+                map.serialize_entry("price", &t.price)?;
+                let optional = [
+                    ("open", &t.open),
+                    ("change_pct", &t.change_pct),
+                    ("bid", &t.bid),
+                    ("ask", &t.ask),
+                    ("volume", &t.volume),
+                ];
+                for (key, value) in optional {
+                    if let Some(value) = value {
+                        map.serialize_entry(key, value)?;
+                    }
+                }
+                map.serialize_entry("ts", &self.ts)?;
+                map.serialize_entry("source", &t.source)?;
+            }
+            Body::News(n) => {
+                map.serialize_entry("title", &n.title)?;
+                if let Some(url) = &n.url {
+                    map.serialize_entry("url", url)?;
+                }
+                map.serialize_entry("ts", &self.ts)?;
+                map.serialize_entry("source", &n.source)?;
+            }
+            Body::Alert(a) => {
+                map.serialize_entry("level", a.level.name())?;
+                map.serialize_entry("text", &a.text)?;
+                map.serialize_entry("ts", &self.ts)?;
+                map.serialize_entry("source", &a.source)?;
+            }
+            Body::Status(s) => {
+                map.serialize_entry("feed", &s.feed)?;
+                map.serialize_entry("state", s.state.name())?;
+                map.serialize_entry("ts", &self.ts)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(event: Event, expected: &str) {
+        assert_eq!(event.to_json(), expected);
+    }
+
+    #[test]
+    fn tick_keeps_price_strings_and_omits_missing_fields() {
+        check(
+            Event {
+                seq: 7,
+                ts: 1_700_000_000_000,
+                body: Body::Tick(Tick {
+                    symbol: "BTCUSDT".into(),
+                    price: "67012.50000000".into(),
+                    open: Some("66000.00".into()),
+                    change_pct: Some("1.53".into()),
+                    source: "binance".into(),
+                    ..Tick::default()
+                }),
+            },
+            r#"{"type":"tick","seq":7,"channel":"prices","symbol":"BTCUSDT","price":"67012.50000000","open":"66000.00","change_pct":"1.53","ts":1700000000000,"source":"binance"}"#,
+        );
+    }
+
+    #[test]
+    fn news_alert_and_status_shapes() {
+        check(
+            Event {
+                seq: 1,
+                ts: 5,
+                body: Body::News(News {
+                    title: "Gold \"up\"".into(),
+                    url: None,
+                    source: "demo".into(),
+                }),
+            },
+            r#"{"type":"news","seq":1,"channel":"news","title":"Gold \"up\"","ts":5,"source":"demo"}"#,
+        );
+        check(
+            Event {
+                seq: 2,
+                ts: 6,
+                body: Body::Alert(Alert {
+                    level: Level::Critical,
+                    text: "Closed".into(),
+                    source: "publish".into(),
+                }),
+            },
+            r#"{"type":"alert","seq":2,"channel":"alerts","level":"critical","text":"Closed","ts":6,"source":"publish"}"#,
+        );
+        check(
+            Event {
+                seq: 3,
+                ts: 7,
+                body: Body::Status(Status {
+                    feed: "binance".into(),
+                    state: FeedState::Down,
+                }),
+            },
+            r#"{"type":"status","seq":3,"channel":"status","feed":"binance","state":"down","ts":7}"#,
+        );
+    }
+}
