@@ -3,11 +3,26 @@
 //! `Config` is what every other module reads. It is built once by
 //! [`Config::load`] from built-in defaults, the TOML file (SPEC §2) and the
 //! command-line [`Overrides`], in that order, and never changes afterwards.
-//! This module reads the config file and the environment and nothing else.
+//! This module reads the config file and the environment and nothing else:
+//! it never opens the data dir, the journal, a font or a device.
+//!
+//! Loading goes through private `Raw*` structs that mirror the file's layout
+//! (every key optional, unknown keys rejected) and keep each value's span, so
+//! that a bad value is reported with its file, line and key. Resolution then
+//! fills in defaults, applies the overrides and checks every value.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
 
 /// Every setting, resolved. Built by [`Config::load`].
 #[derive(Clone, Debug, PartialEq)]
@@ -267,4 +282,3369 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--demo`: add the built-in demo feed (alone when no other feed is set).
     pub demo: bool,
+}
+
+// ---------------------------------------------------------------------------
+// Defaults and limits.
+// ---------------------------------------------------------------------------
+
+/// Default `[server] listen`: loopback, so opening the relay to the LAN is a
+/// choice made in the config (SPEC §1).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
+
+/// Default `[server] max_clients`: an idle client costs about 10 KiB with
+/// small WebSocket buffers (NOTES.md), so 1000 fit in ~10 MiB on a Pi.
+pub const DEFAULT_MAX_CLIENTS: usize = 1000;
+
+/// Default `[server] max_frame_bytes`: client ops are small JSON objects;
+/// 64 KiB leaves room for a `publish` with a long alert text.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * KIB as usize;
+
+/// Smallest accepted `max_frame_bytes`: below 1 KiB a `subscribe` naming a
+/// few dozen channels would not fit.
+pub const MIN_FRAME_BYTES: usize = KIB as usize;
+
+/// Largest accepted `max_frame_bytes`: a frame is buffered whole before it is
+/// parsed, so this bounds what one client can make the server hold.
+pub const MAX_FRAME_BYTES: usize = 16 * MIB as usize;
+
+/// Default `[journal] flush_interval_ms`: the group-commit window of SPEC §5.
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
+
+/// Largest accepted `flush_interval_ms`: past 10 s a crash loses too much,
+/// and a `publish` ack would wait that long.
+pub const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
+
+/// Default `[journal] cache_bytes`: sled's own default is 1 GiB (NOTES.md),
+/// far too much for a Pi; a few MiB keep recent events hot.
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * MIB;
+
+/// Smallest accepted `cache_bytes`: sled needs some room for its pages.
+pub const MIN_CACHE_BYTES: u64 = 64 * KIB;
+
+/// Default `[display] fps_max`: smooth enough for flashes and scrolling news
+/// while leaving a Pi's CPU mostly idle.
+pub const DEFAULT_FPS_MAX: u32 = 30;
+
+/// Largest accepted `fps_max`: no kiosk screen refreshes faster.
+pub const MAX_FPS: u32 = 120;
+
+/// Smallest accepted `[display] width` / `height` in pixels.
+pub const MIN_SIDE: u32 = 64;
+
+/// Largest accepted `[display] width` / `height` in pixels: twice 4K, and a
+/// frame buffer of this size still fits in memory.
+pub const MAX_SIDE: u32 = 8192;
+
+/// Default `[display] theme`.
+pub const DEFAULT_THEME: &str = "dark";
+
+/// Default `[display] device`.
+pub const DEFAULT_FB_DEVICE: &str = "/dev/fb0";
+
+/// Default `[board] title`.
+pub const DEFAULT_TITLE: &str = "Tablo";
+
+/// Default `[board] stale_after` (SPEC §6).
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Default `[board] page_seconds`.
+pub const DEFAULT_PAGE_SECONDS: Duration = Duration::from_secs(10);
+
+/// Default `[board] columns`.
+pub const DEFAULT_COLUMNS: [Column; 3] = [Column::Price, Column::Change, Column::Sparkline];
+
+/// Default `[board] locale`.
+pub const DEFAULT_LOCALE: &str = "en";
+
+/// Largest accepted `[[board.rows]] decimals`: more than any price feed sends
+/// (Ethereum's wei has 18).
+pub const MAX_DECIMALS: u8 = 18;
+
+/// Name of the built-in demo feed added when nothing else is configured.
+pub const DEMO_FEED_NAME: &str = "demo";
+
+/// The note [`Config::load_with_notes`] returns when it falls back to the
+/// demo feed.
+pub const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in demo feed";
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+
+// ---------------------------------------------------------------------------
+// Errors.
+// ---------------------------------------------------------------------------
+
+/// Why the settings could not be loaded. Every variant maps to exit code 78.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The config file could not be read (missing, a directory, no
+    /// permission).
+    Unreadable {
+        /// The path as given.
+        path: PathBuf,
+        /// What the operating system said.
+        error: io::Error,
+    },
+    /// The settings are wrong: bad TOML, an unknown key, a bad value, or a
+    /// combination that cannot work.
+    Invalid {
+        /// The config file, when the problem is in it.
+        file: Option<PathBuf>,
+        /// 1-based line in `file`, when known.
+        line: Option<usize>,
+        /// What is wrong and how to fix it; names the key.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// An error that is not in any file (an override or the environment).
+    fn plain(message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: None,
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// The 1-based line of the problem in the config file, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Unreadable { .. } => None,
+            ConfigError::Invalid { line, .. } => *line,
+        }
+    }
+
+    /// The config file involved, if any.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            ConfigError::Unreadable { path, .. } => Some(path),
+            ConfigError::Invalid { file, .. } => file.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Unreadable { path, error } if error.kind() == io::ErrorKind::NotFound => {
+                write!(
+                    f,
+                    "config file {} does not exist: check the --config path",
+                    path.display()
+                )
+            }
+            ConfigError::Unreadable { path, error } => {
+                write!(f, "cannot read config file {}: {error}", path.display())
+            }
+            ConfigError::Invalid {
+                file: Some(file),
+                line: Some(line),
+                message,
+            } => {
+                write!(f, "{}:{line}: {message}", file.display())
+            }
+            ConfigError::Invalid {
+                file: Some(file),
+                line: None,
+                message,
+            } => {
+                write!(f, "{}: {message}", file.display())
+            }
+            ConfigError::Invalid {
+                file: None,
+                message,
+                ..
+            } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Unreadable { error, .. } => Some(error),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Keywords: the enum-valued settings.
+// ---------------------------------------------------------------------------
+
+/// A setting whose value is one of a few words.
+trait Keyword: Copy + PartialEq + 'static {
+    /// Each accepted word with its value, in the order error messages list
+    /// them.
+    const ALL: &'static [(&'static str, Self)];
+
+    fn keyword(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("?", |(name, _)| name)
+    }
+
+    fn from_keyword(word: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .find(|(name, _)| *name == word)
+            .map(|(_, v)| *v)
+    }
+
+    /// `a, b, c` for error messages.
+    fn list() -> String {
+        Self::ALL
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl Keyword for DisplayMode {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", DisplayMode::Auto),
+        ("window", DisplayMode::Window),
+        ("fbdev", DisplayMode::Fbdev),
+        ("png", DisplayMode::Png),
+        ("none", DisplayMode::None),
+    ];
+}
+
+impl Keyword for Column {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("price", Column::Price),
+        ("change", Column::Change),
+        ("sparkline", Column::Sparkline),
+        ("bid", Column::Bid),
+        ("ask", Column::Ask),
+        ("volume", Column::Volume),
+    ];
+}
+
+impl Keyword for Digits {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("latin", Digits::Latin),
+        ("persian", Digits::Persian),
+        ("arabic", Digits::Arabic),
+    ];
+}
+
+impl Keyword for Direction {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", Direction::Auto),
+        ("ltr", Direction::Ltr),
+        ("rtl", Direction::Rtl),
+    ];
+}
+
+impl Keyword for FeedFormat {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("binance", FeedFormat::Binance),
+        ("coinbase", FeedFormat::Coinbase),
+        ("tablo", FeedFormat::Tablo),
+        ("json", FeedFormat::Json),
+        ("demo", FeedFormat::Demo),
+    ];
+}
+
+impl DisplayMode {
+    /// The config and CLI name.
+    pub fn name(self) -> &'static str {
+        self.keyword()
+    }
+}
+
+impl fmt::Display for DisplayMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DisplayMode {
+    type Err = String;
+
+    /// Parses `--display MODE`; the error lists the accepted modes.
+    fn from_str(s: &str) -> Result<Self, String> {
+        DisplayMode::from_keyword(s).ok_or_else(|| {
+            format!(
+                "unknown display mode {s:?}: use one of {}",
+                DisplayMode::list()
+            )
+        })
+    }
+}
+
+impl fmt::Display for FeedFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FeedFormat {
+    type Err = String;
+
+    /// Parses a feed format name; the error lists the accepted formats.
+    fn from_str(s: &str) -> Result<Self, String> {
+        FeedFormat::from_keyword(s).ok_or_else(|| {
+            format!(
+                "unknown feed format {s:?}: use one of {}",
+                FeedFormat::list()
+            )
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Durations and sizes.
+// ---------------------------------------------------------------------------
+
+/// Parses a duration such as `"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"7d"` or a
+/// combination such as `"1h30m"`. Units: `ms`, `s`, `m`, `h`, `d`. The error
+/// says what is wrong, for a config message.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    const HINT: &str =
+        "use a number and a unit (ms, s, m, h or d), e.g. \"30s\", \"5m\", \"1h30m\"";
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(format!("an empty duration: {HINT}"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("{text:?} is not a duration: {HINT}"));
+        }
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?} is too long a duration"))?;
+        rest = &rest[digits..];
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms: u64 = match &rest[..letters] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60 * 1000,
+            "h" => 60 * 60 * 1000,
+            "d" => 24 * 60 * 60 * 1000,
+            "" => return Err(format!("{text:?} has a number without a unit: {HINT}")),
+            unit => return Err(format!("{text:?} has an unknown unit {unit:?}: {HINT}")),
+        };
+        rest = &rest[letters..];
+        let ms = number
+            .checked_mul(unit_ms)
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+        total = total
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(|| format!("{text:?} is too long a duration"))?;
+    }
+    Ok(total)
+}
+
+/// Writes a duration the way [`parse_duration`] reads it, in the largest unit
+/// that divides it exactly: 60 s is `"1m"`, 90 s is `"90s"`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Parses a size such as `"256MiB"`, `"64KiB"`, `"1GiB"`, `"512B"`, `"10MB"`
+/// (SI units are powers of 1000, IEC units powers of 1024) or a plain number
+/// of bytes. Units are case-insensitive; a space before the unit is allowed.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    const HINT: &str = "use a number of bytes or a number and a unit (B, KiB, MiB, GiB, TiB, kB, MB, GB, TB), e.g. \"8MiB\"";
+    let s = text.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return Err(format!("{text:?} is not a size: {HINT}"));
+    }
+    let number: u64 = s[..digits]
+        .parse()
+        .map_err(|_| format!("{text:?} is too large a size"))?;
+    let unit = s[digits..].trim_start();
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => KIB,
+        "mib" => MIB,
+        "gib" => GIB,
+        "tib" => TIB,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "tb" => 1000 * 1000 * 1000 * 1000,
+        _ => return Err(format!("{text:?} has an unknown unit {unit:?}: {HINT}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large a size"))
+}
+
+/// Writes a size the way [`parse_size`] reads it: in the largest IEC unit
+/// that divides it exactly (`"8MiB"`), else an exact SI unit (`"10MB"`), else
+/// in bytes (`"1000001B"`).
+pub fn format_size(bytes: u64) -> String {
+    if bytes == 0 {
+        return "0B".to_owned();
+    }
+    let units = [
+        ("TiB", TIB),
+        ("GiB", GIB),
+        ("MiB", MIB),
+        ("KiB", KIB),
+        ("TB", 1000 * 1000 * 1000 * 1000),
+        ("GB", 1000 * 1000 * 1000),
+        ("MB", 1000 * 1000),
+        ("kB", 1000),
+    ];
+    for (unit, size) in units {
+        if bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
+// ---------------------------------------------------------------------------
+// The data dir.
+// ---------------------------------------------------------------------------
+
+/// The default data dir from the process environment: `$STATE_DIRECTORY`
+/// (set by systemd; the first of several colon-separated paths), else
+/// `$XDG_STATE_HOME/tablo`, else `$HOME/.local/state/tablo`. `None` when none
+/// of these is set. For `tablo journal`, which has no config file.
+pub fn default_data_dir() -> Option<PathBuf> {
+    data_dir_from_env(&real_env)
+}
+
+/// The environment as `load` sees it; empty values count as unset.
+fn real_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// [`default_data_dir`] with the environment injected, for tests.
+fn data_dir_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let var = |name: &str| env(name).filter(|v| !v.is_empty());
+    if let Some(first) =
+        var("STATE_DIRECTORY").and_then(|v| v.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
+    {
+        return Some(first);
+    }
+    // The XDG spec says a relative $XDG_STATE_HOME is invalid and ignored.
+    if let Some(xdg) = var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
+        return Some(xdg.join("tablo"));
+    }
+    var("HOME").map(|home| PathBuf::from(home).join(".local/state/tablo"))
+}
+
+// ---------------------------------------------------------------------------
+// `--feed FORMAT=URL`.
+// ---------------------------------------------------------------------------
+
+/// Parses one `--feed FORMAT=URL`. The feed is named after its format, then
+/// `FORMAT-2`, `FORMAT-3`… when `taken` already holds that name; the chosen
+/// name is pushed onto `taken`. The URL may be empty (or the `=URL` left
+/// out) for `demo`. The error says what was wrong and the accepted formats.
+pub fn parse_feed_flag(arg: &str, taken: &mut Vec<String>) -> Result<FeedConfig, String> {
+    let (format_text, url) = match arg.split_once('=') {
+        Some((format, url)) => (format.trim(), url.trim()),
+        None => (arg.trim(), ""),
+    };
+    let format = FeedFormat::from_keyword(format_text).ok_or_else(|| {
+        format!(
+            "--feed {arg}: unknown format {format_text:?}; use --feed FORMAT=URL with FORMAT one of {}",
+            FeedFormat::list()
+        )
+    })?;
+    if format == FeedFormat::Demo {
+        if !url.is_empty() {
+            return Err(format!(
+                "--feed {arg}: the demo feed has no URL; use --feed demo"
+            ));
+        }
+    } else if url.is_empty() {
+        return Err(format!(
+            "--feed {arg}: a {format} feed needs a URL, e.g. --feed {format}=wss://host/path"
+        ));
+    } else {
+        check_ws_url(url).map_err(|why| format!("--feed {arg}: {why}"))?;
+    }
+    let name = unique_name(format.name(), taken);
+    taken.push(name.clone());
+    Ok(FeedConfig {
+        name,
+        format,
+        url: url.to_owned(),
+        symbols: Vec::new(),
+        subscribe: Vec::new(),
+        channels: default_channels(format),
+        pointers: JsonPointers::default(),
+    })
+}
+
+/// `base`, or `base-2`, `base-3`… whichever is not in `taken`.
+fn unique_name(base: &str, taken: &[String]) -> String {
+    if !taken.iter().any(|t| t == base) {
+        return base.to_owned();
+    }
+    (2..)
+        .map(|n| format!("{base}-{n}"))
+        .find(|name| !taken.contains(name))
+        .expect("an unused name exists")
+}
+
+/// Channels a feed subscribes to when the config does not say.
+fn default_channels(format: FeedFormat) -> Vec<String> {
+    match format {
+        FeedFormat::Tablo => vec!["*".to_owned()],
+        _ => Vec::new(),
+    }
+}
+
+/// The built-in demo feed.
+fn demo_feed(name: String) -> FeedConfig {
+    FeedConfig {
+        name,
+        format: FeedFormat::Demo,
+        url: String::new(),
+        symbols: Vec::new(),
+        subscribe: Vec::new(),
+        channels: Vec::new(),
+        pointers: JsonPointers::default(),
+    }
+}
+
+/// Checks that `url` is a `ws://` or `wss://` URL with a host.
+fn check_ws_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("wss://")
+        .or_else(|| lower.strip_prefix("ws://"));
+    match rest {
+        None => Err(format!(
+            "{url:?} is not a WebSocket URL: it must start with ws:// or wss://"
+        )),
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            Err(format!("{url:?} has no host"))
+        }
+        Some(_) if url.chars().any(char::is_whitespace) => Err(format!("{url:?} contains a space")),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks a downstream channel name (SPEC §4).
+fn check_channel(channel: &str) -> Result<(), String> {
+    match channel {
+        "*" | "prices" | "news" | "alerts" | "status" => Ok(()),
+        c if c.strip_prefix("prices.").is_some_and(|sym| !sym.is_empty()) => Ok(()),
+        c => Err(format!(
+            "{c:?} is not a channel: use prices, prices.SYMBOL, news, alerts, status or *"
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written: every key optional, unknown keys rejected.
+// ---------------------------------------------------------------------------
+
+/// A value wrapped with where it was written in the file.
+type At<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    data_dir: At<String>,
+    server: RawServer,
+    journal: RawJournal,
+    display: RawDisplay,
+    board: RawBoard,
+    feed: Vec<Spanned<RawFeed>>,
+    /// Planned (SPEC §2, *later*); read only to be rejected with a clear
+    /// message instead of "unknown key".
+    forward: At<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawServer {
+    listen: Option<Addr>,
+    max_clients: At<u64>,
+    max_frame_bytes: At<Size>,
+    allow_anonymous: Option<bool>,
+    tokens: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawToken {
+    token: At<String>,
+    publish: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawJournal {
+    dir: At<String>,
+    max_events: At<u64>,
+    max_bytes: At<Size>,
+    max_age: At<Dur>,
+    flush_interval_ms: At<u64>,
+    cache_bytes: At<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDisplay {
+    mode: Option<Kw<DisplayMode>>,
+    width: At<u64>,
+    height: At<u64>,
+    rotate: At<u64>,
+    fps_max: At<u64>,
+    theme: At<String>,
+    pixel_shift: Option<bool>,
+    device: At<String>,
+    png_path: At<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBoard {
+    title: Option<String>,
+    stale_after: At<Dur>,
+    page_seconds: At<Secs>,
+    columns: Option<Vec<Spanned<Kw<Column>>>>,
+    locale: At<String>,
+    digits: Option<Kw<Digits>>,
+    direction: Option<Kw<Direction>>,
+    font: At<String>,
+    rows: Vec<Spanned<RawRow>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRow {
+    symbol: At<String>,
+    label: Option<String>,
+    decimals: At<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFeed {
+    name: At<String>,
+    format: Option<Kw<FeedFormat>>,
+    url: At<String>,
+    symbols: Option<Vec<Spanned<String>>>,
+    subscribe: At<Strings>,
+    channels: At<Vec<Spanned<String>>>,
+    pointers: At<RawPointers>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPointers {
+    items: At<String>,
+    symbol: At<String>,
+    price: At<String>,
+    open: At<String>,
+    change_pct: At<String>,
+    bid: At<String>,
+    ask: At<String>,
+    volume: At<String>,
+}
+
+impl RawPointers {
+    /// Each pointer with its key name, in file order.
+    fn fields(&self) -> [(&'static str, &At<String>); 8] {
+        [
+            ("items", &self.items),
+            ("symbol", &self.symbol),
+            ("price", &self.price),
+            ("open", &self.open),
+            ("change_pct", &self.change_pct),
+            ("bid", &self.bid),
+            ("ask", &self.ask),
+            ("volume", &self.volume),
+        ]
+    }
+}
+
+/// A keyword value; a wrong word is reported with the accepted ones.
+#[derive(Debug, Clone, Copy)]
+struct Kw<T>(T);
+
+impl<'de, T: Keyword> Deserialize<'de> for Kw<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<T: Keyword> Visitor<'_> for V<T> {
+            type Value = Kw<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "one of {}", T::list())
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Kw<T>, E> {
+                T::from_keyword(s)
+                    .map(Kw)
+                    .ok_or_else(|| E::custom(format!("{s:?} is not one of {}", T::list())))
+            }
+        }
+        d.deserialize_str(V(PhantomData))
+    }
+}
+
+/// A duration string, parsed by [`parse_duration`].
+#[derive(Debug, Clone, Copy)]
+struct Dur(Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration in quotes such as \"30s\", \"5m\" or \"7d\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                parse_duration(s).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A duration string, or a whole number of seconds (for `page_seconds`,
+/// whose name invites one).
+#[derive(Debug, Clone, Copy)]
+struct Secs(Duration);
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Secs;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds or a duration such as \"10s\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Secs, E> {
+                parse_duration(s).map(Secs).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Secs, E> {
+                u64::try_from(n)
+                    .map(|n| Secs(Duration::from_secs(n)))
+                    .map_err(|_| {
+                        E::custom(format!(
+                            "{n} is negative; use a number of seconds such as 10"
+                        ))
+                    })
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Secs, E> {
+                Ok(Secs(Duration::from_secs(n)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A size string parsed by [`parse_size`], or a whole number of bytes.
+#[derive(Debug, Clone, Copy)]
+struct Size(u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size such as \"8MiB\" or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
+                parse_size(s).map(Size).map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
+                u64::try_from(n)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("{n} is negative; use a size such as \"8MiB\"")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
+                Ok(Size(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A socket address such as `127.0.0.1:7070` or `[::]:7070`.
+#[derive(Debug, Clone, Copy)]
+struct Addr(SocketAddr);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Addr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address in quotes such as \"127.0.0.1:7070\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Addr, E> {
+                s.parse().map(Addr).map_err(|_| {
+                    E::custom(format!(
+                        "{s:?} is not an address like 127.0.0.1:7070 or [::]:7070 (an IP address and a port)"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A string or an array of strings (`subscribe`).
+#[derive(Debug, Clone, Default)]
+struct Strings(Vec<String>);
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Strings;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Strings, E> {
+                Ok(Strings(vec![s.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+                let mut all = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    all.push(s);
+                }
+                Ok(Strings(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reporting problems in the file.
+// ---------------------------------------------------------------------------
+
+/// The config file being resolved: where errors point.
+struct Source<'a> {
+    /// `None` when there is no file (defaults and overrides only).
+    file: Option<&'a Path>,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at `span`, naming the file and the line.
+    fn at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.map(Path::to_path_buf),
+            line: self.file.map(|_| line_of(self.text, span.start)),
+            message: message.into(),
+        }
+    }
+
+    /// Turns toml's error into one that names the line, the key and the fix.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        if let Some(shape) = self.shape_error() {
+            return shape;
+        }
+        let span = e.span().unwrap_or(0..0);
+        let path = key_path(e);
+        let msg = e.message();
+        let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
+            let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
+            let expected: Vec<&str> = backticked(expected)
+                .into_iter()
+                .filter(|k| *k != "forward")
+                .collect();
+            let place = match path.as_deref() {
+                None | Some("") => "at the top level".to_owned(),
+                Some(p) => format!("in {}", place(p)),
+            };
+            match expected.as_slice() {
+                [] => format!("unknown key `{name}` {place}"),
+                [one] => format!("unknown key `{name}` {place}; expected {one}"),
+                many => format!(
+                    "unknown key `{name}` {place}; expected one of {}",
+                    many.join(", ")
+                ),
+            }
+        } else if msg == "duplicate key" {
+            let key = self.text.get(span.clone()).unwrap_or("?");
+            format!("duplicate key `{key}`: a key may be set only once in a table")
+        } else if let Some(rest) = msg
+            .strip_prefix("invalid type: ")
+            .or_else(|| msg.strip_prefix("invalid value: "))
+        {
+            let (found, expected) = rest
+                .rsplit_once(", expected ")
+                .unwrap_or((rest, "something else"));
+            let found = if found == "map" { "a table" } else { found };
+            let what = path.as_deref().map_or_else(|| "value".to_owned(), place);
+            format!(
+                "{what}: expected {}, found {found}",
+                friendly_expected(expected)
+            )
+        } else if let Some(p) = path.as_deref() {
+            format!("{}: {msg}", place(p))
+        } else {
+            let column = column_of(self.text, span.start);
+            format!("invalid TOML at column {column}: {msg}")
+        };
+        self.at(span, message)
+    }
+}
+
+impl Source<'_> {
+    /// A section written as the wrong kind of table (`[[server]]`, `[feed]`),
+    /// which serde would report confusingly (it reads a struct from an array
+    /// field by field). Only called once parsing has failed.
+    fn shape_error(&self) -> Option<ConfigError> {
+        let doc = toml::de::DeTable::parse(self.text).ok()?;
+        for (key, value) in doc.get_ref().iter() {
+            let name: &str = key.get_ref();
+            let value = value.get_ref();
+            match name {
+                "server" | "journal" | "display" | "board" if !value.is_table() => {
+                    return Some(self.at(
+                        key.span(),
+                        match value.is_array() {
+                            true => format!("[{name}] must be a table: write [{name}] on a line of its own, not [[{name}]]"),
+                            false => format!("[{name}] must be a table: write [{name}] on a line of its own, then its keys, not {name} = <{}>", value.type_str()),
+                        },
+                    ));
+                }
+                "feed" if !value.is_array() => {
+                    return Some(self.at(
+                        key.span(),
+                        "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+                    ));
+                }
+                "board" => {
+                    let rows = value
+                        .as_table()
+                        .and_then(|board| board.iter().find(|(k, _)| k.get_ref() == "rows"));
+                    if let Some((key, _)) = rows.filter(|(_, rows)| !rows.get_ref().is_array()) {
+                        return Some(self.at(
+                            key.span(),
+                            "[[board.rows]] is a list of tables: start each row with [[board.rows]], not [board.rows]",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// The dotted key path toml attached to a deserialization error, if any.
+///
+/// toml keeps the path private and prints it (`in `server.listen``) only when
+/// the error has no input to quote, so print it that way and read it back.
+fn key_path(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    shown.lines().rev().find_map(|line| {
+        line.strip_prefix("in `")?
+            .strip_suffix('`')
+            .map(str::to_owned)
+    })
+}
+
+/// Every `name` in backticks in `text`.
+fn backticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// How an error names a dotted key path: `[server] listen`, `[[feed]]
+/// pointers`, `[feed.pointers] price`, `data_dir`.
+fn place(path: &str) -> String {
+    const TABLES: [(&str, &str); 7] = [
+        ("board.rows", "[[board.rows]]"),
+        ("feed.pointers", "[feed.pointers]"),
+        ("server", "[server]"),
+        ("journal", "[journal]"),
+        ("display", "[display]"),
+        ("board", "[board]"),
+        ("feed", "[[feed]]"),
+    ];
+    for (table, shown) in TABLES {
+        if path == table {
+            return shown.to_owned();
+        }
+        if let Some(key) = path
+            .strip_prefix(table)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            return format!("{shown} {key}");
+        }
+    }
+    path.to_owned()
+}
+
+/// serde's name for an expected type, in words a user knows.
+fn friendly_expected(expected: &str) -> String {
+    match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => "a whole number, 0 or more".to_owned(),
+        "isize" | "i64" | "i32" | "i16" | "i8" => "a whole number".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        "a string" => "a string in quotes".to_owned(),
+        "a sequence" => "an array such as [\"a\", \"b\"]".to_owned(),
+        e if e.starts_with("struct ") => "a table".to_owned(),
+        e => e.to_owned(),
+    }
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    text.as_bytes()[..at]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// 1-based column (in characters) of byte offset `at` in `text`.
+fn column_of(text: &str, at: usize) -> usize {
+    let at = at.min(text.len());
+    let start = text.as_bytes()[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |nl| nl + 1);
+    String::from_utf8_lossy(&text.as_bytes()[start..at])
+        .chars()
+        .count()
+        + 1
+}
+
+// ---------------------------------------------------------------------------
+// Loading and resolving.
+// ---------------------------------------------------------------------------
+
+impl Config {
+    /// Loads the settings: built-in defaults, then the TOML `file` (if
+    /// given), then the command-line `overrides`. Reads the file and the
+    /// environment (for the data dir default) and nothing else.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Config::load_with_notes(file, overrides).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], and also returns notes for the log about
+    /// choices made for the user, such as [`DEMO_FALLBACK_NOTE`] when no feed
+    /// is configured and the built-in demo feed is used.
+    pub fn load_with_notes(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        load_from(file, overrides, &real_env)
+    }
+
+    /// The built-in defaults with `data_dir` (and the demo feed): what
+    /// `Config::load(None, ..)` gives with `--data-dir`. Handy in tests.
+    pub fn defaults_in(data_dir: impl Into<PathBuf>) -> Config {
+        let overrides = Overrides {
+            data_dir: Some(data_dir.into()),
+            ..Overrides::default()
+        };
+        let (config, _) =
+            load_from(None, &overrides, &|_| None).expect("the built-in defaults are valid");
+        config
+    }
+
+    /// The resolved settings as TOML in the config file's layout, for
+    /// `tablo check`. Durations and sizes are written as strings (`"1m"`,
+    /// `"8MiB"`), paths as resolved, and tokens as `"***"`: loading the
+    /// output again gives the same settings, except for the tokens.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        match &self.file {
+            Some(file) => out.push_str(&format!(
+                "# Resolved settings: built-in defaults, then {}, then the command line.\n",
+                file.display()
+            )),
+            None => out.push_str(
+                "# Resolved settings: built-in defaults and the command line (no config file).\n",
+            ),
+        }
+        key(&mut out, "data_dir", q_path(&self.data_dir));
+
+        let s = &self.server;
+        out.push_str("\n[server]\n");
+        key(&mut out, "listen", q(&s.listen.to_string()));
+        key(&mut out, "max_clients", s.max_clients.to_string());
+        key(
+            &mut out,
+            "max_frame_bytes",
+            q(&format_size(s.max_frame_bytes as u64)),
+        );
+        key(&mut out, "allow_anonymous", s.allow_anonymous.to_string());
+        if !s.tokens.is_empty() {
+            let tokens: Vec<String> = s
+                .tokens
+                .iter()
+                .map(|t| format!("{{ token = \"***\", publish = {} }}", t.publish))
+                .collect();
+            key(&mut out, "tokens", format!("[{}]", tokens.join(", ")));
+        }
+
+        let j = &self.journal;
+        out.push_str("\n[journal]\n");
+        key(&mut out, "dir", q_path(&j.dir));
+        match j.max_events {
+            Some(n) => key(&mut out, "max_events", n.to_string()),
+            None => out.push_str("# max_events: no limit\n"),
+        }
+        match j.max_bytes {
+            Some(n) => key(&mut out, "max_bytes", q(&format_size(n))),
+            None => out.push_str("# max_bytes: no limit\n"),
+        }
+        match j.max_age {
+            Some(d) => key(&mut out, "max_age", q(&format_duration(d))),
+            None => out.push_str("# max_age: no limit\n"),
+        }
+        key(
+            &mut out,
+            "flush_interval_ms",
+            j.flush_interval_ms.to_string(),
+        );
+        key(&mut out, "cache_bytes", q(&format_size(j.cache_bytes)));
+
+        let d = &self.display;
+        out.push_str("\n[display]\n");
+        key(&mut out, "mode", q(d.mode.name()));
+        match d.width {
+            Some(w) => key(&mut out, "width", w.to_string()),
+            None => out.push_str("# width: from the screen or the backend\n"),
+        }
+        match d.height {
+            Some(h) => key(&mut out, "height", h.to_string()),
+            None => out.push_str("# height: from the screen or the backend\n"),
+        }
+        key(&mut out, "rotate", d.rotate.to_string());
+        key(&mut out, "fps_max", d.fps_max.to_string());
+        key(&mut out, "theme", q(&d.theme));
+        key(&mut out, "pixel_shift", d.pixel_shift.to_string());
+        key(&mut out, "device", q_path(&d.device));
+        key(&mut out, "png_path", q_path(&d.png_path));
+
+        let b = &self.board;
+        out.push_str("\n[board]\n");
+        key(&mut out, "title", q(&b.title));
+        key(&mut out, "stale_after", q(&format_duration(b.stale_after)));
+        key(
+            &mut out,
+            "page_seconds",
+            q(&format_duration(b.page_seconds)),
+        );
+        key(
+            &mut out,
+            "columns",
+            q_array(b.columns.iter().map(|c| c.keyword())),
+        );
+        key(&mut out, "locale", q(&b.locale));
+        key(&mut out, "digits", q(b.digits.keyword()));
+        key(&mut out, "direction", q(b.direction.keyword()));
+        match &b.font {
+            Some(font) => key(&mut out, "font", q_path(font)),
+            None => out.push_str("# font: the bundled font\n"),
+        }
+        for row in &b.rows {
+            out.push_str("\n[[board.rows]]\n");
+            key(&mut out, "symbol", q(&row.symbol));
+            if let Some(label) = &row.label {
+                key(&mut out, "label", q(label));
+            }
+            if let Some(decimals) = row.decimals {
+                key(&mut out, "decimals", decimals.to_string());
+            }
+        }
+
+        for feed in &self.feeds {
+            out.push_str("\n[[feed]]\n");
+            key(&mut out, "name", q(&feed.name));
+            key(&mut out, "format", q(feed.format.name()));
+            if !feed.url.is_empty() {
+                key(&mut out, "url", q(&feed.url));
+            }
+            if !feed.symbols.is_empty() {
+                key(
+                    &mut out,
+                    "symbols",
+                    q_array(feed.symbols.iter().map(String::as_str)),
+                );
+            }
+            if !feed.subscribe.is_empty() {
+                key(
+                    &mut out,
+                    "subscribe",
+                    q_array(feed.subscribe.iter().map(String::as_str)),
+                );
+            }
+            if !feed.channels.is_empty() {
+                key(
+                    &mut out,
+                    "channels",
+                    q_array(feed.channels.iter().map(String::as_str)),
+                );
+            }
+            if feed.pointers != JsonPointers::default() {
+                out.push_str("\n[feed.pointers]\n");
+                let p = &feed.pointers;
+                let fields = [
+                    ("items", &p.items),
+                    ("symbol", &p.symbol),
+                    ("price", &p.price),
+                    ("open", &p.open),
+                    ("change_pct", &p.change_pct),
+                    ("bid", &p.bid),
+                    ("ask", &p.ask),
+                    ("volume", &p.volume),
+                ];
+                for (name, value) in fields {
+                    if let Some(value) = value {
+                        key(&mut out, name, q(value));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Appends `name = value`.
+fn key(out: &mut String, name: &str, value: String) {
+    out.push_str(name);
+    out.push_str(" = ");
+    out.push_str(&value);
+    out.push('\n');
+}
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A path as a TOML string (lossy for paths that are not UTF-8, which a TOML
+/// file could not have named anyway).
+fn q_path(p: &Path) -> String {
+    q(&p.to_string_lossy())
+}
+
+/// A TOML array of strings.
+fn q_array<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    format!("[{}]", items.map(q).collect::<Vec<_>>().join(", "))
+}
+
+/// Reads `file` (if any) and resolves it with `overrides` and `env`.
+fn load_from(
+    file: Option<&Path>,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let Some(path) = file else {
+        return resolve(
+            RawConfig::default(),
+            &Source {
+                file: None,
+                text: "",
+            },
+            overrides,
+            env,
+        );
+    };
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Unreadable {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        ConfigError::Invalid {
+            file: Some(path.to_path_buf()),
+            line: Some(line),
+            message: "the file is not UTF-8 text (a TOML file must be UTF-8)".to_owned(),
+        }
+    })?;
+    load_text(path, &text, overrides, env)
+}
+
+/// Parses and resolves the text of the config file at `path`.
+fn load_text(
+    path: &Path,
+    text: &str,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    let src = Source {
+        file: Some(path),
+        text,
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    resolve(raw, &src, overrides, env)
+}
+
+/// Defaults ← file ← overrides, with every value checked.
+fn resolve(
+    raw: RawConfig,
+    src: &Source<'_>,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    if let Some(forward) = &raw.forward {
+        return Err(src.at(
+            forward.span(),
+            "[[forward]] is not supported yet: remove it (forwarding local publishes upstream is planned)",
+        ));
+    }
+    let mut notes = Vec::new();
+    let paths = Paths {
+        src,
+        base: src.file.and_then(Path::parent).unwrap_or(Path::new("")),
+        env,
+    };
+
+    let data_dir = match (&overrides.data_dir, &raw.data_dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => paths.resolve(dir, "data_dir")?,
+        (None, None) => data_dir_from_env(env).ok_or_else(|| {
+            ConfigError::plain(
+                "cannot choose a data directory: $STATE_DIRECTORY, $XDG_STATE_HOME and $HOME are all unset; \
+                 pass --data-dir DIR or set data_dir in the config file",
+            )
+        })?,
+    };
+
+    let server = resolve_server(raw.server, src, overrides, &mut notes)?;
+    let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
+    let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
+    let board = resolve_board(raw.board, src, &paths)?;
+
+    let file_feeds = resolve_feeds(raw.feed, src)?;
+    let mut feeds = if overrides.feeds.is_empty() {
+        file_feeds
+    } else {
+        if let (Some(file), false) = (src.file, file_feeds.is_empty()) {
+            notes.push(format!(
+                "--feed replaces the {} [[feed]] table(s) of {}",
+                file_feeds.len(),
+                file.display()
+            ));
+        }
+        check_flag_feeds(&overrides.feeds)?;
+        overrides.feeds.clone()
+    };
+    if overrides.demo && !feeds.iter().any(|f| f.format == FeedFormat::Demo) {
+        let taken: Vec<String> = feeds.iter().map(|f| f.name.clone()).collect();
+        feeds.push(demo_feed(unique_name(DEMO_FEED_NAME, &taken)));
+    }
+    if feeds.is_empty() {
+        feeds.push(demo_feed(DEMO_FEED_NAME.to_owned()));
+        notes.push(DEMO_FALLBACK_NOTE.to_owned());
+    }
+
+    let config = Config {
+        file: src.file.map(Path::to_path_buf),
+        data_dir,
+        server,
+        journal,
+        display,
+        board,
+        feeds,
+    };
+    Ok((config, notes))
+}
+
+/// Resolves paths written in the file.
+struct Paths<'a> {
+    src: &'a Source<'a>,
+    /// The config file's directory: relative paths are taken from there.
+    base: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Paths<'_> {
+    fn resolve(&self, value: &Spanned<String>, what: &str) -> Result<PathBuf, ConfigError> {
+        let text = value.get_ref().as_str();
+        if text.is_empty() {
+            return Err(self.src.at(
+                value.span(),
+                format!("{what}: an empty path; give a path or leave the key out"),
+            ));
+        }
+        let home_relative = if text == "~" {
+            Some("")
+        } else {
+            text.strip_prefix("~/")
+        };
+        if let Some(rest) = home_relative {
+            let home = (self.env)("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| {
+                    self.src.at(
+                        value.span(),
+                        format!(
+                            "{what}: cannot expand ~ because $HOME is not set; write the full path"
+                        ),
+                    )
+                })?;
+            return Ok(PathBuf::from(home).join(rest));
+        }
+        let path = PathBuf::from(text);
+        Ok(if path.is_absolute() {
+            path
+        } else {
+            self.base.join(path)
+        })
+    }
+}
+
+/// Checks that `value` lies in `lo..=hi`.
+fn in_range(
+    src: &Source<'_>,
+    value: &Spanned<u64>,
+    what: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<u64, ConfigError> {
+    let n = *value.get_ref();
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(src.at(
+            value.span(),
+            format!("{what}: {n} is out of range; use {lo} to {hi}"),
+        ))
+    }
+}
+
+/// Checks that `value` is not zero; `hint` says what to do instead.
+fn nonzero_u64(
+    src: &Source<'_>,
+    value: &Spanned<u64>,
+    what: &str,
+    hint: &str,
+) -> Result<u64, ConfigError> {
+    match *value.get_ref() {
+        0 => Err(src.at(value.span(), format!("{what}: must not be 0; {hint}"))),
+        n => Ok(n),
+    }
+}
+
+/// Checks that a string is not empty.
+fn nonempty(src: &Source<'_>, value: Spanned<String>, what: &str) -> Result<String, ConfigError> {
+    if value.get_ref().trim().is_empty() {
+        Err(src.at(value.span(), format!("{what}: must not be empty")))
+    } else {
+        Ok(value.into_inner())
+    }
+}
+
+fn resolve_server(
+    raw: RawServer,
+    src: &Source<'_>,
+    overrides: &Overrides,
+    notes: &mut Vec<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let listen = overrides
+        .listen
+        .or(raw.listen.map(|a| a.0))
+        .unwrap_or(DEFAULT_LISTEN);
+    let max_clients = match &raw.max_clients {
+        Some(v) => in_range(src, v, "[server] max_clients", 1, u32::MAX.into())? as usize,
+        None => DEFAULT_MAX_CLIENTS,
+    };
+    let max_frame_bytes = match raw.max_frame_bytes {
+        Some(v) => {
+            let n = v.get_ref().0;
+            if !(MIN_FRAME_BYTES as u64..=MAX_FRAME_BYTES as u64).contains(&n) {
+                return Err(src.at(
+                    v.span(),
+                    format!(
+                        "[server] max_frame_bytes: {} is out of range; use {} to {}",
+                        format_size(n),
+                        format_size(MIN_FRAME_BYTES as u64),
+                        format_size(MAX_FRAME_BYTES as u64)
+                    ),
+                ));
+            }
+            n as usize
+        }
+        None => DEFAULT_MAX_FRAME_BYTES,
+    };
+    let allow_anonymous = raw.allow_anonymous.unwrap_or(true);
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    for entry in raw.tokens {
+        let span = entry.span();
+        let entry = entry.into_inner();
+        let Some(token) = entry.token else {
+            return Err(src.at(
+                span,
+                "[server] tokens: an entry has no token; write { token = \"a long secret\", publish = true }",
+            ));
+        };
+        let (token_span, token) = (token.span(), token.into_inner());
+        if token.is_empty() {
+            return Err(src.at(token_span, "[server] tokens: a token must not be empty"));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(src.at(
+                token_span,
+                "[server] tokens: a token must not contain spaces or control characters",
+            ));
+        }
+        if tokens.iter().any(|t| t.token == token) {
+            return Err(src.at(
+                token_span,
+                "[server] tokens: this token is listed twice; each token must be unique",
+            ));
+        }
+        tokens.push(TokenConfig {
+            token,
+            publish: entry.publish.unwrap_or(false),
+        });
+    }
+    if !allow_anonymous && tokens.is_empty() {
+        notes.push(
+            "[server] allow_anonymous = false and no tokens are configured: no client can connect"
+                .to_owned(),
+        );
+    }
+    Ok(ServerConfig {
+        listen,
+        max_clients,
+        max_frame_bytes,
+        allow_anonymous,
+        tokens,
+    })
+}
+
+fn resolve_journal(
+    raw: RawJournal,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+    data_dir: &Path,
+) -> Result<JournalConfig, ConfigError> {
+    let dir = match &raw.dir {
+        Some(dir) => paths.resolve(dir, "[journal] dir")?,
+        None => data_dir.join("journal"),
+    };
+    let max_events = match &raw.max_events {
+        Some(v) => Some(nonzero_u64(
+            src,
+            v,
+            "[journal] max_events",
+            "leave it out for no limit",
+        )?),
+        None => None,
+    };
+    let max_bytes = match &raw.max_bytes {
+        Some(v) if v.get_ref().0 == 0 => {
+            return Err(src.at(
+                v.span(),
+                "[journal] max_bytes: must not be 0; leave it out for no limit",
+            ));
+        }
+        Some(v) => Some(v.get_ref().0),
+        None => None,
+    };
+    let max_age = match &raw.max_age {
+        Some(v) if v.get_ref().0.is_zero() => {
+            return Err(src.at(
+                v.span(),
+                "[journal] max_age: must not be 0; leave it out for no limit",
+            ));
+        }
+        Some(v) => Some(v.get_ref().0),
+        None => None,
+    };
+    let flush_interval_ms = match &raw.flush_interval_ms {
+        Some(v) => in_range(
+            src,
+            v,
+            "[journal] flush_interval_ms",
+            1,
+            MAX_FLUSH_INTERVAL_MS,
+        )?,
+        None => DEFAULT_FLUSH_INTERVAL_MS,
+    };
+    let cache_bytes = match &raw.cache_bytes {
+        Some(v) if v.get_ref().0 < MIN_CACHE_BYTES => {
+            return Err(src.at(
+                v.span(),
+                format!(
+                    "[journal] cache_bytes: {} is too small; use at least {}",
+                    format_size(v.get_ref().0),
+                    format_size(MIN_CACHE_BYTES)
+                ),
+            ));
+        }
+        Some(v) => v.get_ref().0,
+        None => DEFAULT_CACHE_BYTES,
+    };
+    Ok(JournalConfig {
+        dir,
+        max_events,
+        max_bytes,
+        max_age,
+        flush_interval_ms,
+        cache_bytes,
+    })
+}
+
+fn resolve_display(
+    raw: RawDisplay,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+    overrides: &Overrides,
+    data_dir: &Path,
+) -> Result<DisplayConfig, ConfigError> {
+    let side = |v: &At<u64>, what: &str| -> Result<Option<u32>, ConfigError> {
+        v.as_ref()
+            .map(|v| in_range(src, v, what, MIN_SIDE.into(), MAX_SIDE.into()).map(|n| n as u32))
+            .transpose()
+    };
+    let rotate = match &raw.rotate {
+        Some(v) => match *v.get_ref() {
+            r @ (0 | 90 | 180 | 270) => r as u16,
+            r => {
+                return Err(src.at(
+                    v.span(),
+                    format!("[display] rotate: {r} is not one of 0, 90, 180, 270"),
+                ));
+            }
+        },
+        None => 0,
+    };
+    let fps_max = match &raw.fps_max {
+        Some(v) => in_range(src, v, "[display] fps_max", 1, MAX_FPS.into())? as u32,
+        None => DEFAULT_FPS_MAX,
+    };
+    Ok(DisplayConfig {
+        mode: overrides
+            .display
+            .or(raw.mode.map(|m| m.0))
+            .unwrap_or(DisplayMode::Auto),
+        width: side(&raw.width, "[display] width")?,
+        height: side(&raw.height, "[display] height")?,
+        rotate,
+        fps_max,
+        theme: match raw.theme {
+            Some(theme) => nonempty(src, theme, "[display] theme")?,
+            None => DEFAULT_THEME.to_owned(),
+        },
+        pixel_shift: raw.pixel_shift.unwrap_or(false),
+        device: match &raw.device {
+            Some(device) => paths.resolve(device, "[display] device")?,
+            None => PathBuf::from(DEFAULT_FB_DEVICE),
+        },
+        png_path: match &raw.png_path {
+            Some(png) => paths.resolve(png, "[display] png_path")?,
+            None => data_dir.join("board.png"),
+        },
+    })
+}
+
+fn resolve_board(
+    raw: RawBoard,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+) -> Result<BoardConfig, ConfigError> {
+    let positive = |v: Option<(Range<usize>, Duration)>, what: &str, default: Duration| match v {
+        Some((span, d)) if d.is_zero() => {
+            Err(src.at(span, format!("{what}: must be longer than 0s")))
+        }
+        Some((_, d)) => Ok(d),
+        None => Ok(default),
+    };
+    let stale_after = positive(
+        raw.stale_after.map(|v| (v.span(), v.get_ref().0)),
+        "[board] stale_after",
+        DEFAULT_STALE_AFTER,
+    )?;
+    let page_seconds = positive(
+        raw.page_seconds.map(|v| (v.span(), v.get_ref().0)),
+        "[board] page_seconds",
+        DEFAULT_PAGE_SECONDS,
+    )?;
+    let columns = match raw.columns {
+        Some(list) => {
+            let mut columns: Vec<Column> = Vec::new();
+            for column in list {
+                let c = column.get_ref().0;
+                if columns.contains(&c) {
+                    return Err(src.at(
+                        column.span(),
+                        format!("[board] columns: {:?} is listed twice", c.keyword()),
+                    ));
+                }
+                columns.push(c);
+            }
+            columns
+        }
+        None => DEFAULT_COLUMNS.to_vec(),
+    };
+    let locale = match raw.locale {
+        Some(locale) => {
+            let text = locale.get_ref();
+            if text.is_empty()
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(src.at(
+                    locale.span(),
+                    format!("[board] locale: {text:?} is not a locale name such as \"en\", \"fa\" or \"tr-TR\""),
+                ));
+            }
+            locale.into_inner()
+        }
+        None => DEFAULT_LOCALE.to_owned(),
+    };
+    let font = raw
+        .font
+        .as_ref()
+        .map(|font| paths.resolve(font, "[board] font"))
+        .transpose()?;
+    let mut rows: Vec<RowConfig> = Vec::new();
+    for row in raw.rows {
+        let span = row.span();
+        let row = row.into_inner();
+        let Some(symbol) = row.symbol else {
+            return Err(src.at(
+                span,
+                "[[board.rows]]: symbol is missing; write symbol = \"BTCUSDT\"",
+            ));
+        };
+        let symbol_span = symbol.span();
+        let symbol = nonempty(src, symbol, "[[board.rows]] symbol")?;
+        if rows.iter().any(|r| r.symbol == symbol) {
+            return Err(src.at(
+                symbol_span,
+                format!("[[board.rows]] symbol: {symbol:?} already has a row"),
+            ));
+        }
+        let decimals = row
+            .decimals
+            .as_ref()
+            .map(|d| {
+                in_range(src, d, "[[board.rows]] decimals", 0, MAX_DECIMALS.into()).map(|d| d as u8)
+            })
+            .transpose()?;
+        rows.push(RowConfig {
+            symbol,
+            label: row.label,
+            decimals,
+        });
+    }
+    Ok(BoardConfig {
+        title: raw.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
+        stale_after,
+        page_seconds,
+        columns,
+        locale,
+        digits: raw.digits.map_or(Digits::Latin, |d| d.0),
+        direction: raw.direction.map_or(Direction::Auto, |d| d.0),
+        font,
+        rows,
+    })
+}
+
+/// The file's `[[feed]]` tables, named and checked.
+fn resolve_feeds(
+    raw: Vec<Spanned<RawFeed>>,
+    src: &Source<'_>,
+) -> Result<Vec<FeedConfig>, ConfigError> {
+    // Explicit names first, so that an unnamed feed never takes a name that a
+    // later feed gives itself.
+    let mut taken: Vec<String> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
+    for feed in &raw {
+        let Some(name) = &feed.get_ref().name else {
+            continue;
+        };
+        let text = name.get_ref();
+        if text.trim().is_empty() || text.chars().any(char::is_control) {
+            return Err(src.at(name.span(), format!("[[feed]] name: {text:?} is not a usable name; leave name out to use the format's name")));
+        }
+        if let Some(i) = taken.iter().position(|t| t == text) {
+            return Err(src.at(
+                name.span(),
+                format!("[[feed]] name: {text:?} is already the name of the feed at line {}; feed names must be unique", lines[i]),
+            ));
+        }
+        taken.push(text.clone());
+        lines.push(line_of(src.text, name.span().start));
+    }
+    let mut feeds = Vec::new();
+    for feed in raw {
+        let span = feed.span();
+        let raw = feed.into_inner();
+        let Some(format) = raw.format.map(|f| f.0) else {
+            return Err(src.at(
+                span,
+                format!(
+                    "[[feed]]: format is missing; set format to one of {}",
+                    FeedFormat::list()
+                ),
+            ));
+        };
+        let name = match raw.name {
+            Some(name) => name.into_inner(),
+            None => {
+                let name = unique_name(format.name(), &taken);
+                taken.push(name.clone());
+                name
+            }
+        };
+        feeds.push(resolve_feed(
+            name,
+            format,
+            span,
+            raw.url,
+            raw.symbols,
+            raw.subscribe,
+            raw.channels,
+            raw.pointers,
+            src,
+        )?);
+    }
+    Ok(feeds)
+}
+
+/// One `[[feed]]` table, checked for its format.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the fields of one RawFeed, taken apart"
+)]
+fn resolve_feed(
+    name: String,
+    format: FeedFormat,
+    span: Range<usize>,
+    url: At<String>,
+    symbols: Option<Vec<Spanned<String>>>,
+    subscribe: At<Strings>,
+    channels: At<Vec<Spanned<String>>>,
+    pointers: At<RawPointers>,
+    src: &Source<'_>,
+) -> Result<FeedConfig, ConfigError> {
+    let url = match (format, url) {
+        (FeedFormat::Demo, Some(url)) if !url.get_ref().is_empty() => {
+            return Err(src.at(
+                url.span(),
+                "[[feed]] url: the demo feed has no URL; remove url",
+            ));
+        }
+        (FeedFormat::Demo, _) => String::new(),
+        (_, None) => {
+            return Err(src.at(
+                span,
+                format!("[[feed]]: a {format} feed needs url = \"wss://…\""),
+            ));
+        }
+        (_, Some(url)) => {
+            check_ws_url(url.get_ref())
+                .map_err(|why| src.at(url.span(), format!("[[feed]] url: {why}")))?;
+            url.into_inner()
+        }
+    };
+    let mut symbol_list = Vec::new();
+    for symbol in symbols.unwrap_or_default() {
+        symbol_list.push(nonempty(src, symbol, "[[feed]] symbols")?);
+    }
+    let subscribe = match subscribe {
+        Some(frames) if frames.get_ref().0.iter().any(String::is_empty) => {
+            return Err(src.at(
+                frames.span(),
+                "[[feed]] subscribe: a subscribe message must not be empty",
+            ));
+        }
+        Some(frames) => frames.into_inner().0,
+        None => Vec::new(),
+    };
+    let channels = match channels {
+        Some(list) if format != FeedFormat::Tablo => {
+            return Err(src.at(
+                list.span(),
+                "[[feed]] channels: only a format = \"tablo\" feed has channels",
+            ));
+        }
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(src.at(
+                list.span(),
+                "[[feed]] channels: empty; list channels or leave it out for [\"*\"]",
+            ));
+        }
+        Some(list) => {
+            let mut channels = Vec::new();
+            for channel in list.into_inner() {
+                check_channel(channel.get_ref())
+                    .map_err(|why| src.at(channel.span(), format!("[[feed]] channels: {why}")))?;
+                channels.push(channel.into_inner());
+            }
+            channels
+        }
+        None => default_channels(format),
+    };
+    let pointers = match pointers {
+        Some(p) if format != FeedFormat::Json => {
+            return Err(src.at(
+                p.span(),
+                "[feed.pointers]: only a format = \"json\" feed uses pointers",
+            ));
+        }
+        Some(p) => {
+            for (key, value) in p.get_ref().fields() {
+                if let Some(value) = value {
+                    check_pointer(value.get_ref()).map_err(|why| {
+                        src.at(value.span(), format!("[feed.pointers] {key}: {why}"))
+                    })?;
+                }
+            }
+            let (p_span, p) = (p.span(), p.into_inner());
+            let text = |v: At<String>| v.map(Spanned::into_inner);
+            let pointers = JsonPointers {
+                items: text(p.items),
+                symbol: text(p.symbol),
+                price: text(p.price),
+                open: text(p.open),
+                change_pct: text(p.change_pct),
+                bid: text(p.bid),
+                ask: text(p.ask),
+                volume: text(p.volume),
+            };
+            check_json_feed(&pointers, &symbol_list).map_err(|why| src.at(p_span, why))?;
+            pointers
+        }
+        None if format == FeedFormat::Json => {
+            let pointers = JsonPointers::default();
+            check_json_feed(&pointers, &symbol_list).map_err(|why| src.at(span.clone(), why))?;
+            pointers
+        }
+        None => JsonPointers::default(),
+    };
+    if format == FeedFormat::Coinbase && symbol_list.is_empty() && subscribe.is_empty() {
+        return Err(src.at(
+            span,
+            "[[feed]]: a coinbase feed needs symbols such as [\"BTC-USD\"] (or its own subscribe message)",
+        ));
+    }
+    Ok(FeedConfig {
+        name,
+        format,
+        url,
+        symbols: symbol_list,
+        subscribe,
+        channels,
+        pointers,
+    })
+}
+
+/// Checks an RFC 6901 JSON pointer: empty, or `/` then tokens in which `~`
+/// is only ever `~0` or `~1`.
+fn check_pointer(pointer: &str) -> Result<(), String> {
+    if !pointer.is_empty() && !pointer.starts_with('/') {
+        return Err(format!(
+            "{pointer:?} is not a JSON pointer: it must start with / (e.g. \"/data/price\"), or be \"\" for the whole record"
+        ));
+    }
+    let mut chars = pointer.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!(
+                "{pointer:?}: in a JSON pointer ~ must be written ~0 and / inside a name ~1"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What a json feed needs: a price and a way to tell the symbol.
+fn check_json_feed(pointers: &JsonPointers, symbols: &[String]) -> Result<(), String> {
+    if pointers.price.is_none() {
+        return Err(
+            "[feed.pointers] price is missing: a json feed needs price = \"/path/to/price\""
+                .to_owned(),
+        );
+    }
+    if pointers.symbol.is_none() && symbols.len() != 1 {
+        return Err(
+            "[feed.pointers] symbol is missing: a json feed needs symbol = \"/path/to/symbol\", or exactly one entry in symbols"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks feeds from `--feed`, which may come from [`parse_feed_flag`] or be
+/// built by hand.
+fn check_flag_feeds(feeds: &[FeedConfig]) -> Result<(), ConfigError> {
+    for (i, feed) in feeds.iter().enumerate() {
+        if feeds[..i].iter().any(|f| f.name == feed.name) {
+            return Err(ConfigError::plain(format!(
+                "--feed: two feeds are named {:?}",
+                feed.name
+            )));
+        }
+        match feed.format {
+            FeedFormat::Demo => {}
+            FeedFormat::Json => {
+                if let Err(why) = check_json_feed(&feed.pointers, &feed.symbols) {
+                    return Err(ConfigError::plain(format!(
+                        "--feed json={}: {why}; only a config file can say that, so describe this feed in a [[feed]] table",
+                        feed.url
+                    )));
+                }
+            }
+            _ => check_ws_url(&feed.url).map_err(|why| {
+                ConfigError::plain(format!("--feed {}={}: {why}", feed.format, feed.url))
+            })?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/tablo/tablo.toml";
+
+    fn home_env(name: &str) -> Option<String> {
+        (name == "HOME").then(|| "/home/pi".to_owned())
+    }
+
+    fn load_notes(text: &str, overrides: &Overrides) -> Result<(Config, Vec<String>), ConfigError> {
+        load_text(Path::new(FILE), text, overrides, &home_env)
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        load_notes(text, &Overrides::default()).map(|(config, _)| config)
+    }
+
+    /// Loading `text` fails at `line` with a message containing `expected`.
+    #[track_caller]
+    fn check_err(text: &str, line: usize, expected: &str) {
+        let err = load(text).expect_err("the config should be rejected");
+        let shown = err.to_string();
+        assert_eq!(err.line(), Some(line), "{shown}");
+        assert!(shown.starts_with(&format!("{FILE}:{line}: ")), "{shown}");
+        assert!(
+            shown.contains(expected),
+            "{shown:?}\ndoes not contain\n{expected:?}"
+        );
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    // --- Defaults and the data dir ---
+
+    #[test]
+    fn defaults_without_a_file() {
+        let (config, notes) = load_from(None, &Overrides::default(), &home_env).unwrap();
+        let data = PathBuf::from("/home/pi/.local/state/tablo");
+        assert_eq!(config.file, None);
+        assert_eq!(config.data_dir, data);
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(config.server.max_clients, 1000);
+        assert_eq!(config.server.max_frame_bytes, 65536);
+        assert!(config.server.allow_anonymous);
+        assert!(config.server.tokens.is_empty());
+        assert_eq!(config.journal.dir, data.join("journal"));
+        assert_eq!(
+            (
+                config.journal.max_events,
+                config.journal.max_bytes,
+                config.journal.max_age
+            ),
+            (None, None, None)
+        );
+        assert_eq!(config.journal.flush_interval_ms, 100);
+        assert_eq!(config.journal.cache_bytes, 8 * 1024 * 1024);
+        let d = &config.display;
+        assert_eq!(
+            (d.mode, d.width, d.height, d.rotate, d.fps_max),
+            (DisplayMode::Auto, None, None, 0, 30)
+        );
+        assert_eq!((d.theme.as_str(), d.pixel_shift), ("dark", false));
+        assert_eq!(d.device, PathBuf::from("/dev/fb0"));
+        assert_eq!(d.png_path, data.join("board.png"));
+        let b = &config.board;
+        assert_eq!(b.title, "Tablo");
+        assert_eq!(
+            (b.stale_after, b.page_seconds),
+            (Duration::from_secs(60), Duration::from_secs(10))
+        );
+        assert_eq!(
+            b.columns,
+            vec![Column::Price, Column::Change, Column::Sparkline]
+        );
+        assert_eq!(
+            (b.locale.as_str(), b.digits, b.direction),
+            ("en", Digits::Latin, Direction::Auto)
+        );
+        assert_eq!((&b.font, b.rows.len()), (&None, 0));
+        assert_eq!(config.feeds, vec![demo_feed("demo".to_owned())]);
+        assert_eq!(notes, vec![DEMO_FALLBACK_NOTE.to_owned()]);
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let (config, notes) = load_notes("", &Overrides::default()).unwrap();
+        let (defaults, _) = load_from(None, &Overrides::default(), &home_env).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                file: Some(FILE.into()),
+                ..defaults
+            }
+        );
+        assert_eq!(notes, vec![DEMO_FALLBACK_NOTE.to_owned()]);
+    }
+
+    #[test]
+    fn defaults_in_matches_load_with_a_data_dir() {
+        let config = Config::defaults_in("/srv/tablo");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/tablo"));
+        assert_eq!(config.journal.dir, PathBuf::from("/srv/tablo/journal"));
+        assert_eq!(config.feeds.len(), 1);
+    }
+
+    #[test]
+    fn data_dir_prefers_state_directory_then_xdg_then_home() {
+        let dir = |pairs| data_dir_from_env(&env_of(pairs));
+        let all = &[
+            ("STATE_DIRECTORY", "/var/lib/tablo:/var/lib/other"),
+            ("XDG_STATE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(dir(all), Some("/var/lib/tablo".into()));
+        assert_eq!(
+            dir(&[
+                ("STATE_DIRECTORY", ""),
+                ("XDG_STATE_HOME", "/x"),
+                ("HOME", "/h")
+            ]),
+            Some("/x/tablo".into())
+        );
+        assert_eq!(
+            dir(&[("STATE_DIRECTORY", ":/second")]),
+            Some("/second".into())
+        );
+        assert_eq!(
+            dir(&[("XDG_STATE_HOME", "relative"), ("HOME", "/h")]),
+            Some("/h/.local/state/tablo".into())
+        );
+        assert_eq!(dir(&[("HOME", "/h")]), Some("/h/.local/state/tablo".into()));
+        assert_eq!(dir(&[("HOME", "")]), None);
+        assert_eq!(dir(&[]), None);
+    }
+
+    #[test]
+    fn no_data_dir_anywhere_is_an_error_that_says_what_to_do() {
+        let err = load_from(None, &Overrides::default(), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("--data-dir"), "{err}");
+        let overrides = Overrides {
+            data_dir: Some("/d".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            load_from(None, &overrides, &|_| None).unwrap().0.data_dir,
+            PathBuf::from("/d")
+        );
+    }
+
+    // --- Every section ---
+
+    const FULL: &str = r#"
+data_dir = "/var/lib/tablo"
+
+[server]
+listen = "0.0.0.0:8080"
+max_clients = 200
+max_frame_bytes = "16KiB"
+allow_anonymous = false
+tokens = [{ token = "s3cret", publish = true }, { token = "reader" }]
+
+[journal]
+dir = "/mnt/journal"
+max_events = 1000000
+max_bytes = "256MiB"
+max_age = "7d"
+flush_interval_ms = 50
+cache_bytes = 4194304
+
+[display]
+mode = "png"
+width = 1920
+height = 1080
+rotate = 90
+fps_max = 20
+theme = "light"
+pixel_shift = true
+device = "/dev/fb1"
+png_path = "/tmp/board.png"
+
+[board]
+title = "صرافی"
+stale_after = "2m"
+page_seconds = 15
+columns = ["bid", "ask", "change"]
+locale = "fa"
+digits = "persian"
+direction = "rtl"
+font = "/usr/share/fonts/Vazirmatn.ttf"
+
+[[board.rows]]
+symbol = "USD"
+label = "دلار"
+decimals = 0
+
+[[board.rows]]
+symbol = "XAU"
+
+[[feed]]
+format = "binance"
+url = "wss://stream.binance.com:9443/ws"
+symbols = ["BTCUSDT", "ETHUSDT"]
+
+[[feed]]
+name = "office"
+format = "json"
+url = "wss://rates.example/ws"
+subscribe = '{"op":"sub"}'
+
+[feed.pointers]
+items = "/rates"
+symbol = "/code"
+price = "/sell"
+open = "/open"
+change_pct = "/pct"
+bid = "/buy"
+ask = "/sell"
+volume = ""
+
+[[feed]]
+format = "tablo"
+url = "ws://10.0.0.2:7070/ws"
+channels = ["prices", "news"]
+
+[[feed]]
+format = "coinbase"
+url = "wss://ws-feed.exchange.coinbase.com"
+symbols = ["BTC-USD"]
+subscribe = ["a", "b"]
+
+[[feed]]
+format = "demo"
+"#;
+
+    #[test]
+    fn every_section_parses() {
+        let (c, notes) = load_notes(FULL, &Overrides::default()).unwrap();
+        assert_eq!(notes, Vec::<String>::new());
+        assert_eq!(c.file, Some(PathBuf::from(FILE)));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/tablo"));
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            (
+                c.server.max_clients,
+                c.server.max_frame_bytes,
+                c.server.allow_anonymous
+            ),
+            (200, 16384, false)
+        );
+        assert_eq!(
+            c.server.tokens,
+            vec![
+                TokenConfig {
+                    token: "s3cret".into(),
+                    publish: true
+                },
+                TokenConfig {
+                    token: "reader".into(),
+                    publish: false
+                }
+            ]
+        );
+        let j = &c.journal;
+        assert_eq!(j.dir, PathBuf::from("/mnt/journal"));
+        assert_eq!(
+            (j.max_events, j.max_bytes),
+            (Some(1_000_000), Some(256 * 1024 * 1024))
+        );
+        assert_eq!(j.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!((j.flush_interval_ms, j.cache_bytes), (50, 4 * 1024 * 1024));
+        let d = &c.display;
+        assert_eq!(
+            (d.mode, d.width, d.height, d.rotate, d.fps_max),
+            (DisplayMode::Png, Some(1920), Some(1080), 90, 20)
+        );
+        assert_eq!((d.theme.as_str(), d.pixel_shift), ("light", true));
+        assert_eq!(
+            (d.device.as_path(), d.png_path.as_path()),
+            (Path::new("/dev/fb1"), Path::new("/tmp/board.png"))
+        );
+        let b = &c.board;
+        assert_eq!(b.title, "صرافی");
+        assert_eq!(
+            (b.stale_after, b.page_seconds),
+            (Duration::from_secs(120), Duration::from_secs(15))
+        );
+        assert_eq!(b.columns, vec![Column::Bid, Column::Ask, Column::Change]);
+        assert_eq!(
+            (b.locale.as_str(), b.digits, b.direction),
+            ("fa", Digits::Persian, Direction::Rtl)
+        );
+        assert_eq!(
+            b.font,
+            Some(PathBuf::from("/usr/share/fonts/Vazirmatn.ttf"))
+        );
+        assert_eq!(
+            b.rows,
+            vec![
+                RowConfig {
+                    symbol: "USD".into(),
+                    label: Some("دلار".into()),
+                    decimals: Some(0)
+                },
+                RowConfig {
+                    symbol: "XAU".into(),
+                    label: None,
+                    decimals: None
+                }
+            ]
+        );
+        let names: Vec<&str> = c.feeds.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["binance", "office", "tablo", "coinbase", "demo"]);
+        assert_eq!(c.feeds[0].symbols, ["BTCUSDT", "ETHUSDT"]);
+        assert!(c.feeds[0].channels.is_empty());
+        assert_eq!(c.feeds[1].subscribe, [r#"{"op":"sub"}"#]);
+        assert_eq!(
+            c.feeds[1].pointers,
+            JsonPointers {
+                items: Some("/rates".into()),
+                symbol: Some("/code".into()),
+                price: Some("/sell".into()),
+                open: Some("/open".into()),
+                change_pct: Some("/pct".into()),
+                bid: Some("/buy".into()),
+                ask: Some("/sell".into()),
+                volume: Some("".into()),
+            }
+        );
+        assert_eq!(c.feeds[2].channels, ["prices", "news"]);
+        assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
+        assert_eq!(c.feeds[4], demo_feed("demo".into()));
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_directory() {
+        let text = "data_dir = \"state\"\n[board]\nfont = \"fonts/v.ttf\"\n[display]\ndevice = \"fb.raw\"\n";
+        let c = load(text).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/tablo/state"));
+        assert_eq!(c.journal.dir, PathBuf::from("/etc/tablo/state/journal"));
+        assert_eq!(
+            c.display.png_path,
+            PathBuf::from("/etc/tablo/state/board.png")
+        );
+        assert_eq!(c.board.font, Some(PathBuf::from("/etc/tablo/fonts/v.ttf")));
+        assert_eq!(c.display.device, PathBuf::from("/etc/tablo/fb.raw"));
+        let (c, _) = load_text(
+            Path::new("tablo.toml"),
+            text,
+            &Overrides::default(),
+            &home_env,
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("state"));
+    }
+
+    #[test]
+    fn tilde_means_home() {
+        let c = load("data_dir = \"~/tablo\"\n[journal]\ndir = \"~\"\n").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/home/pi/tablo"));
+        assert_eq!(c.journal.dir, PathBuf::from("/home/pi"));
+        let err = load_text(
+            Path::new(FILE),
+            "data_dir = \"~/t\"\n",
+            &Overrides::default(),
+            &|_| None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("$HOME is not set"), "{err}");
+    }
+
+    #[test]
+    fn journal_dir_and_png_path_set_in_the_file_stay_put() {
+        let text = "data_dir = \"/a\"\n[journal]\ndir = \"/j\"\n[display]\npng_path = \"/p.png\"\n";
+        let overrides = Overrides {
+            data_dir: Some("/b".into()),
+            ..Overrides::default()
+        };
+        let c = load_notes(text, &overrides).unwrap().0;
+        assert_eq!(
+            (c.data_dir.as_path(), c.journal.dir.as_path()),
+            (Path::new("/b"), Path::new("/j"))
+        );
+        assert_eq!(c.display.png_path, PathBuf::from("/p.png"));
+    }
+
+    // --- Unknown keys ---
+
+    #[test]
+    fn unknown_key_in_server_names_line_key_and_choices() {
+        let err =
+            load("# comment\n\n[server]\nlisten = \"127.0.0.1:7070\"\nlisen = 1\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/tablo/tablo.toml:5: unknown key `lisen` in [server]; expected one of listen, max_clients, \
+             max_frame_bytes, allow_anonymous, tokens"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_every_section() {
+        check_err(
+            "colour = 1\n",
+            1,
+            "unknown key `colour` at the top level; expected one of data_dir, server",
+        );
+        check_err("\n[servers]\n", 2, "unknown key `servers` at the top level");
+        check_err(
+            "[server]\ntokens = [{ token = \"a\", publik = true }]\n",
+            2,
+            "unknown key `publik` in [server] tokens; expected one of token, publish",
+        );
+        check_err(
+            "[journal]\n\nmax_size = 1\n",
+            3,
+            "unknown key `max_size` in [journal]; expected one of dir, max_events",
+        );
+        check_err(
+            "[display]\nmode = \"png\"\nfps = 2\n",
+            3,
+            "unknown key `fps` in [display]",
+        );
+        check_err(
+            "[board]\ntitle = \"x\"\ncolumn = []\n",
+            3,
+            "unknown key `column` in [board]",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"A\"\ndecimal = 2\n",
+            3,
+            "unknown key `decimal` in [[board.rows]]; expected one of symbol, label, decimals",
+        );
+        check_err(
+            "[[feed]]\nformat = \"demo\"\nsymbol = \"A\"\n",
+            3,
+            "unknown key `symbol` in [[feed]]; expected one of name, format, url",
+        );
+        check_err(
+            "[[feed]]\nformat = \"json\"\n[feed.pointers]\nprice = \"/p\"\nlast = \"/l\"\n",
+            5,
+            "unknown key `last` in [feed.pointers]; expected one of items, symbol, price",
+        );
+    }
+
+    #[test]
+    fn forward_is_refused_as_not_supported_yet() {
+        check_err(
+            "[server]\n\n[[forward]]\nurl = \"ws://x\"\n",
+            3,
+            "[[forward]] is not supported yet",
+        );
+    }
+
+    #[test]
+    fn unknown_key_choices_do_not_offer_forward() {
+        let err = load("x = 1\n").unwrap_err().to_string();
+        assert!(!err.contains("forward"), "{err}");
+    }
+
+    // --- Syntax and types ---
+
+    #[test]
+    fn syntax_errors_name_line_and_column() {
+        check_err("[server]\nlisten = \"a\n", 2, "invalid TOML at column");
+        check_err("[server\n", 1, "invalid TOML");
+        check_err(
+            "[server]\nmax_clients = 1\nmax_clients = 2\n",
+            3,
+            "duplicate key `max_clients`",
+        );
+    }
+
+    #[test]
+    fn wrong_types_say_what_was_expected() {
+        check_err(
+            "[server]\nmax_clients = \"many\"\n",
+            2,
+            "[server] max_clients: expected a whole number, 0 or more, found string \"many\"",
+        );
+        check_err(
+            "[server]\nmax_clients = -1\n",
+            2,
+            "[server] max_clients: expected a whole number, 0 or more, found integer `-1`",
+        );
+        check_err(
+            "[server]\nallow_anonymous = \"yes\"\n",
+            2,
+            "[server] allow_anonymous: expected true or false",
+        );
+        check_err(
+            "[board]\ncolumns = \"price\"\n",
+            2,
+            "[board] columns: expected an array",
+        );
+        check_err(
+            "server = 1\n",
+            1,
+            "[server] must be a table: write [server] on a line of its own, then its keys, not server = <integer>",
+        );
+        check_err(
+            "[board]\ntitle = 3\n",
+            2,
+            "[board] title: expected a string in quotes, found integer `3`",
+        );
+        check_err(
+            "[[feed]]\nformat = \"binance\"\nsubscribe = 3\n",
+            3,
+            "[[feed]] subscribe: expected a string or an array of strings",
+        );
+        check_err("data_dir = 1\n", 1, "data_dir: expected a string in quotes");
+    }
+
+    #[test]
+    fn sections_of_the_wrong_kind_say_how_to_write_them() {
+        check_err(
+            "\n[[server]]\nlisten = \"1.2.3.4:5\"\n",
+            2,
+            "[server] must be a table: write [server] on a line of its own, not [[server]]",
+        );
+        check_err("journal = 3\n", 1, "[journal] must be a table");
+        check_err(
+            "[feed]\nformat = \"demo\"\n",
+            1,
+            "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+        );
+        check_err(
+            "[board]\ntitle = \"t\"\n[board.rows]\nsymbol = \"A\"\n",
+            3,
+            "[[board.rows]] is a list of tables",
+        );
+        check_err(
+            "[board]\nrows = 3\n",
+            2,
+            "[[board.rows]] is a list of tables",
+        );
+        check_err(
+            "feed = [1]\n",
+            1,
+            "[[feed]]: expected a table, found integer `1`",
+        );
+    }
+
+    #[test]
+    fn listen_must_be_an_address_with_a_port() {
+        check_err(
+            "\n\n[server]\nlisten = \"127.0.0.1\"\n",
+            4,
+            "[server] listen: \"127.0.0.1\" is not an address like 127.0.0.1:7070",
+        );
+        check_err(
+            "[server]\nlisten = 7070\n",
+            2,
+            "[server] listen: expected an address in quotes",
+        );
+        assert_eq!(
+            load("[server]\nlisten = \"[::]:80\"\n")
+                .unwrap()
+                .server
+                .listen
+                .to_string(),
+            "[::]:80"
+        );
+    }
+
+    #[test]
+    fn keywords_list_the_accepted_words() {
+        check_err(
+            "[display]\nmode = \"windw\"\n",
+            2,
+            "[display] mode: \"windw\" is not one of auto, window, fbdev, png, none",
+        );
+        check_err(
+            "[board]\ndigits = \"roman\"\n",
+            2,
+            "[board] digits: \"roman\" is not one of latin, persian, arabic",
+        );
+        check_err(
+            "[board]\ndirection = \"up\"\n",
+            2,
+            "[board] direction: \"up\" is not one of auto, ltr, rtl",
+        );
+        check_err(
+            "[board]\ncolumns = [\"price\",\n \"chnage\"]\n",
+            3,
+            "[board] columns: \"chnage\" is not one of price, change",
+        );
+        check_err(
+            "[[feed]]\nformat = \"kraken\"\n",
+            2,
+            "[[feed]] format: \"kraken\" is not one of binance, coinbase, tablo, json, demo",
+        );
+        check_err(
+            "[board]\ncolumns = [\"price\", \"price\"]\n",
+            2,
+            "[board] columns: \"price\" is listed twice",
+        );
+    }
+
+    #[test]
+    fn bad_durations_and_sizes() {
+        check_err(
+            "[board]\nstale_after = \"5x\"\n",
+            2,
+            "[board] stale_after: \"5x\" has an unknown unit \"x\"",
+        );
+        check_err(
+            "[board]\nstale_after = \"60\"\n",
+            2,
+            "[board] stale_after: \"60\" has a number without a unit",
+        );
+        check_err(
+            "[journal]\nmax_age = 30\n",
+            2,
+            "[journal] max_age: expected a duration in quotes such as \"30s\"",
+        );
+        check_err(
+            "[journal]\nmax_bytes = \"12 parsecs\"\n",
+            2,
+            "[journal] max_bytes: \"12 parsecs\" has an unknown unit \"parsecs\"",
+        );
+        check_err(
+            "[journal]\nmax_bytes = -5\n",
+            2,
+            "[journal] max_bytes: -5 is negative",
+        );
+        check_err(
+            "[journal]\nmax_bytes = true\n",
+            2,
+            "[journal] max_bytes: expected a size such as \"8MiB\" or a number of bytes",
+        );
+        check_err(
+            "[board]\npage_seconds = \"0s\"\n",
+            2,
+            "[board] page_seconds: must be longer than 0s",
+        );
+        check_err(
+            "[journal]\nmax_age = \"0d\"\n",
+            2,
+            "[journal] max_age: must not be 0",
+        );
+        check_err(
+            "[journal]\nmax_bytes = 0\n",
+            2,
+            "[journal] max_bytes: must not be 0",
+        );
+        check_err(
+            "[journal]\nmax_events = 0\n",
+            2,
+            "[journal] max_events: must not be 0",
+        );
+        assert_eq!(
+            load("[board]\npage_seconds = \"1m\"\n")
+                .unwrap()
+                .board
+                .page_seconds,
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        check_err(
+            "[server]\nmax_clients = 0\n",
+            2,
+            "[server] max_clients: 0 is out of range; use 1 to",
+        );
+        check_err(
+            "[server]\nmax_frame_bytes = \"512B\"\n",
+            2,
+            "[server] max_frame_bytes: 512B is out of range; use 1KiB to 16MiB",
+        );
+        check_err("[server]\nmax_frame_bytes = \"32MiB\"\n", 2, "out of range");
+        check_err(
+            "[journal]\nflush_interval_ms = 0\n",
+            2,
+            "[journal] flush_interval_ms: 0 is out of range; use 1 to 10000",
+        );
+        check_err(
+            "[journal]\nflush_interval_ms = 10001\n",
+            2,
+            "flush_interval_ms: 10001 is out of range",
+        );
+        check_err(
+            "[journal]\ncache_bytes = \"1KiB\"\n",
+            2,
+            "[journal] cache_bytes: 1KiB is too small; use at least 64KiB",
+        );
+        check_err(
+            "[display]\nfps_max = 0\n",
+            2,
+            "[display] fps_max: 0 is out of range; use 1 to 120",
+        );
+        check_err(
+            "[display]\nfps_max = 121\n",
+            2,
+            "fps_max: 121 is out of range",
+        );
+        check_err(
+            "[display]\nwidth = 63\n",
+            2,
+            "[display] width: 63 is out of range; use 64 to 8192",
+        );
+        check_err(
+            "[display]\nheight = 8193\n",
+            2,
+            "[display] height: 8193 is out of range",
+        );
+        check_err(
+            "[display]\nrotate = 45\n",
+            2,
+            "[display] rotate: 45 is not one of 0, 90, 180, 270",
+        );
+        check_err(
+            "[display]\ntheme = \"\"\n",
+            2,
+            "[display] theme: must not be empty",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"A\"\ndecimals = 19\n",
+            3,
+            "[[board.rows]] decimals: 19 is out of range; use 0 to 18",
+        );
+        check_err(
+            "[[board.rows]]\nlabel = \"A\"\n",
+            1,
+            "[[board.rows]]: symbol is missing",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"\"\n",
+            2,
+            "[[board.rows]] symbol: must not be empty",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"A\"\n[[board.rows]]\nsymbol = \"A\"\n",
+            4,
+            "\"A\" already has a row",
+        );
+        check_err(
+            "[board]\nlocale = \"en US\"\n",
+            2,
+            "[board] locale: \"en US\" is not a locale name",
+        );
+        check_err("[journal]\ndir = \"\"\n", 2, "[journal] dir: an empty path");
+        for ok in [
+            "[display]\nrotate = 270\n",
+            "[display]\nwidth = 64\nheight = 8192\n",
+            "[server]\nmax_frame_bytes = 1024\n",
+        ] {
+            load(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn tokens_must_be_present_non_empty_and_unique() {
+        check_err(
+            "[server]\ntokens = [{ publish = true }]\n",
+            2,
+            "[server] tokens: an entry has no token",
+        );
+        check_err(
+            "[server]\ntokens = [{ token = \"\" }]\n",
+            2,
+            "[server] tokens: a token must not be empty",
+        );
+        check_err(
+            "[server]\ntokens = [\n  { token = \"abc\" },\n  { token = \"abc\", publish = true },\n]\n",
+            4,
+            "this token is listed twice",
+        );
+        let err = load("[server]\ntokens = [{ token = \"abc\" }, { token = \"abc\" }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("abc"), "a secret leaked into an error: {err}");
+    }
+
+    #[test]
+    fn closed_server_without_tokens_is_noted() {
+        let (_, notes) =
+            load_notes("[server]\nallow_anonymous = false\n", &Overrides::default()).unwrap();
+        assert!(
+            notes.iter().any(|n| n.contains("no client can connect")),
+            "{notes:?}"
+        );
+    }
+
+    // --- Feeds ---
+
+    fn feed_names(text: &str) -> Vec<String> {
+        load(text)
+            .unwrap()
+            .feeds
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    }
+
+    #[test]
+    fn feeds_are_named_after_their_format_then_numbered() {
+        let b = "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\n";
+        assert_eq!(
+            feed_names(&b.repeat(3)),
+            ["binance", "binance-2", "binance-3"]
+        );
+        let named = "[[feed]]\nname = \"binance\"\nformat = \"coinbase\"\nurl = \"wss://y\"\nsymbols = [\"A-B\"]\n";
+        assert_eq!(feed_names(&format!("{b}{named}")), ["binance-2", "binance"]);
+        let named2 = "[[feed]]\nname = \"binance-2\"\nformat = \"binance\"\nurl = \"wss://z\"\n";
+        assert_eq!(
+            feed_names(&format!("{b}{b}{named2}")),
+            ["binance", "binance-3", "binance-2"]
+        );
+    }
+
+    #[test]
+    fn duplicate_feed_names_are_refused() {
+        let text = "[[feed]]\nname = \"a\"\nformat = \"demo\"\n\n[[feed]]\nname = \"a\"\nformat = \"demo\"\n";
+        check_err(
+            text,
+            6,
+            "[[feed]] name: \"a\" is already the name of the feed at line 2; feed names must be unique",
+        );
+        check_err(
+            "[[feed]]\nname = \" \"\nformat = \"demo\"\n",
+            2,
+            "[[feed]] name: \" \" is not a usable name",
+        );
+    }
+
+    #[test]
+    fn feed_urls() {
+        check_err(
+            "[[feed]]\nformat = \"demo\"\n\n[[feed]]\nformat = \"binance\"\n",
+            4,
+            "[[feed]]: a binance feed needs url = ",
+        );
+        check_err(
+            "[[feed]]\nformat = \"tablo\"\nurl = \"http://x/ws\"\n",
+            3,
+            "[[feed]] url: \"http://x/ws\" is not a WebSocket URL: it must start with ws:// or wss://",
+        );
+        check_err(
+            "[[feed]]\nformat = \"tablo\"\nurl = \"ws:///ws\"\n",
+            3,
+            "has no host",
+        );
+        check_err(
+            "[[feed]]\nformat = \"demo\"\nurl = \"ws://x\"\n",
+            3,
+            "the demo feed has no URL",
+        );
+        check_err(
+            "[[feed]]\nname = \"x\"\n",
+            1,
+            "[[feed]]: format is missing; set format to one of binance, coinbase, tablo, json, demo",
+        );
+        assert_eq!(
+            load("[[feed]]\nformat = \"demo\"\nurl = \"\"\n")
+                .unwrap()
+                .feeds[0]
+                .url,
+            ""
+        );
+        assert_eq!(
+            load("[[feed]]\nformat = \"tablo\"\nurl = \"WSS://Host\"\n")
+                .unwrap()
+                .feeds[0]
+                .url,
+            "WSS://Host"
+        );
+    }
+
+    #[test]
+    fn json_feeds_need_a_price_and_a_symbol() {
+        let head = "[[feed]]\nformat = \"json\"\nurl = \"wss://x\"\n";
+        check_err(head, 1, "[feed.pointers] price is missing");
+        check_err(
+            &format!("{head}[feed.pointers]\nsymbol = \"/s\"\n"),
+            4,
+            "[feed.pointers] price is missing",
+        );
+        check_err(
+            &format!("{head}[feed.pointers]\nprice = \"/p\"\n"),
+            4,
+            "[feed.pointers] symbol is missing",
+        );
+        check_err(
+            &format!("{head}symbols = [\"A\", \"B\"]\n[feed.pointers]\nprice = \"/p\"\n"),
+            5,
+            "exactly one entry in symbols",
+        );
+        check_err(
+            &format!("{head}[feed.pointers]\nprice = \"p\"\nsymbol = \"/s\"\n"),
+            5,
+            "[feed.pointers] price: \"p\" is not a JSON pointer: it must start with /",
+        );
+        check_err(
+            &format!("{head}[feed.pointers]\nprice = \"/a~2b\"\nsymbol = \"/s\"\n"),
+            5,
+            "~0",
+        );
+        let one = load(&format!(
+            "{head}symbols = [\"GOLD\"]\n[feed.pointers]\nprice = \"/a~1b\"\n"
+        ))
+        .unwrap();
+        assert_eq!(one.feeds[0].pointers.price.as_deref(), Some("/a~1b"));
+        let inline = load(&format!(
+            "{head}pointers = {{ price = \"\", symbol = \"/s\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(inline.feeds[0].pointers.price.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn format_specific_keys_are_refused_elsewhere() {
+        check_err(
+            "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\n[feed.pointers]\nprice = \"/p\"\n",
+            4,
+            "[feed.pointers]: only a format = \"json\" feed uses pointers",
+        );
+        check_err(
+            "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\nchannels = [\"news\"]\n",
+            4,
+            "[[feed]] channels: only a format = \"tablo\" feed has channels",
+        );
+        check_err(
+            "[[feed]]\nformat = \"tablo\"\nurl = \"wss://x\"\nchannels = []\n",
+            4,
+            "[[feed]] channels: empty",
+        );
+        check_err(
+            "[[feed]]\nformat = \"tablo\"\nurl = \"wss://x\"\nchannels = [\"prices\", \"weather\"]\n",
+            4,
+            "\"weather\" is not a channel",
+        );
+        check_err(
+            "[[feed]]\nformat = \"coinbase\"\nurl = \"wss://x\"\n",
+            1,
+            "a coinbase feed needs symbols",
+        );
+        check_err(
+            "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\nsymbols = [\"\"]\n",
+            4,
+            "[[feed]] symbols: must not be empty",
+        );
+        check_err(
+            "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\nsubscribe = \"\"\n",
+            4,
+            "a subscribe message must not be empty",
+        );
+        let tablo = load("[[feed]]\nformat = \"tablo\"\nurl = \"wss://x\"\n").unwrap();
+        assert_eq!(tablo.feeds[0].channels, ["*"]);
+        let channels = load(
+            "[[feed]]\nformat = \"tablo\"\nurl = \"wss://x\"\nchannels = [\"prices.BTC\", \"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(channels.feeds[0].channels, ["prices.BTC", "*"]);
+    }
+
+    // --- Overrides ---
+
+    #[test]
+    fn flags_override_the_file() {
+        let text = "[server]\nlisten = \"0.0.0.0:1\"\n[display]\nmode = \"window\"\n";
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9".parse().unwrap()),
+            display: Some(DisplayMode::None),
+            data_dir: Some("/flag".into()),
+            ..Overrides::default()
+        };
+        let c = load_notes(text, &overrides).unwrap().0;
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.display.mode, DisplayMode::None);
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.journal.dir, PathBuf::from("/flag/journal"));
+        assert_eq!(c.display.png_path, PathBuf::from("/flag/board.png"));
+        let c = load(text).unwrap();
+        assert_eq!(
+            (c.server.listen.to_string().as_str(), c.display.mode),
+            ("0.0.0.0:1", DisplayMode::Window)
+        );
+    }
+
+    #[test]
+    fn feed_flags_replace_the_files_feeds() {
+        let text =
+            "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\n[[feed]]\nformat = \"demo\"\n";
+        let mut taken = Vec::new();
+        let flag = parse_feed_flag("tablo=ws://up:7070/ws", &mut taken).unwrap();
+        let overrides = Overrides {
+            feeds: vec![flag.clone()],
+            ..Overrides::default()
+        };
+        let (c, notes) = load_notes(text, &overrides).unwrap();
+        assert_eq!(c.feeds, vec![flag]);
+        assert_eq!(
+            notes,
+            vec![format!("--feed replaces the 2 [[feed]] table(s) of {FILE}")]
+        );
+    }
+
+    #[test]
+    fn a_json_feed_flag_is_refused_because_it_has_no_pointers() {
+        let mut taken = Vec::new();
+        let flag = parse_feed_flag("json=wss://x", &mut taken).unwrap();
+        let overrides = Overrides {
+            feeds: vec![flag],
+            ..Overrides::default()
+        };
+        let err = load_notes("", &overrides).unwrap_err();
+        assert_eq!(err.line(), None);
+        assert!(
+            err.to_string()
+                .starts_with("--feed json=wss://x: [feed.pointers] price is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn demo_flag_adds_the_demo_feed_once() {
+        let overrides = Overrides {
+            demo: true,
+            ..Overrides::default()
+        };
+        let b = "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\n";
+        let (c, notes) = load_notes(b, &overrides).unwrap();
+        assert_eq!(
+            c.feeds.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+            ["binance", "demo"]
+        );
+        assert!(notes.is_empty());
+        let (c, notes) = load_notes("", &overrides).unwrap();
+        assert_eq!(c.feeds, vec![demo_feed("demo".into())]);
+        assert!(notes.is_empty(), "--demo asked for it: {notes:?}");
+        let with_demo = "[[feed]]\nname = \"sim\"\nformat = \"demo\"\n";
+        assert_eq!(load_notes(with_demo, &overrides).unwrap().0.feeds.len(), 1);
+        let named_demo = "[[feed]]\nname = \"demo\"\nformat = \"binance\"\nurl = \"wss://x\"\n";
+        let names: Vec<String> = load_notes(named_demo, &overrides)
+            .unwrap()
+            .0
+            .feeds
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["demo", "demo-2"]);
+    }
+
+    // --- --feed ---
+
+    #[test]
+    fn feed_flags_are_named_and_numbered() {
+        let mut taken = Vec::new();
+        let a = parse_feed_flag(
+            "binance=wss://stream.binance.com:9443/ws/btcusdt@ticker",
+            &mut taken,
+        )
+        .unwrap();
+        let b = parse_feed_flag("binance=wss://other/ws", &mut taken).unwrap();
+        let c = parse_feed_flag("demo=", &mut taken).unwrap();
+        let d = parse_feed_flag("demo", &mut taken).unwrap();
+        let e = parse_feed_flag("tablo=ws://10.0.0.1:7070/ws", &mut taken).unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.format),
+            ("binance", FeedFormat::Binance)
+        );
+        assert_eq!(a.url, "wss://stream.binance.com:9443/ws/btcusdt@ticker");
+        assert_eq!(b.name, "binance-2");
+        assert_eq!((c.name.as_str(), c.url.as_str()), ("demo", ""));
+        assert_eq!(d.name, "demo-2");
+        assert_eq!(e.channels, ["*"]);
+        assert_eq!(taken, ["binance", "binance-2", "demo", "demo-2", "tablo"]);
+    }
+
+    #[test]
+    fn bad_feed_flags_say_what_is_accepted() {
+        let mut taken = Vec::new();
+        let err = parse_feed_flag("kraken=wss://x", &mut taken).unwrap_err();
+        assert!(
+            err.contains("binance, coinbase, tablo, json, demo"),
+            "{err}"
+        );
+        assert!(
+            parse_feed_flag("binance", &mut taken)
+                .unwrap_err()
+                .contains("needs a URL")
+        );
+        assert!(
+            parse_feed_flag("binance=https://x", &mut taken)
+                .unwrap_err()
+                .contains("ws:// or wss://")
+        );
+        assert!(
+            parse_feed_flag("demo=ws://x", &mut taken)
+                .unwrap_err()
+                .contains("no URL")
+        );
+        assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn display_mode_and_feed_format_parse_from_the_command_line() {
+        assert_eq!("fbdev".parse::<DisplayMode>(), Ok(DisplayMode::Fbdev));
+        assert!(
+            "tv".parse::<DisplayMode>()
+                .unwrap_err()
+                .contains("auto, window, fbdev, png, none")
+        );
+        assert_eq!("coinbase".parse::<FeedFormat>(), Ok(FeedFormat::Coinbase));
+        assert_eq!(DisplayMode::Png.to_string(), "png");
+    }
+
+    // --- Durations and sizes ---
+
+    #[test]
+    fn durations() {
+        let ok =
+            |s: &str, ms: u64| assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        ok("500ms", 500);
+        ok("30s", 30_000);
+        ok("5m", 300_000);
+        ok("2h", 7_200_000);
+        ok("7d", 604_800_000);
+        ok("1h30m", 5_400_000);
+        ok("1m30s250ms", 90_250);
+        ok(" 0s ", 0);
+        for bad in [
+            "",
+            "30",
+            "s",
+            "5 m",
+            "1.5s",
+            "-1s",
+            "3w",
+            "10sec",
+            "1h30",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(
+            parse_duration("18446744073709551615d")
+                .unwrap_err()
+                .contains("too long")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = |s: &str, n: u64| assert_eq!(parse_size(s), Ok(n), "{s}");
+        ok("512B", 512);
+        ok("512", 512);
+        ok("64KiB", 65_536);
+        ok("8MiB", 8 << 20);
+        ok("256MiB", 256 << 20);
+        ok("1GiB", 1 << 30);
+        ok("2TiB", 2 << 40);
+        ok("10MB", 10_000_000);
+        ok("3kB", 3000);
+        ok("1GB", 1_000_000_000);
+        ok("8 mib", 8 << 20);
+        for bad in [
+            "",
+            "MiB",
+            "1.5GiB",
+            "-1",
+            "12 parsecs",
+            "5M",
+            "99999999999999999999",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(
+            parse_size("17179869184GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn durations_and_sizes_format_back() {
+        for (ms, text) in [
+            (0, "0s"),
+            (500, "500ms"),
+            (1500, "1500ms"),
+            (60_000, "1m"),
+            (90_000, "90s"),
+            (86_400_000, "1d"),
+            (5_400_000, "90m"),
+        ] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
+        }
+        for (n, text) in [
+            (0, "0B"),
+            (512, "512B"),
+            (65_536, "64KiB"),
+            (8 << 20, "8MiB"),
+            (10_000_000, "10MB"),
+            (1 << 30, "1GiB"),
+            (1_000_001, "1000001B"),
+        ] {
+            assert_eq!(format_size(n), text);
+            assert_eq!(parse_size(text), Ok(n));
+        }
+    }
+
+    // --- Files and `check` output ---
+
+    #[test]
+    fn a_missing_file_is_unreadable_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.toml");
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Unreadable { .. }));
+        let shown = err.to_string();
+        assert!(
+            shown.contains(&path.display().to_string()) && shown.contains("does not exist"),
+            "{shown}"
+        );
+        let err = Config::load(Some(dir.path()), &Overrides::default()).unwrap_err();
+        assert!(matches!(err, ConfigError::Unreadable { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot read config file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, b"[board]\ntitle = \"\xff\"\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+
+    /// Writes `config.to_toml()` to a file and loads it back.
+    fn round_trip(config: &Config) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("check.toml");
+        let text = config.to_toml();
+        std::fs::write(&path, &text).unwrap();
+        let back = Config::load(Some(&path), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        Config {
+            file: config.file.clone(),
+            ..back
+        }
+    }
+
+    #[test]
+    fn check_output_loads_back_to_the_same_settings() {
+        let mut full = load(FULL).unwrap();
+        full.server.tokens.clear();
+        assert_eq!(round_trip(&full), full);
+        let defaults = load_from(None, &Overrides::default(), &home_env).unwrap().0;
+        assert_eq!(round_trip(&defaults), defaults);
+        let mut odd = defaults.clone();
+        odd.board.title = "a \"quoted\"\\ title\twith\u{1} controls".into();
+        odd.journal.max_bytes = Some(1_000_001);
+        odd.journal.max_age = Some(Duration::from_millis(1500));
+        assert_eq!(round_trip(&odd), odd);
+    }
+
+    #[test]
+    fn check_output_masks_tokens() {
+        let full = load(FULL).unwrap();
+        let text = full.to_toml();
+        assert!(
+            !text.contains("s3cret") && !text.contains("reader"),
+            "{text}"
+        );
+        assert!(text.contains("tokens = [{ token = \"***\", publish = true }, { token = \"***\", publish = false }]"), "{text}");
+        assert!(
+            text.contains("stale_after = \"2m\"") && text.contains("max_bytes = \"256MiB\""),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!(
+                "# Resolved settings: built-in defaults, then {FILE}"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn config_errors_without_a_line_name_the_file() {
+        let e = ConfigError::Invalid {
+            file: Some("/x.toml".into()),
+            line: None,
+            message: "m".into(),
+        };
+        assert_eq!(e.to_string(), "/x.toml: m");
+        assert_eq!(ConfigError::plain("just this").to_string(), "just this");
+    }
 }

@@ -1,11 +1,19 @@
 //! Tablo: a price board and real-time relay for Raspberry-Pi-class kiosks.
 //!
 //! The binary in `main.rs` is a thin shell over this library: it parses the
-//! command line, loads a [`config::Config`] and calls [`app::run`]. See
-//! ARCHITECTURE.md for the codemap and the invariants.
+//! command line ([`cli`]), loads a [`config::Config`] and calls [`app::run`].
+//! See ARCHITECTURE.md for the codemap and the invariants.
 
+pub mod app;
+pub mod cli;
 pub mod config;
 pub mod decimal;
 pub mod event;
 pub mod feed;
+pub mod hub;
 pub mod logger;
+pub mod outbox;
+pub mod protocol;
+pub mod ratelimit;
+pub mod server;
+pub mod session;

@@ -5,11 +5,14 @@
 //! else (`binance` is the only place that knows Binance's field names). The
 //! decoders are pure: text in, events out, no I/O and no clock reads.
 
+pub mod backoff;
 pub mod binance;
 pub mod coinbase;
 pub mod demo;
 pub mod json;
+pub mod keepalive;
 pub mod tablo;
+pub mod task;
 
 use std::fmt;
 

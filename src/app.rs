@@ -1,0 +1,139 @@
+//! Wiring: starts the hub, the feeds and the server for a [`Config`], and
+//! shuts them down in order on SIGTERM or SIGINT.
+//!
+//! Shutdown is data flow: the server stops accepting, the feed tasks are
+//! dropped (which cancels them), the hub closes every client with 1001, and
+//! the server gives connections a moment to send that close frame. Every
+//! task is owned here; nothing is detached.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use async_signal::{Signal, Signals};
+use futures_util::StreamExt;
+use smol::Task;
+use smol::channel::bounded;
+use smol::net::TcpListener;
+
+use crate::config::Config;
+use crate::feed;
+use crate::hub::{Hub, HubMsg, INBOX};
+use crate::server::{self, Shared};
+
+/// Why the daemon could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// The listen address could not be bound.
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// Signal handlers could not be installed.
+    Signals(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Listen { addr, source } => {
+                let hint = match source.kind() {
+                    io::ErrorKind::AddrInUse => {
+                        "another process is using it; stop it or choose another port with --listen or [server] listen"
+                    }
+                    io::ErrorKind::PermissionDenied => {
+                        "ports below 1024 need privileges; use a port above 1024"
+                    }
+                    io::ErrorKind::AddrNotAvailable => {
+                        "no local interface has that address; use 127.0.0.1 or 0.0.0.0"
+                    }
+                    _ => "check [server] listen",
+                };
+                write!(f, "cannot listen on {addr}: {source}; {hint}")
+            }
+            RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Runs the daemon until SIGTERM or SIGINT. Returns after a clean shutdown.
+pub fn run(config: Config) -> Result<(), RunError> {
+    raise_open_file_limit();
+    // Handlers first, so a signal that arrives right after start-up is a
+    // clean stop, not a kill.
+    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    let addr = config.server.listen;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(TcpListener::try_from)
+        .map_err(|source| RunError::Listen { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    log::info!("listening on {local} (ws://{local}/ws, http://{local}/healthz)");
+    for feed in &config.feeds {
+        log::info!(
+            "feed {}: {} {}",
+            feed.name,
+            feed.format.name(),
+            if feed.url.is_empty() { "(built in)" } else { &feed.url }
+        );
+    }
+
+    smol::block_on(async {
+        let (hub_tx, hub_rx) = bounded(INBOX);
+        let epoch = format!("{:016x}", fastrand::u64(..));
+        let hub: Task<()> = smol::spawn(Hub::new(&config.feeds, epoch, Instant::now()).run(hub_rx));
+        let feeds: Vec<Task<()>> = config
+            .feeds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| smol::spawn(feed::task::run(i, f.clone(), hub_tx.clone())))
+            .collect();
+        let (stop_tx, stop_rx) = bounded::<()>(1);
+        let shared = Shared::new(config.server.clone(), hub_tx.clone());
+        let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+
+        let signal = signals.next().await;
+        log::info!(
+            "received {}; shutting down",
+            match signal {
+                Some(Ok(Signal::Int)) => "SIGINT",
+                _ => "SIGTERM",
+            }
+        );
+        drop(stop_tx);
+        drop(feeds);
+        let _ = hub_tx.send(HubMsg::Shutdown).await;
+        drop(hub_tx);
+        hub.await;
+        server.await;
+        log::info!("stopped");
+    });
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit: each client is a file
+/// descriptor, and the usual soft limit (1024) is below `max_clients` plus
+/// feeds and files.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let old = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                log::debug!("open-file limit raised from {old} to {}", limit.rlim_cur);
+            }
+        }
+    }
+}

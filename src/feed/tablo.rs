@@ -1,0 +1,470 @@
+//! Another Tablo as an upstream: reads its downstream protocol (SPEC §4).
+//!
+//! `tick`, `news` and `alert` events are passed on with the upstream's own
+//! `ts` and `source` (falling back to the receive time and the feed's name),
+//! so a chain of Tablos shows where a price came from and when. The
+//! upstream's `status` events describe its own feeds, not ours, and are
+//! skipped; so are `hello`, `subscribed`, `unsubscribed`, `pong`, `stats`,
+//! `ack`, and for now `snapshot` and `gap`. `{"type":"error",…}` is
+//! [`DecodeError::Upstream`]; anything else is [`DecodeError::Unexpected`].
+//!
+//! Prices must be decimal strings, as Tablo sends them; a JSON number is
+//! rejected. The decoder remembers the highest event `seq` seen (including
+//! skipped `status` events and the end of a `gap`), so a reconnect can
+//! resume with `since`; a `reset` forgets it.
+//!
+//! This module does no I/O and reads no clock: the receive time is passed in.
+
+use serde_json::{Map, Value};
+
+use crate::config::FeedConfig;
+use crate::decimal;
+use crate::event::{Alert, Body, Incoming, Level, News, Tick};
+use crate::feed::DecodeError;
+
+/// How much of an unknown message type an error message quotes, in characters.
+const QUOTE_CHARS: usize = 40;
+
+/// Decoder state for one upstream Tablo.
+#[derive(Debug)]
+pub struct Tablo {
+    /// The feed's name: `source` of events that do not name one.
+    source: String,
+    /// Channels to subscribe to.
+    channels: Vec<String>,
+    /// Raw frames that replace our own subscribe frame when not empty.
+    subscribe: Vec<String>,
+    /// Highest event `seq` seen since the last `reset`.
+    last_seq: Option<u64>,
+}
+
+impl Tablo {
+    /// A decoder for the feed `feed` (format `tablo`).
+    pub fn new(feed: &FeedConfig) -> Self {
+        Tablo {
+            source: feed.name.clone(),
+            channels: feed.channels.clone(),
+            subscribe: feed.subscribe.clone(),
+            last_seq: None,
+        }
+    }
+
+    /// Frames to send after each (re)connect: the feed's `subscribe` frames
+    /// as configured when there are any; else
+    /// `{"op":"subscribe","channels":[…]}` with the feed's `channels`, or
+    /// `["*"]` when none are configured.
+    pub fn subscribe_frames(&self) -> Vec<String> {
+        if !self.subscribe.is_empty() {
+            return self.subscribe.clone();
+        }
+        let channels = if self.channels.is_empty() {
+            r#"["*"]"#.to_owned()
+        } else {
+            // Serializing a list of strings cannot fail.
+            serde_json::to_string(&self.channels).unwrap_or_default()
+        };
+        vec![format!(r#"{{"op":"subscribe","channels":{channels}}}"#)]
+    }
+
+    /// The highest event `seq` seen since the decoder was made or the
+    /// upstream last sent `reset`; `None` before any.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Turns one text message into zero or one event appended to `out`. On
+    /// an error, `out` is left as it was.
+    pub fn decode(
+        &mut self,
+        text: &str,
+        now_ms: u64,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), DecodeError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        let Value::Object(obj) = &value else {
+            return Err(unexpected("a Tablo message must be a JSON object"));
+        };
+        let kind = match obj.get("type") {
+            Some(Value::String(kind)) => kind.as_str(),
+            Some(_) => return Err(unexpected("`type` is not a string")),
+            None => return Err(unexpected("not a Tablo message: no `type`")),
+        };
+        let body = match kind {
+            "hello" | "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" | "snapshot" => {
+                return Ok(());
+            }
+            "reset" => {
+                // A new epoch or a trimmed journal: old seqs mean nothing now.
+                self.last_seq = None;
+                return Ok(());
+            }
+            "gap" => {
+                // Those seqs are lost for good; resume after them.
+                self.saw(obj.get("to"));
+                return Ok(());
+            }
+            "error" => return Err(DecodeError::Upstream(error_message(obj))),
+            "status" => {
+                self.saw(obj.get("seq"));
+                return Ok(());
+            }
+            "tick" | "news" | "alert" => {
+                // Counted as seen even if it turns out malformed: asking for
+                // it again would give the same event.
+                self.saw(obj.get("seq"));
+                let source = match obj.get("source") {
+                    Some(Value::String(source)) if !source.is_empty() => source.clone(),
+                    _ => self.source.clone(),
+                };
+                match kind {
+                    "tick" => Body::Tick(tick(obj, source)?),
+                    "news" => Body::News(news(obj, source)?),
+                    _ => Body::Alert(alert(obj, source)?),
+                }
+            }
+            kind => {
+                let quoted: String = kind.chars().take(QUOTE_CHARS).collect();
+                return Err(unexpected(&format!(
+                    "unknown Tablo message type {quoted:?}"
+                )));
+            }
+        };
+        let ts = obj.get("ts").and_then(Value::as_u64).unwrap_or(now_ms);
+        out.push(Incoming { ts, body });
+        Ok(())
+    }
+
+    /// Raises [`Tablo::last_seq`] to `seq` if that is a larger integer.
+    fn saw(&mut self, seq: Option<&Value>) {
+        if let Some(seq) = seq.and_then(Value::as_u64) {
+            self.last_seq = Some(self.last_seq.map_or(seq, |last| last.max(seq)));
+        }
+    }
+}
+
+/// A `tick` event: `symbol` and `price` required, the rest optional.
+fn tick(obj: &Map<String, Value>, source: String) -> Result<Tick, DecodeError> {
+    Ok(Tick {
+        symbol: text(obj, "symbol")?,
+        price: price(obj, "price")?.ok_or_else(|| unexpected("`price` is missing"))?,
+        open: price(obj, "open")?,
+        change_pct: price(obj, "change_pct")?,
+        bid: price(obj, "bid")?,
+        ask: price(obj, "ask")?,
+        volume: price(obj, "volume")?,
+        source,
+    })
+}
+
+/// A `news` event: `title` required, `url` optional.
+fn news(obj: &Map<String, Value>, source: String) -> Result<News, DecodeError> {
+    let url = match obj.get("url") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) => Some(url.clone()),
+        Some(_) => return Err(unexpected("`url` is not a string")),
+    };
+    Ok(News {
+        title: text(obj, "title")?,
+        url,
+        source,
+    })
+}
+
+/// An `alert` event: `level` and `text` required.
+fn alert(obj: &Map<String, Value>, source: String) -> Result<Alert, DecodeError> {
+    let level = obj
+        .get("level")
+        .and_then(Value::as_str)
+        .and_then(Level::parse)
+        .ok_or_else(|| unexpected("`level` is not info, warning or critical"))?;
+    Ok(Alert {
+        level,
+        text: text(obj, "text")?,
+        source,
+    })
+}
+
+/// A required non-empty string field.
+fn text(obj: &Map<String, Value>, key: &str) -> Result<String, DecodeError> {
+    match obj.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(_) => Err(unexpected(&format!("`{key}` is not a non-empty string"))),
+        None => Err(unexpected(&format!("`{key}` is missing"))),
+    }
+}
+
+/// An optional price field: `None` when missing or null, an error unless a
+/// decimal string.
+fn price(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if decimal::is_decimal(s) => Ok(Some(s.clone())),
+        Some(_) => Err(unexpected(&format!("`{key}` is not a decimal string"))),
+    }
+}
+
+/// `code: message` of an error reply, as much of it as is there.
+fn error_message(obj: &Map<String, Value>) -> String {
+    let text = |key| {
+        obj.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    match (text("code"), text("message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(text), None) | (None, Some(text)) => text.to_owned(),
+        (None, None) => "the upstream Tablo sent an error without a message".to_owned(),
+    }
+}
+
+fn unexpected(why: &str) -> DecodeError {
+    DecodeError::Unexpected(why.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::config::{FeedFormat, JsonPointers};
+
+    const NOW: u64 = 1_700_000_009_999;
+
+    fn feed(channels: &[&str], subscribe: &[&str]) -> FeedConfig {
+        FeedConfig {
+            name: "upstream".into(),
+            format: FeedFormat::Tablo,
+            url: "ws://10.0.0.2:7070/ws?client=relay".into(),
+            symbols: Vec::new(),
+            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            channels: channels.iter().map(|s| s.to_string()).collect(),
+            pointers: JsonPointers::default(),
+        }
+    }
+
+    /// One line per event with its `ts` and `source`. Errors are their
+    /// variant (and an upstream's message).
+    fn show(result: Result<(), DecodeError>, out: &[Incoming]) -> String {
+        if let Err(e) = result {
+            return match e {
+                DecodeError::NotJson(_) => "NotJson".into(),
+                DecodeError::Unexpected(_) => "Unexpected".into(),
+                DecodeError::Upstream(why) => format!("Upstream: {why}"),
+            };
+        }
+        let mut lines = Vec::new();
+        for event in out {
+            let line = match &event.body {
+                Body::Tick(t) => {
+                    let mut line = format!("tick {} {}", t.symbol, t.price);
+                    for (key, value) in [
+                        ("open", &t.open),
+                        ("pct", &t.change_pct),
+                        ("bid", &t.bid),
+                        ("ask", &t.ask),
+                        ("vol", &t.volume),
+                    ] {
+                        if let Some(value) = value {
+                            let _ = write!(line, " {key}={value}");
+                        }
+                    }
+                    format!("{line} @{} from {}", event.ts, t.source)
+                }
+                Body::News(n) => format!(
+                    "news {:?} url={:?} @{} from {}",
+                    n.title, n.url, event.ts, n.source
+                ),
+                Body::Alert(a) => format!(
+                    "alert {} {:?} @{} from {}",
+                    a.level.name(),
+                    a.text,
+                    event.ts,
+                    a.source
+                ),
+                Body::Status(s) => format!("status {} {}", s.feed, s.state),
+            };
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+
+    #[track_caller]
+    fn check(frame: &str, expected: &str) {
+        let mut decoder = Tablo::new(&feed(&[], &[]));
+        let mut out = Vec::new();
+        let result = decoder.decode(frame, NOW, &mut out);
+        let failed = result.is_err();
+        assert_eq!(show(result, &out), expected, "frame: {frame}");
+        if failed {
+            assert!(out.is_empty(), "an error must leave `out` as it was");
+        }
+    }
+
+    #[test]
+    fn ticks_keep_the_upstream_ts_and_source() {
+        check(
+            r#"{"type":"tick","seq":7,"channel":"prices","symbol":"BTCUSDT","price":"67012.50000000","open":"66000.00","change_pct":"1.53","bid":"67012.49","ask":"67012.51","volume":"12345.678","ts":1700000000000,"source":"binance"}"#,
+            "tick BTCUSDT 67012.50000000 open=66000.00 pct=1.53 bid=67012.49 ask=67012.51 vol=12345.678 @1700000000000 from binance",
+        );
+    }
+
+    #[test]
+    fn missing_ts_and_source_fall_back() {
+        check(
+            r#"{"type":"tick","seq":8,"channel":"prices","symbol":"EURUSD","price":"1.08512"}"#,
+            "tick EURUSD 1.08512 @1700000009999 from upstream",
+        );
+        check(
+            r#"{"type":"tick","symbol":"EURUSD","price":"1.08512","ts":"soon","source":42,"open":null}"#,
+            "tick EURUSD 1.08512 @1700000009999 from upstream",
+        );
+        check(
+            r#"{"type":"tick","symbol":"EURUSD","price":"1.08512","ts":-5,"source":""}"#,
+            "tick EURUSD 1.08512 @1700000009999 from upstream",
+        );
+    }
+
+    #[test]
+    fn news_and_alerts() {
+        check(
+            r#"{"type":"news","seq":9,"channel":"news","title":"Gold \"up\"","url":"https://news.example/1","ts":5,"source":"demo"}"#,
+            r#"news "Gold \"up\"" url=Some("https://news.example/1") @5 from demo"#,
+        );
+        check(
+            r#"{"type":"news","seq":10,"channel":"news","title":"No link","ts":6,"source":"demo"}"#,
+            r#"news "No link" url=None @6 from demo"#,
+        );
+        check(
+            r#"{"type":"alert","seq":11,"channel":"alerts","level":"critical","text":"Closed at 18:00","ts":7,"source":"publish"}"#,
+            r#"alert critical "Closed at 18:00" @7 from publish"#,
+        );
+        // Alerts on the wire (SPEC §4) may omit `source`.
+        check(
+            r#"{"type":"alert","seq":12,"channel":"alerts","level":"info","text":"Hi","ts":8}"#,
+            r#"alert info "Hi" @8 from upstream"#,
+        );
+    }
+
+    #[test]
+    fn control_frames_and_status_are_skipped() {
+        for frame in [
+            r#"{"type":"hello","session":"s1","epoch":"e1","seq":41,"server":"tablo/0.1.0"}"#,
+            r#"{"type":"subscribed","channels":["*"],"seq":41}"#,
+            r#"{"type":"unsubscribed","channels":["news"]}"#,
+            r#"{"type":"pong","id":3}"#,
+            r#"{"type":"snapshot","seq":41,"events":[{"type":"tick","seq":40,"channel":"prices","symbol":"A","price":"1","ts":1,"source":"x"}]}"#,
+            r#"{"type":"status","seq":42,"channel":"status","feed":"binance","state":"up","ts":9}"#,
+            r#"{"type":"gap","from":43,"to":50}"#,
+            r#"{"type":"reset","reason":"epoch changed"}"#,
+            r#"{"type":"ack","id":1,"seq":51}"#,
+        ] {
+            check(frame, "");
+        }
+    }
+
+    #[test]
+    fn errors_are_upstream_errors() {
+        check(
+            r#"{"type":"error","code":"unknown_channel","message":"no channel \"pricez\"","id":1}"#,
+            r#"Upstream: unknown_channel: no channel "pricez""#,
+        );
+        check(
+            r#"{"type":"error","code":"rate_limited"}"#,
+            "Upstream: rate_limited",
+        );
+        check(
+            r#"{"type":"error"}"#,
+            "Upstream: the upstream Tablo sent an error without a message",
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_json() {
+        for frame in ["", "hello", "{\"type\":\"tick\"", "{type:tick}"] {
+            check(frame, "NotJson");
+        }
+    }
+
+    #[test]
+    fn wrong_shapes_and_types_are_unexpected() {
+        for frame in [
+            "null",
+            "[]",
+            r#"[{"type":"tick","symbol":"A","price":"1"}]"#,
+            "{}",
+            r#"{"type":null}"#,
+            r#"{"type":"ticks"}"#,
+            r#"{"type":"tick","price":"1"}"#,
+            r#"{"type":"tick","symbol":"","price":"1"}"#,
+            r#"{"type":"tick","symbol":"A"}"#,
+            r#"{"type":"tick","symbol":"A","price":null}"#,
+            // Tablo always sends prices as strings.
+            r#"{"type":"tick","symbol":"A","price":1.5}"#,
+            r#"{"type":"tick","symbol":"A","price":"abc"}"#,
+            r#"{"type":"tick","symbol":"A","price":""}"#,
+            r#"{"type":"tick","symbol":"A","price":"1","bid":"-"}"#,
+            r#"{"type":"tick","symbol":"A","price":"1","volume":[]}"#,
+            r#"{"type":"news"}"#,
+            r#"{"type":"news","title":7}"#,
+            r#"{"type":"news","title":"T","url":{}}"#,
+            r#"{"type":"alert","text":"x"}"#,
+            r#"{"type":"alert","level":"loud","text":"x"}"#,
+            r#"{"type":"alert","level":"info"}"#,
+        ] {
+            check(frame, "Unexpected");
+        }
+    }
+
+    #[test]
+    fn last_seq_tracks_the_highest_event_seq() {
+        let mut decoder = Tablo::new(&feed(&[], &[]));
+        let mut out = Vec::new();
+        let mut feed_in = |decoder: &mut Tablo, frame: &str| {
+            let _ = decoder.decode(frame, NOW, &mut out);
+            decoder.last_seq()
+        };
+        assert_eq!(decoder.last_seq(), None);
+        // The server's own position is not an event we have received.
+        let hello =
+            r#"{"type":"hello","session":"s","epoch":"e","seq":100,"server":"tablo/0.1.0"}"#;
+        assert_eq!(feed_in(&mut decoder, hello), None);
+        let subscribed = r#"{"type":"subscribed","channels":["*"],"seq":100}"#;
+        assert_eq!(feed_in(&mut decoder, subscribed), None);
+        let tick = r#"{"type":"tick","seq":5,"symbol":"A","price":"1","ts":1}"#;
+        assert_eq!(feed_in(&mut decoder, tick), Some(5));
+        let status = r#"{"type":"status","seq":6,"feed":"f","state":"up","ts":1}"#;
+        assert_eq!(feed_in(&mut decoder, status), Some(6));
+        let gap = r#"{"type":"gap","from":7,"to":9}"#;
+        assert_eq!(feed_in(&mut decoder, gap), Some(9));
+        // Malformed, but seen: asking again would not fix it.
+        let bad = r#"{"type":"tick","seq":10,"symbol":"A","price":"x"}"#;
+        assert_eq!(feed_in(&mut decoder, bad), Some(10));
+        // Never goes backwards.
+        let old = r#"{"type":"news","seq":3,"title":"late","ts":1}"#;
+        assert_eq!(feed_in(&mut decoder, old), Some(10));
+        let odd = r#"{"type":"news","seq":"11","title":"odd","ts":1}"#;
+        assert_eq!(feed_in(&mut decoder, odd), Some(10));
+        let reset = r#"{"type":"reset","reason":"epoch changed"}"#;
+        assert_eq!(feed_in(&mut decoder, reset), None);
+        let after = r#"{"type":"alert","seq":2,"level":"info","text":"t","ts":1}"#;
+        assert_eq!(feed_in(&mut decoder, after), Some(2));
+    }
+
+    #[test]
+    fn subscribe_frames_follow_the_config() {
+        let frames = |channels: &[&str], subscribe: &[&str]| {
+            Tablo::new(&feed(channels, subscribe)).subscribe_frames()
+        };
+        assert_eq!(
+            frames(&[], &[]),
+            vec![r#"{"op":"subscribe","channels":["*"]}"#]
+        );
+        assert_eq!(
+            frames(&["prices.BTCUSDT", "news"], &[]),
+            vec![r#"{"op":"subscribe","channels":["prices.BTCUSDT","news"]}"#]
+        );
+        let custom = r#"{"op":"subscribe","channels":["alerts"],"since":5}"#;
+        assert_eq!(frames(&["news"], &[custom]), vec![custom]);
+    }
+}

@@ -1,0 +1,300 @@
+//! The task that runs one feed: connect, subscribe, read, decode, hand events
+//! to the hub, and reconnect with backoff when the link dies.
+//!
+//! Every state change (`connecting`, `up`, `down`) is reported to the hub,
+//! which turns it into a `status` event. The decision logic lives in the pure
+//! [`Backoff`] and [`Keepalive`]; this file is the I/O around them. It never
+//! parses a feed's JSON itself (that is the decoders' job).
+
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use futures_util::StreamExt;
+use smol::Timer;
+use smol::channel::Sender;
+use smol::future::or;
+
+use crate::config::{FeedConfig, FeedFormat};
+use crate::event::{FeedState, Incoming};
+use crate::feed::backoff::Backoff;
+use crate::feed::demo::{DEMO_STEP, Demo};
+use crate::feed::keepalive::{Action, Keepalive};
+use crate::feed::{DecodeError, Decoder};
+use crate::hub::{HubMsg, wall_ms};
+use crate::logger::RateLimited;
+
+/// Dialing, TLS and the WebSocket handshake together must finish in this
+/// time, or the attempt counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest upstream message accepted. Binance's `!ticker@arr` sends ~400 KiB
+/// arrays; 4 MiB leaves room while bounding what one bad upstream can make
+/// a Pi allocate.
+pub const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
+
+/// Undecodable upstream messages are logged at most this often (with a count
+/// of the ones not logged), so a feed that sends garbage cannot flood the log.
+pub const BAD_MESSAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// While a feed stays down, a warning repeats at most this often.
+pub const DOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Runs feed number `index` until the task is dropped.
+pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>) {
+    let link = Link {
+        index,
+        hub: hub.clone(),
+    };
+    if feed.format == FeedFormat::Demo {
+        return run_demo(&link, &feed).await;
+    }
+    let Some(mut decoder) = Decoder::new(&feed) else {
+        return;
+    };
+    let mut backoff = Backoff::new();
+    let mut rng = fastrand::Rng::new();
+    let mut bad_log = RateLimited::new(BAD_MESSAGE_LOG_INTERVAL);
+    let mut down_log = RateLimited::new(DOWN_LOG_INTERVAL);
+    loop {
+        if !link.state(FeedState::Connecting).await {
+            return;
+        }
+        let started = Instant::now();
+        let end = match connect(&feed.url).await {
+            Ok(ws) => {
+                log::info!("feed {}: connected to {}", feed.name, feed.url);
+                pump(&link, &feed, ws, &mut decoder, &mut bad_log).await
+            }
+            Err(why) => LinkEnd::ConnectFailed(why),
+        };
+        if !link.state(FeedState::Down).await {
+            return;
+        }
+        let up_for = started.elapsed();
+        backoff.link_lasted(up_for);
+        let delay = backoff.next_delay(rng.f64());
+        match &end {
+            LinkEnd::HubGone => return,
+            LinkEnd::ConnectFailed(why) => {
+                if let Some(suppressed) = down_log.should_log(Instant::now()) {
+                    log::warn!(
+                        "feed {}: cannot connect to {}: {why}; retrying in {} ms{}",
+                        feed.name,
+                        feed.url,
+                        delay.as_millis(),
+                        if suppressed > 0 {
+                            format!(" ({suppressed} failed attempts not shown)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                } else {
+                    log::debug!("feed {}: cannot connect: {why}", feed.name);
+                }
+            }
+            LinkEnd::Lost(why) => {
+                log::warn!(
+                    "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
+                    feed.name,
+                    up_for.as_secs(),
+                    delay.as_millis()
+                );
+            }
+        }
+        Timer::after(delay).await;
+    }
+}
+
+/// The feed's handle on the hub.
+struct Link {
+    index: usize,
+    hub: Sender<HubMsg>,
+}
+
+impl Link {
+    /// Reports a state change; false if the hub is gone.
+    async fn state(&self, state: FeedState) -> bool {
+        self.hub
+            .send(HubMsg::FeedState {
+                feed: self.index,
+                state,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Hands events to the hub; false if the hub is gone.
+    async fn publish(&self, events: &mut Vec<Incoming>) -> bool {
+        for incoming in events.drain(..) {
+            let sent = self.hub.send(HubMsg::Publish {
+                feed: self.index,
+                incoming,
+            });
+            if sent.await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// How a connection ended.
+enum LinkEnd {
+    /// Never got up.
+    ConnectFailed(String),
+    /// Was up, then died.
+    Lost(String),
+    /// The hub stopped: the process is shutting down.
+    HubGone,
+}
+
+type Upstream = async_tungstenite::WebSocketStream<async_tungstenite::smol::ConnectStream>;
+
+async fn connect(url: &str) -> Result<Upstream, String> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .max_message_size(Some(MAX_UPSTREAM_MESSAGE))
+        .max_frame_size(Some(MAX_UPSTREAM_MESSAGE));
+    let attempt = async {
+        async_tungstenite::smol::connect_async_with_config(url, Some(config))
+            .await
+            .map(|(ws, _response)| ws)
+            .map_err(|e| e.to_string())
+    };
+    or(attempt, async {
+        Timer::after(CONNECT_TIMEOUT).await;
+        Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
+    })
+    .await
+}
+
+/// Subscribes, then reads until the link dies.
+async fn pump(
+    link: &Link,
+    feed: &FeedConfig,
+    mut ws: Upstream,
+    decoder: &mut Decoder,
+    bad_log: &mut RateLimited,
+) -> LinkEnd {
+    for frame in decoder.subscribe_frames() {
+        if let Err(e) = ws.send(Message::Text(frame.into())).await {
+            return LinkEnd::Lost(format!("sending the subscribe frame failed: {e}"));
+        }
+    }
+    if !link.state(FeedState::Up).await {
+        return LinkEnd::HubGone;
+    }
+    let mut keepalive = Keepalive::new(Instant::now());
+    let mut timer = Timer::never();
+    let mut events = Vec::new();
+    loop {
+        match keepalive.poll(Instant::now()) {
+            Action::Ping => {
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    return LinkEnd::Lost(format!("ping failed: {e}"));
+                }
+                continue;
+            }
+            Action::Dead(why) => return LinkEnd::Lost(why.to_string()),
+            Action::WaitUntil(at) => {
+                timer.set_at(at);
+            }
+        }
+        let next = or(async { Some(ws.next().await) }, async {
+            (&mut timer).await;
+            None
+        })
+        .await;
+        let Some(next) = next else { continue };
+        let now = Instant::now();
+        let text = match next {
+            None => return LinkEnd::Lost("upstream closed the connection".into()),
+            Some(Err(e)) => return LinkEnd::Lost(e.to_string()),
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                Ok(text) => text.into(),
+                Err(_) => {
+                    keepalive.received(now);
+                    bad_message(link, feed, bad_log, &DecodeError::NotJson("binary frame".into())).await;
+                    continue;
+                }
+            },
+            Some(Ok(Message::Pong(_))) => {
+                keepalive.pong(now);
+                continue;
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame.map_or_else(
+                    || "upstream sent close".to_string(),
+                    |f| format!("upstream sent close {} {}", u16::from(f.code), f.reason),
+                );
+                return LinkEnd::Lost(why);
+            }
+            Some(Ok(Message::Ping(_) | Message::Frame(_))) => {
+                keepalive.received(now);
+                continue;
+            }
+        };
+        keepalive.received(now);
+        match decoder.decode(&text, wall_ms(), &mut events) {
+            Ok(()) => {}
+            Err(e) => {
+                events.clear();
+                if !bad_message(link, feed, bad_log, &e).await {
+                    return LinkEnd::HubGone;
+                }
+                continue;
+            }
+        }
+        if !link.publish(&mut events).await {
+            return LinkEnd::HubGone;
+        }
+    }
+}
+
+/// Counts and (rate-limited) logs an undecodable message; false if the hub
+/// is gone.
+async fn bad_message(link: &Link, feed: &FeedConfig, log: &mut RateLimited, e: &DecodeError) -> bool {
+    if let Some(suppressed) = log.should_log(Instant::now()) {
+        let level = match e {
+            DecodeError::Upstream(_) => log::Level::Warn,
+            _ => log::Level::Debug,
+        };
+        log::log!(
+            level,
+            "feed {}: skipped a message: {e}{}",
+            feed.name,
+            if suppressed > 0 {
+                format!(" ({suppressed} more since the last report)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    link.hub
+        .send(HubMsg::FeedBadMessage { feed: link.index })
+        .await
+        .is_ok()
+}
+
+/// The built-in demo market: no network, so it is up at once.
+async fn run_demo(link: &Link, feed: &FeedConfig) {
+    if !link.state(FeedState::Connecting).await || !link.state(FeedState::Up).await {
+        return;
+    }
+    let mut demo = Demo::new(&feed.name, fastrand::u64(..));
+    let mut events = Vec::new();
+    demo.first_state(wall_ms(), &mut events);
+    if !link.publish(&mut events).await {
+        return;
+    }
+    let mut timer = Timer::interval(DEMO_STEP);
+    loop {
+        (&mut timer).await;
+        demo.step(wall_ms(), &mut events);
+        if !link.publish(&mut events).await {
+            return;
+        }
+    }
+}

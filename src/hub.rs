@@ -1,0 +1,753 @@
+//! The hub: the one task that numbers events and fans them out.
+//!
+//! Feeds and client sessions talk to it through a bounded channel of
+//! [`HubMsg`]. It owns the client registry and each client's subscriptions,
+//! the last-known state (latest tick per symbol, recent news and alerts,
+//! latest status per feed) and every relay counter. Each event is serialized
+//! once and the same bytes are pushed to every subscribed client's
+//! [`Outbox`], which never waits, so a slow client cannot slow the hub or the
+//! feeds. Replies to a client (hello, subscribed, snapshot, stats) go through
+//! the same outbox, so they are ordered with the events around them.
+//!
+//! The hub never touches a socket or the disk.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_tungstenite::tungstenite::Utf8Bytes;
+use serde_json::{Value, json};
+use smol::channel::{Receiver, Sender};
+
+use crate::config::FeedConfig;
+use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
+use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push};
+use crate::protocol::{Sub, Subscriptions, channels_reply};
+
+/// Capacity of the hub's inbox. Feeds wait when it is full, which is the
+/// backpressure we want: 1024 messages is ~10 s of a busy 100 msg/s feed, so
+/// a full inbox means the hub is truly stuck, not briefly busy.
+pub const INBOX: usize = 1024;
+
+/// The snapshot keeps this many recent news items (SPEC §4).
+pub const SNAPSHOT_NEWS: usize = 20;
+
+/// The snapshot keeps at most this many recent alerts.
+pub const SNAPSHOT_ALERTS: usize = 20;
+
+/// An alert leaves the snapshot after this long: alerts carry no expiry of
+/// their own, and an hour-old alert is history, not news.
+pub const ALERT_TTL: Duration = Duration::from_secs(3600);
+
+/// At most this many distinct `client=` kinds are counted separately; the
+/// rest are counted as `other`, so a client cannot grow the stats map.
+pub const MAX_CLIENT_KINDS: usize = 32;
+
+/// Identifies one client connection.
+pub type ClientId = u64;
+
+/// Everything the hub is told.
+#[derive(Debug)]
+pub enum HubMsg {
+    /// Feed number `feed` decoded an event.
+    Publish {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// The event, not yet numbered.
+        incoming: Incoming,
+    },
+    /// Feed number `feed` changed state.
+    FeedState {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// The new state.
+        state: FeedState,
+    },
+    /// Feed number `feed` received a message it could not decode.
+    FeedBadMessage {
+        /// Index into the configured feeds.
+        feed: usize,
+    },
+    /// A client connected; the hub sends its hello.
+    Join {
+        /// Its id.
+        client: ClientId,
+        /// Its `client=` kind.
+        kind: String,
+        /// Where its frames go.
+        outbox: Arc<Outbox>,
+    },
+    /// A client disconnected.
+    Leave {
+        /// Its id.
+        client: ClientId,
+    },
+    /// A client subscribes.
+    Subscribe {
+        /// Its id.
+        client: ClientId,
+        /// Parsed channels.
+        channels: Vec<Sub>,
+        /// Channel names for the reply.
+        names: Vec<String>,
+        /// The request id to echo.
+        id: Option<Value>,
+    },
+    /// A client unsubscribes.
+    Unsubscribe {
+        /// Its id.
+        client: ClientId,
+        /// Parsed channels.
+        channels: Vec<Sub>,
+        /// Channel names for the reply.
+        names: Vec<String>,
+        /// The request id to echo.
+        id: Option<Value>,
+    },
+    /// A client asks for the latest state.
+    Snapshot {
+        /// Its id.
+        client: ClientId,
+        /// Channels to include; empty means all.
+        channels: Vec<Sub>,
+        /// The request id to echo.
+        id: Option<Value>,
+    },
+    /// A client asks for stats.
+    Stats {
+        /// Its id.
+        client: ClientId,
+        /// The request id to echo.
+        id: Option<Value>,
+    },
+    /// `/healthz` asks for health.
+    Health {
+        /// Where to send it.
+        reply: Sender<Health>,
+    },
+    /// `/metrics` asks for the Prometheus text.
+    Metrics {
+        /// Where to send it.
+        reply: Sender<String>,
+    },
+    /// Close every client with 1001 and stop.
+    Shutdown,
+}
+
+/// What `/healthz` reports.
+#[derive(Clone, Debug)]
+pub struct Health {
+    /// Whether the journal can be written (always true until the journal
+    /// lands; then false makes `/healthz` answer 503).
+    pub journal_ok: bool,
+    /// The JSON body.
+    pub body: String,
+}
+
+struct Client {
+    kind: Arc<str>,
+    outbox: Arc<Outbox>,
+    subs: Subscriptions,
+}
+
+struct Upstream {
+    name: String,
+    format: &'static str,
+    state: FeedState,
+    last_event: Option<Instant>,
+    reconnects: u64,
+    bad_messages: u64,
+    events: u64,
+}
+
+/// The latest events per key, as serialized frames.
+#[derive(Default)]
+struct LastKnown {
+    /// Latest tick per symbol, in first-seen order.
+    ticks: Vec<(Arc<str>, Event, Utf8Bytes)>,
+    tick_index: HashMap<Arc<str>, usize>,
+    news: VecDeque<(Event, Utf8Bytes)>,
+    alerts: VecDeque<(Event, Utf8Bytes, Instant)>,
+    /// Latest status event per feed index.
+    status: Vec<Option<(Event, Utf8Bytes)>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    sessions_total: u64,
+    events_in: [u64; 4],
+    frames_out: [u64; 4],
+    conflations: u64,
+    overflow_closes: u64,
+    dropped_frames: u64,
+}
+
+/// The hub's state. Build with [`Hub::new`], then drive with [`Hub::run`].
+pub struct Hub {
+    epoch: String,
+    started: Instant,
+    next_seq: u64,
+    first_seq: Option<u64>,
+    event_bytes: u64,
+    clients: HashMap<ClientId, Client>,
+    kinds: HashMap<Arc<str>, u64>,
+    upstreams: Vec<Upstream>,
+    last: LastKnown,
+    counters: Counters,
+}
+
+impl Hub {
+    /// A hub for these feeds. `epoch` names this run's sequence space.
+    pub fn new(feeds: &[FeedConfig], epoch: String, now: Instant) -> Hub {
+        Hub {
+            epoch,
+            started: now,
+            next_seq: 1,
+            first_seq: None,
+            event_bytes: 0,
+            clients: HashMap::new(),
+            kinds: HashMap::new(),
+            upstreams: feeds
+                .iter()
+                .map(|f| Upstream {
+                    name: f.name.clone(),
+                    format: f.format.name(),
+                    state: FeedState::Connecting,
+                    last_event: None,
+                    reconnects: 0,
+                    bad_messages: 0,
+                    events: 0,
+                })
+                .collect(),
+            last: LastKnown {
+                status: vec![None; feeds.len()],
+                ..LastKnown::default()
+            },
+            counters: Counters::default(),
+        }
+    }
+
+    /// Handles messages until [`HubMsg::Shutdown`] or until every sender is
+    /// gone.
+    pub async fn run(mut self, inbox: Receiver<HubMsg>) {
+        while let Ok(msg) = inbox.recv().await {
+            if !self.handle(msg, Instant::now(), wall_ms()) {
+                break;
+            }
+        }
+        for client in self.clients.values() {
+            client.outbox.close(CLOSE_GOING_AWAY, "server shutting down");
+        }
+    }
+
+    /// Handles one message at `now` (`now_ms` is the same instant as wall
+    /// time). Returns false when the hub should stop.
+    pub fn handle(&mut self, msg: HubMsg, now: Instant, now_ms: u64) -> bool {
+        match msg {
+            HubMsg::Publish { feed, incoming } => {
+                if let Some(up) = self.upstreams.get_mut(feed) {
+                    up.last_event = Some(now);
+                    up.events += 1;
+                }
+                self.publish(incoming, now);
+            }
+            HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
+            HubMsg::FeedBadMessage { feed } => {
+                if let Some(up) = self.upstreams.get_mut(feed) {
+                    up.bad_messages += 1;
+                }
+            }
+            HubMsg::Join {
+                client,
+                kind,
+                outbox,
+            } => self.join(client, kind, outbox),
+            HubMsg::Leave { client } => self.leave(client),
+            HubMsg::Subscribe {
+                client,
+                channels,
+                names,
+                id,
+            } => {
+                let seq = self.last_seq();
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.subs.add(&channels);
+                    let reply = channels_reply("subscribed", &names, seq, &id);
+                    c.outbox.push(control(reply));
+                }
+            }
+            HubMsg::Unsubscribe {
+                client,
+                channels,
+                names,
+                id,
+            } => {
+                let seq = self.last_seq();
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.subs.remove(&channels);
+                    let reply = channels_reply("unsubscribed", &names, seq, &id);
+                    c.outbox.push(control(reply));
+                }
+            }
+            HubMsg::Snapshot {
+                client,
+                channels,
+                id,
+            } => {
+                let reply = self.snapshot_json(&channels, &id, now);
+                if let Some(c) = self.clients.get(&client) {
+                    c.outbox.push(control(reply));
+                }
+            }
+            HubMsg::Stats { client, id } => {
+                let mut stats = self.stats_json(now);
+                if let (Some(id), Some(obj)) = (id, stats.as_object_mut()) {
+                    obj.insert("id".into(), id);
+                }
+                if let Some(c) = self.clients.get(&client) {
+                    c.outbox.push(control(stats.to_string()));
+                }
+            }
+            HubMsg::Health { reply } => {
+                let _ = reply.try_send(self.health(now));
+            }
+            HubMsg::Metrics { reply } => {
+                let _ = reply.try_send(self.metrics());
+            }
+            HubMsg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    fn join(&mut self, client: ClientId, kind: String, outbox: Arc<Outbox>) {
+        let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
+            Some((known, _)) => known.clone(),
+            None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
+            None => Arc::from("other"),
+        };
+        *self.kinds.entry(kind.clone()).or_insert(0) += 1;
+        self.counters.sessions_total += 1;
+        let hello = json!({
+            "type": "hello",
+            "session": format!("{client:016x}"),
+            "epoch": self.epoch,
+            "seq": self.last_seq(),
+            "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
+        });
+        outbox.push(control(hello.to_string()));
+        self.clients.insert(
+            client,
+            Client {
+                kind,
+                outbox,
+                subs: Subscriptions::default(),
+            },
+        );
+    }
+
+    fn leave(&mut self, client: ClientId) {
+        if let Some(c) = self.clients.remove(&client)
+            && let Some(n) = self.kinds.get_mut(&c.kind)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn feed_state(&mut self, feed: usize, state: FeedState, now: Instant, now_ms: u64) {
+        let Some(up) = self.upstreams.get_mut(feed) else {
+            return;
+        };
+        if state == FeedState::Connecting && up.state != FeedState::Connecting {
+            up.reconnects += 1;
+        }
+        up.state = state;
+        let body = Body::Status(Status {
+            feed: up.name.clone(),
+            state,
+        });
+        self.publish(Incoming { ts: now_ms, body }, now);
+    }
+
+    /// Numbers an event, remembers it and fans it out.
+    fn publish(&mut self, incoming: Incoming, now: Instant) {
+        let event = Event {
+            seq: self.next_seq,
+            ts: incoming.ts,
+            body: incoming.body,
+        };
+        self.next_seq += 1;
+        self.first_seq.get_or_insert(event.seq);
+        let text = Utf8Bytes::from(event.to_json());
+        self.event_bytes += text.len() as u64;
+        let channel = event.body.channel().index();
+        self.counters.events_in[channel] += 1;
+        let key = match &event.body {
+            Body::Tick(t) => Some(self.symbol_key(&t.symbol)),
+            _ => None,
+        };
+        let frame = Frame {
+            text: text.clone(),
+            key: key.clone(),
+        };
+        let mut overflowed = Vec::new();
+        for (id, client) in &self.clients {
+            if !client.subs.matches(&event.body) {
+                continue;
+            }
+            match client.outbox.push(frame.clone()) {
+                Push::Queued => self.counters.frames_out[channel] += 1,
+                Push::Conflated => {
+                    self.counters.frames_out[channel] += 1;
+                    self.counters.conflations += 1;
+                }
+                Push::Overflow => {
+                    self.counters.overflow_closes += 1;
+                    self.counters.dropped_frames += 1;
+                    overflowed.push(*id);
+                }
+                Push::Closed => self.counters.dropped_frames += 1,
+            }
+        }
+        for id in overflowed {
+            log::info!("client {id:016x} fell too far behind; closing it with 1013");
+            self.leave(id);
+        }
+        self.remember(event, text, key, now);
+    }
+
+    /// The shared key for a symbol, reusing the last-known map's allocation.
+    fn symbol_key(&self, symbol: &str) -> Arc<str> {
+        match self.last.tick_index.get_key_value(symbol) {
+            Some((key, _)) => key.clone(),
+            None => Arc::from(symbol),
+        }
+    }
+
+    fn remember(&mut self, event: Event, text: Utf8Bytes, key: Option<Arc<str>>, now: Instant) {
+        let last = &mut self.last;
+        match &event.body {
+            Body::Tick(_) => {
+                let Some(key) = key else { return };
+                match last.tick_index.get(&key) {
+                    Some(&i) => last.ticks[i] = (key, event, text),
+                    None => {
+                        last.tick_index.insert(key.clone(), last.ticks.len());
+                        last.ticks.push((key, event, text));
+                    }
+                }
+            }
+            Body::News(_) => {
+                if last.news.len() == SNAPSHOT_NEWS {
+                    last.news.pop_front();
+                }
+                last.news.push_back((event, text));
+            }
+            Body::Alert(_) => {
+                if last.alerts.len() == SNAPSHOT_ALERTS {
+                    last.alerts.pop_front();
+                }
+                last.alerts.push_back((event, text, now));
+            }
+            Body::Status(s) => {
+                if let Some(i) = self.upstreams.iter().position(|u| u.name == s.feed)
+                    && let Some(slot) = last.status.get_mut(i)
+                {
+                    *slot = Some((event, text));
+                }
+            }
+        }
+    }
+
+    /// `{"type":"snapshot","seq":N,"events":[..]}` built from the cached
+    /// frames, in seq order within each family.
+    fn snapshot_json(&self, channels: &[Sub], id: &Option<Value>, now: Instant) -> String {
+        let wanted = |body: &Body| channels.is_empty() || channels.iter().any(|s| s.matches(body));
+        let mut out = format!(
+            "{{\"type\":\"snapshot\",\"seq\":{},\"events\":[",
+            self.last_seq()
+        );
+        let mut first = true;
+        let mut add = |event: &Event, text: &Utf8Bytes| {
+            if wanted(&event.body) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(text);
+            }
+        };
+        for (_, event, text) in &self.last.ticks {
+            add(event, text);
+        }
+        for (event, text) in &self.last.news {
+            add(event, text);
+        }
+        for (event, text, at) in &self.last.alerts {
+            if now.saturating_duration_since(*at) < ALERT_TTL {
+                add(event, text);
+            }
+        }
+        for (event, text) in self.last.status.iter().flatten() {
+            add(event, text);
+        }
+        out.push(']');
+        if let Some(id) = id {
+            out.push_str(",\"id\":");
+            out.push_str(&id.to_string());
+        }
+        out.push('}');
+        out
+    }
+
+    fn upstreams_json(&self, now: Instant) -> Value {
+        self.upstreams
+            .iter()
+            .map(|u| {
+                json!({
+                    "name": u.name,
+                    "format": u.format,
+                    "state": u.state.name(),
+                    "last_event_ms_ago": u.last_event.map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    "reconnects": u.reconnects,
+                })
+            })
+            .collect()
+    }
+
+    fn journal_json(&self) -> Value {
+        json!({
+            "events": self.last_seq().saturating_sub(self.first_seq.unwrap_or(1).saturating_sub(1)),
+            "bytes": self.event_bytes,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq(),
+        })
+    }
+
+    fn stats_json(&self, now: Instant) -> Value {
+        let kinds: serde_json::Map<String, Value> = self
+            .kinds
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| (k.to_string(), json!(n)))
+            .collect();
+        json!({
+            "type": "stats",
+            "connections": self.clients.len(),
+            "sessions_total": self.counters.sessions_total,
+            "client_types": kinds,
+            "upstreams": self.upstreams_json(now),
+            "journal": self.journal_json(),
+            "uptime_s": now.saturating_duration_since(self.started).as_secs(),
+        })
+    }
+
+    fn health(&self, now: Instant) -> Health {
+        let all_up = self.upstreams.iter().all(|u| u.state == FeedState::Up);
+        let body = json!({
+            "status": if all_up { "ok" } else { "degraded" },
+            "feeds": self.upstreams_json(now),
+            "journal": self.journal_json(),
+            "clients": self.clients.len(),
+        });
+        Health {
+            journal_ok: true,
+            body: body.to_string(),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(4096);
+        let c = &self.counters;
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+            let _ = writeln!(out, "# HELP tablo_{name} {help}\n# TYPE tablo_{name} {kind}");
+            for (labels, value) in rows {
+                let _ = writeln!(out, "tablo_{name}{labels} {value}");
+            }
+        };
+        let per_channel = |values: &[u64; 4]| -> Vec<(String, u64)> {
+            Channel::ALL
+                .iter()
+                .map(|ch| (format!("{{channel=\"{}\"}}", ch.name()), values[ch.index()]))
+                .collect()
+        };
+        let per_feed = |f: &dyn Fn(&Upstream) -> u64| -> Vec<(String, u64)> {
+            self.upstreams
+                .iter()
+                .map(|u| (format!("{{feed=\"{}\"}}", escape_label(&u.name)), f(u)))
+                .collect()
+        };
+        metric("clients", "gauge", "Connected WebSocket clients.", &[(String::new(), self.clients.len() as u64)]);
+        metric("sessions_total", "counter", "WebSocket sessions since start.", &[(String::new(), c.sessions_total)]);
+        metric("events_in_total", "counter", "Events numbered by the hub, per channel.", &per_channel(&c.events_in));
+        metric("frames_out_total", "counter", "Event frames queued to clients, per channel.", &per_channel(&c.frames_out));
+        metric("conflations_total", "counter", "Queued ticks replaced by a newer tick for a slow client.", &[(String::new(), c.conflations)]);
+        metric("drops_total", "counter", "Frames dropped because their client was closing or overflowed.", &[(String::new(), c.dropped_frames)]);
+        metric("slow_client_closes_total", "counter", "Clients closed with 1013 for falling behind.", &[(String::new(), c.overflow_closes)]);
+        metric("feed_up", "gauge", "1 when the feed is connected.", &per_feed(&|u| u64::from(u.state == FeedState::Up)));
+        metric("feed_reconnects_total", "counter", "Reconnect attempts per feed.", &per_feed(&|u| u.reconnects));
+        metric("feed_events_total", "counter", "Events decoded per feed.", &per_feed(&|u| u.events));
+        metric("feed_bad_messages_total", "counter", "Upstream messages that could not be decoded, per feed.", &per_feed(&|u| u.bad_messages));
+        metric("journal_events", "gauge", "Events held (in memory until the journal lands).", &[(String::new(), self.journal_json()["events"].as_u64().unwrap_or(0))]);
+        metric("journal_bytes", "gauge", "Bytes of events held.", &[(String::new(), self.event_bytes)]);
+        metric("last_seq", "gauge", "Sequence number of the newest event.", &[(String::new(), self.last_seq())]);
+        out
+    }
+}
+
+/// A reply frame: never conflated.
+fn control(text: String) -> Frame {
+    Frame {
+        text: Utf8Bytes::from(text),
+        key: None,
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{News, Tick};
+
+    fn tick(symbol: &str, price: &str) -> Incoming {
+        Incoming {
+            ts: 1,
+            body: Body::Tick(Tick {
+                symbol: symbol.into(),
+                price: price.into(),
+                source: "test".into(),
+                ..Tick::default()
+            }),
+        }
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<Value> {
+        let mut batch = VecDeque::new();
+        outbox.take(&mut batch);
+        batch
+            .iter()
+            .map(|f| serde_json::from_str(&f.text).expect("json"))
+            .collect()
+    }
+
+    fn hub_with_client(channels: &[&str]) -> (Hub, Arc<Outbox>) {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], "epoch1".into(), now);
+        let outbox = Outbox::new();
+        hub.handle(
+            HubMsg::Join {
+                client: 1,
+                kind: "bot".into(),
+                outbox: outbox.clone(),
+            },
+            now,
+            0,
+        );
+        let subs: Vec<Sub> = channels.iter().filter_map(|c| Sub::parse(c)).collect();
+        hub.handle(
+            HubMsg::Subscribe {
+                client: 1,
+                channels: subs,
+                names: channels.iter().map(|c| c.to_string()).collect(),
+                id: None,
+            },
+            now,
+            0,
+        );
+        (hub, outbox)
+    }
+
+    #[test]
+    fn hello_then_subscribed_then_only_matching_events() {
+        let (mut hub, outbox) = hub_with_client(&["prices.BTC"]);
+        let now = Instant::now();
+        for incoming in [tick("ETH", "1"), tick("BTC", "2")] {
+            hub.handle(HubMsg::Publish { feed: 0, incoming }, now, 0);
+        }
+        let frames = drain(&outbox);
+        let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(types, ["hello", "subscribed", "tick"]);
+        assert_eq!(frames[0]["epoch"], "epoch1");
+        assert_eq!(frames[2]["symbol"], "BTC");
+        assert_eq!(frames[2]["seq"], 2);
+    }
+
+    #[test]
+    fn snapshot_holds_latest_tick_per_symbol_in_first_seen_order() {
+        let (mut hub, outbox) = hub_with_client(&["news"]);
+        let now = Instant::now();
+        for incoming in [tick("B", "1"), tick("A", "2"), tick("B", "3")] {
+            hub.handle(HubMsg::Publish { feed: 0, incoming }, now, 0);
+        }
+        let news = Incoming {
+            ts: 2,
+            body: Body::News(News {
+                title: "t".into(),
+                url: None,
+                source: "s".into(),
+            }),
+        };
+        hub.handle(HubMsg::Publish { feed: 0, incoming: news }, now, 0);
+        drain(&outbox);
+        hub.handle(
+            HubMsg::Snapshot {
+                client: 1,
+                channels: vec![],
+                id: Some(json!(5)),
+            },
+            now,
+            0,
+        );
+        let frames = drain(&outbox);
+        let snap = &frames[0];
+        assert_eq!(snap["type"], "snapshot");
+        assert_eq!(snap["seq"], 4);
+        assert_eq!(snap["id"], 5);
+        let prices: Vec<&str> = snap["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["price"].as_str())
+            .collect();
+        assert_eq!(prices, ["3", "2"]);
+        assert_eq!(snap["events"][2]["type"], "news");
+    }
+
+    #[test]
+    fn reconnects_count_returns_to_connecting() {
+        let feeds = [FeedConfig {
+            name: "binance".into(),
+            format: crate::config::FeedFormat::Binance,
+            url: "ws://x".into(),
+            symbols: vec![],
+            subscribe: vec![],
+            channels: vec![],
+            pointers: Default::default(),
+        }];
+        let now = Instant::now();
+        let mut hub = Hub::new(&feeds, "e".into(), now);
+        for state in [FeedState::Connecting, FeedState::Up, FeedState::Down, FeedState::Connecting, FeedState::Up] {
+            hub.handle(HubMsg::FeedState { feed: 0, state }, now, 0);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["upstreams"][0]["reconnects"], 1);
+        assert_eq!(stats["upstreams"][0]["state"], "up");
+        assert_eq!(stats["journal"]["last_seq"], 5);
+        assert!(hub.metrics().contains("tablo_feed_up{feed=\"binance\"} 1"));
+    }
+}

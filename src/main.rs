@@ -1,0 +1,89 @@
+//! The `tablo` binary: parses the command line, loads the config, runs, and
+//! maps every error to an exit code (SPEC §1) in one place.
+
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+use tablo::cli::{Args, Command};
+use tablo::config::{Config, Overrides};
+
+/// Bad usage (sysexits EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+/// Bad config (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+/// Anything else.
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    tablo::logger::init();
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let rest: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    let args = match Args::from_args(&["tablo"], &rest) {
+        Ok(args) => args,
+        Err(exit) => {
+            return match exit.status {
+                Ok(()) => {
+                    print!("{}", exit.output);
+                    ExitCode::SUCCESS
+                }
+                Err(()) => {
+                    eprintln!("{}\nRun 'tablo --help' for usage.", exit.output.trim_end());
+                    ExitCode::from(EXIT_USAGE)
+                }
+            };
+        }
+    };
+    if args.version {
+        println!("tablo {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    match args.command {
+        None => {
+            eprintln!("tablo: no command given; try 'tablo run' or 'tablo --help'");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Some(Command::Check(check)) => {
+            match Config::load(check.config.as_deref(), &Overrides::default()) {
+                Ok(config) => {
+                    print!("{}", config.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Some(Command::Run(run)) => {
+            let overrides = match run.overrides() {
+                Ok(overrides) => overrides,
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
+            let config = match Config::load_with_notes(run.config.as_deref(), &overrides) {
+                Ok((config, notes)) => {
+                    for note in notes {
+                        log::info!("{note}");
+                    }
+                    config
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match tablo::app::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The downstream client protocol of SPEC §4: parsing client ops and writing
+//! the server's control replies.
+//!
+//! Pure: text in, values out. Ops are case-sensitive and unknown fields are
+//! ignored. Nothing here touches a socket or the hub.
+
+use std::fmt;
+
+use serde_json::{Map, Value, json};
+
+use crate::event::{Body, Channel};
+
+/// A request may name at most this many channels; more is `too_large`. 256
+/// covers `*`, the four families and a board's worth of single symbols.
+pub const MAX_CHANNELS: usize = 256;
+
+/// A symbol in `prices.<SYMBOL>` is at most this long. Exchange symbols are
+/// under 20 characters; 32 leaves room without letting a client park
+/// kilobytes of key in the hub.
+pub const MAX_SYMBOL_LEN: usize = 32;
+
+/// One channel a client can subscribe to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Sub {
+    /// `*`: everything.
+    All,
+    /// `prices`, `news`, `alerts` or `status`.
+    Family(Channel),
+    /// `prices.<SYMBOL>`: one symbol's ticks.
+    Symbol(Box<str>),
+}
+
+impl Sub {
+    /// Parses a channel name; `None` if it names no channel.
+    pub fn parse(name: &str) -> Option<Sub> {
+        match name {
+            "*" => Some(Sub::All),
+            "prices" => Some(Sub::Family(Channel::Prices)),
+            "news" => Some(Sub::Family(Channel::News)),
+            "alerts" => Some(Sub::Family(Channel::Alerts)),
+            "status" => Some(Sub::Family(Channel::Status)),
+            _ => {
+                let symbol = name.strip_prefix("prices.")?;
+                valid_symbol(symbol).then(|| Sub::Symbol(symbol.into()))
+            }
+        }
+    }
+
+    /// Whether this channel carries `body`.
+    pub fn matches(&self, body: &Body) -> bool {
+        match self {
+            Sub::All => true,
+            Sub::Family(channel) => body.channel() == *channel,
+            Sub::Symbol(symbol) => matches!(body, Body::Tick(t) if *t.symbol == **symbol),
+        }
+    }
+}
+
+/// Whether `s` can be a symbol in a channel name.
+pub fn valid_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SYMBOL_LEN
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+}
+
+/// A client's set of subscriptions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subscriptions {
+    subs: Vec<Sub>,
+}
+
+impl Subscriptions {
+    /// Adds channels (duplicates are kept once).
+    pub fn add(&mut self, channels: &[Sub]) {
+        for sub in channels {
+            if !self.subs.contains(sub) {
+                self.subs.push(sub.clone());
+            }
+        }
+    }
+
+    /// Removes channels; removing one not subscribed is not an error.
+    pub fn remove(&mut self, channels: &[Sub]) {
+        self.subs.retain(|s| !channels.contains(s));
+    }
+
+    /// Whether any subscription carries `body`.
+    pub fn matches(&self, body: &Body) -> bool {
+        self.subs.iter().any(|s| s.matches(body))
+    }
+
+    /// How many channels are subscribed.
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// Whether nothing is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+}
+
+/// A parsed client request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// The client's `id`, echoed in the reply.
+    pub id: Option<Value>,
+    /// What it asks for.
+    pub op: Op,
+}
+
+/// The client ops.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Start receiving channels (optionally replaying from `since`).
+    Subscribe {
+        /// Parsed channels.
+        channels: Vec<Sub>,
+        /// The channel names as the client sent them, for the reply.
+        names: Vec<String>,
+        /// Resume after this seq.
+        since: Option<u64>,
+        /// The epoch the client's `since` belongs to.
+        epoch: Option<String>,
+    },
+    /// Stop receiving channels.
+    Unsubscribe {
+        /// Parsed channels.
+        channels: Vec<Sub>,
+        /// The channel names as the client sent them, for the reply.
+        names: Vec<String>,
+    },
+    /// Latest state; an empty list means every channel.
+    Snapshot {
+        /// Parsed channels.
+        channels: Vec<Sub>,
+    },
+    /// Server statistics.
+    Stats,
+    /// Liveness check.
+    Ping,
+    /// Put an event on a channel.
+    Publish {
+        /// Target channel.
+        channel: String,
+        /// The event's fields.
+        data: Map<String, Value>,
+    },
+}
+
+/// The error codes of SPEC §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Not JSON, not an object, missing or mistyped fields.
+    BadRequest,
+    /// `op` names no op.
+    UnknownOp,
+    /// A channel name names no channel.
+    UnknownChannel,
+    /// The token does not allow this.
+    Unauthorized,
+    /// A valid request asking for too much.
+    TooLarge,
+    /// Too many ops too fast.
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// The wire name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::UnknownChannel => "unknown_channel",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// A request that gets an `error` reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProtoError {
+    /// The code.
+    pub code: ErrorCode,
+    /// What was wrong and what to do.
+    pub message: String,
+    /// The request's `id`, when it had one.
+    pub id: Option<Value>,
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.name(), self.message)
+    }
+}
+
+impl ProtoError {
+    /// A new error.
+    pub fn new(code: ErrorCode, message: impl Into<String>, id: Option<Value>) -> ProtoError {
+        ProtoError {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    /// The `error` frame.
+    pub fn to_json(&self) -> String {
+        let mut reply = json!({
+            "type": "error",
+            "code": self.code.name(),
+            "message": self.message,
+        });
+        if let (Some(id), Some(obj)) = (&self.id, reply.as_object_mut()) {
+            obj.insert("id".into(), id.clone());
+        }
+        reply.to_string()
+    }
+}
+
+/// Parses one client text frame.
+pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ProtoError::new(
+            ErrorCode::BadRequest,
+            format!("frame is not valid JSON ({e}); send an object like {{\"op\":\"ping\"}}"),
+            None,
+        )
+    })?;
+    let Value::Object(mut obj) = value else {
+        return Err(ProtoError::new(
+            ErrorCode::BadRequest,
+            "frame must be a JSON object like {\"op\":\"ping\"}",
+            None,
+        ));
+    };
+    let id = obj.remove("id");
+    let bad = |message: String| ProtoError::new(ErrorCode::BadRequest, message, id.clone());
+    let op = match obj.get("op") {
+        Some(Value::String(op)) => op.as_str(),
+        Some(_) => return Err(bad("\"op\" must be a string".into())),
+        None => return Err(bad("missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish".into())),
+    };
+    let op = match op {
+        "subscribe" => {
+            let (channels, names) = channels(&obj, true, &id)?;
+            let since = match obj.get("since") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    bad("\"since\" must be a non-negative integer seq".into())
+                })?),
+            };
+            let epoch = match obj.get("epoch") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(bad("\"epoch\" must be a string".into())),
+            };
+            Op::Subscribe {
+                channels,
+                names,
+                since,
+                epoch,
+            }
+        }
+        "unsubscribe" => {
+            let (channels, names) = channels(&obj, true, &id)?;
+            Op::Unsubscribe { channels, names }
+        }
+        "snapshot" => Op::Snapshot {
+            channels: channels(&obj, false, &id)?.0,
+        },
+        "stats" => Op::Stats,
+        "ping" => Op::Ping,
+        "publish" => {
+            let channel = match obj.get("channel") {
+                Some(Value::String(c)) => c.clone(),
+                _ => return Err(bad("publish needs \"channel\" as a string".into())),
+            };
+            let data = match obj.remove("data") {
+                Some(Value::Object(data)) => data,
+                _ => return Err(bad("publish needs \"data\" as an object".into())),
+            };
+            Op::Publish { channel, data }
+        }
+        other => {
+            let shown: String = other.chars().take(40).collect();
+            return Err(ProtoError::new(
+                ErrorCode::UnknownOp,
+                format!("unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"),
+                id,
+            ));
+        }
+    };
+    Ok(Request { id, op })
+}
+
+/// Reads `channels`: required (non-empty) or optional (empty means all).
+fn channels(
+    obj: &Map<String, Value>,
+    required: bool,
+    id: &Option<Value>,
+) -> Result<(Vec<Sub>, Vec<String>), ProtoError> {
+    let list = match obj.get("channels") {
+        Some(Value::Array(list)) => list,
+        None | Some(Value::Null) if !required => return Ok((Vec::new(), Vec::new())),
+        None => {
+            return Err(ProtoError::new(
+                ErrorCode::BadRequest,
+                "missing \"channels\", e.g. [\"prices\"]",
+                id.clone(),
+            ));
+        }
+        Some(_) => {
+            return Err(ProtoError::new(
+                ErrorCode::BadRequest,
+                "\"channels\" must be an array of strings, e.g. [\"prices\"]",
+                id.clone(),
+            ));
+        }
+    };
+    if list.len() > MAX_CHANNELS {
+        return Err(ProtoError::new(
+            ErrorCode::TooLarge,
+            format!("{} channels in one request; at most {MAX_CHANNELS}", list.len()),
+            id.clone(),
+        ));
+    }
+    if required && list.is_empty() {
+        return Err(ProtoError::new(
+            ErrorCode::BadRequest,
+            "\"channels\" is empty; name at least one, e.g. [\"prices\"]",
+            id.clone(),
+        ));
+    }
+    let mut subs = Vec::with_capacity(list.len());
+    let mut names = Vec::with_capacity(list.len());
+    for item in list {
+        let Value::String(name) = item else {
+            return Err(ProtoError::new(
+                ErrorCode::BadRequest,
+                "\"channels\" must be an array of strings",
+                id.clone(),
+            ));
+        };
+        let Some(sub) = Sub::parse(name) else {
+            let shown: String = name.chars().take(48).collect();
+            return Err(ProtoError::new(
+                ErrorCode::UnknownChannel,
+                format!(
+                    "unknown channel \"{shown}\"; one of prices, prices.<SYMBOL>, news, alerts, status, *"
+                ),
+                id.clone(),
+            ));
+        };
+        subs.push(sub);
+        names.push(name.clone());
+    }
+    Ok((subs, names))
+}
+
+/// `{"type":"pong","id":X}`.
+pub fn pong(id: &Option<Value>) -> String {
+    match id {
+        Some(id) => json!({"type": "pong", "id": id}).to_string(),
+        None => json!({"type": "pong"}).to_string(),
+    }
+}
+
+/// `{"type":"subscribed"|"unsubscribed","channels":[..],"seq":N}`.
+pub fn channels_reply(kind: &str, names: &[String], seq: u64, id: &Option<Value>) -> String {
+    let mut reply = json!({"type": kind, "channels": names, "seq": seq});
+    if let (Some(id), Some(obj)) = (id, reply.as_object_mut()) {
+        obj.insert("id".into(), id.clone());
+    }
+    reply.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check_err(text: &str, code: ErrorCode, id: Option<Value>) {
+        let err = parse_request(text).expect_err("should be rejected");
+        assert_eq!((err.code, err.id), (code, id), "{}", err.message);
+    }
+
+    #[test]
+    fn parses_every_op() {
+        let req = parse_request(r#"{"op":"subscribe","channels":["prices","prices.BTCUSDT","*"],"since":12,"epoch":"e1","id":3,"extra":true}"#)
+            .expect("valid");
+        assert_eq!(req.id, Some(json!(3)));
+        assert_eq!(
+            req.op,
+            Op::Subscribe {
+                channels: vec![
+                    Sub::Family(Channel::Prices),
+                    Sub::Symbol("BTCUSDT".into()),
+                    Sub::All
+                ],
+                names: vec!["prices".into(), "prices.BTCUSDT".into(), "*".into()],
+                since: Some(12),
+                epoch: Some("e1".into()),
+            }
+        );
+        assert_eq!(parse_request(r#"{"op":"stats"}"#).map(|r| r.op), Ok(Op::Stats));
+        assert_eq!(
+            parse_request(r#"{"op":"snapshot"}"#).map(|r| r.op),
+            Ok(Op::Snapshot { channels: vec![] })
+        );
+        assert_eq!(
+            parse_request(r#"{"op":"ping","id":"x"}"#).map(|r| r.id),
+            Ok(Some(json!("x")))
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_the_spec_codes() {
+        check_err("{not json", ErrorCode::BadRequest, None);
+        check_err("[1,2]", ErrorCode::BadRequest, None);
+        check_err(r#"{"id":1}"#, ErrorCode::BadRequest, Some(json!(1)));
+        check_err(r#"{"op":5,"id":1}"#, ErrorCode::BadRequest, Some(json!(1)));
+        check_err(r#"{"op":"Ping","id":2}"#, ErrorCode::UnknownOp, Some(json!(2)));
+        check_err(r#"{"op":"subscribe","channels":"prices"}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"subscribe","channels":[1]}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"subscribe","channels":[]}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"subscribe","channels":["weather"]}"#, ErrorCode::UnknownChannel, None);
+        check_err(r#"{"op":"subscribe","channels":["prices."]}"#, ErrorCode::UnknownChannel, None);
+        check_err(r#"{"op":"subscribe","channels":["prices"],"since":-1}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"publish","channel":"alerts","data":5}"#, ErrorCode::BadRequest, None);
+        let many: Vec<String> = (0..=MAX_CHANNELS).map(|i| format!("prices.S{i}")).collect();
+        let text = json!({"op": "subscribe", "channels": many, "id": 9}).to_string();
+        check_err(&text, ErrorCode::TooLarge, Some(json!(9)));
+    }
+
+    #[test]
+    fn error_frame_echoes_id() {
+        let err = ProtoError::new(ErrorCode::UnknownOp, "nope", Some(json!(7)));
+        assert_eq!(
+            err.to_json(),
+            r#"{"code":"unknown_op","id":7,"message":"nope","type":"error"}"#
+        );
+    }
+
+    #[test]
+    fn symbol_channel_matches_only_its_symbol() {
+        use crate::event::{News, Tick};
+        let tick = |s: &str| {
+            Body::Tick(Tick {
+                symbol: s.into(),
+                price: "1".into(),
+                ..Tick::default()
+            })
+        };
+        let mut subs = Subscriptions::default();
+        subs.add(&[Sub::Symbol("BTCUSDT".into())]);
+        assert!(subs.matches(&tick("BTCUSDT")));
+        assert!(!subs.matches(&tick("ETHUSDT")));
+        assert!(!subs.matches(&Body::News(News::default())));
+        subs.add(&[Sub::All]);
+        assert!(subs.matches(&Body::News(News::default())));
+        subs.remove(&[Sub::All, Sub::Symbol("BTCUSDT".into())]);
+        assert!(subs.is_empty());
+    }
+}

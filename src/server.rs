@@ -1,0 +1,474 @@
+//! The local server: one TCP port for the WebSocket endpoint and plain HTTP.
+//!
+//! The accept loop owns every connection task. Each connection reads one
+//! HTTP request head (parsed with httparse) and is either answered
+//! (`/healthz`, `/metrics`, errors) or upgraded to a WebSocket [`session`].
+//! Auth (401) and capacity (503) are decided here, before the upgrade.
+//!
+//! This module knows HTTP; it does not know the client protocol (that is
+//! `session` and `protocol`) and never holds hub state.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use smol::channel::{Receiver, Sender, bounded};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::net::{TcpListener, TcpStream};
+use smol::future::or;
+use smol::{Task, Timer};
+
+use crate::config::ServerConfig;
+use crate::hub::{HubMsg, INBOX};
+use crate::session::{self, Session};
+
+/// A request head larger than this is refused with 431: browsers send
+/// ~1 KiB, and the cap keeps a connection's memory small.
+pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// A client must finish sending its request head within this time.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After an accept error (e.g. EMFILE), wait this long first, doubling up to
+/// [`ACCEPT_BACKOFF_MAX`], so a full file table does not spin a core.
+pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// Longest wait between accept retries.
+pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// On shutdown, connections get this long to send their close frames
+/// before they are dropped (SIGTERM must exit within 2 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The client's read buffer. NOTES.md: tungstenite's 128 KiB default costs
+/// ~141 KiB per idle client; 4 KiB brings it near 10 KiB, and client ops are
+/// small.
+pub const READ_BUFFER_BYTES: usize = 4096;
+
+/// Frames queued for one client are written together once they reach this
+/// many bytes (and at the end of each batch in any case), so a burst goes out
+/// in few `send()` calls. The buffer grows only as far as it is used.
+pub const WRITE_BATCH_BYTES: usize = 16 * 1024;
+
+/// Everything a connection needs, shared read-only.
+pub struct Shared {
+    /// `[server]` settings.
+    pub config: ServerConfig,
+    /// The hub's inbox.
+    pub hub: Sender<HubMsg>,
+    /// Upgraded WebSocket clients right now (for `max_clients`).
+    pub clients: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    /// Shared state for a server with these settings.
+    pub fn new(config: ServerConfig, hub: Sender<HubMsg>) -> Arc<Shared> {
+        Arc::new(Shared {
+            config,
+            hub,
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(fastrand::u64(..) >> 16),
+        })
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .write_buffer_size(WRITE_BATCH_BYTES)
+            .max_message_size(Some(self.config.max_frame_bytes))
+            .max_frame_size(Some(self.config.max_frame_bytes))
+    }
+}
+
+/// Accepts connections until `shutdown` fires, then gives open connections
+/// [`DRAIN_TIMEOUT`] to finish and drops the rest.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receiver<()>) {
+    let mut conns: HashMap<u64, Task<()>> = HashMap::new();
+    let (done_tx, done_rx) = bounded::<u64>(INBOX);
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut next_conn = 0u64;
+    loop {
+        let step = or(
+            async {
+                let _ = shutdown.recv().await;
+                Step::Shutdown
+            },
+            or(
+                async {
+                    match done_rx.recv().await {
+                        Ok(conn) => Step::Done(conn),
+                        Err(_) => Step::Shutdown,
+                    }
+                },
+                async { Step::Accepted(listener.accept().await) },
+            ),
+        )
+        .await;
+        match step {
+            Step::Shutdown => break,
+            Step::Done(conn) => {
+                conns.remove(&conn);
+            }
+            Step::Accepted(Ok((stream, peer))) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                let _ = stream.set_nodelay(true);
+                next_conn += 1;
+                let conn = next_conn;
+                let shared = shared.clone();
+                let done = done_tx.clone();
+                conns.insert(
+                    conn,
+                    smol::spawn(async move {
+                        handle(stream, peer, &shared).await;
+                        let _ = done.send(conn).await;
+                    }),
+                );
+            }
+            Step::Accepted(Err(e)) => {
+                log::warn!(
+                    "accept failed: {e}; retrying in {} ms (raise LimitNOFILE if this is EMFILE)",
+                    backoff.as_millis()
+                );
+                Timer::after(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+    drop(listener);
+    // The hub has been told to close every client with 1001; wait for the
+    // connections to finish writing that, then drop whatever is left.
+    let drain = async {
+        while !conns.is_empty() {
+            match done_rx.recv().await {
+                Ok(done) => {
+                    conns.remove(&done);
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    or(drain, async {
+        Timer::after(DRAIN_TIMEOUT).await;
+    })
+    .await;
+    if !conns.is_empty() {
+        log::debug!("dropping {} connections still open after drain", conns.len());
+    }
+}
+
+/// What woke the accept loop.
+enum Step {
+    /// A new connection (or an accept error).
+    Accepted(io::Result<(TcpStream, SocketAddr)>),
+    /// Connection number `.0` finished.
+    Done(u64),
+    /// Stop accepting.
+    Shutdown,
+}
+
+/// One HTTP request, possibly upgraded.
+async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    let mut buf = Vec::with_capacity(1024);
+    let head = or(read_head(&mut stream, &mut buf), async {
+        Timer::after(HEAD_TIMEOUT).await;
+        Err(io::ErrorKind::TimedOut.into())
+    })
+    .await;
+    let head_len = match head {
+        Ok(Some(len)) => len,
+        Ok(None) => {
+            let _ = respond(&mut stream, 431, "text/plain", "request head too large\n").await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => {}
+        _ => {
+            let _ = respond(&mut stream, 400, "text/plain", "bad HTTP request\n").await;
+            return;
+        }
+    }
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if method != "GET" && method != "HEAD" {
+        let _ = respond(&mut stream, 405, "text/plain", "only GET is supported\n").await;
+        return;
+    }
+    match path {
+        "/healthz" => {
+            let (status, body) = match ask_hub(shared, |reply| HubMsg::Health { reply }).await {
+                Some(h) if h.journal_ok => (200, h.body),
+                Some(h) => (503, h.body),
+                None => (503, "{\"status\":\"stopping\"}".into()),
+            };
+            let _ = respond(&mut stream, status, "application/json", &body).await;
+        }
+        "/metrics" => match ask_hub(shared, |reply| HubMsg::Metrics { reply }).await {
+            Some(text) => {
+                let _ = respond(&mut stream, 200, "text/plain; version=0.0.4", &text).await;
+            }
+            None => {
+                let _ = respond(&mut stream, 503, "text/plain", "stopping\n").await;
+            }
+        },
+        "/ws" => {
+            let leftover = buf[head_len..].to_vec();
+            upgrade(stream, peer, shared, &req, query, leftover).await;
+        }
+        _ => {
+            let _ = respond(
+                &mut stream,
+                404,
+                "text/plain",
+                "not found; try /ws, /healthz or /metrics\n",
+            )
+            .await;
+        }
+    }
+}
+
+/// Reads until the end of the request head. Returns its length (the buffer
+/// may hold bytes past it), or `None` if it exceeds [`MAX_HEAD_BYTES`].
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(end) = find_head_end(buf) {
+            return Ok(Some(end));
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+async fn ask_hub<T>(shared: &Shared, make: impl FnOnce(Sender<T>) -> HubMsg) -> Option<T> {
+    let (tx, rx) = bounded(1);
+    shared.hub.send(make(tx)).await.ok()?;
+    rx.recv().await.ok()
+}
+
+async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+    let reason = match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await
+}
+
+fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
+/// Holds one of the `max_clients` slots; released on drop.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn upgrade(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    req: &httparse::Request<'_, '_>,
+    query: &str,
+    leftover: Vec<u8>,
+) {
+    let is_upgrade = header(req, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && header(req, "connection").is_some_and(|v| {
+            v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    let key = header(req, "sec-websocket-key");
+    let (true, Some(key), Some("13")) = (is_upgrade, key, header(req, "sec-websocket-version").map(str::trim)) else {
+        let _ = respond(
+            &mut stream,
+            426,
+            "text/plain",
+            "this endpoint speaks WebSocket (version 13); connect with a WebSocket client\n",
+        )
+        .await;
+        return;
+    };
+    let mut token = None;
+    let mut kind = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "token" => token = Some(percent_decode(value)),
+            "client" => kind = Some(percent_decode(value)),
+            _ => {}
+        }
+    }
+    let can_publish = match token.as_deref() {
+        Some(token) => match shared
+            .config
+            .tokens
+            .iter()
+            .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
+        {
+            Some(t) => t.publish,
+            None => {
+                log::info!("refused {peer}: unknown token");
+                let _ = respond(&mut stream, 401, "text/plain", "unknown token\n").await;
+                return;
+            }
+        },
+        None if shared.config.allow_anonymous => false,
+        None => {
+            let _ = respond(
+                &mut stream,
+                401,
+                "text/plain",
+                "a token is required: connect to /ws?token=...\n",
+            )
+            .await;
+            return;
+        }
+    };
+    let taken = shared.clients.fetch_add(1, Ordering::AcqRel);
+    let slot = Slot(&shared.clients);
+    if taken >= shared.config.max_clients {
+        log::warn!(
+            "refused {peer}: {} clients already connected (max_clients)",
+            shared.config.max_clients
+        );
+        let _ = respond(&mut stream, 503, "text/plain", "server full; try again later\n").await;
+        return;
+    }
+    let accept = derive_accept_key(key.trim().as_bytes());
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let raw = stream.clone();
+    let ws = if leftover.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, Some(shared.ws_config())).await
+    } else {
+        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(shared.ws_config()))
+            .await
+    };
+    let session = Session {
+        id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        kind: clean_kind(kind.as_deref()),
+        can_publish,
+        hub: shared.hub.clone(),
+    };
+    session::run(session, ws, raw).await;
+    drop(slot);
+}
+
+/// `client=` as a short printable label; `unknown` when absent.
+fn clean_kind(kind: Option<&str>) -> String {
+    let kind: String = kind
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(32)
+        .collect();
+    if kind.is_empty() { "unknown".into() } else { kind }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+        assert_eq!(percent_decode("%E2%82%AC"), "€");
+    }
+
+    #[test]
+    fn head_end_is_found_after_blank_line() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"), Some(24));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn kinds_are_cleaned() {
+        assert_eq!(clean_kind(None), "unknown");
+        assert_eq!(clean_kind(Some("bot\n")), "bot");
+        assert_eq!(clean_kind(Some(&"x".repeat(100))).len(), 32);
+    }
+
+    #[test]
+    fn token_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The command line: `--version`, `check`, usage errors, config errors and
+//! stopping on a signal (SPEC §1, §2).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{Daemon, Sandbox, VERSION};
+
+/// Exit code for bad usage (sysexits EX_USAGE).
+const EX_USAGE: i32 = 64;
+
+/// Exit code for a bad config (sysexits EX_CONFIG).
+const EX_CONFIG: i32 = 78;
+
+/// SPEC §8: SIGTERM stops the daemon within 2 s.
+const STOP_WITHIN: Duration = Duration::from_secs(2);
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = Sandbox::new().tablo(&["--version"]);
+    out.assert_code(0);
+    assert_eq!(out.stdout.trim(), format!("tablo {VERSION}"), "\n{out}");
+}
+
+#[test]
+fn check_prints_resolved_settings_as_toml() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write(
+        "tablo.toml",
+        r#"
+[server]
+listen = "127.0.0.1:7171"
+max_clients = 5
+
+[[feed]]
+name = "spot"
+format = "binance"
+url = "wss://stream.binance.com:9443/ws"
+symbols = ["BTCUSDT"]
+"#,
+    );
+    let out = sandbox.tablo(&["check", "--config", path_str(&config)]);
+    out.assert_code(0);
+    let resolved: toml::Table = toml::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("`check` should print TOML: {e}\n{out}"));
+    assert!(!resolved.is_empty(), "`check` printed no settings\n{out}");
+    for expected in ["127.0.0.1:7171", "spot", "BTCUSDT"] {
+        assert!(
+            out.stdout.contains(expected),
+            "the resolved settings should contain {expected:?}\n{out}"
+        );
+    }
+}
+
+/// `check` on `config` exits 78 and its message names the file, `line` and
+/// `key`.
+#[track_caller]
+fn check_rejects(config: &str, line: usize, key: &str) {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("tablo.toml", config);
+    let out = sandbox.tablo(&["check", "--config", path_str(&path)]);
+    out.assert_code(EX_CONFIG)
+        .assert_stderr_has("tablo.toml")
+        .assert_stderr_has(key);
+    assert!(
+        out.stderr.contains(&format!("tablo.toml:{line}"))
+            || out.stderr.contains(&format!("line {line}")),
+        "stderr should name line {line} (as `tablo.toml:{line}` or `line {line}`)\n{out}"
+    );
+}
+
+#[test]
+fn check_rejects_unknown_keys_naming_file_line_and_key() {
+    check_rejects(
+        "[server]\nlisten = \"127.0.0.1:7171\"\nlisten_port = 7171\n",
+        3,
+        "listen_port",
+    );
+    check_rejects("data_dir = \"/tmp/x\"\ncolour = \"red\"\n", 2, "colour");
+    check_rejects(
+        "[[feed]]\nname = \"b\"\nformat = \"binance\"\nurl = \"wss://x\"\nsymbol = [\"BTCUSDT\"]\n",
+        5,
+        "symbol",
+    );
+}
+
+#[test]
+fn check_rejects_wrong_values_naming_file_line_and_key() {
+    check_rejects("[server]\nmax_clients = \"many\"\n", 2, "max_clients");
+    check_rejects(
+        "[[feed]]\nname = \"b\"\nformat = \"nosuch\"\nurl = \"wss://x\"\n",
+        3,
+        "format",
+    );
+}
+
+#[test]
+fn check_rejects_a_file_that_is_not_toml() {
+    let sandbox = Sandbox::new();
+    let path = sandbox.write("tablo.toml", "this is [not toml\n");
+    sandbox
+        .tablo(&["check", "--config", path_str(&path)])
+        .assert_code(EX_CONFIG)
+        .assert_stderr_has("tablo.toml");
+}
+
+#[test]
+fn missing_config_file_is_a_config_error_naming_the_path() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.path().join("missing.toml");
+    let missing = path_str(&missing);
+    sandbox
+        .tablo(&["check", "--config", missing])
+        .assert_code(EX_CONFIG)
+        .assert_stderr_has(missing);
+    let data_dir = sandbox.data_dir();
+    sandbox
+        .tablo(&[
+            "run",
+            "--config",
+            missing,
+            "--listen",
+            "127.0.0.1:0",
+            "--display",
+            "none",
+            "--data-dir",
+            path_str(&data_dir),
+        ])
+        .assert_code(EX_CONFIG)
+        .assert_stderr_has(missing);
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    let sandbox = Sandbox::new();
+    let data_dir = sandbox.data_dir();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--display",
+            "none",
+            "--data-dir",
+            path_str(&data_dir),
+        ];
+        args.extend_from_slice(extra);
+        sandbox.tablo(&args)
+    };
+    let listen = ["--listen", "127.0.0.1:0"];
+    run(&[&listen[..], &["--no-such-flag"]].concat()).assert_code(EX_USAGE);
+    run(&[&listen[..], &["--feed", "nosuch=ws://x"]].concat()).assert_code(EX_USAGE);
+    run(&[&listen[..], &["--feed", "binance"]].concat()).assert_code(EX_USAGE);
+    run(&["--listen", "not-an-address"]).assert_code(EX_USAGE);
+    sandbox.tablo(&["no-such-command"]).assert_code(EX_USAGE);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_with_exit_0_within_2s() {
+    let mut daemon = Daemon::start(&[]);
+    daemon.sigterm();
+    let status = daemon.wait_exit(STOP_WITHIN);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM should stop tablo with 0, got {status}; stderr:\n{}",
+        daemon.stderr()
+    );
+}
+
+#[test]
+fn sigint_stops_the_daemon_with_exit_0_within_2s() {
+    let mut daemon = Daemon::start(&[]);
+    daemon.signal(libc::SIGINT);
+    let status = daemon.wait_exit(STOP_WITHIN);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGINT should stop tablo with 0, got {status}; stderr:\n{}",
+        daemon.stderr()
+    );
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}

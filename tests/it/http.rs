@@ -1,0 +1,81 @@
+//! HTTP on the WebSocket port: `/healthz`, `/metrics` and 404s (SPEC §7).
+
+use serde_json::{Value, json};
+
+use crate::harness::Daemon;
+
+#[test]
+fn healthz_reports_status_feeds_journal_and_clients() {
+    smol::block_on(async {
+        let daemon = Daemon::start(&[]);
+        let mut client = daemon.bot().await;
+        // A round trip makes sure the daemon has taken the client in.
+        client.ping_expect_pong_next(json!(1)).await;
+
+        let (status, body) = daemon.http_get("/healthz");
+        assert_eq!(status, 200, "{body}");
+        let health: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/healthz is not JSON ({e}): {body}"));
+        assert!(
+            health["status"] == "ok" || health["status"] == "degraded",
+            "{health}"
+        );
+        let feeds = health["feeds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("feeds should be an array: {health}"));
+        assert!(
+            !feeds.is_empty(),
+            "the demo feed should be listed: {health}"
+        );
+        assert!(health["journal"].is_object(), "{health}");
+        assert!(health["clients"].as_u64() >= Some(1), "{health}");
+    });
+}
+
+#[test]
+fn metrics_are_prometheus_text_with_tablo_names() {
+    let daemon = Daemon::start(&[]);
+    let (status, body) = daemon.http_get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    let mut names = Vec::new();
+    for line in body.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // `name{labels} value [timestamp]`; label values here never hold
+        // spaces, so the value is the second field.
+        let mut fields = line.split_whitespace();
+        let series = fields.next().unwrap_or_default();
+        let value = fields
+            .next()
+            .unwrap_or_else(|| panic!("no value in {line:?}"));
+        assert!(
+            value.parse::<f64>().is_ok() || ["NaN", "+Inf", "-Inf"].contains(&value),
+            "not a sample value in {line:?}"
+        );
+        let name = series.split('{').next().unwrap_or_default();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "not a metric name in {line:?}"
+        );
+        names.push(name.to_owned());
+    }
+    assert!(
+        names.iter().any(|n| n.starts_with("tablo_")),
+        "no tablo_ metric in:\n{body}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("tablo_") && n.contains("client")),
+        "no tablo_ clients metric in:\n{body}"
+    );
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let daemon = Daemon::start(&[]);
+    let (status, body) = daemon.http_get("/nope");
+    assert_eq!(status, 404, "{body}");
+}
