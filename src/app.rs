@@ -78,7 +78,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             "feed {}: {} {}",
             feed.name,
             feed.format.name(),
-            if feed.url.is_empty() { "(built in)" } else { &feed.url }
+            if feed.url.is_empty() {
+                "(built in)"
+            } else {
+                &feed.url
+            }
         );
     }
 

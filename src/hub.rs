@@ -236,7 +236,9 @@ impl Hub {
             }
         }
         for client in self.clients.values() {
-            client.outbox.close(CLOSE_GOING_AWAY, "server shutting down");
+            client
+                .outbox
+                .close(CLOSE_GOING_AWAY, "server shutting down");
         }
     }
 
@@ -564,7 +566,10 @@ impl Hub {
         let mut out = String::with_capacity(4096);
         let c = &self.counters;
         let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
-            let _ = writeln!(out, "# HELP tablo_{name} {help}\n# TYPE tablo_{name} {kind}");
+            let _ = writeln!(
+                out,
+                "# HELP tablo_{name} {help}\n# TYPE tablo_{name} {kind}"
+            );
             for (labels, value) in rows {
                 let _ = writeln!(out, "tablo_{name}{labels} {value}");
             }
@@ -581,20 +586,93 @@ impl Hub {
                 .map(|u| (format!("{{feed=\"{}\"}}", escape_label(&u.name)), f(u)))
                 .collect()
         };
-        metric("clients", "gauge", "Connected WebSocket clients.", &[(String::new(), self.clients.len() as u64)]);
-        metric("sessions_total", "counter", "WebSocket sessions since start.", &[(String::new(), c.sessions_total)]);
-        metric("events_in_total", "counter", "Events numbered by the hub, per channel.", &per_channel(&c.events_in));
-        metric("frames_out_total", "counter", "Event frames queued to clients, per channel.", &per_channel(&c.frames_out));
-        metric("conflations_total", "counter", "Queued ticks replaced by a newer tick for a slow client.", &[(String::new(), c.conflations)]);
-        metric("drops_total", "counter", "Frames dropped because their client was closing or overflowed.", &[(String::new(), c.dropped_frames)]);
-        metric("slow_client_closes_total", "counter", "Clients closed with 1013 for falling behind.", &[(String::new(), c.overflow_closes)]);
-        metric("feed_up", "gauge", "1 when the feed is connected.", &per_feed(&|u| u64::from(u.state == FeedState::Up)));
-        metric("feed_reconnects_total", "counter", "Reconnect attempts per feed.", &per_feed(&|u| u.reconnects));
-        metric("feed_events_total", "counter", "Events decoded per feed.", &per_feed(&|u| u.events));
-        metric("feed_bad_messages_total", "counter", "Upstream messages that could not be decoded, per feed.", &per_feed(&|u| u.bad_messages));
-        metric("journal_events", "gauge", "Events held (in memory until the journal lands).", &[(String::new(), self.journal_json()["events"].as_u64().unwrap_or(0))]);
-        metric("journal_bytes", "gauge", "Bytes of events held.", &[(String::new(), self.event_bytes)]);
-        metric("last_seq", "gauge", "Sequence number of the newest event.", &[(String::new(), self.last_seq())]);
+        metric(
+            "clients",
+            "gauge",
+            "Connected WebSocket clients.",
+            &[(String::new(), self.clients.len() as u64)],
+        );
+        metric(
+            "sessions_total",
+            "counter",
+            "WebSocket sessions since start.",
+            &[(String::new(), c.sessions_total)],
+        );
+        metric(
+            "events_in_total",
+            "counter",
+            "Events numbered by the hub, per channel.",
+            &per_channel(&c.events_in),
+        );
+        metric(
+            "frames_out_total",
+            "counter",
+            "Event frames queued to clients, per channel.",
+            &per_channel(&c.frames_out),
+        );
+        metric(
+            "conflations_total",
+            "counter",
+            "Queued ticks replaced by a newer tick for a slow client.",
+            &[(String::new(), c.conflations)],
+        );
+        metric(
+            "drops_total",
+            "counter",
+            "Frames dropped because their client was closing or overflowed.",
+            &[(String::new(), c.dropped_frames)],
+        );
+        metric(
+            "slow_client_closes_total",
+            "counter",
+            "Clients closed with 1013 for falling behind.",
+            &[(String::new(), c.overflow_closes)],
+        );
+        metric(
+            "feed_up",
+            "gauge",
+            "1 when the feed is connected.",
+            &per_feed(&|u| u64::from(u.state == FeedState::Up)),
+        );
+        metric(
+            "feed_reconnects_total",
+            "counter",
+            "Reconnect attempts per feed.",
+            &per_feed(&|u| u.reconnects),
+        );
+        metric(
+            "feed_events_total",
+            "counter",
+            "Events decoded per feed.",
+            &per_feed(&|u| u.events),
+        );
+        metric(
+            "feed_bad_messages_total",
+            "counter",
+            "Upstream messages that could not be decoded, per feed.",
+            &per_feed(&|u| u.bad_messages),
+        );
+        metric(
+            "journal_events",
+            "gauge",
+            "Events held (in memory until the journal lands).",
+            &[(
+                String::new(),
+                self.journal_json()["events"].as_u64().unwrap_or(0),
+            )],
+        );
+        metric(
+            "journal_bytes",
+            "gauge",
+            "Bytes of events held.",
+            &[(String::new(), self.event_bytes)],
+        );
+        metric(
+            "last_seq",
+            "gauge",
+            "Sequence number of the newest event.",
+            &[(String::new(), self.last_seq())],
+        );
         out
     }
 }
@@ -608,7 +686,9 @@ fn control(text: String) -> Frame {
 }
 
 fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -680,7 +760,10 @@ mod tests {
             hub.handle(HubMsg::Publish { feed: 0, incoming }, now, 0);
         }
         let frames = drain(&outbox);
-        let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap_or("")).collect();
+        let types: Vec<&str> = frames
+            .iter()
+            .map(|f| f["type"].as_str().unwrap_or(""))
+            .collect();
         assert_eq!(types, ["hello", "subscribed", "tick"]);
         assert_eq!(frames[0]["epoch"], "epoch1");
         assert_eq!(frames[2]["symbol"], "BTC");
@@ -702,7 +785,14 @@ mod tests {
                 source: "s".into(),
             }),
         };
-        hub.handle(HubMsg::Publish { feed: 0, incoming: news }, now, 0);
+        hub.handle(
+            HubMsg::Publish {
+                feed: 0,
+                incoming: news,
+            },
+            now,
+            0,
+        );
         drain(&outbox);
         hub.handle(
             HubMsg::Snapshot {
@@ -741,7 +831,13 @@ mod tests {
         }];
         let now = Instant::now();
         let mut hub = Hub::new(&feeds, "e".into(), now);
-        for state in [FeedState::Connecting, FeedState::Up, FeedState::Down, FeedState::Connecting, FeedState::Up] {
+        for state in [
+            FeedState::Connecting,
+            FeedState::Up,
+            FeedState::Down,
+            FeedState::Connecting,
+            FeedState::Up,
+        ] {
             hub.handle(HubMsg::FeedState { feed: 0, state }, now, 0);
         }
         let stats = hub.stats_json(now);

@@ -238,7 +238,10 @@ mod tests {
         assert_eq!(outbox.push(tick("A", "a1")), Push::Queued);
         assert_eq!(outbox.push(news("n1")), Push::Queued);
         assert_eq!(outbox.push(tick("A", "a2")), Push::Queued);
-        assert_eq!(drain(&outbox), (vec!["a1".into(), "n1".into(), "a2".into()], None));
+        assert_eq!(
+            drain(&outbox),
+            (vec!["a1".into(), "n1".into(), "a2".into()], None)
+        );
         assert_eq!(drain(&outbox), (vec![], None));
     }
 

@@ -60,8 +60,7 @@ impl Sub {
 pub fn valid_symbol(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SYMBOL_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
 }
 
@@ -243,17 +242,23 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
     let op = match obj.get("op") {
         Some(Value::String(op)) => op.as_str(),
         Some(_) => return Err(bad("\"op\" must be a string".into())),
-        None => return Err(bad("missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish".into())),
+        None => {
+            return Err(bad(
+                "missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                    .into(),
+            ));
+        }
     };
     let op = match op {
         "subscribe" => {
             let (channels, names) = channels(&obj, true, &id)?;
-            let since = match obj.get("since") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    bad("\"since\" must be a non-negative integer seq".into())
-                })?),
-            };
+            let since =
+                match obj.get("since") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().ok_or_else(|| {
+                        bad("\"since\" must be a non-negative integer seq".into())
+                    })?),
+                };
             let epoch = match obj.get("epoch") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
@@ -290,7 +295,9 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
             let shown: String = other.chars().take(40).collect();
             return Err(ProtoError::new(
                 ErrorCode::UnknownOp,
-                format!("unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"),
+                format!(
+                    "unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                ),
                 id,
             ));
         }
@@ -325,7 +332,10 @@ fn channels(
     if list.len() > MAX_CHANNELS {
         return Err(ProtoError::new(
             ErrorCode::TooLarge,
-            format!("{} channels in one request; at most {MAX_CHANNELS}", list.len()),
+            format!(
+                "{} channels in one request; at most {MAX_CHANNELS}",
+                list.len()
+            ),
             id.clone(),
         ));
     }
@@ -407,7 +417,10 @@ mod tests {
                 epoch: Some("e1".into()),
             }
         );
-        assert_eq!(parse_request(r#"{"op":"stats"}"#).map(|r| r.op), Ok(Op::Stats));
+        assert_eq!(
+            parse_request(r#"{"op":"stats"}"#).map(|r| r.op),
+            Ok(Op::Stats)
+        );
         assert_eq!(
             parse_request(r#"{"op":"snapshot"}"#).map(|r| r.op),
             Ok(Op::Snapshot { channels: vec![] })
@@ -424,14 +437,46 @@ mod tests {
         check_err("[1,2]", ErrorCode::BadRequest, None);
         check_err(r#"{"id":1}"#, ErrorCode::BadRequest, Some(json!(1)));
         check_err(r#"{"op":5,"id":1}"#, ErrorCode::BadRequest, Some(json!(1)));
-        check_err(r#"{"op":"Ping","id":2}"#, ErrorCode::UnknownOp, Some(json!(2)));
-        check_err(r#"{"op":"subscribe","channels":"prices"}"#, ErrorCode::BadRequest, None);
-        check_err(r#"{"op":"subscribe","channels":[1]}"#, ErrorCode::BadRequest, None);
-        check_err(r#"{"op":"subscribe","channels":[]}"#, ErrorCode::BadRequest, None);
-        check_err(r#"{"op":"subscribe","channels":["weather"]}"#, ErrorCode::UnknownChannel, None);
-        check_err(r#"{"op":"subscribe","channels":["prices."]}"#, ErrorCode::UnknownChannel, None);
-        check_err(r#"{"op":"subscribe","channels":["prices"],"since":-1}"#, ErrorCode::BadRequest, None);
-        check_err(r#"{"op":"publish","channel":"alerts","data":5}"#, ErrorCode::BadRequest, None);
+        check_err(
+            r#"{"op":"Ping","id":2}"#,
+            ErrorCode::UnknownOp,
+            Some(json!(2)),
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":"prices"}"#,
+            ErrorCode::BadRequest,
+            None,
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":[1]}"#,
+            ErrorCode::BadRequest,
+            None,
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":[]}"#,
+            ErrorCode::BadRequest,
+            None,
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":["weather"]}"#,
+            ErrorCode::UnknownChannel,
+            None,
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":["prices."]}"#,
+            ErrorCode::UnknownChannel,
+            None,
+        );
+        check_err(
+            r#"{"op":"subscribe","channels":["prices"],"since":-1}"#,
+            ErrorCode::BadRequest,
+            None,
+        );
+        check_err(
+            r#"{"op":"publish","channel":"alerts","data":5}"#,
+            ErrorCode::BadRequest,
+            None,
+        );
         let many: Vec<String> = (0..=MAX_CHANNELS).map(|i| format!("prices.S{i}")).collect();
         let text = json!({"op": "subscribe", "channels": many, "id": 9}).to_string();
         check_err(&text, ErrorCode::TooLarge, Some(json!(9)));

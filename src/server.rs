@@ -19,9 +19,9 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use smol::channel::{Receiver, Sender, bounded};
+use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
-use smol::future::or;
 use smol::{Task, Timer};
 
 use crate::config::ServerConfig;
@@ -159,7 +159,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
     })
     .await;
     if !conns.is_empty() {
-        log::debug!("dropping {} connections still open after drain", conns.len());
+        log::debug!(
+            "dropping {} connections still open after drain",
+            conns.len()
+        );
     }
 }
 
@@ -267,7 +270,12 @@ async fn ask_hub<T>(shared: &Shared, make: impl FnOnce(Sender<T>) -> HubMsg) -> 
     rx.recv().await.ok()
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+) -> io::Result<()> {
     let reason = match status {
         101 => "Switching Protocols",
         200 => "OK",
@@ -315,10 +323,15 @@ async fn upgrade(
 ) {
     let is_upgrade = header(req, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
         && header(req, "connection").is_some_and(|v| {
-            v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         });
     let key = header(req, "sec-websocket-key");
-    let (true, Some(key), Some("13")) = (is_upgrade, key, header(req, "sec-websocket-version").map(str::trim)) else {
+    let (true, Some(key), Some("13")) = (
+        is_upgrade,
+        key,
+        header(req, "sec-websocket-version").map(str::trim),
+    ) else {
         let _ = respond(
             &mut stream,
             426,
@@ -371,7 +384,13 @@ async fn upgrade(
             "refused {peer}: {} clients already connected (max_clients)",
             shared.config.max_clients
         );
-        let _ = respond(&mut stream, 503, "text/plain", "server full; try again later\n").await;
+        let _ = respond(
+            &mut stream,
+            503,
+            "text/plain",
+            "server full; try again later\n",
+        )
+        .await;
         return;
     }
     let accept = derive_accept_key(key.trim().as_bytes());
@@ -385,8 +404,13 @@ async fn upgrade(
     let ws = if leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(shared.ws_config())).await
     } else {
-        WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(shared.ws_config()))
-            .await
+        WebSocketStream::from_partially_read(
+            stream,
+            leftover,
+            Role::Server,
+            Some(shared.ws_config()),
+        )
+        .await
     };
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
@@ -406,7 +430,11 @@ fn clean_kind(kind: Option<&str>) -> String {
         .filter(|c| !c.is_control())
         .take(32)
         .collect();
-    if kind.is_empty() { "unknown".into() } else { kind }
+    if kind.is_empty() {
+        "unknown".into()
+    } else {
+        kind
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -454,7 +482,10 @@ mod tests {
 
     #[test]
     fn head_end_is_found_after_blank_line() {
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"), Some(24));
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nrest"),
+            Some(24)
+        );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
     }
 

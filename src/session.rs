@@ -26,9 +26,7 @@ use smol::net::TcpStream;
 use smol::{Task, Timer};
 
 use crate::hub::{ClientId, HubMsg};
-use crate::outbox::{
-    CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Close, Frame, Outbox,
-};
+use crate::outbox::{CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Close, Frame, Outbox};
 use crate::protocol::{self, ErrorCode, Op, ProtoError, Request};
 use crate::ratelimit::TokenBucket;
 
@@ -122,13 +120,22 @@ pub async fn run(session: Session, ws: WebSocketStream<TcpStream>, raw: TcpStrea
                 Flow::Stop
             }
             Wake::Idle => {
-                log::debug!("client {:016x} silent for {IDLE_TIMEOUT:?}; dropping it", session.id);
+                log::debug!(
+                    "client {:016x} silent for {IDLE_TIMEOUT:?}; dropping it",
+                    session.id
+                );
                 outbox.abort(CLOSE_NORMAL, "idle");
                 Flow::Stop
             }
             Wake::Frame(None) => Flow::Stop,
-            Wake::Frame(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })))) => {
-                log::debug!("client {:016x} sent a {size}-byte frame (max {max_size})", session.id);
+            Wake::Frame(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+                size,
+                max_size,
+            })))) => {
+                log::debug!(
+                    "client {:016x} sent a {size}-byte frame (max {max_size})",
+                    session.id
+                );
                 outbox.close(CLOSE_TOO_BIG, "frame larger than max_frame_bytes");
                 Flow::Stop
             }
@@ -177,7 +184,8 @@ impl Reader<'_> {
                             "client {:016x} kept flooding ops; closing it with 1008",
                             self.session.id
                         );
-                        self.outbox.close(CLOSE_POLICY, "too many ops; at most 50/s");
+                        self.outbox
+                            .close(CLOSE_POLICY, "too many ops; at most 50/s");
                         return Flow::Stop;
                     }
                     let id = protocol::parse_request(&text).ok().and_then(|r| r.id);

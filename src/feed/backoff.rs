@@ -66,7 +66,9 @@ mod tests {
             .collect();
         assert_eq!(
             ceilings,
-            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]
+            [
+                500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000
+            ]
         );
     }
 
@@ -95,7 +97,9 @@ mod tests {
 
     #[test]
     fn huge_attempt_counts_do_not_overflow() {
-        let mut backoff = Backoff { attempt: u32::MAX - 1 };
+        let mut backoff = Backoff {
+            attempt: u32::MAX - 1,
+        };
         assert_eq!(backoff.ceiling(), MAX);
         backoff.next_delay(1.0);
         backoff.next_delay(1.0);

@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(k.poll(t_ping), Action::Ping);
         // Data keeps flowing, but the pong never comes.
         k.received(t_ping + secs(5));
-        assert_eq!(k.poll(t_ping + secs(5)), Action::WaitUntil(t_ping + PONG_TIMEOUT));
+        assert_eq!(
+            k.poll(t_ping + secs(5)),
+            Action::WaitUntil(t_ping + PONG_TIMEOUT)
+        );
         assert_eq!(
             k.poll(t_ping + PONG_TIMEOUT),
             Action::Dead(DeadReason::NoPong)

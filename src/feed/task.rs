@@ -216,7 +216,13 @@ async fn pump(
                 Ok(text) => text.into(),
                 Err(_) => {
                     keepalive.received(now);
-                    bad_message(link, feed, bad_log, &DecodeError::NotJson("binary frame".into())).await;
+                    bad_message(
+                        link,
+                        feed,
+                        bad_log,
+                        &DecodeError::NotJson("binary frame".into()),
+                    )
+                    .await;
                     continue;
                 }
             },
@@ -255,7 +261,12 @@ async fn pump(
 
 /// Counts and (rate-limited) logs an undecodable message; false if the hub
 /// is gone.
-async fn bad_message(link: &Link, feed: &FeedConfig, log: &mut RateLimited, e: &DecodeError) -> bool {
+async fn bad_message(
+    link: &Link,
+    feed: &FeedConfig,
+    log: &mut RateLimited,
+    e: &DecodeError,
+) -> bool {
     if let Some(suppressed) = log.should_log(Instant::now()) {
         let level = match e {
             DecodeError::Upstream(_) => log::Level::Warn,

@@ -53,12 +53,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many stderr lines a failure message shows.
 const LOG_TAIL: usize = 60;
 
-/// How many ops a flood sends ahead of the daemon's answers.
-const FLOOD_WINDOW: usize = 4;
-
-/// How long a flood waits for an answer before it sends the next window:
-/// short, so that even a daemon that never answers sees far more than
-/// 50 ops/s (4 per 10 ms).
+/// How long a flood waits for an answer once rate-limited before it sends
+/// the next op: short, so that even a daemon that drops limited ops without
+/// an answer sees 100 ops/s, twice the limit.
 const FLOOD_IDLE: Duration = Duration::from_millis(10);
 
 /// How many recent frames a client keeps for failure messages.
@@ -674,7 +671,42 @@ impl Client {
     }
 
     async fn next_incoming(&mut self, limit: Duration) -> Option<Incoming> {
-        within(limit, next_incoming(&mut self.ws, &mut self.seen)).await
+        within(limit, self.read_incoming()).await
+    }
+
+    async fn read_incoming(&mut self) -> Incoming {
+        loop {
+            match self.ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    self.remember(text.to_string());
+                    return match serde_json::from_str(&text) {
+                        Ok(value) => Incoming::Json(value),
+                        Err(e) => {
+                            Incoming::Ended(format!("a text frame is not JSON ({e}): {text}"))
+                        }
+                    };
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    return Incoming::Ended(format!("the daemon sent a binary frame: {bytes:?}"));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map_or(1005, |f| u16::from(f.code));
+                    self.remember(format!("<close {code}>"));
+                    return Incoming::Closed(code);
+                }
+                // Pings are answered by tungstenite itself.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Incoming::Ended(e.to_string()),
+                None => return Incoming::Ended("the stream ended".to_owned()),
+            }
+        }
+    }
+
+    fn remember(&mut self, frame: String) {
+        if self.seen.len() == SEEN_FRAMES {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(frame);
     }
 
     /// The next frame as JSON; fails after [`RECV_TIMEOUT`] or on a close.
@@ -778,106 +810,57 @@ impl Client {
 
     /// Skips frames until the daemon closes; returns the close code.
     pub async fn expect_close(&mut self) -> u16 {
-        self.frames_until_close(RECV_TIMEOUT).await.0
-    }
-
-    /// Reads until the daemon closes; returns the close code and the frames
-    /// before it.
-    pub async fn frames_until_close(&mut self, limit: Duration) -> (u16, Vec<Value>) {
-        let read = read_until_close(&mut self.ws, &mut self.seen);
-        match within(limit, read).await {
-            Some(Ok(closed)) => closed,
-            Some(Err(why)) => self.fail(&format!(
-                "expected a close frame, the connection ended without one: {why}"
-            )),
-            None => self.fail(&format!("the daemon did not close within {limit:?}")),
+        let deadline = Instant::now() + RECV_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_incoming(left).await {
+                Some(Incoming::Json(_)) => {}
+                Some(Incoming::Closed(code)) => return code,
+                Some(Incoming::Ended(why)) => self.fail(&format!(
+                    "expected a close frame, the connection ended without one: {why}"
+                )),
+                None => self.fail(&format!("the daemon did not close within {RECV_TIMEOUT:?}")),
+            }
         }
     }
 
     /// Sends `frame` over and over, far faster than 50 a second, until the
     /// daemon closes; returns the close code and the frames received before.
     ///
-    /// At most [`FLOOD_WINDOW`] frames are sent ahead of the answers, so the
-    /// daemon's close frame is never stuck behind a full receive buffer (a
-    /// daemon closing with unread input sends a TCP reset, which discards
-    /// what it has not sent yet). A daemon that drops limited ops without an
-    /// answer gets the next window after [`FLOOD_IDLE`].
+    /// Each frame waits for its answer before the next goes out, so the
+    /// daemon has no unread input when it closes: closing a socket with
+    /// unread input sends a TCP reset, which can discard the close frame.
+    /// Once the daemon says `rate_limited` it may drop ops without a word,
+    /// so from then on the next frame goes out after [`FLOOD_IDLE`] without
+    /// an answer.
     pub async fn flood_until_close(&mut self, frame: &str, limit: Duration) -> (u16, Vec<Value>) {
         let deadline = Instant::now() + limit;
         let mut frames = Vec::new();
-        let mut in_flight = 0;
+        let mut limited = false;
         let mut sending = true;
         while Instant::now() < deadline {
-            while sending && in_flight < FLOOD_WINDOW {
+            if sending {
                 // A failed send means the daemon has closed: read how.
                 sending = within(RECV_TIMEOUT, self.ws.send(Message::text(frame)))
                     .await
                     .is_some_and(|sent| sent.is_ok());
-                in_flight += 1;
             }
-            let wait = if sending { FLOOD_IDLE } else { RECV_TIMEOUT };
+            let patient = !(sending && limited);
+            let wait = if patient { RECV_TIMEOUT } else { FLOOD_IDLE };
             match self.next_incoming(wait).await {
                 Some(Incoming::Json(value)) => {
+                    limited |= value["code"] == "rate_limited";
                     frames.push(value);
-                    in_flight = in_flight.saturating_sub(1);
                 }
                 Some(Incoming::Closed(code)) => return (code, frames),
                 Some(Incoming::Ended(why)) => self.fail(&format!(
                     "expected a close frame, the connection ended without one: {why}"
                 )),
-                None if sending => in_flight = 0,
-                None => self.fail("sending failed but the daemon sent no close frame"),
+                None if patient => self.fail(&format!("no answer within {wait:?}")),
+                None => {}
             }
         }
         self.fail(&format!("the daemon did not close within {limit:?}"))
-    }
-}
-
-async fn next_incoming(
-    ws: &mut WebSocketStream<TcpStream>,
-    seen: &mut VecDeque<String>,
-) -> Incoming {
-    loop {
-        let message = ws.next().await;
-        if seen.len() == SEEN_FRAMES {
-            seen.pop_front();
-        }
-        match message {
-            Some(Ok(Message::Text(text))) => {
-                seen.push_back(text.to_string());
-                match serde_json::from_str(&text) {
-                    Ok(value) => return Incoming::Json(value),
-                    Err(e) => {
-                        return Incoming::Ended(format!("a text frame is not JSON ({e}): {text}"));
-                    }
-                }
-            }
-            Some(Ok(Message::Binary(bytes))) => {
-                return Incoming::Ended(format!("the daemon sent a binary frame: {bytes:?}"));
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
-                seen.push_back(format!("<close {code}>"));
-                return Incoming::Closed(code);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Incoming::Ended(e.to_string()),
-            None => return Incoming::Ended("the stream ended".to_owned()),
-        }
-    }
-}
-
-async fn read_until_close(
-    ws: &mut WebSocketStream<TcpStream>,
-    seen: &mut VecDeque<String>,
-) -> Result<(u16, Vec<Value>), String> {
-    let mut frames = Vec::new();
-    loop {
-        match next_incoming(ws, seen).await {
-            Incoming::Json(value) => frames.push(value),
-            Incoming::Closed(code) => return Ok((code, frames)),
-            Incoming::Ended(why) => return Err(why),
-        }
     }
 }
 
