@@ -176,10 +176,33 @@ enum Step {
     Shutdown,
 }
 
-/// One HTTP request, possibly upgraded.
+/// One connection: an HTTP request, possibly upgraded to a WebSocket.
+///
+/// The request is parsed in its own future, so its buffers are freed before
+/// the (long) WebSocket session starts.
 async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    if let Some(upgrade) = serve_http(&mut stream, peer, shared).await {
+        run_websocket(stream, upgrade, shared).await;
+    }
+}
+
+/// An accepted WebSocket upgrade, ready for its 101 response.
+struct Upgrade<'a> {
+    accept_key: String,
+    kind: String,
+    can_publish: bool,
+    leftover: Vec<u8>,
+    slot: Slot<'a>,
+}
+
+/// Answers a plain HTTP request, or checks an upgrade request and returns it.
+async fn serve_http<'a>(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &'a Arc<Shared>,
+) -> Option<Upgrade<'a>> {
     let mut buf = Vec::with_capacity(1024);
-    let head = or(read_head(&mut stream, &mut buf), async {
+    let head = or(read_head(stream, &mut buf), async {
         Timer::after(HEAD_TIMEOUT).await;
         Err(io::ErrorKind::TimedOut.into())
     })
@@ -187,26 +210,26 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let head_len = match head {
         Ok(Some(len)) => len,
         Ok(None) => {
-            let _ = respond(&mut stream, 431, "text/plain", "request head too large\n").await;
-            return;
+            let _ = respond(stream, 431, "text/plain", "request head too large\n").await;
+            return None;
         }
-        Err(_) => return,
+        Err(_) => return None,
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(&buf[..head_len]) {
         Ok(httparse::Status::Complete(_)) => {}
         _ => {
-            let _ = respond(&mut stream, 400, "text/plain", "bad HTTP request\n").await;
-            return;
+            let _ = respond(stream, 400, "text/plain", "bad HTTP request\n").await;
+            return None;
         }
     }
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if method != "GET" && method != "HEAD" {
-        let _ = respond(&mut stream, 405, "text/plain", "only GET is supported\n").await;
-        return;
+        let _ = respond(stream, 405, "text/plain", "only GET is supported\n").await;
+        return None;
     }
     match path {
         "/healthz" => {
@@ -215,23 +238,23 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
                 Some(h) => (503, h.body),
                 None => (503, "{\"status\":\"stopping\"}".into()),
             };
-            let _ = respond(&mut stream, status, "application/json", &body).await;
+            let _ = respond(stream, status, "application/json", &body).await;
         }
         "/metrics" => match ask_hub(shared, |reply| HubMsg::Metrics { reply }).await {
             Some(text) => {
-                let _ = respond(&mut stream, 200, "text/plain; version=0.0.4", &text).await;
+                let _ = respond(stream, 200, "text/plain; version=0.0.4", &text).await;
             }
             None => {
-                let _ = respond(&mut stream, 503, "text/plain", "stopping\n").await;
+                let _ = respond(stream, 503, "text/plain", "stopping\n").await;
             }
         },
         "/ws" => {
             let leftover = buf[head_len..].to_vec();
-            upgrade(stream, peer, shared, &req, query, leftover).await;
+            return check_upgrade(stream, peer, shared, &req, query, leftover).await;
         }
         _ => {
             let _ = respond(
-                &mut stream,
+                stream,
                 404,
                 "text/plain",
                 "not found; try /ws, /healthz or /metrics\n",
@@ -239,6 +262,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             .await;
         }
     }
+    None
 }
 
 /// Reads until the end of the request head. Returns its length (the buffer
@@ -313,14 +337,16 @@ impl Drop for Slot<'_> {
     }
 }
 
-async fn upgrade(
-    mut stream: TcpStream,
+/// Decides an upgrade request: 426 if it is not one, 401 for a bad or
+/// missing token, 503 past `max_clients`.
+async fn check_upgrade<'a>(
+    stream: &mut TcpStream,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &'a Arc<Shared>,
     req: &httparse::Request<'_, '_>,
     query: &str,
     leftover: Vec<u8>,
-) {
+) -> Option<Upgrade<'a>> {
     let is_upgrade = header(req, "upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
         && header(req, "connection").is_some_and(|v| {
             v.split(',')
@@ -333,13 +359,13 @@ async fn upgrade(
         header(req, "sec-websocket-version").map(str::trim),
     ) else {
         let _ = respond(
-            &mut stream,
+            stream,
             426,
             "text/plain",
             "this endpoint speaks WebSocket (version 13); connect with a WebSocket client\n",
         )
         .await;
-        return;
+        return None;
     };
     let mut token = None;
     let mut kind = None;
@@ -361,20 +387,20 @@ async fn upgrade(
             Some(t) => t.publish,
             None => {
                 log::info!("refused {peer}: unknown token");
-                let _ = respond(&mut stream, 401, "text/plain", "unknown token\n").await;
-                return;
+                let _ = respond(stream, 401, "text/plain", "unknown token\n").await;
+                return None;
             }
         },
         None if shared.config.allow_anonymous => false,
         None => {
             let _ = respond(
-                &mut stream,
+                stream,
                 401,
                 "text/plain",
                 "a token is required: connect to /ws?token=...\n",
             )
             .await;
-            return;
+            return None;
         }
     };
     let taken = shared.clients.fetch_add(1, Ordering::AcqRel);
@@ -384,42 +410,42 @@ async fn upgrade(
             "refused {peer}: {} clients already connected (max_clients)",
             shared.config.max_clients
         );
-        let _ = respond(
-            &mut stream,
-            503,
-            "text/plain",
-            "server full; try again later\n",
-        )
-        .await;
-        return;
+        let _ = respond(stream, 503, "text/plain", "server full; try again later\n").await;
+        return None;
     }
-    let accept = derive_accept_key(key.trim().as_bytes());
+    Some(Upgrade {
+        accept_key: derive_accept_key(key.trim().as_bytes()),
+        kind: clean_kind(kind.as_deref()),
+        can_publish,
+        leftover,
+        slot,
+    })
+}
+
+/// Sends the 101 response and runs the WebSocket session.
+async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc<Shared>) {
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        upgrade.accept_key
     );
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
     let raw = stream.clone();
-    let ws = if leftover.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, Some(shared.ws_config())).await
+    let config = Some(shared.ws_config());
+    let ws = if upgrade.leftover.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, config).await
     } else {
-        WebSocketStream::from_partially_read(
-            stream,
-            leftover,
-            Role::Server,
-            Some(shared.ws_config()),
-        )
-        .await
+        WebSocketStream::from_partially_read(stream, upgrade.leftover, Role::Server, config).await
     };
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
-        kind: clean_kind(kind.as_deref()),
-        can_publish,
+        kind: upgrade.kind,
+        can_publish: upgrade.can_publish,
         hub: shared.hub.clone(),
     };
     session::run(session, ws, raw).await;
-    drop(slot);
+    drop(upgrade.slot);
 }
 
 /// `client=` as a short printable label; `unknown` when absent.
