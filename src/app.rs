@@ -9,12 +9,14 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use async_signal::{Signal, Signals};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use smol::Task;
 use smol::channel::bounded;
+use smol::future::or;
 use smol::net::TcpListener;
 
 use crate::config::Config;
@@ -34,6 +36,9 @@ pub enum RunError {
     },
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The hub task stopped on its own (a bug): exit non-zero so the
+    /// service manager restarts the daemon.
+    HubDied,
 }
 
 impl fmt::Display for RunError {
@@ -55,11 +60,23 @@ impl fmt::Display for RunError {
                 write!(f, "cannot listen on {addr}: {source}; {hint}")
             }
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            RunError::HubDied => write!(
+                f,
+                "the relay hub stopped unexpectedly (see the panic above); exiting so the service manager restarts tablo"
+            ),
         }
     }
 }
 
 impl std::error::Error for RunError {}
+
+/// Why the main loop stopped.
+enum Stop {
+    /// SIGTERM or SIGINT.
+    Signal(Option<io::Result<Signal>>),
+    /// The hub task ended by itself.
+    HubDied,
+}
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns after a clean shutdown.
 pub fn run(config: Config) -> Result<(), RunError> {
@@ -89,7 +106,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
     smol::block_on(async {
         let (hub_tx, hub_rx) = bounded(INBOX);
         let epoch = format!("{:016x}", fastrand::u64(..));
-        let hub: Task<()> = smol::spawn(Hub::new(&config.feeds, epoch, Instant::now()).run(hub_rx));
+        let hub_run = Hub::new(&config.feeds, epoch, Instant::now()).run(hub_rx);
+        // A panic in the hub is caught here, so shutdown still runs and the
+        // exit code says what happened.
+        let mut hub: Task<bool> =
+            smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() });
         let feeds: Vec<Task<()>> = config
             .feeds
             .iter()
@@ -100,23 +121,35 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let shared = Shared::new(config.server.clone(), hub_tx.clone());
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
 
-        let signal = signals.next().await;
-        log::info!(
-            "received {}; shutting down",
-            match signal {
-                Some(Ok(Signal::Int)) => "SIGINT",
-                _ => "SIGTERM",
+        let stopped = or(async { Stop::Signal(signals.next().await) }, async {
+            (&mut hub).await;
+            Stop::HubDied
+        })
+        .await;
+        let result = match stopped {
+            Stop::Signal(signal) => {
+                log::info!(
+                    "received {}; shutting down",
+                    match signal {
+                        Some(Ok(Signal::Int)) => "SIGINT",
+                        _ => "SIGTERM",
+                    }
+                );
+                Ok(())
             }
-        );
+            Stop::HubDied => Err(RunError::HubDied),
+        };
         drop(stop_tx);
         drop(feeds);
         let _ = hub_tx.send(HubMsg::Shutdown).await;
         drop(hub_tx);
-        hub.await;
+        if result.is_ok() {
+            hub.await;
+        }
         server.await;
         log::info!("stopped");
-    });
-    Ok(())
+        result
+    })
 }
 
 /// Raises the soft open-file limit to the hard limit: each client is a file
