@@ -25,12 +25,13 @@
 //!
 //! This module does no I/O and reads no clock: the receive time is passed in.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::FeedConfig;
 use crate::decimal;
 use crate::event::{Body, Incoming, Tick};
-use crate::feed::DecodeError;
+use crate::feed::fields::{self, Object, unexpected};
+use crate::feed::{self, DecodeError};
 
 /// Binance event types (`e`) that are valid but carry no price for the board:
 /// skipped without counting as errors.
@@ -80,22 +81,15 @@ impl Binance {
     /// The id is always 1: ids only pair replies with requests on one
     /// connection, and this is the only request Tablo sends.
     pub fn subscribe_frames(&self) -> Vec<String> {
-        if !self.subscribe.is_empty() {
-            return self.subscribe.clone();
-        }
-        if self.symbols.is_empty() {
-            return Vec::new();
-        }
-        let params: Vec<String> = self
-            .symbols
-            .iter()
-            .map(|symbol| format!("{}@ticker", symbol.to_lowercase()))
-            .collect();
-        // Serializing a list of strings cannot fail.
-        let params = serde_json::to_string(&params).unwrap_or_default();
-        vec![format!(
-            r#"{{"method":"SUBSCRIBE","params":{params},"id":1}}"#
-        )]
+        feed::subscribe_by_symbol(&self.subscribe, &self.symbols, |symbols| {
+            let params: Vec<String> = symbols
+                .iter()
+                .map(|symbol| format!("{}@ticker", symbol.to_lowercase()))
+                .collect();
+            // Serializing a list of strings cannot fail.
+            let params = serde_json::to_string(&params).unwrap_or_default();
+            format!(r#"{{"method":"SUBSCRIBE","params":{params},"id":1}}"#)
+        })
     }
 
     /// Turns one text message into zero or more ticks appended to `out`, each
@@ -106,14 +100,8 @@ impl Binance {
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let start = out.len();
-        let result = self.message(&value, now_ms, out);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        let value = fields::parse(text)?;
+        fields::whole(out, |out| self.message(&value, now_ms, out))
     }
 
     /// One whole message: a payload, an array of them, an envelope, or a reply.
@@ -179,9 +167,9 @@ impl Binance {
         };
         let tick = match event {
             "24hrTicker" | "1hTicker" | "4hTicker" | "1dTicker" => {
-                let price = required(obj, "c")?;
-                let open = field(obj, "o")?;
-                let change_pct = match field(obj, "P")? {
+                let price = fields::required_decimal(obj, "c")?;
+                let open = fields::decimal(obj, "o")?;
+                let change_pct = match fields::decimal(obj, "P")? {
                     Some(pct) => Some(pct),
                     None => computed_change(&price, open.as_deref()),
                 };
@@ -189,21 +177,21 @@ impl Binance {
                     symbol: symbol(obj)?,
                     change_pct,
                     open,
-                    bid: field(obj, "b")?,
-                    ask: field(obj, "a")?,
-                    volume: field(obj, "v")?,
+                    bid: fields::decimal(obj, "b")?,
+                    ask: fields::decimal(obj, "a")?,
+                    volume: fields::decimal(obj, "v")?,
                     price,
                     source: self.source.clone(),
                 }
             }
             "24hrMiniTicker" => {
-                let price = required(obj, "c")?;
-                let open = field(obj, "o")?;
+                let price = fields::required_decimal(obj, "c")?;
+                let open = fields::decimal(obj, "o")?;
                 Tick {
                     symbol: symbol(obj)?,
                     change_pct: computed_change(&price, open.as_deref()),
                     open,
-                    volume: field(obj, "v")?,
+                    volume: fields::decimal(obj, "v")?,
                     price,
                     source: self.source.clone(),
                     ..Tick::default()
@@ -211,15 +199,15 @@ impl Binance {
             }
             "trade" | "aggTrade" => Tick {
                 symbol: symbol(obj)?,
-                price: required(obj, "p")?,
+                price: fields::required_decimal(obj, "p")?,
                 source: self.source.clone(),
                 ..Tick::default()
             },
             event if SKIPPED_EVENTS.contains(&event) => return Ok(()),
             event => {
-                let quoted: String = event.chars().take(QUOTE_CHARS).collect();
-                return Err(unexpected(&format!(
-                    "unknown Binance event type {quoted:?}"
+                return Err(unexpected(format!(
+                    "unknown Binance event type {}",
+                    fields::quote(event, QUOTE_CHARS)
                 )));
             }
         };
@@ -238,7 +226,7 @@ fn computed_change(price: &str, open: Option<&str>) -> Option<String> {
 }
 
 /// A `bookTicker` payload: `{"u":…,"s":…,"b":…,"B":…,"a":…,"A":…}`.
-fn is_book_ticker(obj: &Map<String, Value>) -> bool {
+fn is_book_ticker(obj: &Object) -> bool {
     ["u", "s", "b", "a"]
         .iter()
         .all(|key| obj.contains_key(*key))
@@ -246,7 +234,7 @@ fn is_book_ticker(obj: &Map<String, Value>) -> bool {
 
 /// The message of an error reply, `{"code":2,"msg":"…","id":1}` or
 /// `{"error":{"code":2,"msg":"…"},"id":1}`, if this is one.
-fn error_reply(obj: &Map<String, Value>) -> Option<String> {
+fn error_reply(obj: &Object) -> Option<String> {
     let error = match obj.get("error") {
         Some(Value::Object(error)) => error,
         _ => obj,
@@ -260,99 +248,24 @@ fn error_reply(obj: &Map<String, Value>) -> Option<String> {
 }
 
 /// The symbol `s`: a non-empty string.
-fn symbol(obj: &Map<String, Value>) -> Result<String, DecodeError> {
-    match obj.get("s") {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(_) => Err(unexpected("the symbol `s` is not a non-empty string")),
-        None => Err(unexpected("the symbol `s` is missing")),
-    }
-}
-
-/// An optional decimal field: `None` when missing or null, an error when
-/// present but not a decimal string or number.
-fn field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => decimal::from_json(value)
-            .map(Some)
-            .ok_or_else(|| unexpected(&format!("`{key}` is not a decimal"))),
-    }
-}
-
-/// A decimal field that must be there.
-fn required(obj: &Map<String, Value>, key: &str) -> Result<String, DecodeError> {
-    field(obj, key)?.ok_or_else(|| unexpected(&format!("`{key}` is missing")))
-}
-
-fn unexpected(why: &str) -> DecodeError {
-    DecodeError::Unexpected(why.to_owned())
+fn symbol(obj: &Object) -> Result<String, DecodeError> {
+    fields::named_text(obj.get("s"), "the symbol `s`")
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-
     use super::*;
-    use crate::config::{FeedFormat, JsonPointers};
-
-    const NOW: u64 = 1_700_000_000_000;
+    use crate::config::FeedFormat;
+    use crate::feed::testing;
 
     fn feed(symbols: &[&str], subscribe: &[&str]) -> FeedConfig {
-        FeedConfig {
-            name: "binance".into(),
-            format: FeedFormat::Binance,
-            url: "wss://stream.binance.com:9443/ws".into(),
-            symbols: symbols.iter().map(|s| s.to_string()).collect(),
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            channels: Vec::new(),
-            pointers: JsonPointers::default(),
-        }
-    }
-
-    /// One line per tick: the symbol, the price, and the optional fields
-    /// that are set. Errors are their variant (and an upstream's message).
-    fn show(result: Result<(), DecodeError>, out: &[Incoming]) -> String {
-        if let Err(e) = result {
-            return match e {
-                DecodeError::NotJson(_) => "NotJson".into(),
-                DecodeError::Unexpected(_) => "Unexpected".into(),
-                DecodeError::Upstream(why) => format!("Upstream: {why}"),
-            };
-        }
-        let mut lines = Vec::new();
-        for event in out {
-            assert_eq!(event.ts, NOW);
-            let Body::Tick(t) = &event.body else {
-                panic!("not a tick: {event:?}");
-            };
-            assert_eq!(t.source, "binance");
-            let mut line = format!("{} {}", t.symbol, t.price);
-            for (key, value) in [
-                ("open", &t.open),
-                ("pct", &t.change_pct),
-                ("bid", &t.bid),
-                ("ask", &t.ask),
-                ("vol", &t.volume),
-            ] {
-                if let Some(value) = value {
-                    let _ = write!(line, " {key}={value}");
-                }
-            }
-            lines.push(line);
-        }
-        lines.join("\n")
+        let url = "wss://stream.binance.com:9443/ws";
+        testing::feed("binance", FeedFormat::Binance, url, symbols, subscribe)
     }
 
     #[track_caller]
     fn check(frame: &str, expected: &str) {
-        let mut decoder = Binance::new(&feed(&[], &[]));
-        let mut out = Vec::new();
-        let result = decoder.decode(frame, NOW, &mut out);
-        let failed = result.is_err();
-        assert_eq!(show(result, &out), expected, "frame: {frame}");
-        if failed {
-            assert!(out.is_empty(), "an error must leave `out` as it was");
-        }
+        testing::check_ticks(&feed(&[], &[]), frame, expected);
     }
 
     const TICKER: &str = r#"{"e":"24hrTicker","E":1700000000123,"s":"BTCUSDT","p":"1012.50000000","P":"1.534","w":"66500.12","x":"65999.99","c":"67012.50000000","Q":"0.012","b":"67012.49000000","B":"1.2","a":"67012.50000000","A":"0.3","o":"66000.00000000","h":"67500.00","l":"65800.00","v":"12345.67800000","q":"820000000.00","O":1699913600000,"C":1700000000000,"F":1,"L":2,"n":2}"#;

@@ -15,12 +15,11 @@
 //!
 //! This module does no I/O and reads no clock: the receive time is passed in.
 
-use serde_json::{Map, Value};
-
 use crate::config::FeedConfig;
 use crate::decimal;
 use crate::event::{Body, Incoming, Tick};
-use crate::feed::DecodeError;
+use crate::feed::fields::{self, Object, unexpected};
+use crate::feed::{self, DecodeError};
 
 /// Coinbase message types that carry no ticker: skipped without counting as
 /// errors.
@@ -70,17 +69,13 @@ impl Coinbase {
     /// `{"type":"subscribe","product_ids":[…],"channels":["ticker","heartbeat"]}`;
     /// else none.
     pub fn subscribe_frames(&self) -> Vec<String> {
-        if !self.subscribe.is_empty() {
-            return self.subscribe.clone();
-        }
-        if self.symbols.is_empty() {
-            return Vec::new();
-        }
-        // Serializing a list of strings cannot fail.
-        let ids = serde_json::to_string(&self.symbols).unwrap_or_default();
-        vec![format!(
-            r#"{{"type":"subscribe","product_ids":{ids},"channels":["ticker","heartbeat"]}}"#
-        )]
+        feed::subscribe_by_symbol(&self.subscribe, &self.symbols, |symbols| {
+            // Serializing a list of strings cannot fail.
+            let ids = serde_json::to_string(symbols).unwrap_or_default();
+            format!(
+                r#"{{"type":"subscribe","product_ids":{ids},"channels":["ticker","heartbeat"]}}"#
+            )
+        })
     }
 
     /// Turns one text message into zero or one tick appended to `out`,
@@ -91,16 +86,8 @@ impl Coinbase {
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let Value::Object(obj) = &value else {
-            return Err(unexpected("a Coinbase message must be a JSON object"));
-        };
-        let kind = match obj.get("type") {
-            Some(Value::String(kind)) => kind.as_str(),
-            Some(_) => return Err(unexpected("`type` is not a string")),
-            None => return Err(unexpected("not a Coinbase message: no `type`")),
-        };
+        let value = fields::parse(text)?;
+        let (obj, kind) = fields::typed(&value, "Coinbase")?;
         match kind {
             "ticker" | "ticker_batch" => {
                 let tick = self.ticker(obj)?;
@@ -112,24 +99,18 @@ impl Coinbase {
             }
             "error" => Err(DecodeError::Upstream(error_message(obj))),
             kind if SKIPPED_TYPES.contains(&kind) => Ok(()),
-            kind => {
-                let quoted: String = kind.chars().take(QUOTE_CHARS).collect();
-                Err(unexpected(&format!(
-                    "unknown Coinbase message type {quoted:?}"
-                )))
-            }
+            kind => Err(unexpected(format!(
+                "unknown Coinbase message type {}",
+                fields::quote(kind, QUOTE_CHARS)
+            ))),
         }
     }
 
     /// The tick of a `ticker` message.
-    fn ticker(&self, obj: &Map<String, Value>) -> Result<Tick, DecodeError> {
-        let symbol = match obj.get("product_id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            Some(_) => return Err(unexpected("`product_id` is not a non-empty string")),
-            None => return Err(unexpected("`product_id` is missing")),
-        };
-        let price = field(obj, "price")?.ok_or_else(|| unexpected("`price` is missing"))?;
-        let open = field(obj, "open_24h")?;
+    fn ticker(&self, obj: &Object) -> Result<Tick, DecodeError> {
+        let symbol = fields::text(obj, "product_id")?;
+        let price = fields::required_decimal(obj, "price")?;
+        let open = fields::decimal(obj, "open_24h")?;
         let change_pct = open
             .as_deref()
             .and_then(|open| decimal::change_pct(&price, open));
@@ -137,9 +118,9 @@ impl Coinbase {
             symbol,
             change_pct,
             open,
-            bid: field(obj, "best_bid")?,
-            ask: field(obj, "best_ask")?,
-            volume: field(obj, "volume_24h")?,
+            bid: fields::decimal(obj, "best_bid")?,
+            ask: fields::decimal(obj, "best_ask")?,
+            volume: fields::decimal(obj, "volume_24h")?,
             price,
             source: self.source.clone(),
         })
@@ -147,99 +128,25 @@ impl Coinbase {
 }
 
 /// `message: reason` of an error message, as much of it as is there.
-fn error_message(obj: &Map<String, Value>) -> String {
-    let text = |key| {
-        obj.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    match (text("message"), text("reason")) {
-        (Some(message), Some(reason)) => format!("{message}: {reason}"),
-        (Some(text), None) | (None, Some(text)) => text.to_owned(),
-        (None, None) => "Coinbase sent an error without a message".to_owned(),
-    }
-}
-
-/// An optional decimal field: `None` when missing or null, an error when
-/// present but not a decimal string or number.
-fn field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => decimal::from_json(value)
-            .map(Some)
-            .ok_or_else(|| unexpected(&format!("`{key}` is not a decimal"))),
-    }
-}
-
-fn unexpected(why: &str) -> DecodeError {
-    DecodeError::Unexpected(why.to_owned())
+fn error_message(obj: &Object) -> String {
+    fields::joined(obj, "message", "reason")
+        .unwrap_or_else(|| "Coinbase sent an error without a message".to_owned())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-
     use super::*;
-    use crate::config::{FeedFormat, JsonPointers};
-
-    const NOW: u64 = 1_700_000_000_000;
+    use crate::config::FeedFormat;
+    use crate::feed::testing;
 
     fn feed(symbols: &[&str], subscribe: &[&str]) -> FeedConfig {
-        FeedConfig {
-            name: "coinbase".into(),
-            format: FeedFormat::Coinbase,
-            url: "wss://ws-feed.exchange.coinbase.com".into(),
-            symbols: symbols.iter().map(|s| s.to_string()).collect(),
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            channels: Vec::new(),
-            pointers: JsonPointers::default(),
-        }
-    }
-
-    /// One line per tick: the symbol, the price, and the optional fields
-    /// that are set. Errors are their variant (and an upstream's message).
-    fn show(result: Result<(), DecodeError>, out: &[Incoming]) -> String {
-        if let Err(e) = result {
-            return match e {
-                DecodeError::NotJson(_) => "NotJson".into(),
-                DecodeError::Unexpected(_) => "Unexpected".into(),
-                DecodeError::Upstream(why) => format!("Upstream: {why}"),
-            };
-        }
-        let mut lines = Vec::new();
-        for event in out {
-            assert_eq!(event.ts, NOW);
-            let Body::Tick(t) = &event.body else {
-                panic!("not a tick: {event:?}");
-            };
-            assert_eq!(t.source, "coinbase");
-            let mut line = format!("{} {}", t.symbol, t.price);
-            for (key, value) in [
-                ("open", &t.open),
-                ("pct", &t.change_pct),
-                ("bid", &t.bid),
-                ("ask", &t.ask),
-                ("vol", &t.volume),
-            ] {
-                if let Some(value) = value {
-                    let _ = write!(line, " {key}={value}");
-                }
-            }
-            lines.push(line);
-        }
-        lines.join("\n")
+        let url = "wss://ws-feed.exchange.coinbase.com";
+        testing::feed("coinbase", FeedFormat::Coinbase, url, symbols, subscribe)
     }
 
     #[track_caller]
     fn check(frame: &str, expected: &str) {
-        let mut decoder = Coinbase::new(&feed(&[], &[]));
-        let mut out = Vec::new();
-        let result = decoder.decode(frame, NOW, &mut out);
-        let failed = result.is_err();
-        assert_eq!(show(result, &out), expected, "frame: {frame}");
-        if failed {
-            assert!(out.is_empty(), "an error must leave `out` as it was");
-        }
+        testing::check_ticks(&feed(&[], &[]), frame, expected);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::config::{FeedConfig, JsonPointers};
 use crate::decimal;
 use crate::event::{Body, Incoming, Tick};
 use crate::feed::DecodeError;
+use crate::feed::fields::{self, unexpected};
 
 /// How much of a pointer an error message quotes, in characters.
 const QUOTE_CHARS: usize = 60;
@@ -69,14 +70,8 @@ impl Json {
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let start = out.len();
-        let result = self.records(&value, now_ms, out);
-        if result.is_err() {
-            out.truncate(start);
-        }
-        result
+        let value = fields::parse(text)?;
+        fields::whole(out, |out| self.records(&value, now_ms, out))
     }
 
     /// Every record of one message.
@@ -131,8 +126,7 @@ impl Json {
             (None, [only]) => only.clone(),
             (None, _) => {
                 return Err(unexpected(
-                    "no symbol pointer configured, and `symbols` does not name exactly one symbol"
-                        .to_owned(),
+                    "no symbol pointer configured, and `symbols` does not name exactly one symbol",
                 ));
             }
         };
@@ -141,7 +135,7 @@ impl Json {
         }
         let p = &self.pointers;
         let Some(price_pointer) = &p.price else {
-            return Err(unexpected("no price pointer configured".to_owned()));
+            return Err(unexpected("no price pointer configured"));
         };
         let price = field(record, "price", Some(price_pointer.as_str()))?
             .ok_or_else(|| unexpected(format!("no price at {}", quote(price_pointer))))?;
@@ -177,32 +171,22 @@ fn field(record: &Value, name: &str, pointer: Option<&str>) -> Result<Option<Str
     let Some(pointer) = pointer else {
         return Ok(None);
     };
-    match record.pointer(pointer) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => decimal::from_json(value).map(Some).ok_or_else(|| {
-            unexpected(format!("the {name} at {} is not a decimal", quote(pointer)))
-        }),
-    }
+    fields::optional(record.pointer(pointer), decimal::from_json, || {
+        unexpected(format!("the {name} at {} is not a decimal", quote(pointer)))
+    })
 }
 
 /// A pointer for an error message, cut short if it is long.
 fn quote(pointer: &str) -> String {
-    let cut: String = pointer.chars().take(QUOTE_CHARS).collect();
-    format!("{cut:?}")
-}
-
-fn unexpected(why: String) -> DecodeError {
-    DecodeError::Unexpected(why)
+    fields::quote(pointer, QUOTE_CHARS)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-
     use super::*;
     use crate::config::FeedFormat;
-
-    const NOW: u64 = 1_700_000_000_000;
+    use crate::feed::testing;
+    use crate::feed::testing::check_ticks as check;
 
     /// A feed from `symbols` and `pointers` given as `key=pointer` pairs.
     fn feed(symbols: &[&str], pointers: &[(&str, &str)]) -> FeedConfig {
@@ -221,60 +205,11 @@ mod tests {
             };
             *slot = Some(pointer.to_owned());
         }
+        let url = "wss://rates.example/ws";
+        let subscribe = [r#"{"action":"subscribe"}"#];
         FeedConfig {
-            name: "rates".into(),
-            format: FeedFormat::Json,
-            url: "wss://rates.example/ws".into(),
-            symbols: symbols.iter().map(|s| s.to_string()).collect(),
-            subscribe: vec![r#"{"action":"subscribe"}"#.into()],
-            channels: Vec::new(),
             pointers: p,
-        }
-    }
-
-    /// One line per tick: the symbol, the price, and the optional fields
-    /// that are set. Errors are their variant.
-    fn show(result: Result<(), DecodeError>, out: &[Incoming]) -> String {
-        if let Err(e) = result {
-            return match e {
-                DecodeError::NotJson(_) => "NotJson".into(),
-                DecodeError::Unexpected(_) => "Unexpected".into(),
-                DecodeError::Upstream(why) => format!("Upstream: {why}"),
-            };
-        }
-        let mut lines = Vec::new();
-        for event in out {
-            assert_eq!(event.ts, NOW);
-            let Body::Tick(t) = &event.body else {
-                panic!("not a tick: {event:?}");
-            };
-            assert_eq!(t.source, "rates");
-            let mut line = format!("{} {}", t.symbol, t.price);
-            for (key, value) in [
-                ("open", &t.open),
-                ("pct", &t.change_pct),
-                ("bid", &t.bid),
-                ("ask", &t.ask),
-                ("vol", &t.volume),
-            ] {
-                if let Some(value) = value {
-                    let _ = write!(line, " {key}={value}");
-                }
-            }
-            lines.push(line);
-        }
-        lines.join("\n")
-    }
-
-    #[track_caller]
-    fn check(feed: &FeedConfig, frame: &str, expected: &str) {
-        let mut decoder = Json::new(feed);
-        let mut out = Vec::new();
-        let result = decoder.decode(frame, NOW, &mut out);
-        let failed = result.is_err();
-        assert_eq!(show(result, &out), expected, "frame: {frame}");
-        if failed {
-            assert!(out.is_empty(), "an error must leave `out` as it was");
+            ..testing::feed("rates", FeedFormat::Json, url, symbols, &subscribe)
         }
     }
 

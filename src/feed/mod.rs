@@ -9,10 +9,13 @@ pub mod backoff;
 pub mod binance;
 pub mod coinbase;
 pub mod demo;
+pub(crate) mod fields;
 pub mod json;
 pub mod keepalive;
 pub mod tablo;
 pub mod task;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::fmt;
 
@@ -92,4 +95,21 @@ impl Decoder {
             Decoder::Json(d) => d.decode(text, now_ms, out),
         }
     }
+}
+
+/// The frames a feed that subscribes by symbol sends after each (re)connect:
+/// its `subscribe` frames as configured when there are any; else, when it
+/// names `symbols`, the one frame `ours` makes of them; else none.
+pub(crate) fn subscribe_by_symbol(
+    subscribe: &[String],
+    symbols: &[String],
+    ours: impl FnOnce(&[String]) -> String,
+) -> Vec<String> {
+    if !subscribe.is_empty() {
+        return subscribe.to_vec();
+    }
+    if symbols.is_empty() {
+        return Vec::new();
+    }
+    vec![ours(symbols)]
 }

@@ -15,12 +15,13 @@
 //!
 //! This module does no I/O and reads no clock: the receive time is passed in.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::FeedConfig;
 use crate::decimal;
 use crate::event::{Alert, Body, Incoming, Level, News, Tick};
 use crate::feed::DecodeError;
+use crate::feed::fields::{self, Object, unexpected};
 
 /// How much of an unknown message type an error message quotes, in characters.
 const QUOTE_CHARS: usize = 40;
@@ -80,16 +81,8 @@ impl Tablo {
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        let Value::Object(obj) = &value else {
-            return Err(unexpected("a Tablo message must be a JSON object"));
-        };
-        let kind = match obj.get("type") {
-            Some(Value::String(kind)) => kind.as_str(),
-            Some(_) => return Err(unexpected("`type` is not a string")),
-            None => return Err(unexpected("not a Tablo message: no `type`")),
-        };
+        let value = fields::parse(text)?;
+        let (obj, kind) = fields::typed(&value, "Tablo")?;
         let body = match kind {
             "hello" | "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" | "snapshot" => {
                 return Ok(());
@@ -124,9 +117,9 @@ impl Tablo {
                 }
             }
             kind => {
-                let quoted: String = kind.chars().take(QUOTE_CHARS).collect();
-                return Err(unexpected(&format!(
-                    "unknown Tablo message type {quoted:?}"
+                return Err(unexpected(format!(
+                    "unknown Tablo message type {}",
+                    fields::quote(kind, QUOTE_CHARS)
                 )));
             }
         };
@@ -144,10 +137,10 @@ impl Tablo {
 }
 
 /// A `tick` event: `symbol` and `price` required, the rest optional.
-fn tick(obj: &Map<String, Value>, source: String) -> Result<Tick, DecodeError> {
+fn tick(obj: &Object, source: String) -> Result<Tick, DecodeError> {
     Ok(Tick {
-        symbol: text(obj, "symbol")?,
-        price: price(obj, "price")?.ok_or_else(|| unexpected("`price` is missing"))?,
+        symbol: fields::text(obj, "symbol")?,
+        price: price(obj, "price")?.ok_or_else(|| fields::missing("price"))?,
         open: price(obj, "open")?,
         change_pct: price(obj, "change_pct")?,
         bid: price(obj, "bid")?,
@@ -158,21 +151,21 @@ fn tick(obj: &Map<String, Value>, source: String) -> Result<Tick, DecodeError> {
 }
 
 /// A `news` event: `title` required, `url` optional.
-fn news(obj: &Map<String, Value>, source: String) -> Result<News, DecodeError> {
-    let url = match obj.get("url") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(url.clone()),
-        Some(_) => return Err(unexpected("`url` is not a string")),
-    };
+fn news(obj: &Object, source: String) -> Result<News, DecodeError> {
+    let url = fields::optional(
+        obj.get("url"),
+        |url| url.as_str().map(str::to_owned),
+        || unexpected("`url` is not a string"),
+    )?;
     Ok(News {
-        title: text(obj, "title")?,
+        title: fields::text(obj, "title")?,
         url,
         source,
     })
 }
 
 /// An `alert` event: `level` and `text` required.
-fn alert(obj: &Map<String, Value>, source: String) -> Result<Alert, DecodeError> {
+fn alert(obj: &Object, source: String) -> Result<Alert, DecodeError> {
     let level = obj
         .get("level")
         .and_then(Value::as_str)
@@ -180,125 +173,74 @@ fn alert(obj: &Map<String, Value>, source: String) -> Result<Alert, DecodeError>
         .ok_or_else(|| unexpected("`level` is not info, warning or critical"))?;
     Ok(Alert {
         level,
-        text: text(obj, "text")?,
+        text: fields::text(obj, "text")?,
         source,
     })
 }
 
-/// A required non-empty string field.
-fn text(obj: &Map<String, Value>, key: &str) -> Result<String, DecodeError> {
-    match obj.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(_) => Err(unexpected(&format!("`{key}` is not a non-empty string"))),
-        None => Err(unexpected(&format!("`{key}` is missing"))),
-    }
-}
-
 /// An optional price field: `None` when missing or null, an error unless a
-/// decimal string.
-fn price(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, DecodeError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if decimal::is_decimal(s) => Ok(Some(s.clone())),
-        Some(_) => Err(unexpected(&format!("`{key}` is not a decimal string"))),
-    }
+/// decimal string (Tablo never sends a price as a JSON number).
+fn price(obj: &Object, key: &str) -> Result<Option<String>, DecodeError> {
+    let read = |value: &Value| {
+        value
+            .as_str()
+            .filter(|s| decimal::is_decimal(s))
+            .map(str::to_owned)
+    };
+    fields::optional(obj.get(key), read, || {
+        unexpected(format!("`{key}` is not a decimal string"))
+    })
 }
 
 /// `code: message` of an error reply, as much of it as is there.
-fn error_message(obj: &Map<String, Value>) -> String {
-    let text = |key| {
-        obj.get(key)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    match (text("code"), text("message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(text), None) | (None, Some(text)) => text.to_owned(),
-        (None, None) => "the upstream Tablo sent an error without a message".to_owned(),
-    }
-}
-
-fn unexpected(why: &str) -> DecodeError {
-    DecodeError::Unexpected(why.to_owned())
+fn error_message(obj: &Object) -> String {
+    fields::joined(obj, "code", "message")
+        .unwrap_or_else(|| "the upstream Tablo sent an error without a message".to_owned())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-
     use super::*;
-    use crate::config::{FeedFormat, JsonPointers};
+    use crate::config::FeedFormat;
+    use crate::feed::testing;
 
     const NOW: u64 = 1_700_000_009_999;
 
     fn feed(channels: &[&str], subscribe: &[&str]) -> FeedConfig {
+        let url = "ws://10.0.0.2:7070/ws?client=relay";
         FeedConfig {
-            name: "upstream".into(),
-            format: FeedFormat::Tablo,
-            url: "ws://10.0.0.2:7070/ws?client=relay".into(),
-            symbols: Vec::new(),
-            subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
-            channels: channels.iter().map(|s| s.to_string()).collect(),
-            pointers: JsonPointers::default(),
+            channels: testing::strings(channels),
+            ..testing::feed("upstream", FeedFormat::Tablo, url, &[], subscribe)
         }
     }
 
-    /// One line per event with its `ts` and `source`. Errors are their
-    /// variant (and an upstream's message).
-    fn show(result: Result<(), DecodeError>, out: &[Incoming]) -> String {
-        if let Err(e) = result {
-            return match e {
-                DecodeError::NotJson(_) => "NotJson".into(),
-                DecodeError::Unexpected(_) => "Unexpected".into(),
-                DecodeError::Upstream(why) => format!("Upstream: {why}"),
-            };
+    /// An event with its `ts` and `source`.
+    fn show(event: &Incoming) -> String {
+        match &event.body {
+            Body::Tick(t) => format!(
+                "tick {} @{} from {}",
+                testing::tick_line(t),
+                event.ts,
+                t.source
+            ),
+            Body::News(n) => format!(
+                "news {:?} url={:?} @{} from {}",
+                n.title, n.url, event.ts, n.source
+            ),
+            Body::Alert(a) => format!(
+                "alert {} {:?} @{} from {}",
+                a.level.name(),
+                a.text,
+                event.ts,
+                a.source
+            ),
+            Body::Status(s) => format!("status {} {}", s.feed, s.state),
         }
-        let mut lines = Vec::new();
-        for event in out {
-            let line = match &event.body {
-                Body::Tick(t) => {
-                    let mut line = format!("tick {} {}", t.symbol, t.price);
-                    for (key, value) in [
-                        ("open", &t.open),
-                        ("pct", &t.change_pct),
-                        ("bid", &t.bid),
-                        ("ask", &t.ask),
-                        ("vol", &t.volume),
-                    ] {
-                        if let Some(value) = value {
-                            let _ = write!(line, " {key}={value}");
-                        }
-                    }
-                    format!("{line} @{} from {}", event.ts, t.source)
-                }
-                Body::News(n) => format!(
-                    "news {:?} url={:?} @{} from {}",
-                    n.title, n.url, event.ts, n.source
-                ),
-                Body::Alert(a) => format!(
-                    "alert {} {:?} @{} from {}",
-                    a.level.name(),
-                    a.text,
-                    event.ts,
-                    a.source
-                ),
-                Body::Status(s) => format!("status {} {}", s.feed, s.state),
-            };
-            lines.push(line);
-        }
-        lines.join("\n")
     }
 
     #[track_caller]
     fn check(frame: &str, expected: &str) {
-        let mut decoder = Tablo::new(&feed(&[], &[]));
-        let mut out = Vec::new();
-        let result = decoder.decode(frame, NOW, &mut out);
-        let failed = result.is_err();
-        assert_eq!(show(result, &out), expected, "frame: {frame}");
-        if failed {
-            assert!(out.is_empty(), "an error must leave `out` as it was");
-        }
+        testing::check_with(&feed(&[], &[]), NOW, show, frame, expected);
     }
 
     #[test]
