@@ -182,3 +182,44 @@ fn sigint_stops_the_daemon_with_exit_0_within_2s() {
 fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
+
+#[test]
+fn json_feed_flag_without_config_is_a_config_error() {
+    let sandbox = Sandbox::new();
+    let data_dir = sandbox.data_dir();
+    sandbox
+        .tablo(&[
+            "run",
+            "--feed",
+            "json=ws://127.0.0.1:1/x",
+            "--listen",
+            "127.0.0.1:0",
+            "--display",
+            "none",
+            "--data-dir",
+            path_str(&data_dir),
+        ])
+        .assert_code(EX_CONFIG)
+        .assert_stderr_has("[[feed]]");
+}
+
+#[test]
+fn kiosk_examples_pass_check() {
+    let kiosk = Path::new(env!("CARGO_MANIFEST_DIR")).join("kiosk");
+    let mut examples: Vec<_> = std::fs::read_dir(&kiosk)
+        .unwrap_or_else(|e| panic!("read {}: {e}", kiosk.display()))
+        .map(|entry| entry.expect("a kiosk/ entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    examples.sort();
+    assert!(
+        !examples.is_empty(),
+        "kiosk/ should ship example configs (SPEC §2)"
+    );
+    let sandbox = Sandbox::new();
+    for example in &examples {
+        sandbox
+            .tablo(&["check", "--config", path_str(example)])
+            .assert_code(0);
+    }
+}

@@ -11,10 +11,11 @@ use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -276,25 +277,55 @@ impl Drop for Proc {
     }
 }
 
-/// Lines a daemon wrote to stderr, shared with the thread that reads them.
+/// Lines a daemon wrote to stderr, shared with the thread that reads them,
+/// and a condition variable that thread signals after each line.
 #[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
+pub struct Log(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Log {
+    fn lines(&self) -> MutexGuard<'_, Vec<String>> {
+        self.0.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn push(&self, line: String) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        self.lines().push(line);
+        self.0.1.notify_all();
     }
 
     /// The last lines, for a failure message.
     pub fn tail(&self) -> String {
-        let lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = self.lines();
         let start = lines.len().saturating_sub(LOG_TAIL);
         lines[start..].join("\n")
     }
 
     /// Everything so far.
     pub fn all(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lines().join("\n")
+    }
+
+    /// Waits until a line contains `needle`; false if none does within
+    /// `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut lines = self.lines();
+        let mut checked = 0;
+        loop {
+            if lines[checked..].iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            checked = lines.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = self
+                .0
+                .1
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 }
 
@@ -319,7 +350,41 @@ impl Daemon {
         Daemon::spawn(Sandbox::new(), Some(config), args)
     }
 
+    /// Starts a daemon with no config file and `args` after the defaults,
+    /// whose open-file limit (soft and hard, so it cannot raise it) is
+    /// `limit`.
+    pub fn start_with_nofile_limit(limit: u64, args: &[&str]) -> Daemon {
+        Daemon::spawn_with(Sandbox::new(), None, args, |cmd| {
+            let limit = limit as libc::rlim_t;
+            // SAFETY: the hook runs in the forked child before exec and only
+            // calls setrlimit(2), which is async-signal-safe; it allocates
+            // nothing and touches no lock.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
     fn spawn(sandbox: Sandbox, config: Option<&str>, args: &[&str]) -> Daemon {
+        Daemon::spawn_with(sandbox, config, args, |_| {})
+    }
+
+    /// Like [`Daemon::spawn`], with `customize` applied to the command last.
+    fn spawn_with(
+        sandbox: Sandbox,
+        config: Option<&str>,
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let mut cmd = sandbox.command();
         cmd.arg("run")
             .args(["--listen", "127.0.0.1:0", "--display", "none", "--data-dir"])
@@ -328,6 +393,7 @@ impl Daemon {
             cmd.arg("--config").arg(sandbox.write("tablo.toml", config));
         }
         cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        customize(&mut cmd);
         let mut proc = Proc::spawn(cmd);
 
         let log = Log::default();
@@ -391,6 +457,60 @@ impl Daemon {
     /// Everything the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.log.all()
+    }
+
+    /// Waits until the daemon's stderr contains `needle`; fails after
+    /// `limit`. Stderr arrives through a pipe and a reader thread, so a line
+    /// logged before a frame was sent may be seen here after the frame.
+    #[track_caller]
+    pub fn wait_stderr(&self, needle: &str, limit: Duration) {
+        assert!(
+            self.log.wait_for(needle, limit),
+            "stderr should contain {needle:?} within {limit:?}; stderr:\n{}",
+            self.log.tail()
+        );
+    }
+
+    /// The value of the Prometheus series `series` (a name with its labels
+    /// exactly as printed, e.g. `tablo_feed_up{feed="binance"}`) in
+    /// `/metrics`; fails if `/metrics` does not answer 200 or lacks it.
+    #[track_caller]
+    pub fn metric(&self, series: &str) -> f64 {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "GET /metrics\n{body}");
+        let value = body.lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+            rest.split_whitespace().next()?.parse::<f64>().ok()
+        });
+        value.unwrap_or_else(|| panic!("/metrics has no sample for {series}:\n{body}"))
+    }
+
+    /// Connects a WebSocket client to `path_and_query` and reads its
+    /// `hello`, all within `limit`; says why not instead of failing.
+    pub async fn try_ws(&self, path_and_query: &str, limit: Duration) -> Result<Client, String> {
+        let url = format!("ws://{}{path_and_query}", self.addr());
+        let connect = async {
+            let stream = TcpStream::connect(self.addr())
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let (ws, _response) = async_tungstenite::client_async(url.as_str(), stream)
+                .await
+                .map_err(|e| format!("upgrade: {e}"))?;
+            let mut client = Client::new(ws, self.log.clone());
+            match client.read_incoming().await {
+                Incoming::Json(hello) if hello["type"] == "hello" => {
+                    client.hello = hello;
+                    Ok(client)
+                }
+                Incoming::Json(other) => Err(format!("the first frame is not a hello: {other}")),
+                Incoming::Closed(code) => Err(format!("closed with {code} before the hello")),
+                Incoming::Ended(why) => Err(format!("ended before the hello: {why}")),
+            }
+        };
+        match within(limit, connect).await {
+            Some(result) => result,
+            None => Err(format!("no hello from {url} within {limit:?}")),
+        }
     }
 
     /// Connects a WebSocket client to `path_and_query` (e.g.
@@ -617,6 +737,16 @@ enum Incoming {
     Ended(String),
 }
 
+/// How a connection ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// The daemon sent a close frame with this code (1005 when it had none).
+    Closed(u16),
+    /// The connection ended without a close frame: EOF, a reset, or a frame
+    /// cut short.
+    Ended(String),
+}
+
 /// A downstream WebSocket client of the daemon.
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
@@ -728,6 +858,21 @@ impl Client {
         }
     }
 
+    /// The next frame as JSON, or `None` if none comes within `limit`;
+    /// fails on a close.
+    pub async fn try_recv_json_within(&mut self, limit: Duration) -> Option<Value> {
+        match self.next_incoming(limit).await {
+            Some(Incoming::Json(value)) => Some(value),
+            Some(Incoming::Closed(code)) => {
+                self.fail(&format!("expected a frame, the daemon closed with {code}"))
+            }
+            Some(Incoming::Ended(why)) => {
+                self.fail(&format!("expected a frame, the connection ended: {why}"))
+            }
+            None => None,
+        }
+    }
+
     /// Skips frames until one matches `pred`; fails if none does within
     /// [`RECV_TIMEOUT`] in all.
     pub async fn recv_until(&mut self, pred: impl FnMut(&Value) -> bool) -> Value {
@@ -805,6 +950,25 @@ impl Client {
             self.fail(&format!(
                 "expected {{\"type\":\"pong\",\"id\":{id}}} next, got {reply}"
             ));
+        }
+    }
+
+    /// Reads every frame until the connection ends, however it ends;
+    /// fails if it is still open after `limit`.
+    pub async fn read_to_end(&mut self, limit: Duration) -> (Vec<Value>, Ending) {
+        let deadline = Instant::now() + limit;
+        let mut frames = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_incoming(left).await {
+                Some(Incoming::Json(value)) => frames.push(value),
+                Some(Incoming::Closed(code)) => return (frames, Ending::Closed(code)),
+                Some(Incoming::Ended(why)) => return (frames, Ending::Ended(why)),
+                None => self.fail(&format!(
+                    "the connection was still open after {limit:?} ({} frames read)",
+                    frames.len()
+                )),
+            }
         }
     }
 
@@ -945,6 +1109,11 @@ impl FakeUpstream {
             "no daemon is connected to the fake upstream {}",
             self.addr
         );
+    }
+
+    /// The next text frame the daemon sent, if one has already arrived.
+    pub fn try_recv(&self) -> Option<String> {
+        self.received.try_recv().ok()
     }
 
     /// The next text frame the daemon sent; fails after [`RECV_TIMEOUT`].

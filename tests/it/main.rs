@@ -2,8 +2,12 @@
 //! line, its WebSocket protocol and its HTTP endpoints, with fake upstream
 //! feeds on `127.0.0.1:0` and a fresh temp dir per daemon.
 
+mod chain;
 mod cli;
 mod harness;
 mod http;
+mod jsonfeed;
+mod limits;
 mod protocol;
 mod relay;
+mod slow;

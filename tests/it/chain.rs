@@ -1,0 +1,107 @@
+//! A chain of Tablos (SPEC §3, format `tablo`): one daemon reads another's
+//! downstream protocol and relays its events unchanged.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Daemon, RECV_TIMEOUT};
+use crate::relay::is_tick;
+
+/// Ticks to collect from the downstream daemon. The demo feed moves one to
+/// three symbols every 250 ms, so this takes a couple of seconds.
+const TICKS: usize = 10;
+
+/// How long the downstream daemon may take to relay a demo tick: the demo
+/// feed ticks several times a second.
+const TICK_WITHIN: Duration = Duration::from_secs(3);
+
+/// How long the downstream daemon may take to notice its upstream is gone.
+const DOWN_WITHIN: Duration = Duration::from_secs(5);
+
+/// `(symbol, price)` of a tick.
+fn pair(tick: &Value) -> (String, String) {
+    let text = |key: &str| tick[key].as_str().unwrap_or_default().to_owned();
+    (text("symbol"), text("price"))
+}
+
+/// The state the stats report for the upstream named `name`.
+async fn upstream_state(client: &mut Client, name: &str) -> Value {
+    client.send_json(json!({"op": "stats"})).await;
+    let stats = client.recv_until(|f| f["type"] == "stats").await;
+    let upstreams = stats["upstreams"]
+        .as_array()
+        .unwrap_or_else(|| panic!("upstreams should be an array: {stats}"));
+    let feed = upstreams
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap_or_else(|| panic!("no upstream named {name}: {stats}"));
+    assert_eq!(feed["format"], "tablo", "{stats}");
+    feed["state"].clone()
+}
+
+#[test]
+fn tablo_reads_another_tablo() {
+    smol::block_on(async {
+        let mut upstream = Daemon::start(&[]);
+        // Subscribed before the downstream daemon exists, so it sees every
+        // tick the downstream daemon can.
+        let mut direct = upstream.bot().await;
+        direct.subscribe(&["prices"]).await;
+
+        let feed = format!("tablo=ws://{}/ws?client=relay", upstream.addr());
+        let downstream = Daemon::start(&["--feed", &feed]);
+        let mut relayed = downstream.bot().await;
+        relayed.subscribe(&["prices", "status"]).await;
+
+        let mut from_downstream = BTreeSet::new();
+        while from_downstream.len() < TICKS {
+            let tick = relayed.recv_until_within(TICK_WITHIN, is_tick).await;
+            assert_eq!(
+                tick["source"], "demo",
+                "the upstream's source is kept: {tick}"
+            );
+            assert_eq!(tick["channel"], "prices", "{tick}");
+            assert!(tick["seq"].as_u64().is_some(), "{tick}");
+            from_downstream.insert(pair(&tick));
+        }
+
+        // Every relayed (symbol, price) is one the upstream sent: prices
+        // pass through digit for digit.
+        let mut from_upstream = BTreeSet::new();
+        while !from_downstream.is_subset(&from_upstream) {
+            match direct.try_recv_json_within(RECV_TIMEOUT).await {
+                Some(frame) if is_tick(&frame) => {
+                    from_upstream.insert(pair(&frame));
+                }
+                Some(_) => {}
+                None => {
+                    let missing: Vec<_> = from_downstream.difference(&from_upstream).collect();
+                    direct.fail(&format!(
+                        "the downstream daemon relayed ticks the upstream never sent: {missing:?}"
+                    ));
+                }
+            }
+        }
+
+        assert_eq!(upstream_state(&mut relayed, "tablo").await, "up");
+
+        // The downstream daemon sees its upstream go away.
+        drop(direct);
+        upstream.sigterm();
+        let down = relayed
+            .recv_until_within(DOWN_WITHIN, |f| {
+                f["type"] == "status" && f["feed"] == "tablo" && f["state"] == "down"
+            })
+            .await;
+        assert_eq!(down["channel"], "status", "{down}");
+        assert_ne!(upstream_state(&mut relayed, "tablo").await, "up");
+        let status = upstream.wait_exit(Duration::from_secs(2));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the upstream daemon exits 0: {status}"
+        );
+    });
+}

@@ -1,0 +1,172 @@
+//! Limits and hostile input the daemon must survive: running out of file
+//! descriptors, an oversized upstream message, upstream error replies.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Client, Daemon, FakeUpstream};
+use crate::relay::{binance_daemon, binance_ticker, is_tick};
+
+/// The daemon's open-file limit in the EMFILE test: it uses about a dozen
+/// descriptors of its own, so this runs out after a few dozen clients.
+const NOFILE: u64 = 48;
+
+/// How many clients the EMFILE test tries to connect at most; past
+/// [`NOFILE`].
+const MAX_CLIENTS: usize = 60;
+
+/// How long a client waits for its hello while the daemon may be out of
+/// descriptors (it then never accepts the connection).
+const STARVED_HELLO_WITHIN: Duration = Duration::from_millis(500);
+
+/// How long a client may take to connect once descriptors are free again:
+/// the accept loop backs off up to 2 s after errors.
+const RECOVER_WITHIN: Duration = Duration::from_secs(8);
+
+/// How long a log line may take to show up.
+const LOG_WITHIN: Duration = Duration::from_secs(5);
+
+/// Waiting for a feed to come back covers a few rounds of the reconnect
+/// backoff (0.5 s doubling, full jitter).
+const RECONNECT_WITHIN: Duration = Duration::from_secs(10);
+
+/// SPEC §3 / `tablo::feed::task::MAX_UPSTREAM_MESSAGE`.
+const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
+
+fn is_status(feed: &'static str, state: &'static str) -> impl Fn(&Value) -> bool {
+    move |f| f["type"] == "status" && f["feed"] == feed && f["state"] == state
+}
+
+/// Waits for the tick for `symbol` at `price`; fails if the feed goes down
+/// first.
+async fn tick_while_up(client: &mut Client, feed: &str, symbol: &str, price: &str) -> Value {
+    let frame = client
+        .recv_until(|f| {
+            (is_tick(f) && f["symbol"] == symbol)
+                || (f["type"] == "status" && f["feed"] == feed && f["state"] == "down")
+        })
+        .await;
+    if !is_tick(&frame) {
+        client.fail(&format!("the feed went down: {frame}"));
+    }
+    assert_eq!(frame["price"], price, "{frame}");
+    frame
+}
+
+#[test]
+fn accept_errors_do_not_stop_the_server() {
+    smol::block_on(async {
+        let daemon = Daemon::start_with_nofile_limit(NOFILE, &[]);
+        let mut held = Vec::new();
+        for _ in 0..MAX_CLIENTS {
+            match daemon.try_ws("/ws?client=bot", STARVED_HELLO_WITHIN).await {
+                Ok(client) => held.push(client),
+                // Out of descriptors: the connection waits in the listen
+                // backlog, or is refused. Stop once the daemon said so.
+                Err(_) if daemon.stderr().contains("accept failed") => break,
+                Err(_) => {}
+            }
+        }
+        assert!(
+            held.len() < MAX_CLIENTS,
+            "{MAX_CLIENTS} clients connected under a limit of {NOFILE} open files"
+        );
+        daemon.wait_stderr("accept failed", LOG_WITHIN);
+
+        drop(held);
+        let mut client = match daemon.try_ws("/ws?client=bot", RECOVER_WITHIN).await {
+            Ok(client) => client,
+            Err(why) => panic!(
+                "no new client after descriptors were freed: {why}\nstderr:\n{}",
+                daemon.stderr()
+            ),
+        };
+        client.ping_expect_pong_next(json!("back")).await;
+        let (status, body) = daemon.http_get("/healthz");
+        assert_eq!(status, 200, "{body}");
+    });
+}
+
+#[test]
+fn oversized_upstream_message_is_survived() {
+    smol::block_on(async {
+        let (upstream, daemon) = binance_daemon("/ws").await;
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices", "status"]).await;
+        upstream.send(&binance_ticker("BTCUSDT", "67000.00000000").to_string());
+        tick_while_up(&mut client, "binance", "BTCUSDT", "67000.00000000").await;
+
+        // A valid ticker, padded past the limit.
+        let mut huge = binance_ticker("BTCUSDT", "1.00000000");
+        huge["pad"] = json!("x".repeat(MAX_UPSTREAM_MESSAGE));
+        upstream.send(&huge.to_string());
+        client.recv_until(is_status("binance", "down")).await;
+        client
+            .recv_until_within(RECONNECT_WITHIN, is_status("binance", "up"))
+            .await;
+        assert_eq!(upstream.wait_connection().await, 2);
+
+        upstream.send(&binance_ticker("BTCUSDT", "67100.00000000").to_string());
+        tick_while_up(&mut client, "binance", "BTCUSDT", "67100.00000000").await;
+        let (status, body) = daemon.http_get("/healthz");
+        assert_eq!(status, 200, "{body}");
+    });
+}
+
+#[test]
+fn upstream_error_reply_is_skipped() {
+    smol::block_on(async {
+        // Binance answers a bad request with {"code":…,"msg":…}.
+        let (upstream, daemon) = binance_daemon("/ws").await;
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices", "status"]).await;
+        upstream.send(r#"{"code":2,"msg":"Invalid request","id":1}"#);
+        upstream.send(&binance_ticker("BTCUSDT", "67200.00000000").to_string());
+        tick_while_up(&mut client, "binance", "BTCUSDT", "67200.00000000").await;
+        assert_eq!(upstream.connections(), 1, "the daemon reconnected");
+        assert_eq!(
+            daemon.metric(r#"tablo_feed_bad_messages_total{feed="binance"}"#),
+            1.0
+        );
+        // The operator sees what the upstream said.
+        daemon.wait_stderr("Invalid request", LOG_WITHIN);
+
+        // Coinbase sends {"type":"error",…}, e.g. for an unknown product.
+        let upstream = FakeUpstream::start().await;
+        let config = format!(
+            "[[feed]]\nname = \"coinbase\"\nformat = \"coinbase\"\nurl = \"{}\"\nsymbols = [\"BTC-USD\"]\n",
+            upstream.url("/")
+        );
+        let daemon = Daemon::start_with_config(&config, &[]);
+        upstream.wait_connection().await;
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices", "status"]).await;
+        upstream.send(
+            &json!({
+                "type": "error",
+                "message": "Failed to subscribe",
+                "reason": "NOPE-USD is not a valid product",
+            })
+            .to_string(),
+        );
+        upstream.send(
+            &json!({
+                "type": "ticker",
+                "product_id": "BTC-USD",
+                "price": "67012.01",
+                "best_bid": "67012.00",
+                "best_ask": "67012.02",
+                "time": "2024-05-01T12:00:00.123456Z",
+            })
+            .to_string(),
+        );
+        tick_while_up(&mut client, "coinbase", "BTC-USD", "67012.01").await;
+        assert_eq!(upstream.connections(), 1, "the daemon reconnected");
+        assert_eq!(
+            daemon.metric(r#"tablo_feed_bad_messages_total{feed="coinbase"}"#),
+            1.0
+        );
+        daemon.wait_stderr("Failed to subscribe", LOG_WITHIN);
+    });
+}
