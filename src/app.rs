@@ -10,7 +10,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
 use futures_util::{FutureExt, StreamExt};
@@ -20,8 +20,11 @@ use smol::future::or;
 use smol::net::TcpListener;
 
 use crate::config::Config;
+use crate::event::Event;
 use crate::feed;
-use crate::hub::{Hub, HubMsg, INBOX};
+use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::store::{Retention, Store, StoreError};
+use crate::journal::writer::{Journal, WriterConfig};
 use crate::server::{self, Shared};
 
 /// Why the daemon could not run.
@@ -36,6 +39,8 @@ pub enum RunError {
     },
     /// Signal handlers could not be installed.
     Signals(io::Error),
+    /// The journal could not be opened (exit 74).
+    Journal(StoreError),
     /// The hub task stopped on its own (a bug): exit non-zero so the
     /// service manager restarts the daemon.
     HubDied,
@@ -60,6 +65,7 @@ impl fmt::Display for RunError {
                 write!(f, "cannot listen on {addr}: {source}; {hint}")
             }
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
+            RunError::Journal(e) => write!(f, "cannot open the journal: {e}"),
             RunError::HubDied => write!(
                 f,
                 "the relay hub stopped unexpectedly (see the panic above); exiting so the service manager restarts tablo"
@@ -84,6 +90,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Handlers first, so a signal that arrives right after start-up is a
     // clean stop, not a kill.
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    let (journal, start, restored) = open_journal(&config)?;
     let addr = config.server.listen;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(TcpListener::try_from)
@@ -105,8 +112,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
 
     smol::block_on(async {
         let (hub_tx, hub_rx) = bounded(INBOX);
-        let epoch = format!("{:016x}", fastrand::u64(..));
-        let hub_run = Hub::new(&config.feeds, epoch, Instant::now()).run(hub_rx);
+        let mut hub = Hub::new(&config.feeds, start, Instant::now());
+        hub.restore(restored, Instant::now());
+        let hub_run = hub.run(hub_rx);
         // A panic in the hub is caught here, so shutdown still runs and the
         // exit code says what happened.
         let mut hub: Task<bool> =
@@ -118,7 +126,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
             .map(|(i, f)| smol::spawn(feed::task::run(i, f.clone(), hub_tx.clone())))
             .collect();
         let (stop_tx, stop_rx) = bounded::<()>(1);
-        let shared = Shared::new(config.server.clone(), hub_tx.clone());
+        let shared = Shared::new(
+            config.server.clone(),
+            hub_tx.clone(),
+            Some(journal.handle().tx),
+        );
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
 
         let stopped = or(async { Stop::Signal(signals.next().await) }, async {
@@ -147,9 +159,66 @@ pub fn run(config: Config) -> Result<(), RunError> {
             hub.await;
         }
         server.await;
+        journal.close();
         log::info!("stopped");
         result
     })
+}
+
+/// Opens the journal (quarantining a corrupt one), reads the last-known
+/// state and starts the writer. Returns the writer, where numbering starts,
+/// and the events to restore, in seq order.
+fn open_journal(config: &Config) -> Result<(Journal, Start, Vec<Event>), RunError> {
+    let dir = &config.journal.dir;
+    let started = Instant::now();
+    let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
+    if let Some(moved) = &opened.quarantined {
+        log::error!(
+            "the journal in {} could not be read and was moved to {}; started a new one (clients will get a reset)",
+            dir.display(),
+            moved.display()
+        );
+    }
+    if let Some((from, to)) = opened.lost {
+        log::warn!(
+            "the last stop was not clean: seqs {from}..={to} were never made durable and are recorded as a gap"
+        );
+    }
+    let snapshot = opened.store.snapshot().map_err(RunError::Journal)?;
+    let restored: Vec<Event> = snapshot
+        .iter()
+        .filter_map(|(_, _, json)| Event::from_json(json))
+        .collect();
+    let start = Start {
+        epoch: opened.epoch.clone(),
+        next_seq: opened.next_seq,
+        journal: None,
+    };
+    log::info!(
+        "journal {} opened in {} ms: epoch {}, next seq {}, {} last-known values",
+        dir.display(),
+        started.elapsed().as_millis(),
+        start.epoch,
+        start.next_seq,
+        restored.len()
+    );
+    let writer = WriterConfig {
+        dir: dir.clone(),
+        cache_bytes: config.journal.cache_bytes,
+        flush_interval: Duration::from_millis(config.journal.flush_interval_ms),
+        retention: Retention {
+            max_events: config.journal.max_events,
+            max_bytes: config.journal.max_bytes,
+            max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
+        },
+    };
+    let journal =
+        Journal::start(opened.store, start.next_seq - 1, writer).map_err(RunError::Journal)?;
+    let start = Start {
+        journal: Some(journal.handle()),
+        ..start
+    };
+    Ok((journal, start, restored))
 }
 
 /// Raises the soft open-file limit to the hard limit: each client is a file

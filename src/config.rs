@@ -789,6 +789,19 @@ pub fn parse_feed_flag(arg: &str, taken: &mut Vec<String>) -> Result<FeedConfig,
     } else {
         check_ws_url(url).map_err(|why| format!("--feed {arg}: {why}"))?;
     }
+    match format {
+        FeedFormat::Json => {
+            return Err(format!(
+                "--feed {arg}: a json feed needs [feed.pointers] to find its fields; describe it in a [[feed]] table of the config file"
+            ));
+        }
+        FeedFormat::Coinbase => {
+            return Err(format!(
+                "--feed {arg}: a coinbase feed needs product ids to subscribe to; describe it in a [[feed]] table with symbols = [\"BTC-USD\", ...]"
+            ));
+        }
+        _ => {}
+    }
     let name = unique_name(format.name(), taken);
     taken.push(name.clone());
     Ok(FeedConfig {
@@ -3352,20 +3365,16 @@ format = "demo"
     }
 
     #[test]
-    fn a_json_feed_flag_is_refused_because_it_has_no_pointers() {
+    fn json_and_coinbase_feed_flags_are_refused_with_a_hint() {
         let mut taken = Vec::new();
-        let flag = parse_feed_flag("json=wss://x", &mut taken).unwrap();
-        let overrides = Overrides {
-            feeds: vec![flag],
-            ..Overrides::default()
-        };
-        let err = load_notes("", &overrides).unwrap_err();
-        assert_eq!(err.line(), None);
+        let err = parse_feed_flag("json=wss://x", &mut taken).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("--feed json=wss://x: [feed.pointers] price is missing"),
+            err.contains("[feed.pointers]") && err.contains("[[feed]]"),
             "{err}"
         );
+        let err = parse_feed_flag("coinbase=wss://x", &mut taken).unwrap_err();
+        assert!(err.contains("symbols"), "{err}");
+        assert!(taken.is_empty(), "a refused flag takes no name");
     }
 
     #[test]

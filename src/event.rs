@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// One relayed event: what a feed or a publisher said, numbered by the hub.
@@ -236,6 +237,70 @@ impl Event {
     }
 }
 
+/// The fields an event may have on the wire, for reading events back.
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(rename = "type")]
+    kind: String,
+    seq: u64,
+    ts: u64,
+    symbol: Option<String>,
+    price: Option<String>,
+    open: Option<String>,
+    change_pct: Option<String>,
+    bid: Option<String>,
+    ask: Option<String>,
+    volume: Option<String>,
+    source: Option<String>,
+    title: Option<String>,
+    url: Option<String>,
+    level: Option<String>,
+    text: Option<String>,
+    feed: Option<String>,
+    state: Option<String>,
+}
+
+impl Event {
+    /// Reads back an event this module wrote (from the journal or another
+    /// Tablo). `None` if it is not one.
+    pub fn from_json(text: &[u8]) -> Option<Event> {
+        let w: Wire = serde_json::from_slice(text).ok()?;
+        let source = w.source.unwrap_or_default();
+        let body = match w.kind.as_str() {
+            "tick" => Body::Tick(Tick {
+                symbol: w.symbol?,
+                price: w.price?,
+                open: w.open,
+                change_pct: w.change_pct,
+                bid: w.bid,
+                ask: w.ask,
+                volume: w.volume,
+                source,
+            }),
+            "news" => Body::News(News {
+                title: w.title?,
+                url: w.url,
+                source,
+            }),
+            "alert" => Body::Alert(Alert {
+                level: Level::parse(&w.level?)?,
+                text: w.text?,
+                source,
+            }),
+            "status" => Body::Status(Status {
+                feed: w.feed?,
+                state: FeedState::parse(&w.state?)?,
+            }),
+            _ => return None,
+        };
+        Some(Event {
+            seq: w.seq,
+            ts: w.ts,
+            body,
+        })
+    }
+}
+
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -311,6 +376,48 @@ mod tests {
             },
             r#"{"type":"tick","seq":7,"channel":"prices","symbol":"BTCUSDT","price":"67012.50000000","open":"66000.00","change_pct":"1.53","ts":1700000000000,"source":"binance"}"#,
         );
+    }
+
+    #[test]
+    fn events_read_back_as_written() {
+        let events = [
+            Event {
+                seq: 9,
+                ts: 10,
+                body: Body::Tick(Tick {
+                    symbol: "EURUSD".into(),
+                    price: "1.08345000".into(),
+                    bid: Some("1.0834".into()),
+                    source: "fx".into(),
+                    ..Tick::default()
+                }),
+            },
+            Event {
+                seq: 10,
+                ts: 11,
+                body: Body::Status(Status {
+                    feed: "fx".into(),
+                    state: FeedState::Up,
+                }),
+            },
+            Event {
+                seq: 11,
+                ts: 12,
+                body: Body::Alert(Alert {
+                    level: Level::Warning,
+                    text: "Rates delayed".into(),
+                    source: "publish".into(),
+                }),
+            },
+        ];
+        for event in events {
+            assert_eq!(Event::from_json(event.to_json().as_bytes()), Some(event));
+        }
+        assert_eq!(
+            Event::from_json(br#"{"type":"tick","seq":1,"ts":2,"symbol":"X"}"#),
+            None
+        );
+        assert_eq!(Event::from_json(b"garbage"), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -21,8 +22,12 @@ use smol::channel::{Receiver, Sender};
 
 use crate::config::FeedConfig;
 use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
-use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push};
-use crate::protocol::{Sub, Subscriptions, channels_reply};
+use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS};
+use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
+use crate::protocol::{
+    ErrorCode, MAX_SUBSCRIPTIONS, ProtoError, Sub, Subscriptions, channels_reply, valid_symbol,
+};
+use crate::publish;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
 /// backpressure we want: 1024 messages is ~10 s of a busy 100 msg/s feed, so
@@ -43,6 +48,12 @@ pub const ALERT_TTL: Duration = Duration::from_secs(3600);
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
 
+/// The last-known state holds at most this many symbols. A real board has
+/// dozens; Binance's `!ticker@arr` has ~2,000. Ticks for further symbols are
+/// refused (counted as bad messages), so an upstream inventing symbols cannot
+/// grow the hub without bound.
+pub const MAX_SYMBOLS: usize = 4096;
+
 /// Identifies one client connection.
 pub type ClientId = u64;
 
@@ -50,7 +61,7 @@ pub type ClientId = u64;
 #[derive(Debug)]
 pub enum HubMsg {
     /// Feed number `feed` decoded an event.
-    Publish {
+    FeedEvent {
         /// Index into the configured feeds.
         feed: usize,
         /// The event, not yet numbered.
@@ -82,7 +93,7 @@ pub enum HubMsg {
         /// Its id.
         client: ClientId,
     },
-    /// A client subscribes.
+    /// A client subscribes, possibly resuming after `since`.
     Subscribe {
         /// Its id.
         client: ClientId,
@@ -90,7 +101,22 @@ pub enum HubMsg {
         channels: Vec<Sub>,
         /// Channel names for the reply.
         names: Vec<String>,
+        /// Replay journaled events after this seq first.
+        since: Option<u64>,
+        /// The epoch `since` belongs to.
+        epoch: Option<String>,
         /// The request id to echo.
+        id: Option<Value>,
+    },
+    /// A client with a publishing token puts an event on a channel.
+    ClientPublish {
+        /// Its id.
+        client: ClientId,
+        /// The target channel.
+        channel: String,
+        /// The event's fields.
+        data: serde_json::Map<String, Value>,
+        /// The request id to echo in the ack.
         id: Option<Value>,
     },
     /// A client unsubscribes.
@@ -120,6 +146,14 @@ pub enum HubMsg {
         /// The request id to echo.
         id: Option<Value>,
     },
+    /// Send a reply frame (pong, error) to a client, in order with the
+    /// hub's own replies.
+    Reply {
+        /// Its id.
+        client: ClientId,
+        /// The frame.
+        text: String,
+    },
     /// `/healthz` asks for health.
     Health {
         /// Where to send it.
@@ -132,6 +166,16 @@ pub enum HubMsg {
     },
     /// Close every client with 1001 and stop.
     Shutdown,
+}
+
+/// Where numbering starts, and the journal (absent in unit tests).
+pub struct Start {
+    /// The journal's epoch.
+    pub epoch: String,
+    /// The first seq this run hands out.
+    pub next_seq: u64,
+    /// The journal writer.
+    pub journal: Option<JournalHandle>,
 }
 
 /// What `/healthz` reports.
@@ -180,11 +224,13 @@ struct Counters {
     conflations: u64,
     overflow_closes: u64,
     dropped_frames: u64,
+    refused_symbols: u64,
 }
 
 /// The hub's state. Build with [`Hub::new`], then drive with [`Hub::run`].
 pub struct Hub {
     epoch: String,
+    journal: Option<JournalHandle>,
     started: Instant,
     next_seq: u64,
     first_seq: Option<u64>,
@@ -197,12 +243,14 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for these feeds. `epoch` names this run's sequence space.
-    pub fn new(feeds: &[FeedConfig], epoch: String, now: Instant) -> Hub {
+    /// A hub for these feeds, numbering from `start.next_seq` in
+    /// `start.epoch`, journaling through `start.journal` when there is one.
+    pub fn new(feeds: &[FeedConfig], start: Start, now: Instant) -> Hub {
         Hub {
-            epoch,
+            epoch: start.epoch,
+            journal: start.journal,
             started: now,
-            next_seq: 1,
+            next_seq: start.next_seq.max(1),
             first_seq: None,
             event_bytes: 0,
             clients: HashMap::new(),
@@ -246,7 +294,18 @@ impl Hub {
     /// time). Returns false when the hub should stop.
     pub fn handle(&mut self, msg: HubMsg, now: Instant, now_ms: u64) -> bool {
         match msg {
-            HubMsg::Publish { feed, incoming } => {
+            HubMsg::FeedEvent { feed, incoming } => {
+                if let Body::Tick(t) = &incoming.body
+                    && (!valid_symbol(&t.symbol)
+                        || (self.last.ticks.len() >= MAX_SYMBOLS
+                            && !self.last.tick_index.contains_key(t.symbol.as_str())))
+                {
+                    if let Some(up) = self.upstreams.get_mut(feed) {
+                        up.bad_messages += 1;
+                    }
+                    self.counters.refused_symbols += 1;
+                    return true;
+                }
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.last_event = Some(now);
                     up.events += 1;
@@ -269,15 +328,16 @@ impl Hub {
                 client,
                 channels,
                 names,
+                since,
+                epoch,
                 id,
-            } => {
-                let seq = self.last_seq();
-                if let Some(c) = self.clients.get_mut(&client) {
-                    c.subs.add(&channels);
-                    let reply = channels_reply("subscribed", &names, seq, &id);
-                    c.outbox.push(control(reply));
-                }
-            }
+            } => self.subscribe(client, channels, &names, since, epoch, &id, now),
+            HubMsg::ClientPublish {
+                client,
+                channel,
+                data,
+                id,
+            } => self.client_publish(client, &channel, data, id, now_ms, now),
             HubMsg::Unsubscribe {
                 client,
                 channels,
@@ -310,6 +370,11 @@ impl Hub {
                     c.outbox.push(control(stats.to_string()));
                 }
             }
+            HubMsg::Reply { client, text } => {
+                if let Some(c) = self.clients.get(&client) {
+                    c.outbox.push(control(text));
+                }
+            }
             HubMsg::Health { reply } => {
                 let _ = reply.try_send(self.health(now));
             }
@@ -319,6 +384,122 @@ impl Hub {
             HubMsg::Shutdown => return false,
         }
         true
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one HubMsg::Subscribe"
+    )]
+    fn subscribe(
+        &mut self,
+        client: ClientId,
+        channels: Vec<Sub>,
+        names: &[String],
+        since: Option<u64>,
+        epoch: Option<String>,
+        id: &Option<Value>,
+        now: Instant,
+    ) {
+        let last_seq = self.last_seq();
+        let reset = since.and_then(|since| self.reset_reason(since, epoch.as_deref()));
+        let snapshot = reset.map(|_| self.snapshot_json(&channels, &None, now));
+        let Some(c) = self.clients.get_mut(&client) else {
+            return;
+        };
+        if let Err(total) = c.subs.add(&channels) {
+            let message = format!(
+                "that would make {total} channels; a client may hold at most {MAX_SUBSCRIPTIONS}"
+            );
+            let error = ProtoError::new(ErrorCode::TooLarge, message, id.clone());
+            c.outbox.push(control(error.to_json()));
+            return;
+        }
+        c.outbox
+            .push(control(channels_reply("subscribed", names, last_seq, id)));
+        match (since, reset, snapshot) {
+            (Some(_), Some(reason), Some(snapshot)) => {
+                c.outbox.push(control(
+                    json!({"type": "reset", "reason": reason}).to_string(),
+                ));
+                c.outbox.push(control(snapshot));
+            }
+            (Some(since), _, _) if since < last_seq => {
+                let mut subs = Subscriptions::default();
+                // Within the cap: the same channels were just added above.
+                let _ = subs.add(&channels);
+                c.outbox.push_replay(Replay {
+                    after: since,
+                    upto: last_seq,
+                    subs,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Why a resume after `since` cannot be served, if it cannot.
+    fn reset_reason(&self, since: u64, epoch: Option<&str>) -> Option<&'static str> {
+        if epoch.is_some_and(|e| e != self.epoch) {
+            return Some("epoch changed: this journal is not the one your since belongs to");
+        }
+        if since > self.last_seq() {
+            return Some("since is ahead of this server's last seq");
+        }
+        if since == self.last_seq() {
+            return None;
+        }
+        let Some(journal) = &self.journal else {
+            return Some("this server keeps no journal");
+        };
+        let first = journal.status.first_seq.load(Ordering::Acquire);
+        if since < self.last_seq() && first > 0 && since + 1 < first {
+            return Some("since is older than the journal's retention");
+        }
+        None
+    }
+
+    fn client_publish(
+        &mut self,
+        client: ClientId,
+        channel: &str,
+        data: serde_json::Map<String, Value>,
+        id: Option<Value>,
+        now_ms: u64,
+        now: Instant,
+    ) {
+        let Some(outbox) = self.clients.get(&client).map(|c| c.outbox.clone()) else {
+            return;
+        };
+        let refuse = |code: ErrorCode, message: String| {
+            outbox.push(control(
+                ProtoError::new(code, message, id.clone()).to_json(),
+            ));
+        };
+        let Some(journal) = self.journal.clone() else {
+            return refuse(
+                ErrorCode::BadRequest,
+                "this server keeps no journal, so it cannot accept publishes".into(),
+            );
+        };
+        if let Some(problem) = journal.status.problem() {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("the journal is not writable ({problem}); publish later"),
+            );
+        }
+        if journal.status.pending_acks.load(Ordering::Relaxed) >= MAX_PENDING_ACKS as u64 {
+            return refuse(
+                ErrorCode::RateLimited,
+                "too many publishes waiting for the disk; retry shortly".into(),
+            );
+        }
+        let body = match publish::body(channel, data) {
+            Ok(body) => body,
+            Err((code, message)) => return refuse(code, message),
+        };
+        let seq = self.next_seq;
+        self.publish(Incoming { ts: now_ms, body }, now);
+        let _ = journal.tx.try_send(JournalMsg::Ack { seq, id, outbox });
     }
 
     fn last_seq(&self) -> u64 {
@@ -356,6 +537,9 @@ impl Hub {
             && let Some(n) = self.kinds.get_mut(&c.kind)
         {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.kinds.remove(&c.kind);
+            }
         }
     }
 
@@ -418,7 +602,31 @@ impl Hub {
             log::info!("client {id:016x} fell too far behind; closing it with 1013");
             self.leave(id);
         }
-        self.remember(event, text, key, now);
+        let (seq, ts) = (event.seq, event.ts);
+        let (put, remove) = self.remember(event, text.clone(), key, now);
+        if let Some(journal) = &self.journal {
+            journal.try_append(JournalMsg::Append {
+                seq,
+                ts,
+                json: text,
+                put,
+                remove,
+            });
+        }
+    }
+
+    /// Restores the last-known state from the journal's snapshot tree, so a
+    /// restarted daemon serves last-known values before any feed connects.
+    /// Events are expected in seq order.
+    pub fn restore(&mut self, events: Vec<Event>, now: Instant) {
+        for event in events {
+            let key = match &event.body {
+                Body::Tick(t) => Some(self.symbol_key(&t.symbol)),
+                _ => None,
+            };
+            let text = Utf8Bytes::from(event.to_json());
+            self.remember(event, text, key, now);
+        }
     }
 
     /// The shared key for a symbol, reusing the last-known map's allocation.
@@ -429,11 +637,23 @@ impl Hub {
         }
     }
 
-    fn remember(&mut self, event: Event, text: Utf8Bytes, key: Option<Arc<str>>, now: Instant) {
+    /// Updates the last-known state; returns the journal snapshot key this
+    /// event becomes the value of, and the key that fell out, if any.
+    fn remember(
+        &mut self,
+        event: Event,
+        text: Utf8Bytes,
+        key: Option<Arc<str>>,
+        now: Instant,
+    ) -> (Option<Box<str>>, Option<Box<str>>) {
         let last = &mut self.last;
+        let seq = event.seq;
         match &event.body {
             Body::Tick(_) => {
-                let Some(key) = key else { return };
+                let Some(key) = key else {
+                    return (None, None);
+                };
+                let put = format!("tick:{key}").into();
                 match last.tick_index.get(&key) {
                     Some(&i) => last.ticks[i] = (key, event, text),
                     None => {
@@ -441,25 +661,38 @@ impl Hub {
                         last.ticks.push((key, event, text));
                     }
                 }
+                (Some(put), None)
             }
             Body::News(_) => {
+                let mut removed = None;
                 if last.news.len() == SNAPSHOT_NEWS {
-                    last.news.pop_front();
+                    removed = last
+                        .news
+                        .pop_front()
+                        .map(|(old, _)| snapshot_key("news", old.seq));
                 }
                 last.news.push_back((event, text));
+                (Some(snapshot_key("news", seq)), removed)
             }
             Body::Alert(_) => {
+                let mut removed = None;
                 if last.alerts.len() == SNAPSHOT_ALERTS {
-                    last.alerts.pop_front();
+                    removed = last
+                        .alerts
+                        .pop_front()
+                        .map(|(old, _, _)| snapshot_key("alert", old.seq));
                 }
                 last.alerts.push_back((event, text, now));
+                (Some(snapshot_key("alert", seq)), removed)
             }
             Body::Status(s) => {
+                let put = format!("status:{}", s.feed).into();
                 if let Some(i) = self.upstreams.iter().position(|u| u.name == s.feed)
                     && let Some(slot) = last.status.get_mut(i)
                 {
                     *slot = Some((event, text));
                 }
+                (Some(put), None)
             }
         }
     }
@@ -521,6 +754,9 @@ impl Hub {
     }
 
     fn journal_json(&self) -> Value {
+        if let Some(journal) = &self.journal {
+            return journal.status.to_json();
+        }
         json!({
             "events": self.last_seq().saturating_sub(self.first_seq.unwrap_or(1).saturating_sub(1)),
             "bytes": self.event_bytes,
@@ -549,14 +785,16 @@ impl Hub {
 
     fn health(&self, now: Instant) -> Health {
         let all_up = self.upstreams.iter().all(|u| u.state == FeedState::Up);
+        let problem = self.journal.as_ref().and_then(|j| j.status.problem());
         let body = json!({
-            "status": if all_up { "ok" } else { "degraded" },
+            "status": if all_up && problem.is_none() { "ok" } else { "degraded" },
+            "reason": problem,
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
             "clients": self.clients.len(),
         });
         Health {
-            journal_ok: true,
+            journal_ok: problem.is_none(),
             body: body.to_string(),
         }
     }
@@ -653,20 +891,74 @@ impl Hub {
             &per_feed(&|u| u.bad_messages),
         );
         metric(
-            "journal_events",
-            "gauge",
-            "Events held (in memory until the journal lands).",
-            &[(
-                String::new(),
-                self.journal_json()["events"].as_u64().unwrap_or(0),
-            )],
+            "refused_symbols_total",
+            "counter",
+            "Ticks refused for a malformed symbol or past MAX_SYMBOLS.",
+            &[(String::new(), c.refused_symbols)],
         );
-        metric(
-            "journal_bytes",
-            "gauge",
-            "Bytes of events held.",
-            &[(String::new(), self.event_bytes)],
-        );
+        if let Some(journal) = &self.journal {
+            let j = &journal.status;
+            let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+            let rows = [
+                (
+                    "journal_events",
+                    "gauge",
+                    "Events held in the journal.",
+                    load(&j.events),
+                ),
+                (
+                    "journal_bytes",
+                    "gauge",
+                    "Bytes of event JSON held in the journal.",
+                    load(&j.bytes),
+                ),
+                (
+                    "journal_disk_bytes",
+                    "gauge",
+                    "The journal's size on disk.",
+                    load(&j.disk_bytes),
+                ),
+                (
+                    "journal_durable_seq",
+                    "gauge",
+                    "Highest seq on stable storage.",
+                    load(&j.durable_seq),
+                ),
+                (
+                    "journal_commits_total",
+                    "counter",
+                    "Group commits (flush + fsync).",
+                    load(&j.commits),
+                ),
+                (
+                    "journal_commit_microseconds_total",
+                    "counter",
+                    "Time spent in group commits.",
+                    load(&j.commit_us_total),
+                ),
+                (
+                    "journal_last_commit_microseconds",
+                    "gauge",
+                    "Duration of the last group commit (flush latency).",
+                    load(&j.last_commit_us),
+                ),
+                (
+                    "journal_dropped_total",
+                    "counter",
+                    "Events the journal could not store.",
+                    load(&j.dropped),
+                ),
+                (
+                    "journal_writable",
+                    "gauge",
+                    "1 while the journal can be written.",
+                    u64::from(j.problem().is_none()),
+                ),
+            ];
+            for (name, kind, help, value) in rows {
+                metric(name, kind, help, &[(String::new(), value)]);
+            }
+        }
         metric(
             "last_seq",
             "gauge",
@@ -675,6 +967,11 @@ impl Hub {
         );
         out
     }
+}
+
+/// Snapshot-tree key of a news item or alert: zero-padded so keys sort by seq.
+fn snapshot_key(kind: &str, seq: u64) -> Box<str> {
+    format!("{kind}:{seq:020}").into()
 }
 
 /// A reply frame: never conflated.
@@ -703,6 +1000,7 @@ pub fn wall_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::event::{News, Tick};
+    use crate::outbox::Item;
 
     fn tick(symbol: &str, price: &str) -> Incoming {
         Incoming {
@@ -716,18 +1014,29 @@ mod tests {
         }
     }
 
+    fn start(epoch: &str) -> Start {
+        Start {
+            epoch: epoch.into(),
+            next_seq: 1,
+            journal: None,
+        }
+    }
+
     fn drain(outbox: &Outbox) -> Vec<Value> {
         let mut batch = VecDeque::new();
         outbox.take(&mut batch);
         batch
             .iter()
-            .map(|f| serde_json::from_str(&f.text).expect("json"))
+            .map(|item| match item {
+                Item::Frame(f) => serde_json::from_str(&f.text).expect("json"),
+                Item::Replay(r) => json!({"type": "replay", "after": r.after, "upto": r.upto}),
+            })
             .collect()
     }
 
     fn hub_with_client(channels: &[&str]) -> (Hub, Arc<Outbox>) {
         let now = Instant::now();
-        let mut hub = Hub::new(&[], "epoch1".into(), now);
+        let mut hub = Hub::new(&[], start("epoch1"), now);
         let outbox = Outbox::new();
         hub.handle(
             HubMsg::Join {
@@ -744,6 +1053,8 @@ mod tests {
                 client: 1,
                 channels: subs,
                 names: channels.iter().map(|c| c.to_string()).collect(),
+                since: None,
+                epoch: None,
                 id: None,
             },
             now,
@@ -757,7 +1068,7 @@ mod tests {
         let (mut hub, outbox) = hub_with_client(&["prices.BTC"]);
         let now = Instant::now();
         for incoming in [tick("ETH", "1"), tick("BTC", "2")] {
-            hub.handle(HubMsg::Publish { feed: 0, incoming }, now, 0);
+            hub.handle(HubMsg::FeedEvent { feed: 0, incoming }, now, 0);
         }
         let frames = drain(&outbox);
         let types: Vec<&str> = frames
@@ -775,7 +1086,7 @@ mod tests {
         let (mut hub, outbox) = hub_with_client(&["news"]);
         let now = Instant::now();
         for incoming in [tick("B", "1"), tick("A", "2"), tick("B", "3")] {
-            hub.handle(HubMsg::Publish { feed: 0, incoming }, now, 0);
+            hub.handle(HubMsg::FeedEvent { feed: 0, incoming }, now, 0);
         }
         let news = Incoming {
             ts: 2,
@@ -786,7 +1097,7 @@ mod tests {
             }),
         };
         hub.handle(
-            HubMsg::Publish {
+            HubMsg::FeedEvent {
                 feed: 0,
                 incoming: news,
             },
@@ -818,6 +1129,127 @@ mod tests {
         assert_eq!(snap["events"][2]["type"], "news");
     }
 
+    fn resume(hub: &mut Hub, since: u64, epoch: Option<&str>) -> Vec<Value> {
+        let now = Instant::now();
+        let outbox = Outbox::new();
+        hub.handle(
+            HubMsg::Join {
+                client: 2,
+                kind: "bot".into(),
+                outbox: outbox.clone(),
+            },
+            now,
+            0,
+        );
+        hub.handle(
+            HubMsg::Subscribe {
+                client: 2,
+                channels: vec![Sub::Family(Channel::Prices)],
+                names: vec!["prices".into()],
+                since: Some(since),
+                epoch: epoch.map(str::to_owned),
+                id: None,
+            },
+            now,
+            0,
+        );
+        drain(&outbox)
+    }
+
+    #[test]
+    fn resume_without_a_journal_is_a_reset_then_snapshot() {
+        let (mut hub, _) = hub_with_client(&["news"]);
+        let now = Instant::now();
+        hub.handle(
+            HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("A", "1"),
+            },
+            now,
+            0,
+        );
+        let frames = resume(&mut hub, 0, None);
+        let types: Vec<&str> = frames
+            .iter()
+            .map(|f| f["type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(types, ["hello", "subscribed", "reset", "snapshot"]);
+        assert_eq!(frames[3]["events"][0]["price"], "1");
+    }
+
+    #[test]
+    fn wrong_epoch_and_future_since_are_resets() {
+        let (mut hub, _) = hub_with_client(&["news"]);
+        let now = Instant::now();
+        hub.handle(
+            HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("A", "1"),
+            },
+            now,
+            0,
+        );
+        assert_eq!(
+            hub.reset_reason(0, Some("other")),
+            Some("epoch changed: this journal is not the one your since belongs to")
+        );
+        assert_eq!(
+            hub.reset_reason(5, Some("epoch1")),
+            Some("since is ahead of this server's last seq")
+        );
+        let frames = resume(&mut hub, 1, Some("epoch1"));
+        assert_eq!(
+            frames.len(),
+            2,
+            "caught up: no replay, no reset: {frames:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_channels_in_total_is_too_large() {
+        let (mut hub, outbox) = hub_with_client(&["prices"]);
+        drain(&outbox);
+        let now = Instant::now();
+        for round in 0..2 {
+            let channels: Vec<Sub> = (0..200)
+                .map(|i| Sub::Symbol(format!("S{round}-{i}").into()))
+                .collect();
+            hub.handle(
+                HubMsg::Subscribe {
+                    client: 1,
+                    names: vec![],
+                    channels,
+                    since: None,
+                    epoch: None,
+                    id: Some(json!(round)),
+                },
+                now,
+                0,
+            );
+        }
+        let frames = drain(&outbox);
+        assert_eq!(frames[0]["type"], "subscribed");
+        assert_eq!(frames[1]["code"], "too_large");
+        assert_eq!(frames[1]["id"], 1);
+    }
+
+    #[test]
+    fn invalid_symbols_are_refused_and_counted() {
+        let (mut hub, outbox) = hub_with_client(&["prices"]);
+        drain(&outbox);
+        let now = Instant::now();
+        hub.handle(
+            HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("bad symbol", "1"),
+            },
+            now,
+            0,
+        );
+        assert!(drain(&outbox).is_empty());
+        assert!(hub.metrics().contains("tablo_refused_symbols_total 1"));
+    }
+
     #[test]
     fn reconnects_count_returns_to_connecting() {
         let feeds = [FeedConfig {
@@ -830,7 +1262,7 @@ mod tests {
             pointers: Default::default(),
         }];
         let now = Instant::now();
-        let mut hub = Hub::new(&feeds, "e".into(), now);
+        let mut hub = Hub::new(&feeds, start("e"), now);
         for state in [
             FeedState::Connecting,
             FeedState::Up,

@@ -12,6 +12,8 @@ use tablo::config::{Config, Overrides};
 const EXIT_USAGE: u8 = 64;
 /// Bad config (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
+/// The journal could not be opened (sysexits EX_IOERR).
+const EXIT_IO: u8 = 74;
 /// Anything else.
 const EXIT_FAILURE: u8 = 1;
 
@@ -79,6 +81,10 @@ fn main() -> ExitCode {
             };
             match tablo::app::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e @ tablo::app::RunError::Journal(_)) => {
+                    log::error!("{e}");
+                    ExitCode::from(EXIT_IO)
+                }
                 Err(e) => {
                     log::error!("{e}");
                     ExitCode::from(EXIT_FAILURE)

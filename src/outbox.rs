@@ -47,6 +47,46 @@ pub struct Frame {
     pub key: Option<Arc<str>>,
 }
 
+/// A queued item: a frame, or an instruction to replay from the journal
+/// at this point in the stream.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// Send this frame.
+    Frame(Frame),
+    /// Send the journaled events in `after+1..=upto` on these channels
+    /// first. Queued by the hub for a `subscribe` with `since`; live events
+    /// queued after it have seqs above `upto`, so the seam has no gap and no
+    /// duplicate.
+    Replay(Replay),
+}
+
+/// A replay request, carried out by the client's writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    /// The client's `since`.
+    pub after: u64,
+    /// The last seq numbered before the subscription took effect.
+    pub upto: u64,
+    /// The channels of that subscribe.
+    pub subs: crate::protocol::Subscriptions,
+}
+
+impl Item {
+    fn len(&self) -> usize {
+        match self {
+            Item::Frame(f) => f.text.len(),
+            Item::Replay(_) => 0,
+        }
+    }
+
+    fn key(&self) -> Option<&str> {
+        match self {
+            Item::Frame(f) => f.key.as_deref(),
+            Item::Replay(_) => None,
+        }
+    }
+}
+
 /// What happened to a pushed frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Push {
@@ -83,7 +123,7 @@ pub struct Outbox {
 
 #[derive(Debug, Default)]
 struct Inner {
-    frames: VecDeque<Frame>,
+    frames: VecDeque<Item>,
     bytes: usize,
     close: Option<Close>,
 }
@@ -119,15 +159,18 @@ impl Outbox {
         let len = frame.text.len();
         if inner.frames.len() >= CONFLATE_AFTER
             && let Some(key) = &frame.key
-            && let Some(slot) = inner
+            && let Some(at) = inner
                 .frames
-                .iter_mut()
-                .rev()
-                .find(|queued| queued.key.as_deref() == Some(&**key))
+                .iter()
+                .rposition(|queued| queued.key() == Some(&**key))
         {
-            let old = slot.text.len();
-            slot.text = frame.text;
-            inner.bytes = inner.bytes + len - old;
+            // The older tick leaves its place and the newer one goes to the
+            // back, so the queue stays in seq order.
+            if let Some(old) = inner.frames.remove(at) {
+                inner.bytes -= old.len();
+            }
+            inner.bytes += len;
+            inner.frames.push_back(Item::Frame(frame));
             drop(inner);
             self.ring();
             return Push::Conflated;
@@ -142,7 +185,19 @@ impl Outbox {
             return Push::Overflow;
         }
         inner.bytes += len;
-        inner.frames.push_back(frame);
+        inner.frames.push_back(Item::Frame(frame));
+        drop(inner);
+        self.ring();
+        Push::Queued
+    }
+
+    /// Queues a replay instruction (see [`Item::Replay`]).
+    pub fn push_replay(&self, replay: Replay) -> Push {
+        let mut inner = self.lock();
+        if inner.close.is_some() {
+            return Push::Closed;
+        }
+        inner.frames.push_back(Item::Replay(replay));
         drop(inner);
         self.ring();
         Push::Queued
@@ -179,7 +234,7 @@ impl Outbox {
 
     /// Moves every queued frame into `batch` (which should be empty; its
     /// capacity is reused) and returns the pending close, if any.
-    pub fn take(&self, batch: &mut VecDeque<Frame>) -> Option<Close> {
+    pub fn take(&self, batch: &mut VecDeque<Item>) -> Option<Close> {
         let mut inner = self.lock();
         std::mem::swap(&mut inner.frames, batch);
         inner.bytes = 0;
@@ -229,7 +284,33 @@ mod tests {
     fn drain(outbox: &Outbox) -> (Vec<String>, Option<Close>) {
         let mut batch = VecDeque::new();
         let close = outbox.take(&mut batch);
-        (batch.iter().map(|f| f.text.to_string()).collect(), close)
+        let texts = batch
+            .iter()
+            .map(|item| match item {
+                Item::Frame(f) => f.text.to_string(),
+                Item::Replay(r) => format!("replay {}..={}", r.after + 1, r.upto),
+            })
+            .collect();
+        (texts, close)
+    }
+
+    #[test]
+    fn replay_marker_keeps_its_place_and_never_conflates() {
+        let outbox = Outbox::new();
+        outbox.push(news("before"));
+        outbox.push_replay(Replay {
+            after: 3,
+            upto: 9,
+            subs: Default::default(),
+        });
+        outbox.push(tick("A", "a10"));
+        assert_eq!(
+            drain(&outbox),
+            (
+                vec!["before".into(), "replay 4..=9".into(), "a10".into()],
+                None
+            )
+        );
     }
 
     #[test]
@@ -258,7 +339,7 @@ mod tests {
         let (frames, close) = drain(&outbox);
         assert_eq!(close, None);
         assert_eq!(frames.len(), CONFLATE_AFTER + 3);
-        assert_eq!(&frames[CONFLATE_AFTER..], ["btc2", "eth1", "late"]);
+        assert_eq!(&frames[CONFLATE_AFTER..], ["eth1", "btc2", "late"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Pure: text in, values out. Ops are case-sensitive and unknown fields are
 //! ignored. Nothing here touches a socket or the hub.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::{Map, Value, json};
@@ -14,10 +15,15 @@ use crate::event::{Body, Channel};
 /// covers `*`, the four families and a board's worth of single symbols.
 pub const MAX_CHANNELS: usize = 256;
 
-/// A symbol in `prices.<SYMBOL>` is at most this long. Exchange symbols are
-/// under 20 characters; 32 leaves room without letting a client park
-/// kilobytes of key in the hub.
-pub const MAX_SYMBOL_LEN: usize = 32;
+/// A symbol is at most this many bytes. Exchange symbols are under 20
+/// characters and a Persian label of a few words fits; the cap keeps a client
+/// or an upstream from parking kilobytes of key in the hub.
+pub const MAX_SYMBOL_LEN: usize = 64;
+
+/// One client holds at most this many channels in total; more is
+/// `too_large`. A board's worth of single symbols fits, and the hub's work
+/// per client stays bounded.
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// One channel a client can subscribe to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -56,48 +62,83 @@ impl Sub {
     }
 }
 
-/// Whether `s` can be a symbol in a channel name.
+/// Whether `s` can be a symbol: 1 to [`MAX_SYMBOL_LEN`] bytes, no
+/// whitespace or control characters (any script is fine).
 pub fn valid_symbol(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SYMBOL_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/'))
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// A client's set of subscriptions.
+/// A client's set of subscriptions; matching an event is O(1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Subscriptions {
-    subs: Vec<Sub>,
+    all: bool,
+    families: [bool; 4],
+    symbols: HashSet<Box<str>>,
 }
 
 impl Subscriptions {
-    /// Adds channels (duplicates are kept once).
-    pub fn add(&mut self, channels: &[Sub]) {
+    /// Adds channels (duplicates are kept once). Refuses, changing nothing,
+    /// if the total would pass [`MAX_SUBSCRIPTIONS`]; the error is that
+    /// total.
+    pub fn add(&mut self, channels: &[Sub]) -> Result<(), usize> {
+        let mut fresh: HashSet<&Sub> = HashSet::new();
         for sub in channels {
-            if !self.subs.contains(sub) {
-                self.subs.push(sub.clone());
+            let new = match sub {
+                Sub::All => !self.all,
+                Sub::Family(c) => !self.families[c.index()],
+                Sub::Symbol(s) => !self.symbols.contains(s),
+            };
+            if new {
+                fresh.insert(sub);
             }
         }
+        let total = self.len() + fresh.len();
+        if total > MAX_SUBSCRIPTIONS {
+            return Err(total);
+        }
+        for sub in fresh {
+            match sub {
+                Sub::All => self.all = true,
+                Sub::Family(c) => self.families[c.index()] = true,
+                Sub::Symbol(s) => {
+                    self.symbols.insert(s.clone());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes channels; removing one not subscribed is not an error.
     pub fn remove(&mut self, channels: &[Sub]) {
-        self.subs.retain(|s| !channels.contains(s));
+        for sub in channels {
+            match sub {
+                Sub::All => self.all = false,
+                Sub::Family(c) => self.families[c.index()] = false,
+                Sub::Symbol(s) => {
+                    self.symbols.remove(s);
+                }
+            }
+        }
     }
 
     /// Whether any subscription carries `body`.
     pub fn matches(&self, body: &Body) -> bool {
-        self.subs.iter().any(|s| s.matches(body))
+        self.all
+            || self.families[body.channel().index()]
+            || matches!(body, Body::Tick(t)
+                if !self.symbols.is_empty() && self.symbols.contains(t.symbol.as_str()))
     }
 
     /// How many channels are subscribed.
     pub fn len(&self) -> usize {
-        self.subs.len()
+        usize::from(self.all) + self.families.iter().filter(|f| **f).count() + self.symbols.len()
     }
 
     /// Whether nothing is subscribed.
     pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
+        self.len() == 0
     }
 }
 
@@ -502,13 +543,37 @@ mod tests {
             })
         };
         let mut subs = Subscriptions::default();
-        subs.add(&[Sub::Symbol("BTCUSDT".into())]);
+        assert_eq!(subs.add(&[Sub::Symbol("BTCUSDT".into())]), Ok(()));
         assert!(subs.matches(&tick("BTCUSDT")));
         assert!(!subs.matches(&tick("ETHUSDT")));
         assert!(!subs.matches(&Body::News(News::default())));
-        subs.add(&[Sub::All]);
+        assert_eq!(subs.add(&[Sub::All]), Ok(()));
         assert!(subs.matches(&Body::News(News::default())));
         subs.remove(&[Sub::All, Sub::Symbol("BTCUSDT".into())]);
         assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn total_subscriptions_are_capped() {
+        let mut subs = Subscriptions::default();
+        let batch = |from: usize| -> Vec<Sub> {
+            (from..from + 128)
+                .map(|i| Sub::Symbol(format!("S{i}").into()))
+                .collect()
+        };
+        assert_eq!(subs.add(&batch(0)), Ok(()));
+        assert_eq!(subs.add(&batch(0)), Ok(()), "re-adding is free");
+        assert_eq!(subs.add(&batch(128)), Ok(()));
+        assert_eq!(subs.add(&[Sub::All]), Err(MAX_SUBSCRIPTIONS + 1));
+        assert_eq!(subs.len(), MAX_SUBSCRIPTIONS);
+    }
+
+    #[test]
+    fn symbols_in_any_script_but_no_spaces() {
+        assert!(valid_symbol("BTC-USD"));
+        assert!(valid_symbol("دلار"));
+        assert!(!valid_symbol("a b"));
+        assert!(!valid_symbol(""));
+        assert!(!valid_symbol(&"x".repeat(MAX_SYMBOL_LEN + 1)));
     }
 }

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -26,6 +26,7 @@ use smol::{Task, Timer};
 
 use crate::config::ServerConfig;
 use crate::hub::{HubMsg, INBOX};
+use crate::journal::writer::JournalMsg;
 use crate::session::{self, Session};
 
 /// A request head larger than this is refused with 431: browsers send
@@ -62,6 +63,8 @@ pub struct Shared {
     pub config: ServerConfig,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
+    /// The journal writer's inbox, for replays.
+    pub journal: Option<Sender<JournalMsg>>,
     /// Upgraded WebSocket clients right now (for `max_clients`).
     pub clients: AtomicUsize,
     next_id: AtomicU64,
@@ -69,10 +72,15 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for a server with these settings.
-    pub fn new(config: ServerConfig, hub: Sender<HubMsg>) -> Arc<Shared> {
+    pub fn new(
+        config: ServerConfig,
+        hub: Sender<HubMsg>,
+        journal: Option<Sender<JournalMsg>>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             config,
             hub,
+            journal,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(fastrand::u64(..) >> 16),
         })
@@ -90,9 +98,10 @@ impl Shared {
 /// Accepts connections until `shutdown` fires, then gives open connections
 /// [`DRAIN_TIMEOUT`] to finish and drops the rest.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receiver<()>) {
-    let mut conns: HashMap<u64, Task<()>> = HashMap::new();
+    let mut conns: HashMap<u64, (Task<()>, Arc<AtomicBool>)> = HashMap::new();
     let (done_tx, done_rx) = bounded::<u64>(INBOX);
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut resume_at = Instant::now();
     let mut next_conn = 0u64;
     loop {
         let step = or(
@@ -107,7 +116,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
                         Err(_) => Step::Shutdown,
                     }
                 },
-                async { Step::Accepted(listener.accept().await) },
+                async {
+                    Timer::at(resume_at).await;
+                    Step::Accepted(listener.accept().await)
+                },
             ),
         )
         .await;
@@ -123,25 +135,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
                 let conn = next_conn;
                 let shared = shared.clone();
                 let done = done_tx.clone();
-                conns.insert(
-                    conn,
-                    smol::spawn(async move {
-                        handle(stream, peer, &shared).await;
-                        let _ = done.send(conn).await;
-                    }),
-                );
+                let upgraded = Arc::new(AtomicBool::new(false));
+                let flag = upgraded.clone();
+                let task = smol::spawn(async move {
+                    handle(stream, peer, &shared, &flag).await;
+                    let _ = done.send(conn).await;
+                });
+                conns.insert(conn, (task, upgraded));
             }
             Step::Accepted(Err(e)) => {
                 log::warn!(
                     "accept failed: {e}; retrying in {} ms (raise LimitNOFILE if this is EMFILE)",
                     backoff.as_millis()
                 );
-                Timer::after(backoff).await;
+                // Waited for inside the select above, so a SIGTERM still
+                // stops the loop at once.
+                resume_at = Instant::now() + backoff;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
     drop(listener);
+    // Connections still in their HTTP request are dropped at once; only
+    // WebSocket sessions get time to send their close frame.
+    conns.retain(|_, (_, upgraded)| upgraded.load(Ordering::Acquire));
     // The hub has been told to close every client with 1001; wait for the
     // connections to finish writing that, then drop whatever is left.
     let drain = async {
@@ -180,8 +197,14 @@ enum Step {
 ///
 /// The request is parsed in its own future, so its buffers are freed before
 /// the (long) WebSocket session starts.
-async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    upgraded: &AtomicBool,
+) {
     if let Some(upgrade) = serve_http(&mut stream, peer, shared).await {
+        upgraded.store(true, Ordering::Release);
         run_websocket(stream, upgrade, shared).await;
     }
 }
@@ -227,7 +250,8 @@ async fn serve_http<'a>(
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("/");
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if method != "GET" && method != "HEAD" {
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
         let _ = respond(stream, 405, "text/plain", "only GET is supported\n").await;
         return None;
     }
@@ -238,11 +262,12 @@ async fn serve_http<'a>(
                 Some(h) => (503, h.body),
                 None => (503, "{\"status\":\"stopping\"}".into()),
             };
-            let _ = respond(stream, status, "application/json", &body).await;
+            let _ = respond_with(stream, status, "application/json", &body, !head_only).await;
         }
         "/metrics" => match ask_hub(shared, |reply| HubMsg::Metrics { reply }).await {
             Some(text) => {
-                let _ = respond(stream, 200, "text/plain; version=0.0.4", &text).await;
+                let _ =
+                    respond_with(stream, 200, "text/plain; version=0.0.4", &text, !head_only).await;
             }
             None => {
                 let _ = respond(stream, 503, "text/plain", "stopping\n").await;
@@ -300,6 +325,18 @@ async fn respond(
     content_type: &str,
     body: &str,
 ) -> io::Result<()> {
+    respond_with(stream, status, content_type, body, true).await
+}
+
+/// Writes a whole response; `send_body` is false for HEAD (the headers
+/// still say how long the body would be).
+async fn respond_with(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    send_body: bool,
+) -> io::Result<()> {
     let reason = match status {
         101 => "Switching Protocols",
         200 => "OK",
@@ -317,7 +354,9 @@ async fn respond(
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if send_body {
+        stream.write_all(body.as_bytes()).await?;
+    }
     stream.flush().await
 }
 
@@ -443,6 +482,7 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
         kind: upgrade.kind,
         can_publish: upgrade.can_publish,
         hub: shared.hub.clone(),
+        journal: shared.journal.clone(),
     };
     session::run(session, ws, raw).await;
     drop(upgrade.slot);

@@ -19,14 +19,18 @@ use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::{WebSocketSender, WebSocketStream};
 use futures_util::{SinkExt, StreamExt};
-use smol::channel::Sender;
+use serde_json::json;
+use smol::channel::{Sender, bounded};
 use smol::future::or;
 use smol::io::AsyncReadExt;
 use smol::net::TcpStream;
 use smol::{Task, Timer};
 
+use crate::event::Event;
 use crate::hub::{ClientId, HubMsg};
-use crate::outbox::{CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Close, Frame, Outbox};
+use crate::journal::store::Record;
+use crate::journal::writer::{JournalMsg, REPLAY_PAGE};
+use crate::outbox::{CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Close, Item, Outbox, Replay};
 use crate::protocol::{self, ErrorCode, Op, ProtoError, Request};
 use crate::ratelimit::TokenBucket;
 
@@ -60,6 +64,8 @@ pub struct Session {
     pub can_publish: bool,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
+    /// The journal writer, for replays.
+    pub journal: Option<Sender<JournalMsg>>,
 }
 
 /// What woke the reader.
@@ -90,7 +96,8 @@ pub async fn run(session: Session, ws: WebSocketStream<TcpStream>, raw: TcpStrea
         return;
     }
     let (sink, mut stream) = ws.split();
-    let mut writer: Task<()> = smol::spawn(write_loop(sink, outbox.clone()));
+    let mut writer: Task<()> =
+        smol::spawn(write_loop(sink, outbox.clone(), session.journal.clone()));
     let mut reader = Reader {
         session: &session,
         outbox: &outbox,
@@ -175,72 +182,74 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     async fn on_message(&mut self, msg: Message) -> Flow {
-        match msg {
-            Message::Text(text) => {
-                if !self.limiter.try_take(Instant::now()) {
-                    self.strikes += 1;
-                    if self.strikes > RATE_LIMIT_STRIKES {
-                        log::info!(
-                            "client {:016x} kept flooding ops; closing it with 1008",
-                            self.session.id
-                        );
-                        self.outbox
-                            .close(CLOSE_POLICY, "too many ops; at most 50/s");
-                        return Flow::Stop;
-                    }
-                    let id = protocol::parse_request(&text).ok().and_then(|r| r.id);
-                    self.reply_error(&ProtoError::new(
-                        ErrorCode::RateLimited,
-                        format!(
-                            "more than {OPS_PER_S} ops/s (burst {OPS_BURST}); slow down or be disconnected"
-                        ),
-                        id,
-                    ));
-                    return Flow::Continue;
-                }
-                self.strikes = 0;
-                match protocol::parse_request(&text) {
-                    Ok(request) => self.on_request(request).await,
-                    Err(e) => {
-                        self.reply_error(&e);
-                        Flow::Continue
-                    }
-                }
+        let text = match msg {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
+            Message::Close(_) => return Flow::Stop,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Flow::Continue,
+        };
+        if !self.limiter.try_take(Instant::now()) {
+            // Each refused op adds a strike and each allowed one takes one
+            // away, so a client above the rate, however slightly, piles up
+            // strikes and is closed, while a short burst is forgiven.
+            self.strikes += 1;
+            if self.strikes > RATE_LIMIT_STRIKES {
+                log::info!(
+                    "client {:016x} kept flooding ops; closing it with 1008",
+                    self.session.id
+                );
+                self.outbox
+                    .close(CLOSE_POLICY, "too many ops; at most 50/s");
+                return Flow::Stop;
             }
-            Message::Binary(_) => {
-                self.reply_error(&ProtoError::new(
+            let id = text
+                .as_deref()
+                .and_then(|t| protocol::parse_request(t).ok())
+                .and_then(|r| r.id);
+            return self
+                .reply_error(ProtoError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {OPS_PER_S} ops/s (burst {OPS_BURST}); slow down or be disconnected"
+                    ),
+                    id,
+                ))
+                .await;
+        }
+        self.strikes = self.strikes.saturating_sub(1);
+        let Some(text) = text else {
+            return self
+                .reply_error(ProtoError::new(
                     ErrorCode::BadRequest,
                     "binary frames are not supported; send JSON text frames",
                     None,
-                ));
-                Flow::Continue
-            }
-            Message::Close(_) => Flow::Stop,
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
+                ))
+                .await;
+        };
+        match protocol::parse_request(&text) {
+            Ok(request) => self.on_request(request).await,
+            Err(e) => self.reply_error(e).await,
         }
     }
 
     async fn on_request(&mut self, Request { id, op }: Request) -> Flow {
         let client = self.session.id;
         let msg = match op {
-            Op::Ping => {
-                self.outbox.push(control(protocol::pong(&id)));
-                return Flow::Continue;
-            }
-            Op::Subscribe { since: Some(_), .. } | Op::Subscribe { epoch: Some(_), .. } => {
-                self.reply_error(&ProtoError::new(
-                    ErrorCode::BadRequest,
-                    "resume with \"since\" needs the durable journal, which this build does not have yet; subscribe without \"since\" for live events",
-                    id,
-                ));
-                return Flow::Continue;
-            }
+            Op::Ping => HubMsg::Reply {
+                client,
+                text: protocol::pong(&id),
+            },
             Op::Subscribe {
-                channels, names, ..
+                channels,
+                names,
+                since,
+                epoch,
             } => HubMsg::Subscribe {
                 client,
                 channels,
                 names,
+                since,
+                epoch,
                 id,
             },
             Op::Unsubscribe { channels, names } => HubMsg::Unsubscribe {
@@ -255,22 +264,20 @@ impl Reader<'_> {
                 id,
             },
             Op::Stats => HubMsg::Stats { client, id },
+            Op::Publish { channel, data } if self.session.can_publish => HubMsg::ClientPublish {
+                client,
+                channel,
+                data,
+                id,
+            },
             Op::Publish { .. } => {
-                let error = if self.session.can_publish {
-                    ProtoError::new(
-                        ErrorCode::BadRequest,
-                        "publish needs the durable journal, which this build does not have yet",
-                        id,
-                    )
-                } else {
-                    ProtoError::new(
+                return self
+                    .reply_error(ProtoError::new(
                         ErrorCode::Unauthorized,
                         "publish needs a token with publish = true; connect with /ws?token=...",
                         id,
-                    )
-                };
-                self.reply_error(&error);
-                return Flow::Continue;
+                    ))
+                    .await;
             }
         };
         match self.session.hub.send(msg).await {
@@ -279,30 +286,51 @@ impl Reader<'_> {
         }
     }
 
-    fn reply_error(&self, error: &ProtoError) {
-        self.outbox.push(control(error.to_json()));
-    }
-}
-
-fn control(text: String) -> Frame {
-    Frame {
-        text: text.into(),
-        key: None,
+    /// Sends an error reply through the hub, so it keeps its place among
+    /// the replies to earlier requests.
+    async fn reply_error(&self, error: ProtoError) -> Flow {
+        let reply = HubMsg::Reply {
+            client: self.session.id,
+            text: error.to_json(),
+        };
+        match self.session.hub.send(reply).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Stop,
+        }
     }
 }
 
 /// Writes batches from the outbox until it closes or the socket fails.
-async fn write_loop(mut sink: WebSocketSender<TcpStream>, outbox: Arc<Outbox>) {
-    let mut batch: VecDeque<Frame> = VecDeque::new();
-    let mut ping = Timer::interval(PING_INTERVAL);
+async fn write_loop(
+    mut sink: WebSocketSender<TcpStream>,
+    outbox: Arc<Outbox>,
+    journal: Option<Sender<JournalMsg>>,
+) {
+    let mut batch: VecDeque<Item> = VecDeque::new();
+    let mut next_ping = Instant::now() + PING_INTERVAL;
+    let mut ping = Timer::at(next_ping);
     loop {
+        if Instant::now() >= next_ping {
+            // Pinged on a clock, busy or not, so a client that only listens
+            // still answers with pongs and is not taken for dead.
+            next_ping = Instant::now() + PING_INTERVAL;
+            ping.set_at(next_ping);
+            if sink.send(Message::Ping(Default::default())).await.is_err() {
+                return;
+            }
+        }
         let close = outbox.take(&mut batch);
         let had_frames = !batch.is_empty();
         if had_frames {
             let written = or(
                 async {
-                    for frame in batch.drain(..) {
-                        sink.feed(Message::Text(frame.text)).await?;
+                    for item in batch.drain(..) {
+                        match item {
+                            Item::Frame(frame) => sink.feed(Message::Text(frame.text)).await?,
+                            Item::Replay(replay) => {
+                                play_back(&mut sink, journal.as_ref(), &replay).await?
+                            }
+                        }
                     }
                     sink.flush().await
                 },
@@ -327,22 +355,85 @@ async fn write_loop(mut sink: WebSocketSender<TcpStream>, outbox: Arc<Outbox>) {
             return;
         }
         if !had_frames {
-            let pinged = or(
-                async {
-                    outbox.ready().await;
-                    false
-                },
-                async {
-                    (&mut ping).await;
-                    true
-                },
-            )
+            or(outbox.ready(), async {
+                (&mut ping).await;
+            })
             .await;
-            if pinged && sink.send(Message::Ping(Default::default())).await.is_err() {
-                return;
-            }
         }
     }
+}
+
+/// Sends the journaled events of a [`Replay`] in order, pages at a time, with
+/// `gap` records where seqs are lost. Paced by the socket: a page is read
+/// only after the previous one was handed to it.
+async fn play_back(
+    sink: &mut WebSocketSender<TcpStream>,
+    journal: Option<&Sender<JournalMsg>>,
+    replay: &Replay,
+) -> Result<(), WsError> {
+    let mut cursor = replay.after;
+    while cursor < replay.upto {
+        let records = match journal {
+            Some(journal) => read_page(journal, cursor).await,
+            None => Vec::new(),
+        };
+        if records.is_empty() {
+            // Not in the journal (it failed or was trimmed meanwhile).
+            sink.feed(gap(cursor + 1, replay.upto)).await?;
+            break;
+        }
+        for record in records {
+            match record {
+                Record::Event { seq, json, .. } => {
+                    if seq > replay.upto {
+                        cursor = replay.upto;
+                        break;
+                    }
+                    if seq > cursor + 1 {
+                        sink.feed(gap(cursor + 1, seq - 1)).await?;
+                    }
+                    cursor = seq;
+                    if Event::from_json(&json).is_some_and(|e| replay.subs.matches(&e.body)) {
+                        let text = String::from_utf8(json).unwrap_or_default();
+                        sink.feed(Message::Text(text.into())).await?;
+                    }
+                }
+                Record::Gap { from, to } => {
+                    let to = to.min(replay.upto);
+                    if to > cursor {
+                        sink.feed(gap(from.max(cursor + 1), to)).await?;
+                        cursor = to;
+                    }
+                }
+            }
+            if cursor >= replay.upto {
+                break;
+            }
+        }
+        sink.flush().await?;
+    }
+    Ok(())
+}
+
+async fn read_page(journal: &Sender<JournalMsg>, after: u64) -> Vec<Record> {
+    let (reply, records) = bounded(1);
+    let asked = journal.send(JournalMsg::Read {
+        after,
+        limit: REPLAY_PAGE,
+        reply,
+    });
+    if asked.await.is_err() {
+        return Vec::new();
+    }
+    records.recv().await.unwrap_or_default()
+}
+
+fn gap(from: u64, to: u64) -> Message {
+    Message::Text(
+        json!({"type": "gap", "from": from, "to": to})
+            .to_string()
+            .into(),
+    )
 }
 
 async fn send_close(sink: &mut WebSocketSender<TcpStream>, close: &Close) {
@@ -352,7 +443,11 @@ async fn send_close(sink: &mut WebSocketSender<TcpStream>, close: &Close) {
     };
     or(
         async {
-            let _ = sink.send(Message::Close(Some(frame))).await;
+            if sink.send(Message::Close(Some(frame))).await.is_err() {
+                // The client closed first: tungstenite has queued its echo
+                // of the client's close frame; write that instead.
+                let _ = sink.flush().await;
+            }
         },
         async {
             Timer::after(CLOSE_TIMEOUT).await;

@@ -110,11 +110,7 @@ impl Tablo {
                     Some(Value::String(source)) if !source.is_empty() => source.clone(),
                     _ => self.source.clone(),
                 };
-                match kind {
-                    "tick" => Body::Tick(tick(obj, source)?),
-                    "news" => Body::News(news(obj, source)?),
-                    _ => Body::Alert(alert(obj, source)?),
-                }
+                body_of(kind, obj, source)?
             }
             kind => {
                 return Err(unexpected(format!(
@@ -134,6 +130,22 @@ impl Tablo {
             self.last_seq = Some(self.last_seq.map_or(seq, |last| last.max(seq)));
         }
     }
+}
+
+/// The body of a `tick`, `news` or `alert` from its wire fields, checked the
+/// way every event from outside is checked (also used for `publish`).
+pub(crate) fn body_of(kind: &str, obj: &Object, source: String) -> Result<Body, DecodeError> {
+    Ok(match kind {
+        "tick" => Body::Tick(tick(obj, source)?),
+        "news" => Body::News(news(obj, source)?),
+        "alert" => Body::Alert(alert(obj, source)?),
+        other => {
+            return Err(unexpected(format!(
+                "events of type {} cannot be built from fields",
+                fields::quote(other, QUOTE_CHARS)
+            )));
+        }
+    })
 }
 
 /// A `tick` event: `symbol` and `price` required, the rest optional.

@@ -127,7 +127,7 @@ impl Link {
     /// Hands events to the hub; false if the hub is gone.
     async fn publish(&self, events: &mut Vec<Incoming>) -> bool {
         for incoming in events.drain(..) {
-            let sent = self.hub.send(HubMsg::Publish {
+            let sent = self.hub.send(HubMsg::FeedEvent {
                 feed: self.index,
                 incoming,
             });

@@ -184,7 +184,7 @@ fn path_str(path: &Path) -> &str {
 }
 
 #[test]
-fn json_feed_flag_without_config_is_a_config_error() {
+fn json_and_coinbase_feed_flags_are_bad_usage_pointing_at_the_config() {
     let sandbox = Sandbox::new();
     let data_dir = sandbox.data_dir();
     sandbox
@@ -199,8 +199,20 @@ fn json_feed_flag_without_config_is_a_config_error() {
             "--data-dir",
             path_str(&data_dir),
         ])
-        .assert_code(EX_CONFIG)
+        .assert_code(EX_USAGE)
         .assert_stderr_has("[[feed]]");
+    sandbox
+        .tablo(&[
+            "run",
+            "--feed",
+            "coinbase=wss://127.0.0.1:1/x",
+            "--display",
+            "none",
+            "--data-dir",
+            path_str(&data_dir),
+        ])
+        .assert_code(EX_USAGE)
+        .assert_stderr_has("symbols");
 }
 
 #[test]

@@ -374,6 +374,13 @@ impl Daemon {
         })
     }
 
+    /// Starts a daemon in `sandbox`, with `config` as its config file if
+    /// given: a sandbox handed back by [`Daemon::into_sandbox`] keeps the
+    /// data dir, and so the journal, of the daemon that ran in it.
+    pub fn start_in(sandbox: Sandbox, config: Option<&str>, args: &[&str]) -> Daemon {
+        Daemon::spawn(sandbox, config, args)
+    }
+
     fn spawn(sandbox: Sandbox, config: Option<&str>, args: &[&str]) -> Daemon {
         Daemon::spawn_with(sandbox, config, args, |_| {})
     }
@@ -452,6 +459,11 @@ impl Daemon {
     /// The address the daemon listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The daemon's `--data-dir`.
+    pub fn data_dir(&self) -> PathBuf {
+        self._sandbox.data_dir()
     }
 
     /// Everything the daemon wrote to stderr so far.
@@ -676,6 +688,20 @@ impl Daemon {
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
         self.signal(libc::SIGTERM);
+    }
+
+    /// Sends SIGKILL: the daemon stops at once, without a word.
+    pub fn sigkill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Waits for the daemon to exit (failing after `limit`, like
+    /// [`Daemon::wait_exit`]) and hands back how it exited and its sandbox,
+    /// data dir included, for [`Daemon::start_in`].
+    pub fn into_sandbox(mut self, limit: Duration) -> (ExitStatus, Sandbox) {
+        let status = self.wait_exit(limit);
+        let Daemon { _sandbox, .. } = self;
+        (status, _sandbox)
     }
 
     /// Waits for the daemon to exit; fails the test (and kills it) if it is

@@ -6,6 +6,7 @@ mod chain;
 mod cli;
 mod harness;
 mod http;
+mod journal;
 mod jsonfeed;
 mod limits;
 mod protocol;

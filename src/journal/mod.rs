@@ -1,0 +1,10 @@
+//! The durable journal (SPEC §5): every event with its seq on disk, the
+//! latest value per key for start-up, and the seq reservation that keeps
+//! seqs unique across power cuts.
+//!
+//! `store` is the sled storage layer (blocking, one owner); `writer` is the
+//! thread that owns the store, group-commits and answers reads. Nothing here
+//! touches a socket.
+
+pub mod store;
+pub mod writer;

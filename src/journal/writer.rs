@@ -1,0 +1,544 @@
+//! The journal writer: one thread that owns the [`Store`], appends events in
+//! the order the hub numbered them, and group-commits them.
+//!
+//! The hub hands events over with a non-blocking `try_send`, so fan-out never
+//! waits for the disk. At most every `flush_interval_ms` the writer commits
+//! (sled flush plus fsync, see `store`), extends the seq reservation, answers
+//! the publishes that are now durable and trims old events. While the disk
+//! fails (full, read-only, gone) the writer drops events, says so in
+//! [`JournalStatus`] (so `/healthz` answers 503), logs at most once a minute
+//! and tries to reopen the journal every few seconds; the seqs it could not
+//! store are recorded as a gap once it can write again.
+//!
+//! This thread never touches a socket except to push ack frames into a
+//! client's [`Outbox`], which never blocks.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Utf8Bytes;
+use serde_json::{Value, json};
+use smol::Timer;
+use smol::channel::{Receiver, Sender, TrySendError, bounded};
+use smol::future::or;
+
+use crate::hub::wall_ms;
+use crate::journal::store::{Record, Retention, Store, StoreError};
+use crate::logger::RateLimited;
+use crate::outbox::{Frame, Outbox};
+
+/// Capacity of the writer's inbox. ~16 s of a busy 1,000 events/s: when it
+/// is full the disk is stuck, and the hub drops events from the journal
+/// (never from fan-out) instead of waiting; the writer records them as a gap.
+pub const INBOX: usize = 16 * 1024;
+
+/// Seqs reserved ahead of the last stored event. A crash loses at most this
+/// many seqs to the recorded gap; the reservation is extended at every commit
+/// that finds less than half of it left, so the hub never catches up with it
+/// unless the disk has been failing for a long time.
+pub const RESERVE_BLOCK: u64 = 100_000;
+
+/// Events per journal read during a replay: big enough to amortise the
+/// round trip to this thread, small enough that one client's backlog does not
+/// hold up commits.
+pub const REPLAY_PAGE: usize = 256;
+
+/// Publishes waiting for their commit; past this, the hub refuses publishes.
+pub const MAX_PENDING_ACKS: usize = 10_000;
+
+/// How often to try to reopen a journal whose disk failed.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A failing disk is logged at most this often.
+pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Events trimmed per commit at most, so retention never stalls appends.
+pub const TRIM_BATCH: usize = 2_000;
+
+/// What the writer is told.
+#[derive(Debug)]
+pub enum JournalMsg {
+    /// Store a numbered event (and update the snapshot tree).
+    Append {
+        /// Its seq.
+        seq: u64,
+        /// Its ts.
+        ts: u64,
+        /// The exact bytes sent to clients.
+        json: Utf8Bytes,
+        /// Snapshot key this event becomes the latest value of.
+        put: Option<Box<str>>,
+        /// Snapshot key that falls out (e.g. the 21st-newest news item).
+        remove: Option<Box<str>>,
+    },
+    /// Push `{"type":"ack","id":..,"seq":..}` to `outbox` once `seq` is
+    /// durable.
+    Ack {
+        /// The published event's seq.
+        seq: u64,
+        /// The client's request id.
+        id: Option<Value>,
+        /// Where the ack goes.
+        outbox: Arc<Outbox>,
+    },
+    /// Read up to `limit` records after `after`.
+    Read {
+        /// Start after this seq.
+        after: u64,
+        /// At most this many records.
+        limit: usize,
+        /// Where the records go (empty if the journal is unavailable).
+        reply: Sender<Vec<Record>>,
+    },
+    /// The newest `n` records.
+    Tail {
+        /// How many.
+        n: usize,
+        /// Where they go.
+        reply: Sender<Vec<Record>>,
+    },
+    /// Persist a small named value with the next commit.
+    PutMeta {
+        /// Name.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+    },
+}
+
+/// The writer's health and counters, written only by the writer thread and
+/// read by the hub for stats, `/healthz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct JournalStatus {
+    /// Highest seq known to be on stable storage.
+    pub durable_seq: AtomicU64,
+    /// The durable "reserved up to" mark.
+    pub reserved: AtomicU64,
+    /// Oldest retained seq (0: none).
+    pub first_seq: AtomicU64,
+    /// Newest stored seq (0: none).
+    pub last_seq: AtomicU64,
+    /// Events held.
+    pub events: AtomicU64,
+    /// Bytes of event JSON held.
+    pub bytes: AtomicU64,
+    /// sled's size on disk.
+    pub disk_bytes: AtomicU64,
+    /// Whether the last write or commit worked.
+    pub healthy: AtomicBool,
+    /// Why not, when not.
+    pub error: Mutex<Option<String>>,
+    /// Group commits done.
+    pub commits: AtomicU64,
+    /// Duration of the last commit, µs.
+    pub last_commit_us: AtomicU64,
+    /// Sum of commit durations, µs.
+    pub commit_us_total: AtomicU64,
+    /// Events the journal could not store (disk failure or full inbox).
+    pub dropped: AtomicU64,
+    /// Publishes waiting for their commit.
+    pub pending_acks: AtomicU64,
+}
+
+impl JournalStatus {
+    /// Why the journal cannot be written, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        if self.healthy.load(Ordering::Acquire) {
+            None
+        } else {
+            let error = self.error.lock().unwrap_or_else(|e| e.into_inner());
+            Some(
+                error
+                    .clone()
+                    .unwrap_or_else(|| "journal not writable".into()),
+            )
+        }
+    }
+
+    /// `{"events","bytes","first_seq","last_seq",..}` for stats and healthz.
+    pub fn to_json(&self) -> Value {
+        let opt = |v: u64| if v == 0 { Value::Null } else { json!(v) };
+        json!({
+            "events": self.events.load(Ordering::Relaxed),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+            "first_seq": opt(self.first_seq.load(Ordering::Relaxed)),
+            "last_seq": opt(self.last_seq.load(Ordering::Relaxed)),
+            "durable_seq": self.durable_seq.load(Ordering::Relaxed),
+            "disk_bytes": self.disk_bytes.load(Ordering::Relaxed),
+            "writable": self.healthy.load(Ordering::Relaxed),
+            "error": self.problem(),
+        })
+    }
+}
+
+/// Where the journal lives and how it is run.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Journal directory (for reopening after a failure).
+    pub dir: PathBuf,
+    /// sled cache bound.
+    pub cache_bytes: u64,
+    /// Group-commit interval.
+    pub flush_interval: Duration,
+    /// Retention limits.
+    pub retention: Retention,
+}
+
+/// What the hub and sessions hold of the writer: its inbox and its status.
+#[derive(Clone, Debug)]
+pub struct JournalHandle {
+    /// The writer's inbox.
+    pub tx: Sender<JournalMsg>,
+    /// Its health and counters.
+    pub status: Arc<JournalStatus>,
+}
+
+impl JournalHandle {
+    /// Hands an event to the writer without waiting; false if the inbox is
+    /// full (the event is then missing from the journal, recorded as a gap).
+    pub fn try_append(&self, msg: JournalMsg) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                self.status.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+/// The running writer thread. Dropping the last [`JournalHandle`] and
+/// calling [`Journal::close`] stops it cleanly.
+pub struct Journal {
+    handle: JournalHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Starts the writer thread on an open store. `last_seq` is the last seq
+    /// handed out before this run (next_seq - 1). The reservation is made
+    /// durable before this returns, so the hub may number at once.
+    pub fn start(
+        mut store: Store,
+        last_seq: u64,
+        config: WriterConfig,
+    ) -> Result<Journal, StoreError> {
+        store.reserve(last_seq + RESERVE_BLOCK)?;
+        store.commit()?;
+        let status = Arc::new(JournalStatus::default());
+        let (tx, rx) = bounded(INBOX);
+        let mut writer = Writer {
+            store: Some(store),
+            status: status.clone(),
+            config,
+            last_appended: last_seq,
+            reserved: last_seq + RESERVE_BLOCK,
+            dirty: false,
+            acks: Vec::new(),
+            skip_through: 0,
+            error_log: RateLimited::new(ERROR_LOG_INTERVAL),
+            next_retry: Instant::now(),
+        };
+        writer.publish_stats();
+        status.durable_seq.store(last_seq, Ordering::Release);
+        status.healthy.store(true, Ordering::Release);
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || smol::block_on(writer.run(rx)))
+            .map_err(|source| StoreError::Io {
+                path: PathBuf::from("<journal thread>"),
+                source,
+            })?;
+        Ok(Journal {
+            handle: JournalHandle { tx, status },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for the hub and the sessions.
+    pub fn handle(&self) -> JournalHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the writer after a final commit and a clean close. Waits for
+    /// the thread.
+    pub fn close(mut self) {
+        self.handle.tx.close();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Writer {
+    store: Option<Store>,
+    status: Arc<JournalStatus>,
+    config: WriterConfig,
+    last_appended: u64,
+    reserved: u64,
+    dirty: bool,
+    acks: Vec<(u64, Option<Value>, Arc<Outbox>)>,
+    /// After a reopen, seqs up to this are inside the recorded lost range.
+    skip_through: u64,
+    error_log: RateLimited,
+    next_retry: Instant,
+}
+
+/// What woke the writer.
+enum Wake {
+    Msg(JournalMsg),
+    Deadline,
+    Closed,
+}
+
+impl Writer {
+    async fn run(&mut self, rx: Receiver<JournalMsg>) {
+        let mut deadline = Instant::now() + self.config.flush_interval;
+        loop {
+            let wake = or(
+                async {
+                    match rx.recv().await {
+                        Ok(msg) => Wake::Msg(msg),
+                        Err(_) => Wake::Closed,
+                    }
+                },
+                async {
+                    Timer::at(deadline).await;
+                    Wake::Deadline
+                },
+            )
+            .await;
+            match wake {
+                Wake::Msg(msg) => self.handle(msg),
+                Wake::Deadline => {}
+                Wake::Closed => break,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.tick(now);
+                deadline = now + self.config.flush_interval;
+            }
+        }
+        self.commit();
+        if let Some(store) = self.store.take() {
+            match store.close_clean(self.last_appended) {
+                Ok(()) => log::info!("journal closed cleanly at seq {}", self.last_appended),
+                Err(e) => log::error!("journal close failed: {e}"),
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: JournalMsg) {
+        match msg {
+            JournalMsg::Append {
+                seq,
+                ts,
+                json,
+                put,
+                remove,
+            } => self.append(seq, ts, json.as_bytes(), put.as_deref(), remove.as_deref()),
+            JournalMsg::Ack { seq, id, outbox } => {
+                if seq <= self.status.durable_seq.load(Ordering::Acquire) {
+                    outbox.push(ack_frame(seq, id));
+                } else {
+                    self.acks.push((seq, id, outbox));
+                    self.status
+                        .pending_acks
+                        .store(self.acks.len() as u64, Ordering::Relaxed);
+                }
+            }
+            JournalMsg::Read {
+                after,
+                limit,
+                reply,
+            } => {
+                let records = self
+                    .with_store(|s| s.read(after, limit))
+                    .unwrap_or_default();
+                let _ = reply.try_send(records);
+            }
+            JournalMsg::Tail { n, reply } => {
+                let records = self.with_store(|s| s.tail(n)).unwrap_or_default();
+                let _ = reply.try_send(records);
+            }
+            JournalMsg::PutMeta { key, value } => {
+                if self.with_store(|s| s.put_meta(&key, &value)).is_some() {
+                    self.dirty = true;
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, seq: u64, ts: u64, json: &[u8], put: Option<&str>, remove: Option<&str>) {
+        if seq <= self.skip_through || seq <= self.last_appended {
+            // Inside the range already recorded as lost by a reopen.
+            return;
+        }
+        let expected = self.last_appended + 1;
+        let stored = self.with_store(|s| {
+            if seq > expected {
+                s.record_gap(expected, seq - 1)?;
+            }
+            s.append(seq, ts, json)?;
+            if let Some(key) = put {
+                s.put_snapshot(key, seq, json)?;
+            }
+            if let Some(key) = remove {
+                s.remove_snapshot(key)?;
+            }
+            Ok(())
+        });
+        if stored.is_some() {
+            self.last_appended = seq;
+            self.dirty = true;
+        } else {
+            self.status.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Commit (if anything changed), answer durable publishes, trim, and
+    /// retry a failed journal.
+    fn tick(&mut self, now: Instant) {
+        if self.store.is_none() && now >= self.next_retry {
+            self.reopen(now);
+        }
+        if self.reserved.saturating_sub(self.last_appended) < RESERVE_BLOCK / 2 {
+            let up_to = self.last_appended + RESERVE_BLOCK;
+            if self.with_store(|s| s.reserve(up_to)).is_some() {
+                self.reserved = up_to;
+                self.dirty = true;
+            }
+        }
+        if self.dirty {
+            self.commit();
+            let retention = self.config.retention;
+            if self
+                .with_store(|s| s.trim(&retention, wall_ms(), TRIM_BATCH))
+                .is_some_and(|n| n > 0)
+            {
+                self.dirty = true;
+            }
+        }
+    }
+
+    fn commit(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        let Some(took) = self.with_store(Store::commit) else {
+            return;
+        };
+        self.dirty = false;
+        let us = took.as_micros() as u64;
+        self.status.commits.fetch_add(1, Ordering::Relaxed);
+        self.status.last_commit_us.store(us, Ordering::Relaxed);
+        self.status.commit_us_total.fetch_add(us, Ordering::Relaxed);
+        self.status.reserved.store(self.reserved, Ordering::Release);
+        self.status
+            .durable_seq
+            .store(self.last_appended, Ordering::Release);
+        let durable = self.last_appended;
+        self.acks.retain(|(seq, id, outbox)| {
+            if *seq <= durable {
+                outbox.push(ack_frame(*seq, id.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        self.status
+            .pending_acks
+            .store(self.acks.len() as u64, Ordering::Relaxed);
+        self.publish_stats();
+    }
+
+    fn publish_stats(&self) {
+        let Some(store) = &self.store else { return };
+        let stats = store.stats();
+        let s = &self.status;
+        s.events.store(stats.events, Ordering::Relaxed);
+        s.bytes.store(stats.bytes, Ordering::Relaxed);
+        s.first_seq
+            .store(stats.first_seq.unwrap_or(0), Ordering::Relaxed);
+        s.last_seq
+            .store(stats.last_seq.unwrap_or(0), Ordering::Relaxed);
+        s.disk_bytes.store(stats.disk_bytes, Ordering::Relaxed);
+    }
+
+    /// Runs `f` on the store; on failure marks the journal unhealthy, drops
+    /// the store (releasing its lock) and schedules a reopen.
+    fn with_store<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Option<T> {
+        let store = self.store.as_mut()?;
+        match f(store) {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.fail(&e);
+                None
+            }
+        }
+    }
+
+    fn fail(&mut self, e: &StoreError) {
+        let message = format!("journal write failed: {e}");
+        if self.error_log.should_log(Instant::now()).is_some() {
+            log::error!(
+                "{message}; relaying continues without the journal, retrying every {} s",
+                RETRY_INTERVAL.as_secs()
+            );
+        }
+        *self.status.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        self.status.healthy.store(false, Ordering::Release);
+        self.store = None;
+        self.dirty = false;
+        self.next_retry = Instant::now() + RETRY_INTERVAL;
+    }
+
+    fn reopen(&mut self, now: Instant) {
+        self.next_retry = now + RETRY_INTERVAL;
+        let opened = match Store::open(&self.config.dir, self.config.cache_bytes) {
+            Ok(opened) => opened,
+            Err(e) => {
+                if self.error_log.should_log(now).is_some() {
+                    log::error!("journal still not writable: {e}");
+                }
+                return;
+            }
+        };
+        let mut store = opened.store;
+        // Everything up to the old reservation is either stored or now in
+        // the recorded lost range; continue numbering-compatible after it.
+        self.skip_through = opened.next_seq - 1;
+        let base = self.skip_through.max(self.last_appended);
+        let up_to = base + RESERVE_BLOCK;
+        if let Err(e) = store
+            .reserve(up_to)
+            .and_then(|()| store.commit().map(|_| ()))
+        {
+            if self.error_log.should_log(now).is_some() {
+                log::error!("journal reopened but still not writable: {e}");
+            }
+            return;
+        }
+        log::warn!("journal writable again; seqs missed meanwhile are recorded as a gap");
+        self.last_appended = base;
+        self.reserved = up_to;
+        self.store = Some(store);
+        self.status.healthy.store(true, Ordering::Release);
+        *self.status.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.publish_stats();
+    }
+}
+
+fn ack_frame(seq: u64, id: Option<Value>) -> Frame {
+    let mut ack = json!({"type": "ack", "seq": seq});
+    if let (Some(id), Some(obj)) = (id, ack.as_object_mut()) {
+        obj.insert("id".into(), id);
+    }
+    Frame {
+        text: Utf8Bytes::from(ack.to_string()),
+        key: None,
+    }
+}
