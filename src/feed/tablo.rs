@@ -37,6 +37,8 @@ pub struct Tablo {
     subscribe: Vec<String>,
     /// Highest event `seq` seen since the last `reset`.
     last_seq: Option<u64>,
+    /// The upstream journal's epoch, from its `hello`.
+    epoch: Option<String>,
 }
 
 impl Tablo {
@@ -47,13 +49,16 @@ impl Tablo {
             channels: feed.channels.clone(),
             subscribe: feed.subscribe.clone(),
             last_seq: None,
+            epoch: None,
         }
     }
 
     /// Frames to send after each (re)connect: the feed's `subscribe` frames
     /// as configured when there are any; else
     /// `{"op":"subscribe","channels":[…]}` with the feed's `channels`, or
-    /// `["*"]` when none are configured.
+    /// `["*"]` when none are configured, plus `since` and `epoch` once an
+    /// event has been seen, so a reconnect resumes exactly where the last
+    /// link stopped and a chain of Tablos loses nothing.
     pub fn subscribe_frames(&self) -> Vec<String> {
         if !self.subscribe.is_empty() {
             return self.subscribe.clone();
@@ -64,7 +69,15 @@ impl Tablo {
             // Serializing a list of strings cannot fail.
             serde_json::to_string(&self.channels).unwrap_or_default()
         };
-        vec![format!(r#"{{"op":"subscribe","channels":{channels}}}"#)]
+        match (self.last_seq, &self.epoch) {
+            (Some(since), Some(epoch)) => {
+                let epoch = serde_json::to_string(epoch).unwrap_or_default();
+                vec![format!(
+                    r#"{{"op":"subscribe","channels":{channels},"since":{since},"epoch":{epoch}}}"#
+                )]
+            }
+            _ => vec![format!(r#"{{"op":"subscribe","channels":{channels}}}"#)],
+        }
     }
 
     /// The highest event `seq` seen since the decoder was made or the
@@ -84,7 +97,16 @@ impl Tablo {
         let value = fields::parse(text)?;
         let (obj, kind) = fields::typed(&value, "Tablo")?;
         let body = match kind {
-            "hello" | "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" | "snapshot" => {
+            "hello" => {
+                let epoch = obj.get("epoch").and_then(Value::as_str);
+                if epoch != self.epoch.as_deref() {
+                    // A new upstream journal: our old position means nothing.
+                    self.epoch = epoch.map(str::to_owned);
+                    self.last_seq = None;
+                }
+                return Ok(());
+            }
+            "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" | "snapshot" => {
                 return Ok(());
             }
             "reset" => {
@@ -403,6 +425,27 @@ mod tests {
         assert_eq!(feed_in(&mut decoder, reset), None);
         let after = r#"{"type":"alert","seq":2,"level":"info","text":"t","ts":1}"#;
         assert_eq!(feed_in(&mut decoder, after), Some(2));
+    }
+
+    #[test]
+    fn reconnect_resumes_after_the_last_seen_seq_in_the_same_epoch() {
+        let mut decoder = Tablo::new(&feed(&["prices"], &[]));
+        let mut out = Vec::new();
+        let hello = r#"{"type":"hello","session":"s","epoch":"e1","seq":4,"server":"tablo/0"}"#;
+        let tick = r#"{"type":"tick","seq":7,"channel":"prices","symbol":"A","price":"1","ts":1,"source":"x"}"#;
+        decoder.decode(hello, NOW, &mut out).expect("hello");
+        decoder.decode(tick, NOW, &mut out).expect("tick");
+        assert_eq!(
+            decoder.subscribe_frames(),
+            [r#"{"op":"subscribe","channels":["prices"],"since":7,"epoch":"e1"}"#]
+        );
+        // The upstream's journal was replaced: start over.
+        let other = r#"{"type":"hello","session":"s","epoch":"e2","seq":0,"server":"tablo/0"}"#;
+        decoder.decode(other, NOW, &mut out).expect("hello");
+        assert_eq!(
+            decoder.subscribe_frames(),
+            [r#"{"op":"subscribe","channels":["prices"]}"#]
+        );
     }
 
     #[test]
