@@ -113,7 +113,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     smol::block_on(async {
         let (hub_tx, hub_rx) = bounded(INBOX);
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
-        hub.restore(restored, Instant::now());
+        hub.restore(restored, Instant::now(), crate::hub::wall_ms());
         let hub_run = hub.run(hub_rx);
         // A panic in the hub is caught here, so shutdown still runs and the
         // exit code says what happened.

@@ -22,10 +22,11 @@ use smol::channel::{Receiver, Sender};
 
 use crate::config::FeedConfig;
 use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
-use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS};
+use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
 use crate::protocol::{
-    ErrorCode, MAX_SUBSCRIPTIONS, ProtoError, Sub, Subscriptions, channels_reply, valid_symbol,
+    ErrorCode, MAX_SUBSCRIPTIONS, MAX_SYMBOL_LEN, ProtoError, Sub, Subscriptions, channels_reply,
+    valid_symbol,
 };
 use crate::publish;
 
@@ -288,6 +289,10 @@ impl Hub {
                 .outbox
                 .close(CLOSE_GOING_AWAY, "server shutting down");
         }
+        if let Some(journal) = &self.journal {
+            let last_seq = self.last_seq();
+            let _ = journal.tx.send(JournalMsg::Close { last_seq }).await;
+        }
     }
 
     /// Handles one message at `now` (`now_ms` is the same instant as wall
@@ -296,9 +301,7 @@ impl Hub {
         match msg {
             HubMsg::FeedEvent { feed, incoming } => {
                 if let Body::Tick(t) = &incoming.body
-                    && (!valid_symbol(&t.symbol)
-                        || (self.last.ticks.len() >= MAX_SYMBOLS
-                            && !self.last.tick_index.contains_key(t.symbol.as_str())))
+                    && !self.accepts_symbol(&t.symbol)
                 {
                     if let Some(up) = self.upstreams.get_mut(feed) {
                         up.bad_messages += 1;
@@ -497,9 +500,33 @@ impl Hub {
             Ok(body) => body,
             Err((code, message)) => return refuse(code, message),
         };
+        if let Body::Tick(t) = &body
+            && !self.accepts_symbol(&t.symbol)
+        {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!(
+                    "symbol must be 1 to {MAX_SYMBOL_LEN} bytes without spaces, and at most {MAX_SYMBOLS} symbols are kept"
+                ),
+            );
+        }
         let seq = self.next_seq;
-        self.publish(Incoming { ts: now_ms, body }, now);
-        let _ = journal.tx.try_send(JournalMsg::Ack { seq, id, outbox });
+        let journaled = self.publish(Incoming { ts: now_ms, body }, now);
+        let ack = JournalMsg::Ack {
+            seq,
+            id: id.clone(),
+            outbox: outbox.clone(),
+        };
+        if !journaled || journal.tx.try_send(ack).is_err() {
+            outbox.push(ack_failed(id));
+        }
+    }
+
+    /// Whether a tick for `symbol` may enter the hub: a well-formed symbol,
+    /// already known or with room for one more.
+    fn accepts_symbol(&self, symbol: &str) -> bool {
+        valid_symbol(symbol)
+            && (self.last.ticks.len() < MAX_SYMBOLS || self.last.tick_index.contains_key(symbol))
     }
 
     fn last_seq(&self) -> u64 {
@@ -558,8 +585,9 @@ impl Hub {
         self.publish(Incoming { ts: now_ms, body }, now);
     }
 
-    /// Numbers an event, remembers it and fans it out.
-    fn publish(&mut self, incoming: Incoming, now: Instant) {
+    /// Numbers an event, remembers it and fans it out. Returns whether the
+    /// journal writer took it.
+    fn publish(&mut self, incoming: Incoming, now: Instant) -> bool {
         let event = Event {
             seq: self.next_seq,
             ts: incoming.ts,
@@ -604,28 +632,35 @@ impl Hub {
         }
         let (seq, ts) = (event.seq, event.ts);
         let (put, remove) = self.remember(event, text.clone(), key, now);
-        if let Some(journal) = &self.journal {
-            journal.try_append(JournalMsg::Append {
+        match &self.journal {
+            Some(journal) => journal.try_append(JournalMsg::Append {
                 seq,
                 ts,
                 json: text,
                 put,
                 remove,
-            });
+            }),
+            None => false,
         }
     }
 
     /// Restores the last-known state from the journal's snapshot tree, so a
     /// restarted daemon serves last-known values before any feed connects.
     /// Events are expected in seq order.
-    pub fn restore(&mut self, events: Vec<Event>, now: Instant) {
+    pub fn restore(&mut self, events: Vec<Event>, now: Instant, now_ms: u64) {
         for event in events {
             let key = match &event.body {
                 Body::Tick(t) => Some(self.symbol_key(&t.symbol)),
                 _ => None,
             };
+            // An alert's age counts from its own ts, not from this start.
+            let age = Duration::from_millis(now_ms.saturating_sub(event.ts));
+            if matches!(event.body, Body::Alert(_)) && age >= ALERT_TTL {
+                continue;
+            }
+            let at = now.checked_sub(age).unwrap_or(now);
             let text = Utf8Bytes::from(event.to_json());
-            self.remember(event, text, key, now);
+            self.remember(event, text, key, at);
         }
     }
 

@@ -24,7 +24,7 @@
 //!   crash only rescans the events written after the last counter write.
 //!
 //! What it must not do: spawn threads, flush on its own (the caller decides
-//! when to commit), read the clock (retention gets `now_ms`; the only clock
+//! when to commit), read the wall clock (retention gets `now_ms`; the only
 //! read names a quarantined journal), interpret the event JSON (values are
 //! opaque bytes), or trim the snapshot tree.
 
@@ -188,17 +188,35 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Io { path, source } if self.is_no_space() => write!(
                 f,
-                "cannot write the journal at {}: {source}: the disk is full or read-only; \
+                "cannot write the journal at {}: {}: the disk is full or read-only; \
                  free some space (or lower [journal] max_bytes) and journaling resumes",
-                path.display()
+                path.display(),
+                IoText(source)
             ),
             StoreError::Io { path, source } => write!(
                 f,
-                "journal I/O error at {}: {source}: check that the directory is writable \
+                "journal I/O error at {}: {}: check that the directory is writable \
                  by tablo's user and that the disk is healthy",
-                path.display()
+                path.display(),
+                IoText(source)
             ),
             StoreError::Corrupt(what) => write!(f, "journal: {what}"),
+        }
+    }
+}
+
+/// An I/O error as a sentence. sled hands some errors back re-created from
+/// their `Debug` text (`Os { code: 28, kind: StorageFull, … }`): those are
+/// shown by their kind instead.
+struct IoText<'a>(&'a io::Error);
+
+impl fmt::Display for IoText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = self.0;
+        if e.raw_os_error().is_none() && e.to_string().starts_with("Os {") {
+            write!(f, "{}", e.kind())
+        } else {
+            write!(f, "{e}")
         }
     }
 }
@@ -314,6 +332,12 @@ impl Counters {
     }
 }
 
+// The journal writer moves the store onto its own thread.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Store>();
+};
+
 /// The durable journal: a sled database with the trees `events`, `snapshot`,
 /// `gaps` and `meta`. See the module docs for what it guarantees.
 pub struct Store {
@@ -326,6 +350,8 @@ pub struct Store {
     /// The "reserved up to" mark as last written (durable at the next commit).
     reserved: u64,
     counters: Counters,
+    /// The end of the last recorded gap (0: none).
+    gap_high: u64,
     /// Whether `counters` changed since they were last written to `meta`.
     counters_dirty: bool,
     first: Option<u64>,
@@ -383,7 +409,9 @@ impl Store {
     /// epoch, or data files sled reads as empty — is renamed to
     /// `<dir>.corrupt-<unix seconds>` (then `-1`, `-2`, … if that exists),
     /// logged with `log::error!`, and a new journal with a new epoch is
-    /// created in its place. A journal locked by another process
+    /// created in its place. (sled may already have written over a data file
+    /// it could not read by then: the copy is for a bug report, not for
+    /// recovery.) A journal locked by another process
     /// ([`StoreError::Locked`]) and plain I/O errors (a full or read-only
     /// disk, a permission problem) are returned as they are and never move
     /// anything.
@@ -460,6 +488,7 @@ impl Store {
             data_file,
             reserved: 0,
             counters: Counters::default(),
+            gap_high: 0,
             counters_dirty: false,
             first: None,
             last: None,
@@ -516,7 +545,8 @@ impl Store {
             .map(|(k, _)| key_u64(&k))
             .transpose()?;
 
-        let accounted = store.counters.high.max(store.last_gap_to()?);
+        store.gap_high = store.last_gap_to()?;
+        let accounted = store.accounted();
         let lost = (store.reserved > accounted).then(|| (accounted + 1, store.reserved));
         if let Some((from, to)) = lost {
             store.record_gap(from, to)?;
@@ -624,15 +654,21 @@ impl Store {
         Ok(())
     }
 
+    /// The highest seq that is accounted for: appended (even if trimmed since)
+    /// or recorded as a gap.
+    fn accounted(&self) -> u64 {
+        self.counters.high.max(self.gap_high)
+    }
+
     /// Adds one event (durable at the next commit). `seq` must be above every
-    /// seq ever appended (and so above 0); otherwise nothing is stored and
-    /// [`StoreError::Corrupt`] says so.
+    /// seq ever appended or recorded as a gap (and so above 0); otherwise
+    /// nothing is stored and [`StoreError::Corrupt`] says so.
     pub fn append(&mut self, seq: u64, ts: u64, json: &[u8]) -> Result<(), StoreError> {
-        if seq <= self.counters.high {
+        if seq <= self.accounted() {
             return Err(StoreError::Corrupt(format!(
-                "append out of order: seq {seq} is not above the last appended seq {} \
-                 (a bug in the caller; the event was not stored)",
-                self.counters.high
+                "append out of order: seq {seq} is not above {}, the last seq appended \
+                 or recorded as a gap (a bug in the caller; the event was not stored)",
+                self.accounted()
             )));
         }
         self.scratch.clear();
@@ -682,7 +718,9 @@ impl Store {
             batch.remove(k);
         }
         batch.insert(&be(lo), &be(hi));
-        self.sled.gaps.apply_batch(batch).map_err(sled_err)
+        self.sled.gaps.apply_batch(batch).map_err(sled_err)?;
+        self.gap_high = self.gap_high.max(hi);
+        Ok(())
     }
 
     /// Writes the "reserved up to" mark (durable at the next commit). Never
@@ -995,7 +1033,7 @@ impl Store {
     /// Unlike [`reserve`](Store::reserve), this may lower the mark: the seqs
     /// above `last_seq` were never handed out.
     pub fn close_clean(mut self, last_seq: u64) -> Result<(), StoreError> {
-        let mark = last_seq.max(self.counters.high).max(self.last_gap_to()?);
+        let mark = last_seq.max(self.accounted());
         if mark != self.reserved {
             self.write_reserved(mark)?;
         }
@@ -1372,7 +1410,7 @@ mod tests {
                     next += 1;
                 }
                 35..=37 => {
-                    let seq = rng.u64(0..=model.high);
+                    let seq = rng.u64(0..=model.accounted());
                     let err = s.append(seq, clock, b"{}").unwrap_err();
                     assert!(matches!(err, StoreError::Corrupt(_)), "{context}: {err}");
                 }
@@ -1688,7 +1726,14 @@ mod tests {
             assert!(e.is_no_space(), "{code}");
             assert!(e.to_string().contains("disk is full or read-only"), "{e}");
         }
-        assert!(io_err(io::Error::new(io::ErrorKind::StorageFull, "cloned by sled")).is_no_space());
+        // What sled really returns on a full tmpfs: the OS error re-created
+        // from its Debug text, with the kind but without the code.
+        let cloned = io_err(io::Error::new(
+            io::ErrorKind::StorageFull,
+            format!("{:?}", io::Error::from_raw_os_error(libc::ENOSPC)),
+        ));
+        assert!(cloned.is_no_space());
+        assert!(!cloned.to_string().contains("Os {"), "{cloned}");
         assert!(!io_err(io::Error::from_raw_os_error(libc::EACCES)).is_no_space());
         assert!(!StoreError::Corrupt("x".into()).is_no_space());
         assert!(!StoreError::Locked(PathBuf::from("/j")).is_no_space());
@@ -1857,6 +1902,10 @@ mod tests {
             [event(5, 1, b"five"), event(6, 1, b"six")]
         );
         assert!(store.record_gap(9, 8).is_err());
+        // Nor into a range recorded as never existing.
+        store.record_gap(7, 9).unwrap();
+        assert!(store.append(8, 1, b"{}").is_err());
+        store.append(10, 1, b"ten").unwrap();
     }
 
     #[track_caller]

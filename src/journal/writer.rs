@@ -29,6 +29,7 @@ use crate::hub::wall_ms;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
 use crate::outbox::{Frame, Outbox};
+use crate::protocol::{ErrorCode, ProtoError};
 
 /// Capacity of the writer's inbox. ~16 s of a busy 1,000 events/s: when it
 /// is full the disk is stuck, and the hub drops events from the journal
@@ -99,6 +100,12 @@ pub enum JournalMsg {
         n: usize,
         /// Where they go.
         reply: Sender<Vec<Record>>,
+    },
+    /// The hub is stopping; `last_seq` is the last seq it handed out (some
+    /// may never have reached the writer). Sent last.
+    Close {
+        /// The hub's last seq.
+        last_seq: u64,
     },
     /// Persist a small named value with the next commit.
     PutMeta {
@@ -241,6 +248,7 @@ impl Journal {
             skip_through: 0,
             error_log: RateLimited::new(ERROR_LOG_INTERVAL),
             next_retry: Instant::now(),
+            final_seq: None,
         };
         writer.publish_stats();
         status.durable_seq.store(last_seq, Ordering::Release);
@@ -285,6 +293,8 @@ struct Writer {
     skip_through: u64,
     error_log: RateLimited,
     next_retry: Instant,
+    /// The hub's last seq at shutdown.
+    final_seq: Option<u64>,
 }
 
 /// What woke the writer.
@@ -322,6 +332,17 @@ impl Writer {
                 deadline = now + self.config.flush_interval;
             }
         }
+        if let Some(last) = self.final_seq
+            && last > self.last_appended
+        {
+            // Seqs the hub handed out that never reached the journal: a gap,
+            // and the next run must continue after them.
+            let from = self.last_appended + 1;
+            if self.with_store(|s| s.record_gap(from, last)).is_some() {
+                self.last_appended = last;
+                self.dirty = true;
+            }
+        }
         self.commit();
         if let Some(store) = self.store.take() {
             match store.close_clean(self.last_appended) {
@@ -341,7 +362,9 @@ impl Writer {
                 remove,
             } => self.append(seq, ts, json.as_bytes(), put.as_deref(), remove.as_deref()),
             JournalMsg::Ack { seq, id, outbox } => {
-                if seq <= self.status.durable_seq.load(Ordering::Acquire) {
+                if self.store.is_none() || seq <= self.skip_through {
+                    outbox.push(ack_failed(id));
+                } else if seq <= self.status.durable_seq.load(Ordering::Acquire) {
                     outbox.push(ack_frame(seq, id));
                 } else {
                     self.acks.push((seq, id, outbox));
@@ -364,6 +387,7 @@ impl Writer {
                 let records = self.with_store(|s| s.tail(n)).unwrap_or_default();
                 let _ = reply.try_send(records);
             }
+            JournalMsg::Close { last_seq } => self.final_seq = Some(last_seq),
             JournalMsg::PutMeta { key, value } => {
                 if self.with_store(|s| s.put_meta(&key, &value)).is_some() {
                     self.dirty = true;
@@ -420,6 +444,9 @@ impl Writer {
                 .is_some_and(|n| n > 0)
             {
                 self.dirty = true;
+                // The hub decides `reset` from first_seq: publish it now,
+                // not at the next commit.
+                self.publish_stats();
             }
         }
     }
@@ -494,6 +521,11 @@ impl Writer {
         self.store = None;
         self.dirty = false;
         self.next_retry = Instant::now() + RETRY_INTERVAL;
+        // Their events may never reach the disk: tell the publishers.
+        for (_, id, outbox) in self.acks.drain(..) {
+            outbox.push(ack_failed(id));
+        }
+        self.status.pending_acks.store(0, Ordering::Relaxed);
     }
 
     fn reopen(&mut self, now: Instant) {
@@ -529,6 +561,20 @@ impl Writer {
         self.status.healthy.store(true, Ordering::Release);
         *self.status.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.publish_stats();
+    }
+}
+
+/// The error a publisher gets instead of an ack when its event could not be
+/// made durable.
+pub fn ack_failed(id: Option<Value>) -> Frame {
+    let error = ProtoError::new(
+        ErrorCode::BadRequest,
+        "the journal could not store this publish (disk failing or full); it was relayed live but not acknowledged; publish again later",
+        id,
+    );
+    Frame {
+        text: Utf8Bytes::from(error.to_json()),
+        key: None,
     }
 }
 

@@ -375,7 +375,7 @@ impl Daemon {
     }
 
     /// Starts a daemon in `sandbox`, with `config` as its config file if
-    /// given: a sandbox handed back by [`Daemon::into_sandbox`] keeps the
+    /// given: a sandbox handed back by [`Daemon::into_stopped`] keeps the
     /// data dir, and so the journal, of the daemon that ran in it.
     pub fn start_in(sandbox: Sandbox, config: Option<&str>, args: &[&str]) -> Daemon {
         Daemon::spawn(sandbox, config, args)
@@ -696,12 +696,17 @@ impl Daemon {
     }
 
     /// Waits for the daemon to exit (failing after `limit`, like
-    /// [`Daemon::wait_exit`]) and hands back how it exited and its sandbox,
-    /// data dir included, for [`Daemon::start_in`].
-    pub fn into_sandbox(mut self, limit: Duration) -> (ExitStatus, Sandbox) {
+    /// [`Daemon::wait_exit`]) and hands back how it exited, what it logged
+    /// and its sandbox, data dir included, for [`Daemon::start_in`].
+    pub fn into_stopped(mut self, limit: Duration) -> Stopped {
         let status = self.wait_exit(limit);
+        let stderr = self.stderr();
         let Daemon { _sandbox, .. } = self;
-        (status, _sandbox)
+        Stopped {
+            status,
+            stderr,
+            sandbox: _sandbox,
+        }
     }
 
     /// Waits for the daemon to exit; fails the test (and kills it) if it is
@@ -718,6 +723,16 @@ impl Daemon {
             }
         }
     }
+}
+
+/// A daemon that has exited, and what it left behind.
+pub struct Stopped {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// What it wrote to stderr (as far as the reader thread got).
+    pub stderr: String,
+    /// Its sandbox, data dir included, for [`Daemon::start_in`].
+    pub sandbox: Sandbox,
 }
 
 /// Decodes a chunked HTTP body.

@@ -5,7 +5,7 @@
 //! `/healthz` and `/metrics` say about it.
 //!
 //! A daemon is restarted on the same data dir with
-//! [`Daemon::into_sandbox`] and [`Daemon::start_in`]. Something is known to
+//! [`Daemon::into_stopped`] and [`Daemon::start_in`]. Something is known to
 //! be durable once `/metrics` says `tablo_journal_durable_seq` has reached
 //! it, or once its publish is acked; nothing here sleeps to wait for a
 //! commit.
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use smol::Timer;
 use tablo::journal::writer::{REPLAY_PAGE, RESERVE_BLOCK};
+use tablo::protocol::MAX_SYMBOL_LEN;
 
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
 use crate::relay::{binance_ticker, is_tick};
@@ -200,6 +201,23 @@ async fn wait_durable(daemon: &Daemon, seq: u64) {
     }
 }
 
+/// Waits until retention has trimmed every event before `first` (it trims
+/// in the background, after a commit) and `/healthz` says so.
+async fn wait_trimmed(daemon: &Daemon, first: u64) {
+    let deadline = Instant::now() + DURABLE_WITHIN;
+    loop {
+        let journal = healthz(daemon)["journal"].clone();
+        if journal["first_seq"].as_u64() >= Some(first) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention should trim the journal up to seq {first} within {DURABLE_WITHIN:?}: {journal}"
+        );
+        Timer::after(DURABLE_POLL).await;
+    }
+}
+
 /// `/healthz`, parsed; fails unless it answers 200.
 #[track_caller]
 fn healthz(daemon: &Daemon) -> Value {
@@ -212,21 +230,29 @@ fn healthz(daemon: &Daemon) -> Value {
 /// sandbox.
 fn stop_cleanly(daemon: Daemon) -> Sandbox {
     daemon.sigterm();
-    let (status, sandbox) = daemon.into_sandbox(STOP_WITHIN);
+    let stopped = daemon.into_stopped(STOP_WITHIN);
     assert_eq!(
-        status.code(),
+        stopped.status.code(),
         Some(0),
-        "SIGTERM should stop tablo with 0: {status}"
+        "SIGTERM should stop tablo with 0, got {}; stderr:\n{}",
+        stopped.status,
+        stopped.stderr
     );
-    sandbox
+    stopped.sandbox
 }
 
 /// Kills `daemon` with SIGKILL and hands back its sandbox.
 fn kill(daemon: Daemon) -> Sandbox {
     daemon.sigkill();
-    let (status, sandbox) = daemon.into_sandbox(KILL_WITHIN);
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
-    sandbox
+    let stopped = daemon.into_stopped(KILL_WITHIN);
+    assert_eq!(
+        stopped.status.signal(),
+        Some(libc::SIGKILL),
+        "{}; stderr:\n{}",
+        stopped.status,
+        stopped.stderr
+    );
+    stopped.sandbox
 }
 
 /// Publishes `data` on `channel` with request `id` and returns the next
@@ -688,25 +714,59 @@ fn since_older_than_retention_gets_reset() {
             ticks.push(recv_tick(&mut first, "BTCUSDT", &price).await);
         }
         let oldest = seq_of(&ticks[0]);
-        // Retention trims in the background, after a commit.
-        let deadline = Instant::now() + DURABLE_WITHIN;
-        loop {
-            let journal = healthz(&daemon)["journal"].clone();
-            if journal["first_seq"].as_u64() > Some(oldest + 1) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "max_events = {KEEP_EVENTS} should trim the journal: {journal}"
-            );
-            Timer::after(DURABLE_POLL).await;
-        }
+        wait_trimmed(&daemon, oldest + 2).await;
 
         let mut client = daemon.bot().await;
         let epoch = epoch_of(&client);
         resume(&mut client, &["prices"], oldest - 1, Some(&epoch)).await;
         let snapshot = expect_reset_then_snapshot(&mut client).await;
         let last = ticks.last().expect("ticks were sent");
+        assert!(snapshot_events(&snapshot).contains(last), "{snapshot}");
+    });
+}
+
+/// The commit interval of
+/// [`since_trimmed_a_moment_ago_gets_reset_not_a_gap`]: long, so that the
+/// resume comes between the commit after which retention trimmed and the
+/// next commit.
+const TRIM_FLUSH_MS: u64 = 1_000;
+
+/// SPEC §4: a `since` older than retention gets `reset` and a snapshot,
+/// also during the commit interval right after retention trimmed, before
+/// the journal's counters (first seq) are published again. Trimmed events
+/// are not lost seqs: they are no `gap`.
+#[test]
+fn since_trimmed_a_moment_ago_gets_reset_not_a_gap() {
+    smol::block_on(async {
+        let upstream = FakeUpstream::start().await;
+        let config = config_with(
+            &upstream,
+            TRIM_FLUSH_MS,
+            &format!("max_events = {KEEP_EVENTS}"),
+        );
+        let daemon = start(Sandbox::new(), &config, &upstream).await;
+        let mut first = daemon.bot().await;
+        first.subscribe(&["prices"]).await;
+        let mut ticks = Vec::new();
+        for i in 0..4 * KEEP_EVENTS {
+            let price = format!("1.{i:02}");
+            upstream.send(&ticker("BTCUSDT", &price));
+            ticks.push(recv_tick(&mut first, "BTCUSDT", &price).await);
+        }
+        // Retention trims right after the commit that makes these durable.
+        let last = ticks.last().expect("ticks were sent");
+        wait_durable(&daemon, seq_of(last)).await;
+
+        let mut client = daemon.bot().await;
+        let epoch = epoch_of(&client);
+        resume(
+            &mut client,
+            &["prices"],
+            seq_of(&ticks[0]) - 1,
+            Some(&epoch),
+        )
+        .await;
+        let snapshot = expect_reset_then_snapshot(&mut client).await;
         assert!(snapshot_events(&snapshot).contains(last), "{snapshot}");
     });
 }
@@ -851,6 +911,36 @@ fn bad_publishes_get_bad_request_or_unknown_channel() {
     });
 }
 
+/// SPEC §4: a publish is checked like a feed's events, so a tick for a
+/// symbol the hub refuses from every feed (whitespace, control characters,
+/// longer than `MAX_SYMBOL_LEN`), which no `prices.<SYMBOL>` subscription
+/// could name and which would get past the hub's cap on symbols, is a
+/// `bad_request`.
+#[test]
+fn publish_of_a_symbol_no_feed_may_send_is_bad_request() {
+    smol::block_on(async {
+        let upstream = FakeUpstream::start().await;
+        let daemon = start(Sandbox::new(), &config(&upstream), &upstream).await;
+        let mut subscriber = daemon.bot().await;
+        subscriber.subscribe(&["prices"]).await;
+        let mut publisher = daemon.ws("/ws?client=bot&token=pub").await;
+        let too_long = "X".repeat(MAX_SYMBOL_LEN + 1);
+        for (id, symbol) in ["BTC USDT", "BTC\u{1}USDT", too_long.as_str()]
+            .into_iter()
+            .enumerate()
+        {
+            let data = json!({"symbol": symbol, "price": "1.00"});
+            let reply = publish(&mut publisher, "prices", data, id as u64).await;
+            if reply["type"] != "error" || reply["code"] != "bad_request" || reply["id"] != id {
+                publisher.fail(&format!(
+                    "a tick for symbol {symbol:?} should get bad_request with id {id}, got {reply}"
+                ));
+            }
+        }
+        expect_quiet(&mut subscriber, "a refused publish reached a subscriber").await;
+    });
+}
+
 #[test]
 fn an_acked_publish_survives_sigkill() {
     smol::block_on(async {
@@ -894,7 +984,8 @@ fn an_acked_publish_survives_sigkill() {
 fn last_known_prices_are_served_after_restart_before_any_feed() {
     smol::block_on(async {
         let mut upstream = FakeUpstream::start().await;
-        let config = config(&upstream);
+        // Retention keeps one event, but never trims the snapshot.
+        let config = config_with(&upstream, FLUSH_MS, "max_events = 1");
         let daemon = start(Sandbox::new(), &config, &upstream).await;
         let mut client = daemon.bot().await;
         client.subscribe(&["prices"]).await;
@@ -907,7 +998,9 @@ fn last_known_prices_are_served_after_restart_before_any_feed() {
             upstream.send(&ticker(symbol, price));
             last.insert(symbol, recv_tick(&mut client, symbol, price).await);
         }
-        wait_durable(&daemon, seq_of(&last["BTCUSDT"])).await;
+        let newest = seq_of(&last["BTCUSDT"]);
+        wait_durable(&daemon, newest).await;
+        wait_trimmed(&daemon, newest).await;
         let sandbox = kill(daemon);
         // The feed stays down: whatever the daemon knows comes from the
         // journal.
