@@ -19,9 +19,10 @@ use smol::channel::bounded;
 use smol::future::or;
 use smol::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, FeedFormat};
 use crate::event::Event;
 use crate::feed;
+use crate::feed::tablo::Position;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
@@ -90,13 +91,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Handlers first, so a signal that arrives right after start-up is a
     // clean stop, not a kill.
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
-    let (journal, start, restored) = open_journal(&config)?;
+    let (journal, start, restored, positions) = open_journal(&config)?;
     let addr = config.server.listen;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(TcpListener::try_from)
         .map_err(|source| RunError::Listen { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     log::info!("listening on {local} (ws://{local}/ws, http://{local}/healthz)");
+    write_listen_file(&config.data_dir, local);
     for feed in &config.feeds {
         log::info!(
             "feed {}: {} {}",
@@ -123,7 +125,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
             .feeds
             .iter()
             .enumerate()
-            .map(|(i, f)| smol::spawn(feed::task::run(i, f.clone(), hub_tx.clone())))
+            .map(|(i, f)| {
+                let resume = positions.get(i).cloned().flatten();
+                smol::spawn(feed::task::run(i, f.clone(), hub_tx.clone(), resume))
+            })
             .collect();
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let shared = Shared::new(
@@ -168,7 +173,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
 /// Opens the journal (quarantining a corrupt one), reads the last-known
 /// state and starts the writer. Returns the writer, where numbering starts,
 /// and the events to restore, in seq order.
-fn open_journal(config: &Config) -> Result<(Journal, Start, Vec<Event>), RunError> {
+#[allow(
+    clippy::type_complexity,
+    reason = "the four things start-up needs from the journal"
+)]
+fn open_journal(
+    config: &Config,
+) -> Result<(Journal, Start, Vec<Event>, Vec<Option<Position>>), RunError> {
     let dir = &config.journal.dir;
     let started = Instant::now();
     let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
@@ -188,6 +199,17 @@ fn open_journal(config: &Config) -> Result<(Journal, Start, Vec<Event>), RunErro
     let restored: Vec<Event> = snapshot
         .iter()
         .filter_map(|(_, _, json)| Event::from_json(json))
+        .collect();
+    let positions: Vec<Option<Position>> = config
+        .feeds
+        .iter()
+        .map(|f| {
+            if f.format != FeedFormat::Tablo {
+                return None;
+            }
+            let saved = opened.store.get_meta(&Position::key(&f.name)).ok()??;
+            Position::decode(&saved)
+        })
         .collect();
     let start = Start {
         epoch: opened.epoch.clone(),
@@ -218,7 +240,25 @@ fn open_journal(config: &Config) -> Result<(Journal, Start, Vec<Event>), RunErro
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored))
+    Ok((journal, start, restored, positions))
+}
+
+/// Name of the file in the data dir that holds the daemon's bound address,
+/// so `tablo journal` can ask the running daemon when it holds the journal.
+pub const LISTEN_FILE: &str = "tablo.listen";
+
+/// Writes [`LISTEN_FILE`] (once, at start: no wear). A failure only costs
+/// `tablo journal` its way to the running daemon, so it is logged, not fatal.
+fn write_listen_file(data_dir: &std::path::Path, addr: SocketAddr) {
+    let path = data_dir.join(LISTEN_FILE);
+    let written =
+        std::fs::create_dir_all(data_dir).and_then(|()| std::fs::write(&path, format!("{addr}\n")));
+    if let Err(e) = written {
+        log::warn!(
+            "cannot write {}: {e}; `tablo journal` will not find this daemon",
+            path.display()
+        );
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit: each client is a file

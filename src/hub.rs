@@ -22,6 +22,7 @@ use smol::channel::{Receiver, Sender};
 
 use crate::config::FeedConfig;
 use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
+use crate::feed::tablo::Position;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
 use crate::protocol::{
@@ -74,6 +75,13 @@ pub enum HubMsg {
         feed: usize,
         /// The new state.
         state: FeedState,
+    },
+    /// Chained feed number `feed` has read its upstream up to `position`.
+    FeedPosition {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// How far.
+        position: Position,
     },
     /// Feed number `feed` received a message it could not decode.
     FeedBadMessage {
@@ -316,6 +324,14 @@ impl Hub {
                 self.publish(incoming, now);
             }
             HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
+            HubMsg::FeedPosition { feed, position } => {
+                if let (Some(journal), Some(up)) = (&self.journal, self.upstreams.get(feed)) {
+                    journal.try_append(JournalMsg::PutMeta {
+                        key: Position::key(&up.name),
+                        value: position.encode(),
+                    });
+                }
+            }
             HubMsg::FeedBadMessage { feed } => {
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.bad_messages += 1;

@@ -70,6 +70,14 @@ impl Decoder {
         })
     }
 
+    /// A chained feed's resume position, when it has one.
+    pub fn position(&self) -> Option<tablo::Position> {
+        match self {
+            Decoder::Tablo(d) => d.position(),
+            _ => None,
+        }
+    }
+
     /// Text frames to send right after each (re)connect.
     pub fn subscribe_frames(&self) -> Vec<String> {
         match self {

@@ -26,6 +26,39 @@ use crate::feed::fields::{self, Object, unexpected};
 /// How much of an unknown message type an error message quotes, in characters.
 const QUOTE_CHARS: usize = 40;
 
+/// How far a chained feed has read its upstream: kept in the journal with
+/// the events it produced, so both are durable together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The upstream's last seq we have.
+    pub since: u64,
+    /// The upstream's epoch.
+    pub epoch: String,
+}
+
+impl Position {
+    /// The journal meta key for feed `name`.
+    pub fn key(name: &str) -> String {
+        format!("feed:{name}:position")
+    }
+
+    /// `{"since":N,"epoch":"…"}`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::json!({"since": self.since, "epoch": self.epoch})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// Reads [`Position::encode`]'s output; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Position> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        Some(Position {
+            since: value.get("since")?.as_u64()?,
+            epoch: value.get("epoch")?.as_str()?.to_owned(),
+        })
+    }
+}
+
 /// Decoder state for one upstream Tablo.
 #[derive(Debug)]
 pub struct Tablo {
@@ -84,6 +117,22 @@ impl Tablo {
     /// upstream last sent `reset`; `None` before any.
     pub fn last_seq(&self) -> Option<u64> {
         self.last_seq
+    }
+
+    /// Where a reconnect resumes: the last seen seq and the upstream's
+    /// epoch, once both are known.
+    pub fn position(&self) -> Option<Position> {
+        Some(Position {
+            since: self.last_seq?,
+            epoch: self.epoch.clone()?,
+        })
+    }
+
+    /// Starts from a position saved by an earlier run, so a restart of this
+    /// Tablo also resumes exactly where it left off.
+    pub fn resume_from(&mut self, position: Position) {
+        self.last_seq = Some(position.since);
+        self.epoch = Some(position.epoch);
     }
 
     /// Turns one text message into zero or one event appended to `out`. On
@@ -445,6 +494,22 @@ mod tests {
         assert_eq!(
             decoder.subscribe_frames(),
             [r#"{"op":"subscribe","channels":["prices"]}"#]
+        );
+    }
+
+    #[test]
+    fn a_saved_position_round_trips_and_resumes() {
+        let position = Position {
+            since: 42,
+            epoch: "00ff00ff00ff00ff".into(),
+        };
+        assert_eq!(Position::decode(&position.encode()), Some(position.clone()));
+        assert_eq!(Position::decode(b"{}"), None);
+        let mut decoder = Tablo::new(&feed(&[], &[]));
+        decoder.resume_from(position);
+        assert_eq!(
+            decoder.subscribe_frames(),
+            [r#"{"op":"subscribe","channels":["*"],"since":42,"epoch":"00ff00ff00ff00ff"}"#]
         );
     }
 

@@ -20,6 +20,7 @@ use crate::event::{FeedState, Incoming};
 use crate::feed::backoff::Backoff;
 use crate::feed::demo::{DEMO_STEP, Demo};
 use crate::feed::keepalive::{Action, Keepalive};
+use crate::feed::tablo::Position;
 use crate::feed::{DecodeError, Decoder};
 use crate::hub::{HubMsg, wall_ms};
 use crate::logger::RateLimited;
@@ -40,8 +41,9 @@ pub const BAD_MESSAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// While a feed stays down, a warning repeats at most this often.
 pub const DOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Runs feed number `index` until the task is dropped.
-pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>) {
+/// Runs feed number `index` until the task is dropped. `resume` is a
+/// chained feed's position saved by an earlier run.
+pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Option<Position>) {
     let link = Link {
         index,
         hub: hub.clone(),
@@ -52,6 +54,15 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>) {
     let Some(mut decoder) = Decoder::new(&feed) else {
         return;
     };
+    if let (Decoder::Tablo(tablo), Some(position)) = (&mut decoder, resume) {
+        log::info!(
+            "feed {}: resuming after upstream seq {} (epoch {})",
+            feed.name,
+            position.since,
+            position.epoch
+        );
+        tablo.resume_from(position);
+    }
     let mut backoff = Backoff::new();
     let mut rng = fastrand::Rng::new();
     let mut bad_log = RateLimited::new(BAD_MESSAGE_LOG_INTERVAL);
@@ -188,6 +199,7 @@ async fn pump(
     let mut keepalive = Keepalive::new(Instant::now());
     let mut timer = Timer::never();
     let mut events = Vec::new();
+    let mut saved = decoder.position();
     loop {
         match keepalive.poll(Instant::now()) {
             Action::Ping => {
@@ -255,6 +267,20 @@ async fn pump(
         }
         if !link.publish(&mut events).await {
             return LinkEnd::HubGone;
+        }
+        // A chained feed's position goes to the journal behind the events
+        // it covers, so a restart resumes exactly after them.
+        if let Some(position) = decoder.position()
+            && saved.as_ref() != Some(&position)
+        {
+            saved = Some(position.clone());
+            let sent = link.hub.send(HubMsg::FeedPosition {
+                feed: link.index,
+                position,
+            });
+            if sent.await.is_err() {
+                return LinkEnd::HubGone;
+            }
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Client, Daemon, RECV_TIMEOUT};
-use crate::relay::is_tick;
+use crate::harness::{Client, Daemon, FakeUpstream, RECV_TIMEOUT, Sandbox};
+use crate::relay::{binance_ticker, is_tick};
 
 /// Ticks to collect from the downstream daemon. The demo feed moves one to
 /// three symbols every 250 ms, so this takes a couple of seconds.
@@ -102,6 +102,77 @@ fn tablo_reads_another_tablo() {
             status.code(),
             Some(0),
             "the upstream daemon exits 0: {status}"
+        );
+    });
+}
+
+/// The price of a tick frame, or "" for any other frame.
+fn price_of(frame: &Value) -> &str {
+    if is_tick(frame) {
+        frame["price"].as_str().unwrap_or_default()
+    } else {
+        ""
+    }
+}
+
+#[test]
+fn a_chain_loses_nothing_across_a_restart_of_the_downstream() {
+    smol::block_on(async {
+        let source = FakeUpstream::start().await;
+        let upstream = Daemon::start(&["--feed", &format!("binance={}", source.url("/ws"))]);
+        source.wait_connection().await;
+        let mut direct = upstream.bot().await;
+        direct.subscribe(&["prices"]).await;
+
+        let feed = format!("tablo=ws://{}/ws?client=relay", upstream.addr());
+        let downstream = Daemon::start_in(Sandbox::new(), None, &["--feed", &feed]);
+        let mut relayed = downstream.bot().await;
+        relayed.subscribe(&["prices"]).await;
+        let epoch = relayed.hello["epoch"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        // Prices 1.0, 1.1, 1.2 reach the downstream while it runs.
+        let mut last_seen = 0;
+        for i in 0..3 {
+            let price = format!("1.{i}");
+            source.send(&binance_ticker("BTCUSDT", &price).to_string());
+            let tick = relayed.recv_until(|f| price_of(f) == price).await;
+            last_seen = tick["seq"].as_u64().unwrap_or_default();
+        }
+        drop(relayed);
+
+        // The downstream stops; the upstream goes on with 1.3 to 1.5.
+        downstream.sigterm();
+        let stopped = downstream.into_stopped(Duration::from_secs(5));
+        assert!(stopped.status.success(), "{}", stopped.stderr);
+        for i in 3..6 {
+            let price = format!("1.{i}");
+            source.send(&binance_ticker("BTCUSDT", &price).to_string());
+            direct.recv_until(|f| price_of(f) == price).await;
+        }
+
+        // Back up, it resumes from the upstream where it stopped: a client
+        // resuming on the downstream gets 1.3, 1.4, 1.5 exactly once, in
+        // order, then the next live tick.
+        let downstream = Daemon::start_in(stopped.sandbox, None, &["--feed", &feed]);
+        let mut resumed = downstream.bot().await;
+        assert_eq!(resumed.hello["epoch"], epoch.as_str(), "same journal");
+        resumed
+            .send_json(json!({"op": "subscribe", "channels": ["prices"], "since": last_seen, "epoch": epoch}))
+            .await;
+        resumed.recv_until(|f| f["type"] == "subscribed").await;
+        for i in 3..6 {
+            let price = format!("1.{i}");
+            let tick = resumed.recv_until(is_tick).await;
+            assert_eq!(price_of(&tick), price, "in order, none missing: {tick}");
+        }
+        source.send(&binance_ticker("BTCUSDT", "1.6").to_string());
+        let next = resumed.recv_until(is_tick).await;
+        assert_eq!(
+            price_of(&next),
+            "1.6",
+            "no duplicate before the live tick: {next}"
         );
     });
 }
