@@ -67,6 +67,9 @@ const META_USER_PREFIX: &str = "user:";
 /// Length of the ts prefix of an event value.
 const TS_LEN: usize = 8;
 
+/// sled's config file, written when it creates a database.
+const SLED_CONF_FILE: &str = "conf";
+
 /// The name of sled's data file inside the journal directory; sled also takes
 /// its exclusive lock on this file.
 const SLED_DATA_FILE: &str = "db";
@@ -435,8 +438,12 @@ impl Store {
     /// [`StoreError::Corrupt`].
     fn open_once(dir: &Path, cache_bytes: u64) -> Result<Opened, StoreError> {
         let data_path = dir.join(SLED_DATA_FILE);
+        // sled writes `conf` when it creates a journal, so a `conf` beside an
+        // empty `db` means a journal lost its data (e.g. a truncated file):
+        // that is moved aside, never silently replaced. At worst this moves
+        // aside a journal that crashed before it held anything.
         let had_data = match fs::metadata(&data_path) {
-            Ok(m) => m.len() > 0,
+            Ok(m) => m.len() > 0 || dir.join(SLED_CONF_FILE).exists(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
             Err(e) => return Err(StoreError::io(&data_path, e)),
         };
@@ -1592,6 +1599,24 @@ mod tests {
         let second = open(&dir).quarantined.unwrap();
         assert_ne!(second, moved);
         assert!(second.exists() && moved.exists());
+    }
+
+    #[test]
+    fn a_journal_whose_data_file_was_truncated_to_nothing_is_quarantined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let opened = open(&dir);
+        let epoch = opened.epoch.clone();
+        let mut store = opened.store;
+        store.append(1, 1, &json_for(1)).unwrap();
+        store.close_clean(1).unwrap();
+        fs::write(dir.join("db"), b"").unwrap();
+        let reopened = open(&dir);
+        assert!(
+            reopened.quarantined.is_some(),
+            "moved aside, not replaced in place"
+        );
+        assert_ne!(reopened.epoch, epoch);
     }
 
     #[test]
