@@ -234,8 +234,13 @@ fn open_journal(
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
     };
-    let journal =
-        Journal::start(opened.store, start.next_seq - 1, writer).map_err(RunError::Journal)?;
+    let journal = Journal::start(
+        opened.store,
+        start.epoch.clone(),
+        start.next_seq - 1,
+        writer,
+    )
+    .map_err(RunError::Journal)?;
     let start = Start {
         journal: Some(journal.handle()),
         ..start

@@ -470,8 +470,10 @@ impl Hub {
         let Some(journal) = &self.journal else {
             return Some("this server keeps no journal");
         };
-        let first = journal.status.first_seq.load(Ordering::Acquire);
-        if since < self.last_seq() && first > 0 && since + 1 < first {
+        // Exact: below this seq events were trimmed (a lost range at the
+        // start is not a trim, and is replayed as a gap instead).
+        let trimmed_below = journal.status.trimmed_below.load(Ordering::Acquire);
+        if since + 1 < trimmed_below {
             return Some("since is older than the journal's retention");
         }
         None

@@ -126,6 +126,8 @@ pub struct JournalStatus {
     pub reserved: AtomicU64,
     /// Oldest retained seq (0: none).
     pub first_seq: AtomicU64,
+    /// Seqs below this were trimmed by retention (0: nothing trimmed).
+    pub trimmed_below: AtomicU64,
     /// Newest stored seq (0: none).
     pub last_seq: AtomicU64,
     /// Events held.
@@ -230,6 +232,7 @@ impl Journal {
     /// durable before this returns, so the hub may number at once.
     pub fn start(
         mut store: Store,
+        epoch: String,
         last_seq: u64,
         config: WriterConfig,
     ) -> Result<Journal, StoreError> {
@@ -249,6 +252,7 @@ impl Journal {
             error_log: RateLimited::new(ERROR_LOG_INTERVAL),
             next_retry: Instant::now(),
             final_seq: None,
+            epoch,
         };
         writer.publish_stats();
         status.durable_seq.store(last_seq, Ordering::Release);
@@ -295,6 +299,8 @@ struct Writer {
     next_retry: Instant,
     /// The hub's last seq at shutdown.
     final_seq: Option<u64>,
+    /// The journal's epoch (a reopen must find the same one).
+    epoch: String,
 }
 
 /// What woke the writer.
@@ -493,6 +499,8 @@ impl Writer {
         s.last_seq
             .store(stats.last_seq.unwrap_or(0), Ordering::Relaxed);
         s.disk_bytes.store(stats.disk_bytes, Ordering::Relaxed);
+        s.trimmed_below
+            .store(store.trimmed_below(), Ordering::Release);
     }
 
     /// Runs `f` on the store; on failure marks the journal unhealthy, drops
@@ -539,6 +547,18 @@ impl Writer {
                 return;
             }
         };
+        if opened.epoch != self.epoch {
+            // The old journal was unreadable and a new one was started: the
+            // seqs clients hold belong to the old epoch. Only a restart can
+            // make the whole daemon agree on the new one.
+            if self.error_log.should_log(now).is_some() {
+                log::error!(
+                    "the journal had to be replaced while running (new epoch {}); restart tablo so clients get a reset",
+                    opened.epoch
+                );
+            }
+            return;
+        }
         let mut store = opened.store;
         // Everything up to the old reservation is either stored or now in
         // the recorded lost range; continue numbering-compatible after it.
