@@ -114,6 +114,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 
     smol::block_on(async {
         let (hub_tx, hub_rx) = bounded(INBOX);
+        let epoch = start.epoch.clone();
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
         hub.restore(restored, Instant::now(), crate::hub::wall_ms());
         let hub_run = hub.run(hub_rx);
@@ -136,6 +137,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
             hub_tx.clone(),
             Some(journal.handle().tx),
         );
+        shared.set_journal_info(journal.handle().status, epoch);
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
 
         let stopped = or(async { Stop::Signal(signals.next().await) }, async {

@@ -1,18 +1,19 @@
 //! The `tablo` binary: parses the command line, loads the config, runs, and
 //! maps every error to an exit code (SPEC §1) in one place.
 
+use std::io::{self, BufWriter};
 use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use tablo::cli::{Args, Command};
+use tablo::cli::{Args, Command, JournalError};
 use tablo::config::{Config, Overrides};
 
 /// Bad usage (sysexits EX_USAGE).
 const EXIT_USAGE: u8 = 64;
 /// Bad config (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-/// The journal could not be opened (sysexits EX_IOERR).
+/// The journal could not be opened or read (sysexits EX_IOERR).
 const EXIT_IO: u8 = 74;
 /// Anything else.
 const EXIT_FAILURE: u8 = 1;
@@ -56,6 +57,23 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("tablo: {e}");
                     ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Some(Command::Journal(journal)) => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            match tablo::cli::run_journal(&journal, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    ExitCode::from(match e {
+                        JournalError::Config(_) => EXIT_CONFIG,
+                        JournalError::Output(_) => EXIT_FAILURE,
+                        JournalError::NoJournal(_)
+                        | JournalError::Store(_)
+                        | JournalError::Quarantined { .. }
+                        | JournalError::Daemon(_) => EXIT_IO,
+                    })
                 }
             }
         }

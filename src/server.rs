@@ -2,8 +2,11 @@
 //!
 //! The accept loop owns every connection task. Each connection reads one
 //! HTTP request head (parsed with httparse) and is either answered
-//! (`/healthz`, `/metrics`, errors) or upgraded to a WebSocket [`session`].
-//! Auth (401) and capacity (503) are decided here, before the upgrade.
+//! (`/healthz`, `/metrics`, `/journal/stats`, `/journal/export`, errors) or
+//! upgraded to a WebSocket [`session`]. Auth (401) and capacity (503) are
+//! decided here, before the upgrade. `/journal/export` streams its answer
+//! page by page from the journal writer (chunked), so an export of any
+//! length holds one page at a time.
 //!
 //! This module knows HTTP; it does not know the client protocol (that is
 //! `session` and `protocol`) and never holds hub state.
@@ -11,8 +14,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
@@ -26,7 +29,9 @@ use smol::{Task, Timer};
 
 use crate::config::ServerConfig;
 use crate::hub::{HubMsg, INBOX};
-use crate::journal::writer::JournalMsg;
+use crate::journal::export::{self, DEFAULT_LIMIT, Export, MAX_LIMIT, MAX_TAIL};
+use crate::journal::store::Record;
+use crate::journal::writer::{JournalMsg, JournalStatus, REPLAY_PAGE};
 use crate::session::{self, Session};
 
 /// A request head larger than this is refused with 431: browsers send
@@ -63,11 +68,22 @@ pub struct Shared {
     pub config: ServerConfig,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
-    /// The journal writer's inbox, for replays.
+    /// The journal writer's inbox, for replays and `/journal/export`.
     pub journal: Option<Sender<JournalMsg>>,
     /// Upgraded WebSocket clients right now (for `max_clients`).
     pub clients: AtomicUsize,
     next_id: AtomicU64,
+    /// What `/journal/stats` reports; set once at start-up by
+    /// [`Shared::set_journal_info`]. Until then it answers 503.
+    journal_info: OnceLock<JournalInfo>,
+}
+
+/// The journal as `/journal/stats` reports it.
+struct JournalInfo {
+    /// The writer's counters and health.
+    status: Arc<JournalStatus>,
+    /// The journal's epoch.
+    epoch: String,
 }
 
 impl Shared {
@@ -83,7 +99,15 @@ impl Shared {
             journal,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(fastrand::u64(..) >> 16),
+            journal_info: OnceLock::new(),
         })
+    }
+
+    /// Serves `/journal/stats` from the journal writer's `status` and the
+    /// journal's `epoch`; until this is called it answers 503. Only the first
+    /// call counts.
+    pub fn set_journal_info(&self, status: Arc<JournalStatus>, epoch: String) {
+        let _ = self.journal_info.set(JournalInfo { status, epoch });
     }
 
     fn ws_config(&self) -> WebSocketConfig {
@@ -273,6 +297,25 @@ async fn serve_http<'a>(
                 let _ = respond(stream, 503, "text/plain", "stopping\n").await;
             }
         },
+        "/journal/stats" => match shared.journal_info.get() {
+            Some(info) => {
+                let mut stats = info.status.to_json();
+                stats["epoch"] = info.epoch.as_str().into();
+                let body = stats.to_string() + "\n";
+                let _ = respond_with(stream, 200, "application/json", &body, !head_only).await;
+            }
+            None => {
+                let _ = respond(stream, 503, "text/plain", JOURNAL_UNAVAILABLE).await;
+            }
+        },
+        "/journal/export" => match parse_export_query(query) {
+            Ok(asked) => {
+                let _ = serve_export(stream, shared, asked, !head_only).await;
+            }
+            Err(message) => {
+                let _ = respond(stream, 400, "text/plain", &(message + "\n")).await;
+            }
+        },
         "/ws" => {
             let leftover = buf[head_len..].to_vec();
             return check_upgrade(stream, peer, shared, &req, query, leftover).await;
@@ -282,7 +325,7 @@ async fn serve_http<'a>(
                 stream,
                 404,
                 "text/plain",
-                "not found; try /ws, /healthz or /metrics\n",
+                "not found; try /ws, /healthz, /metrics, /journal/stats or /journal/export\n",
             )
             .await;
         }
@@ -358,6 +401,155 @@ async fn respond_with(
         stream.write_all(body.as_bytes()).await?;
     }
     stream.flush().await
+}
+
+/// The 503 body of `/journal/*` in a daemon without a journal.
+const JOURNAL_UNAVAILABLE: &str = "journal not available in this daemon\n";
+
+/// What `/journal/export` was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExportQuery {
+    /// `since=N&limit=M`: the first `limit` records with seq > `since`.
+    Range {
+        /// Records after this seq.
+        since: u64,
+        /// At most this many.
+        limit: usize,
+    },
+    /// `tail=N`: the newest N records.
+    Tail(usize),
+}
+
+/// Parses the query of `/journal/export`; the error is the 400 message.
+/// Unknown parameters are ignored, like everywhere on this server.
+fn parse_export_query(query: &str) -> Result<ExportQuery, String> {
+    let (mut since, mut limit, mut tail) = (None, None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        let number = |min: u64, max: u64| {
+            value
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    format!("{name}={value:?} is not a whole number from {min} to {max}")
+                })
+        };
+        match name {
+            "since" => since = Some(number(0, u64::MAX)?),
+            "limit" => limit = Some(number(1, MAX_LIMIT as u64)? as usize),
+            "tail" => tail = Some(number(0, MAX_TAIL as u64)? as usize),
+            _ => {}
+        }
+    }
+    match (tail, since, limit) {
+        (Some(n), None, None) => Ok(ExportQuery::Tail(n)),
+        (Some(_), _, _) => Err("tail=N cannot be combined with since or limit".into()),
+        (None, since, limit) => Ok(ExportQuery::Range {
+            since: since.unwrap_or(0),
+            limit: limit.unwrap_or(DEFAULT_LIMIT),
+        }),
+    }
+}
+
+/// Answers `/journal/export`: JSON lines (see `journal::export`), read from
+/// the journal writer a page at a time and sent as one HTTP chunk per page,
+/// so memory stays at one page whatever the length. A journal that fails
+/// midway ends the connection without the last chunk, so the client knows
+/// the answer is incomplete.
+async fn serve_export(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    asked: ExportQuery,
+    send_body: bool,
+) -> io::Result<()> {
+    let Some(journal) = &shared.journal else {
+        return respond(stream, 503, "text/plain", JOURNAL_UNAVAILABLE).await;
+    };
+    let problem = || {
+        shared
+            .journal_info
+            .get()
+            .and_then(|info| info.status.problem())
+    };
+    if let Some(problem) = problem() {
+        let body = format!("the journal cannot be read right now: {problem}\n");
+        return respond(stream, 503, "text/plain", &body).await;
+    }
+    stream
+        .write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\
+              Transfer-Encoding: chunked\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+    if !send_body {
+        return stream.flush().await;
+    }
+    let mut lines = Vec::new();
+    let mut chunk = Vec::new();
+    match asked {
+        ExportQuery::Tail(n) => {
+            let Some(records) = read_journal(journal, |reply| JournalMsg::Tail { n, reply }).await
+            else {
+                return Ok(());
+            };
+            export::push_tail(&records, &mut lines);
+            write_chunk(stream, &lines, &mut chunk).await?;
+        }
+        ExportQuery::Range { since, limit } => {
+            let mut export = Export::new(since, limit);
+            loop {
+                let (after, limit) = (export.after(), export.next_read(REPLAY_PAGE));
+                if limit == 0 {
+                    break;
+                }
+                let read = |reply| JournalMsg::Read {
+                    after,
+                    limit,
+                    reply,
+                };
+                let Some(records) = read_journal(journal, read).await else {
+                    return Ok(());
+                };
+                lines.clear();
+                if export.push_page(&records, &mut lines) == 0 {
+                    break;
+                }
+                write_chunk(stream, &lines, &mut chunk).await?;
+            }
+        }
+    }
+    // The writer answers an empty page when its journal has failed: then
+    // the end of the records was not the end of the journal.
+    if problem().is_some() {
+        return Ok(());
+    }
+    stream.write_all(b"0\r\n\r\n").await?;
+    stream.flush().await
+}
+
+/// Asks the journal writer for records; `None` if it is gone (shutdown).
+async fn read_journal(
+    journal: &Sender<JournalMsg>,
+    make: impl FnOnce(Sender<Vec<Record>>) -> JournalMsg,
+) -> Option<Vec<Record>> {
+    let (reply, records) = bounded(1);
+    journal.send(make(reply)).await.ok()?;
+    records.recv().await.ok()
+}
+
+/// Writes `data` as one HTTP chunk (nothing if it is empty: an empty chunk
+/// would end the body), framed in `scratch`.
+async fn write_chunk(stream: &mut TcpStream, data: &[u8], scratch: &mut Vec<u8>) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    scratch.clear();
+    scratch.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    scratch.extend_from_slice(data);
+    scratch.extend_from_slice(b"\r\n");
+    stream.write_all(scratch).await
 }
 
 fn header<'a>(req: &'a httparse::Request<'_, '_>, name: &str) -> Option<&'a str> {
@@ -553,6 +745,42 @@ mod tests {
             Some(24)
         );
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+
+    #[test]
+    fn export_queries() {
+        use ExportQuery::{Range, Tail};
+        let range = |since, limit| Ok(Range { since, limit });
+        assert_eq!(parse_export_query(""), range(0, DEFAULT_LIMIT));
+        assert_eq!(parse_export_query("since=42"), range(42, DEFAULT_LIMIT));
+        assert_eq!(parse_export_query("since=7&limit=5"), range(7, 5));
+        assert_eq!(parse_export_query("limit=100000&x=y&"), range(0, MAX_LIMIT));
+        assert_eq!(
+            parse_export_query("since=18446744073709551615"),
+            range(u64::MAX, DEFAULT_LIMIT)
+        );
+        assert_eq!(parse_export_query("tail=20"), Ok(Tail(20)));
+        assert_eq!(parse_export_query("tail=0"), Ok(Tail(0)));
+        for (bad, says) in [
+            (
+                "limit=abc",
+                "limit=\"abc\" is not a whole number from 1 to 100000",
+            ),
+            ("limit=0", "limit=\"0\""),
+            ("limit=100001", "limit=\"100001\""),
+            ("limit=-1", "limit=\"-1\""),
+            ("since=", "since=\"\""),
+            ("since=1.5", "since=\"1.5\""),
+            (
+                "tail=10001",
+                "tail=\"10001\" is not a whole number from 0 to 10000",
+            ),
+            ("tail=5&since=3", "cannot be combined"),
+            ("limit=5&tail=5", "cannot be combined"),
+        ] {
+            let err = parse_export_query(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

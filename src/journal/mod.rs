@@ -6,5 +6,6 @@
 //! thread that owns the store, group-commits and answers reads. Nothing here
 //! touches a socket.
 
+pub mod export;
 pub mod store;
 pub mod writer;

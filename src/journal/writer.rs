@@ -174,6 +174,7 @@ impl JournalStatus {
             "events": self.events.load(Ordering::Relaxed),
             "bytes": self.bytes.load(Ordering::Relaxed),
             "first_seq": opt(self.first_seq.load(Ordering::Relaxed)),
+            "trimmed_below": self.trimmed_below.load(Ordering::Relaxed),
             "last_seq": opt(self.last_seq.load(Ordering::Relaxed)),
             "durable_seq": self.durable_seq.load(Ordering::Relaxed),
             "disk_bytes": self.disk_bytes.load(Ordering::Relaxed),

@@ -381,6 +381,17 @@ impl Daemon {
         Daemon::spawn(sandbox, config, args)
     }
 
+    /// Like [`Daemon::start_in`], with `customize` applied to the command
+    /// last: e.g. a `pre_exec` hook that changes what the daemon runs on.
+    pub fn start_in_with(
+        sandbox: Sandbox,
+        config: Option<&str>,
+        args: &[&str],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
+        Daemon::spawn_with(sandbox, config, args, customize)
+    }
+
     fn spawn(sandbox: Sandbox, config: Option<&str>, args: &[&str]) -> Daemon {
         Daemon::spawn_with(sandbox, config, args, |_| {})
     }
@@ -461,6 +472,11 @@ impl Daemon {
         self.addr
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+
     /// The daemon's `--data-dir`.
     pub fn data_dir(&self) -> PathBuf {
         self._sandbox.data_dir()
@@ -469,6 +485,11 @@ impl Daemon {
     /// Everything the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.log.all()
+    }
+
+    /// The last lines of the daemon's stderr, for a failure message.
+    pub fn stderr_tail(&self) -> String {
+        self.log.tail()
     }
 
     /// Waits until the daemon's stderr contains `needle`; fails after
@@ -1235,5 +1256,110 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
             // Pings are answered by tungstenite itself.
             Step::In(Some(Ok(_))) => {}
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// For `tablo journal` (tests/it/journal_cli.rs).
+// ---------------------------------------------------------------------------
+
+impl Client {
+    /// The next text frame exactly as the daemon sent it, byte for byte;
+    /// fails after [`RECV_TIMEOUT`], on a close, or if it is not JSON.
+    pub async fn recv_text(&mut self) -> String {
+        match self.next_incoming(RECV_TIMEOUT).await {
+            // `read_incoming` keeps the text of each frame it returns.
+            Some(Incoming::Json(_)) => self.seen.back().cloned().unwrap_or_default(),
+            Some(Incoming::Closed(code)) => {
+                self.fail(&format!("expected a frame, the daemon closed with {code}"))
+            }
+            Some(Incoming::Ended(why)) => {
+                self.fail(&format!("expected a frame, the connection ended: {why}"))
+            }
+            None => self.fail(&format!("no frame within {RECV_TIMEOUT:?}")),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Starts `tablo ARGS` with its stdout piped to the test, for a test
+    /// that reads only part of it (like `| head -1`).
+    pub fn tablo_piped(&self, args: &[&str]) -> Piped {
+        let mut cmd = self.command();
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut proc = Proc::spawn(cmd);
+        let stderr = read_all_in_background(proc.child.stderr.take().expect("piped stderr"));
+        Piped {
+            stdout: proc.child.stdout.take(),
+            proc,
+            stderr,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+/// A running `tablo` command whose stdout the test reads; killed on drop.
+pub struct Piped {
+    proc: Proc,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: thread::JoinHandle<String>,
+    args: Vec<String>,
+}
+
+impl Piped {
+    /// Reads the first line of stdout (without its newline), then closes
+    /// the pipe, as `| head -1` does. Fails if no line comes within the
+    /// command timeout.
+    pub fn read_line_and_close(&mut self) -> String {
+        let stdout = self.stdout.take().expect("stdout is still open");
+        let (tx, rx) = mpsc::channel();
+        // A thread, so a command that never writes cannot hang the test.
+        thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let read = std::io::BufRead::read_line(&mut reader, &mut line);
+            // The pipe closes here, before the test goes on.
+            drop(reader);
+            let _ = tx.send(read.map(|_| line));
+        });
+        match rx.recv_timeout(COMMAND_TIMEOUT) {
+            Ok(Ok(line)) if line.ends_with('\n') => line.trim_end_matches('\n').to_owned(),
+            Ok(Ok(line)) => panic!(
+                "`tablo {}` ended its output without a full line: {line:?}",
+                self.args.join(" ")
+            ),
+            Ok(Err(e)) => panic!("reading `tablo {}`: {e}", self.args.join(" ")),
+            Err(_) => {
+                self.proc.kill();
+                panic!(
+                    "`tablo {}` printed no line within {COMMAND_TIMEOUT:?}; killed it",
+                    self.args.join(" ")
+                )
+            }
+        }
+    }
+
+    /// Waits for the command to exit (killing it after the command
+    /// timeout) and returns how it exited and its stderr; stdout is what
+    /// was left unread, if the pipe is still open.
+    pub fn wait(mut self) -> Output {
+        let stdout = self.stdout.take().map(read_all_in_background);
+        let status = self.proc.wait_timeout(COMMAND_TIMEOUT);
+        let timed_out = status.is_none();
+        let status = status.unwrap_or_else(|| self.proc.kill());
+        let output = Output {
+            args: self.args,
+            status,
+            stdout: stdout
+                .map(|s| s.join().expect("stdout reader"))
+                .unwrap_or_default(),
+            stderr: self.stderr.join().expect("stderr reader"),
+        };
+        assert!(
+            !timed_out,
+            "`tablo {}` did not exit within {COMMAND_TIMEOUT:?}; killed it\n{output}",
+            output.args.join(" ")
+        );
+        output
     }
 }

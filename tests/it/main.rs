@@ -7,6 +7,7 @@ mod cli;
 mod harness;
 mod http;
 mod journal;
+mod journal_cli;
 mod jsonfeed;
 mod limits;
 mod protocol;
