@@ -606,6 +606,14 @@ impl Hub {
     /// Numbers an event, remembers it and fans it out. Returns whether the
     /// journal writer took it.
     fn publish(&mut self, incoming: Incoming, now: Instant) -> bool {
+        if let Some(journal) = &self.journal {
+            // After the journal was reopened, seqs up to its old reservation
+            // are a recorded lost range: number past them.
+            let resume_at = journal.status.resume_at.load(Ordering::Acquire);
+            if resume_at > self.next_seq {
+                self.next_seq = resume_at;
+            }
+        }
         let event = Event {
             seq: self.next_seq,
             ts: incoming.ts,

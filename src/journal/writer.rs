@@ -128,6 +128,9 @@ pub struct JournalStatus {
     pub first_seq: AtomicU64,
     /// Seqs below this were trimmed by retention (0: nothing trimmed).
     pub trimmed_below: AtomicU64,
+    /// After a reopen, the hub numbers from here on (the seqs before it are
+    /// the recorded lost range); 0 when there is nothing to skip.
+    pub resume_at: AtomicU64,
     /// Newest stored seq (0: none).
     pub last_seq: AtomicU64,
     /// Events held.
@@ -562,8 +565,11 @@ impl Writer {
         }
         let mut store = opened.store;
         // Everything up to the old reservation is either stored or now in
-        // the recorded lost range; continue numbering-compatible after it.
+        // the recorded lost range: the hub jumps past it.
         self.skip_through = opened.next_seq - 1;
+        self.status
+            .resume_at
+            .store(opened.next_seq, Ordering::Release);
         let base = self.skip_through.max(self.last_appended);
         let up_to = base + RESERVE_BLOCK;
         if let Err(e) = store

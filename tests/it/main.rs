@@ -4,6 +4,7 @@
 
 mod chain;
 mod cli;
+mod disk;
 mod harness;
 mod http;
 mod journal;
