@@ -3,8 +3,8 @@
 //! seqs unique across power cuts.
 //!
 //! `store` is the sled storage layer (blocking, one owner); `writer` is the
-//! thread that owns the store, group-commits and answers reads. Nothing here
-//! touches a socket.
+//! thread that owns the store, group-commits and answers reads; `export`
+//! writes records as JSON lines. Nothing here touches a socket.
 
 pub mod export;
 pub mod store;
