@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md for the codemap and the invariants.
 
 pub mod app;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod decimal;

@@ -1,0 +1,33 @@
+//! The price board of SPEC §6: its model, its drawing, and its PNG output.
+//!
+//! The board is a pure core with thin edges. [`state::BoardState`] is what
+//! the screen shows, updated by events with a given `now`;
+//! [`draw::draw`] turns a state and a time into pixels on any
+//! embedded-graphics `DrawTarget<Color = Rgb888>`; [`rotate::Rotated`] maps
+//! a logical (rotated, shifted) board onto a physical target; [`png`]
+//! encodes a [`png::Frame`] and writes it atomically.
+//!
+//! Nothing under `board` except [`png::write_atomically`] does I/O, and
+//! nothing here reads the clock or spawns a task: the renderer task, the
+//! window, the framebuffer and the PNG pacing live at the edges (`app`),
+//! and pass `now` in. Prices are never parsed into floating point for
+//! display; only the sparkline's pixel heights go through `f64`.
+
+pub mod draw;
+pub mod png;
+pub mod rotate;
+pub mod state;
+pub mod text;
+
+mod layout;
+mod theme;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+mod testing;
+
+pub use draw::{Painter, draw};
+pub use png::Frame;
+pub use rotate::{Rotated, Rotation};
+pub use state::BoardState;

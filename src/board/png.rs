@@ -1,0 +1,252 @@
+//! An in-memory frame, and the board as a PNG file.
+//!
+//! [`Frame`] is a plain `0x00RRGGBB` pixel buffer (the layout of a minifb
+//! window and of a 32 bpp framebuffer) that the board draws into.
+//! [`encode`] turns it into PNG bytes; [`write_atomically`] puts those in a
+//! file so that a reader (a web server, a screenshot script) never sees half
+//! a picture.
+//!
+//! Only [`write_atomically`] does I/O, and only to the path it is given and
+//! a temporary file beside it. Nothing here reads the clock.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use embedded_graphics::Pixel;
+use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
+use embedded_graphics::prelude::{Dimensions, DrawTarget, OriginDimensions, Point, Size};
+use embedded_graphics::primitives::Rectangle;
+
+/// A frame of `width × height` pixels, row by row, each `0x00RRGGBB`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width × height` pixels, top row first.
+    pub pixels: Vec<u32>,
+}
+
+impl Frame {
+    /// A black frame.
+    pub fn new(width: u32, height: u32) -> Frame {
+        Frame {
+            width,
+            height,
+            pixels: vec![0; width as usize * height as usize],
+        }
+    }
+
+    /// The colour at `(x, y)`; black outside the frame.
+    pub fn pixel(&self, x: u32, y: u32) -> Rgb888 {
+        if x >= self.width || y >= self.height {
+            return Rgb888::BLACK;
+        }
+        let p = self.pixels[(y * self.width + x) as usize];
+        Rgb888::new((p >> 16) as u8, (p >> 8) as u8, p as u8)
+    }
+
+    fn index(&self, at: Point) -> Option<usize> {
+        let (x, y) = (u32::try_from(at.x).ok()?, u32::try_from(at.y).ok()?);
+        (x < self.width && y < self.height).then(|| (y * self.width + x) as usize)
+    }
+
+    /// Reads a PNG written by [`encode`] (8-bit RGB or RGBA).
+    pub fn decode(png: &[u8]) -> io::Result<Frame> {
+        let decoder = png::Decoder::new(io::Cursor::new(png));
+        let mut reader = decoder.read_info().map_err(io::Error::other)?;
+        let mut buffer = vec![0; reader.output_buffer_size().unwrap_or(0)];
+        let info = reader.next_frame(&mut buffer).map_err(io::Error::other)?;
+        let channels = match (info.color_type, info.bit_depth) {
+            (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
+            (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unsupported PNG pixel format {other:?}"),
+                ));
+            }
+        };
+        let mut frame = Frame::new(info.width, info.height);
+        for (y, line) in buffer
+            .chunks(info.line_size)
+            .take(info.height as usize)
+            .enumerate()
+        {
+            for (x, p) in line.chunks(channels).take(info.width as usize).enumerate() {
+                frame.pixels[y * info.width as usize + x] =
+                    u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]);
+            }
+        }
+        Ok(frame)
+    }
+}
+
+fn pack(color: Rgb888) -> u32 {
+    u32::from(color.r()) << 16 | u32::from(color.g()) << 8 | u32::from(color.b())
+}
+
+impl OriginDimensions for Frame {
+    fn size(&self) -> Size {
+        Size::new(self.width, self.height)
+    }
+}
+
+impl DrawTarget for Frame {
+    type Color = Rgb888;
+    type Error = std::convert::Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Self::Color>>,
+    {
+        for Pixel(at, color) in pixels {
+            if let Some(i) = self.index(at) {
+                self.pixels[i] = pack(color);
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Self::Color) -> Result<(), Self::Error> {
+        let area = area.intersection(&self.bounding_box());
+        let Some(bottom_right) = area.bottom_right() else {
+            return Ok(());
+        };
+        let value = pack(color);
+        let (left, right) = (area.top_left.x as usize, bottom_right.x as usize);
+        for y in area.top_left.y..=bottom_right.y {
+            let row = y as usize * self.width as usize;
+            self.pixels[row + left..=row + right].fill(value);
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {
+        self.pixels.fill(pack(color));
+        Ok(())
+    }
+}
+
+/// `frame` as an 8-bit RGB PNG, written to `out`. Boards are mostly flat
+/// colour: fast compression is small enough and keeps a 4K frame well under
+/// the once-a-second budget of `display = "png"`.
+pub fn encode(frame: &Frame, out: impl Write) -> io::Result<()> {
+    encode_with(frame, out, png::Compression::Fast)
+}
+
+/// `frame` as an 8-bit RGB PNG at a chosen compression (pictures kept in
+/// git, such as the golden tests', are worth the slower `High`).
+pub fn encode_with(
+    frame: &Frame,
+    out: impl Write,
+    compression: png::Compression,
+) -> io::Result<()> {
+    let mut encoder = png::Encoder::new(out, frame.width, frame.height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(compression);
+    let mut writer = encoder.write_header().map_err(io::Error::other)?;
+    let mut stream = writer.stream_writer().map_err(io::Error::other)?;
+    let mut line = Vec::with_capacity(frame.width as usize * 3);
+    for row in frame.pixels.chunks(frame.width.max(1) as usize) {
+        line.clear();
+        for &p in row {
+            line.extend_from_slice(&[(p >> 16) as u8, (p >> 8) as u8, p as u8]);
+        }
+        stream.write_all(&line)?;
+    }
+    stream.finish().map_err(io::Error::other)?;
+    Ok(())
+}
+
+/// Writes `frame` as a PNG to `path` so that readers see the old file or
+/// the new one, never a mix: a temporary file in the same directory,
+/// written, fsynced, renamed over `path`, then the directory fsynced.
+pub fn write_atomically(path: &Path, frame: &Frame) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file path", path.display()),
+        )
+    })?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+    let result = (|| {
+        let file = File::create(&temp)?;
+        let mut out = BufWriter::new(file);
+        encode(frame, &mut out)?;
+        let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename itself is durable once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use embedded_graphics::Drawable;
+    use embedded_graphics::prelude::Primitive;
+    use embedded_graphics::primitives::PrimitiveStyle;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_round_trips_through_a_png_file() {
+        let mut frame = Frame::new(7, 5);
+        frame.clear(Rgb888::new(1, 2, 3)).unwrap();
+        Rectangle::new(Point::new(2, 1), Size::new(3, 2))
+            .into_styled(PrimitiveStyle::with_fill(Rgb888::new(250, 128, 0)))
+            .draw(&mut frame)
+            .unwrap();
+        frame
+            .draw_iter([
+                Pixel(Point::new(6, 4), Rgb888::new(9, 8, 7)),
+                Pixel(Point::new(7, 4), Rgb888::WHITE),
+                Pixel(Point::new(-1, 0), Rgb888::WHITE),
+            ])
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("board.png");
+        write_atomically(&path, &frame).unwrap();
+        write_atomically(&path, &frame).unwrap();
+        let back = Frame::decode(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back, frame);
+        assert_eq!(frame.pixel(3, 2), Rgb888::new(250, 128, 0));
+        assert_eq!(frame.pixel(6, 4), Rgb888::new(9, 8, 7));
+        // Only the file itself is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["board.png"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a directory: the rename fails.
+        let path = dir.path().join("taken");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), b"x").unwrap();
+        assert!(write_atomically(&path, &Frame::new(2, 2)).is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["taken"]);
+    }
+}
