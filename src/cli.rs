@@ -47,6 +47,51 @@ pub enum Command {
     Check(CheckArgs),
     /// `tablo journal`.
     Journal(JournalArgs),
+    /// `tablo render`.
+    Render(RenderArgs),
+}
+
+/// Draw one board frame to a PNG file, offline.
+///
+/// Shows what the board would show right after a start: the journal's
+/// last-known prices, marked stale (or the demo market's first state when
+/// there is no journal, or with --demo).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "render")]
+pub struct RenderArgs {
+    /// the PNG file to write
+    #[argh(option)]
+    pub out: PathBuf,
+
+    /// the TOML config file (board layout, rows, rotation)
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+
+    /// the data directory whose journal to draw (default as for run)
+    #[argh(option)]
+    pub data_dir: Option<PathBuf>,
+
+    /// frame size as WIDTHxHEIGHT, e.g. 1920x1080 (default [display] width
+    /// and height, else 1920x1080)
+    #[argh(option, from_str_fn(parse_frame_size))]
+    pub size: Option<(u32, u32)>,
+
+    /// draw the demo market's first state instead of the journal's
+    #[argh(switch)]
+    pub demo: bool,
+}
+
+/// Parses `--size WIDTHxHEIGHT`.
+pub fn parse_frame_size(value: &str) -> Result<(u32, u32), String> {
+    let bad =
+        || format!("--size {value}: expected WIDTHxHEIGHT between 64 and 8192, e.g. 1920x1080");
+    let (w, h) = value.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: u32 = w.trim().parse().map_err(|_| bad())?;
+    let h: u32 = h.trim().parse().map_err(|_| bad())?;
+    if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
 }
 
 /// Run the daemon: connect to the feeds and serve clients until SIGTERM.

@@ -18,5 +18,6 @@ pub mod outbox;
 pub mod protocol;
 pub mod publish;
 pub mod ratelimit;
+pub mod render;
 pub mod server;
 pub mod session;

@@ -60,6 +60,45 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::Render(args)) => {
+            let overrides = Overrides {
+                data_dir: args.data_dir.clone(),
+                ..Overrides::default()
+            };
+            let config = match Config::load(args.config.as_deref(), &overrides) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let job = tablo::render::Render {
+                out: &args.out,
+                config: &config,
+                size: args.size,
+                demo: args.demo,
+            };
+            match tablo::render::render(&job) {
+                Ok(0) => {
+                    eprintln!(
+                        "tablo: wrote {} (the demo market's first state)",
+                        args.out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(n) => {
+                    eprintln!(
+                        "tablo: wrote {} ({n} last-known values from the journal, drawn as stale)",
+                        args.out.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    ExitCode::from(EXIT_IO)
+                }
+            }
+        }
         Some(Command::Journal(journal)) => {
             let mut out = BufWriter::new(io::stdout().lock());
             match tablo::cli::run_journal(&journal, &mut out) {

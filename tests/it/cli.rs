@@ -235,3 +235,77 @@ fn kiosk_examples_pass_check() {
             .assert_code(0);
     }
 }
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG: {}",
+        path.display()
+    );
+    let be =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    (be(16), be(20))
+}
+
+#[test]
+fn render_draws_the_demo_at_the_requested_size_without_creating_a_journal() {
+    let sandbox = Sandbox::new();
+    let data_dir = sandbox.data_dir();
+    let out = data_dir
+        .parent()
+        .expect("the data dir lives in the sandbox")
+        .join("board.png");
+    sandbox
+        .tablo(&[
+            "render",
+            "--out",
+            path_str(&out),
+            "--size",
+            "800x480",
+            "--data-dir",
+            path_str(&data_dir),
+        ])
+        .assert_code(0)
+        .assert_stderr_has("demo");
+    assert_eq!(png_size(&out), (800, 480));
+    assert!(
+        !data_dir.join("journal").exists(),
+        "render never creates a journal"
+    );
+    sandbox
+        .tablo(&["render", "--out", path_str(&out), "--size", "12x12"])
+        .assert_code(EX_USAGE);
+}
+
+#[test]
+fn render_draws_the_journals_last_known_state() {
+    smol::block_on(async {
+        let upstream = crate::harness::FakeUpstream::start().await;
+        let feed = format!("binance={}", upstream.url("/ws"));
+        let daemon = Daemon::start(&["--feed", &feed]);
+        upstream.wait_connection().await;
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices"]).await;
+        upstream.send(&crate::relay::binance_ticker("BTCUSDT", "67012.50").to_string());
+        client.recv_until(|f| f["price"] == "67012.50").await;
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        assert!(stopped.status.success(), "{}", stopped.stderr);
+        let data_dir = stopped.sandbox.data_dir();
+        let out = data_dir.join("last-known.png");
+        stopped
+            .sandbox
+            .tablo(&[
+                "render",
+                "--out",
+                path_str(&out),
+                "--data-dir",
+                path_str(&data_dir),
+            ])
+            .assert_code(0)
+            .assert_stderr_has("last-known values from the journal");
+        assert_eq!(png_size(&out), (1920, 1080));
+    });
+}
