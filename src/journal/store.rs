@@ -78,6 +78,13 @@ const SLED_DATA_FILE: &str = "db";
 /// the files. They normally do within a millisecond; this bounds a stuck one.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long [`Store::open`] retries a locked journal before it reports
+/// [`StoreError::Locked`]. Long enough to ride out a lock that is about to go:
+/// one a child process inherited for the moment between its fork and its
+/// exec (flock locks are shared by inherited descriptors); short enough that
+/// `tablo journal` soon falls back to asking the running daemon.
+pub const OPEN_LOCK_WAIT: Duration = Duration::from_millis(500);
+
 /// What [`Store::open`] hands back: the store and what the caller must know
 /// before numbering events.
 #[derive(Debug)]
@@ -422,15 +429,23 @@ impl Store {
     /// After an unclean stop, the seqs between the last stored event or gap
     /// and the durable reserved mark are recorded as a gap and returned as
     /// [`Opened::lost`]; [`Opened::next_seq`] is past the mark.
+    ///
+    /// [`StoreError::Locked`] comes back after [`OPEN_LOCK_WAIT`] of retries.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Opened, StoreError> {
-        match Store::open_once(dir, cache_bytes) {
-            Err(StoreError::Corrupt(reason)) => {
-                let moved_to = quarantine(dir, &reason)?;
-                let mut opened = Store::open_once(dir, cache_bytes)?;
-                opened.quarantined = Some(moved_to);
-                Ok(opened)
+        let started = Instant::now();
+        loop {
+            match Store::open_once(dir, cache_bytes) {
+                Err(StoreError::Corrupt(reason)) => {
+                    let moved_to = quarantine(dir, &reason)?;
+                    let mut opened = Store::open_once(dir, cache_bytes)?;
+                    opened.quarantined = Some(moved_to);
+                    return Ok(opened);
+                }
+                Err(StoreError::Locked(_)) if started.elapsed() < OPEN_LOCK_WAIT => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -2215,6 +2230,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("journal");
         let epoch = open(&dir).epoch;
+        let child_err = tmp.path().join("child.stderr");
         let mut rng = fastrand::Rng::with_seed(11);
         let mut committed = 0;
         for round in 0..12 {
@@ -2227,7 +2243,7 @@ mod tests {
                 ])
                 .env(CRASH_CHILD_DIR, &dir)
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(File::create(&child_err).unwrap())
                 .spawn()
                 .unwrap();
             let mut child = KillOnDrop(child);
@@ -2235,7 +2251,10 @@ mod tests {
             let (mut last_committed, mut mark) = (0, 0);
             let mut commits = rng.usize(1..40);
             while commits > 0 {
-                let line = lines.next().expect("the child commits").unwrap();
+                let Some(Ok(line)) = lines.next() else {
+                    let err = fs::read_to_string(&child_err).unwrap_or_default();
+                    panic!("round {round}: the child stopped by itself: {err}");
+                };
                 let Some(rest) = line.strip_prefix("c ") else {
                     continue;
                 };
