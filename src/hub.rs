@@ -68,6 +68,9 @@ pub enum HubMsg {
         feed: usize,
         /// The event, not yet numbered.
         incoming: Incoming,
+        /// A chained feed's upstream position after this event, journaled
+        /// with it.
+        position: Option<Position>,
     },
     /// Feed number `feed` changed state.
     FeedState {
@@ -307,7 +310,11 @@ impl Hub {
     /// time). Returns false when the hub should stop.
     pub fn handle(&mut self, msg: HubMsg, now: Instant, now_ms: u64) -> bool {
         match msg {
-            HubMsg::FeedEvent { feed, incoming } => {
+            HubMsg::FeedEvent {
+                feed,
+                incoming,
+                position,
+            } => {
                 if let Body::Tick(t) = &incoming.body
                     && !self.accepts_symbol(&t.symbol)
                 {
@@ -315,23 +322,19 @@ impl Hub {
                         up.bad_messages += 1;
                     }
                     self.counters.refused_symbols += 1;
-                    return true;
+                } else {
+                    if let Some(up) = self.upstreams.get_mut(feed) {
+                        up.last_event = Some(now);
+                        up.events += 1;
+                    }
+                    self.publish(incoming, now);
                 }
-                if let Some(up) = self.upstreams.get_mut(feed) {
-                    up.last_event = Some(now);
-                    up.events += 1;
+                if let Some(position) = position {
+                    self.save_position(feed, &position);
                 }
-                self.publish(incoming, now);
             }
             HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
-            HubMsg::FeedPosition { feed, position } => {
-                if let (Some(journal), Some(up)) = (&self.journal, self.upstreams.get(feed)) {
-                    journal.try_append(JournalMsg::PutMeta {
-                        key: Position::key(&up.name),
-                        value: position.encode(),
-                    });
-                }
-            }
+            HubMsg::FeedPosition { feed, position } => self.save_position(feed, &position),
             HubMsg::FeedBadMessage { feed } => {
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.bad_messages += 1;
@@ -545,6 +548,17 @@ impl Hub {
     fn accepts_symbol(&self, symbol: &str) -> bool {
         valid_symbol(symbol)
             && (self.last.ticks.len() < MAX_SYMBOLS || self.last.tick_index.contains_key(symbol))
+    }
+
+    /// Journals a chained feed's upstream position behind the events
+    /// before it.
+    fn save_position(&self, feed: usize, position: &Position) {
+        if let (Some(journal), Some(up)) = (&self.journal, self.upstreams.get(feed)) {
+            journal.try_append(JournalMsg::PutMeta {
+                key: Position::key(&up.name),
+                value: position.encode(),
+            });
+        }
     }
 
     fn last_seq(&self) -> u64 {
@@ -1129,7 +1143,15 @@ mod tests {
         let (mut hub, outbox) = hub_with_client(&["prices.BTC"]);
         let now = Instant::now();
         for incoming in [tick("ETH", "1"), tick("BTC", "2")] {
-            hub.handle(HubMsg::FeedEvent { feed: 0, incoming }, now, 0);
+            hub.handle(
+                HubMsg::FeedEvent {
+                    feed: 0,
+                    incoming,
+                    position: None,
+                },
+                now,
+                0,
+            );
         }
         let frames = drain(&outbox);
         let types: Vec<&str> = frames
@@ -1147,7 +1169,15 @@ mod tests {
         let (mut hub, outbox) = hub_with_client(&["news"]);
         let now = Instant::now();
         for incoming in [tick("B", "1"), tick("A", "2"), tick("B", "3")] {
-            hub.handle(HubMsg::FeedEvent { feed: 0, incoming }, now, 0);
+            hub.handle(
+                HubMsg::FeedEvent {
+                    feed: 0,
+                    incoming,
+                    position: None,
+                },
+                now,
+                0,
+            );
         }
         let news = Incoming {
             ts: 2,
@@ -1161,6 +1191,7 @@ mod tests {
             HubMsg::FeedEvent {
                 feed: 0,
                 incoming: news,
+                position: None,
             },
             now,
             0,
@@ -1225,6 +1256,7 @@ mod tests {
             HubMsg::FeedEvent {
                 feed: 0,
                 incoming: tick("A", "1"),
+                position: None,
             },
             now,
             0,
@@ -1246,6 +1278,7 @@ mod tests {
             HubMsg::FeedEvent {
                 feed: 0,
                 incoming: tick("A", "1"),
+                position: None,
             },
             now,
             0,
@@ -1303,6 +1336,7 @@ mod tests {
             HubMsg::FeedEvent {
                 feed: 0,
                 incoming: tick("bad symbol", "1"),
+                position: None,
             },
             now,
             0,

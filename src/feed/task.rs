@@ -136,11 +136,14 @@ impl Link {
     }
 
     /// Hands events to the hub; false if the hub is gone.
-    async fn publish(&self, events: &mut Vec<Incoming>) -> bool {
-        for incoming in events.drain(..) {
+    async fn publish(&self, events: &mut Vec<Incoming>, mut position: Option<Position>) -> bool {
+        let last = events.len().saturating_sub(1);
+        for (i, incoming) in events.drain(..).enumerate() {
             let sent = self.hub.send(HubMsg::FeedEvent {
                 feed: self.index,
                 incoming,
+                // On the last event, so the hub journals both together.
+                position: if i == last { position.take() } else { None },
             });
             if sent.await.is_err() {
                 return false;
@@ -265,22 +268,28 @@ async fn pump(
                 continue;
             }
         }
-        if !link.publish(&mut events).await {
-            return LinkEnd::HubGone;
+        // A chained feed's position travels with the last event it covers,
+        // so the journal holds both or neither and a restart resumes exactly
+        // after them.
+        let position = decoder
+            .position()
+            .filter(|position| saved.as_ref() != Some(position));
+        if position.is_some() {
+            saved.clone_from(&position);
         }
-        // A chained feed's position goes to the journal behind the events
-        // it covers, so a restart resumes exactly after them.
-        if let Some(position) = decoder.position()
-            && saved.as_ref() != Some(&position)
-        {
-            saved = Some(position.clone());
-            let sent = link.hub.send(HubMsg::FeedPosition {
-                feed: link.index,
-                position,
-            });
-            if sent.await.is_err() {
-                return LinkEnd::HubGone;
-            }
+        let delivered = match position {
+            Some(position) if events.is_empty() => link
+                .hub
+                .send(HubMsg::FeedPosition {
+                    feed: link.index,
+                    position,
+                })
+                .await
+                .is_ok(),
+            position => link.publish(&mut events, position).await,
+        };
+        if !delivered {
+            return LinkEnd::HubGone;
         }
     }
 }
@@ -323,14 +332,14 @@ async fn run_demo(link: &Link, feed: &FeedConfig) {
     let mut demo = Demo::new(&feed.name, fastrand::u64(..));
     let mut events = Vec::new();
     demo.first_state(wall_ms(), &mut events);
-    if !link.publish(&mut events).await {
+    if !link.publish(&mut events, None).await {
         return;
     }
     let mut timer = Timer::interval(DEMO_STEP);
     loop {
         (&mut timer).await;
         demo.step(wall_ms(), &mut events);
-        if !link.publish(&mut events).await {
+        if !link.publish(&mut events, None).await {
             return;
         }
     }
