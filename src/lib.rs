@@ -11,6 +11,7 @@ pub mod config;
 pub mod decimal;
 pub mod event;
 pub mod feed;
+pub mod heartbeat;
 pub mod hub;
 pub mod journal;
 pub mod logger;
