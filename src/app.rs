@@ -19,13 +19,15 @@ use smol::channel::bounded;
 use smol::future::or;
 use smol::net::TcpListener;
 
-use crate::config::{Config, FeedFormat};
+use crate::config::{Config, DisplayMode, FeedFormat};
+use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::Event;
 use crate::feed;
 use crate::feed::tablo::Position;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
+use crate::renderer::{self, BoardFeed, Renderer};
 use crate::server::{self, Shared};
 
 /// Why the daemon could not run.
@@ -42,6 +44,8 @@ pub enum RunError {
     Signals(io::Error),
     /// The journal could not be opened (exit 74).
     Journal(StoreError),
+    /// The board's screen could not be opened.
+    Display(DisplayError),
     /// The hub task stopped on its own (a bug): exit non-zero so the
     /// service manager restarts the daemon.
     HubDied,
@@ -67,6 +71,7 @@ impl fmt::Display for RunError {
             }
             RunError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             RunError::Journal(e) => write!(f, "cannot open the journal: {e}"),
+            RunError::Display(e) => write!(f, "{e}"),
             RunError::HubDied => write!(
                 f,
                 "the relay hub stopped unexpectedly (see the panic above); exiting so the service manager restarts tablo"
@@ -83,6 +88,8 @@ enum Stop {
     Signal(Option<io::Result<Signal>>),
     /// The hub task ended by itself.
     HubDied,
+    /// The board's window was closed.
+    WindowClosed,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Returns after a clean shutdown.
@@ -92,6 +99,9 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // clean stop, not a kill.
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
     let (journal, start, restored, positions) = open_journal(&config)?;
+    // The board first, so the last-known prices are on the screen while
+    // the rest starts.
+    let board = open_board(&config, &restored)?;
     let addr = config.server.listen;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(TcpListener::try_from)
@@ -117,6 +127,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let epoch = start.epoch.clone();
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
         hub.restore(restored, Instant::now(), crate::hub::wall_ms());
+        let (renderer, closed) = match board {
+            Some((renderer, feed)) => {
+                hub.attach_board(feed);
+                let closed = renderer.closed();
+                (Some(renderer), Some(closed))
+            }
+            None => (None, None),
+        };
         let hub_run = hub.run(hub_rx);
         // A panic in the hub is caught here, so shutdown still runs and the
         // exit code says what happened.
@@ -140,10 +158,22 @@ pub fn run(config: Config) -> Result<(), RunError> {
         shared.set_journal_info(journal.handle().status, epoch);
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
 
-        let stopped = or(async { Stop::Signal(signals.next().await) }, async {
-            (&mut hub).await;
-            Stop::HubDied
-        })
+        let window_closed = async {
+            match &closed {
+                Some(closed) => {
+                    let _ = closed.recv().await;
+                    Stop::WindowClosed
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = or(
+            or(async { Stop::Signal(signals.next().await) }, window_closed),
+            async {
+                (&mut hub).await;
+                Stop::HubDied
+            },
+        )
         .await;
         let result = match stopped {
             Stop::Signal(signal) => {
@@ -156,6 +186,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
                 );
                 Ok(())
             }
+            Stop::WindowClosed => Ok(()),
             Stop::HubDied => Err(RunError::HubDied),
         };
         drop(stop_tx);
@@ -166,6 +197,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
             hub.await;
         }
         server.await;
+        // The hub has dropped its end of the board's queue by now.
+        if let Some(renderer) = renderer {
+            renderer.join();
+        }
         journal.close();
         log::info!("stopped");
         result
@@ -248,6 +283,38 @@ fn open_journal(
         ..start
     };
     Ok((journal, start, restored, positions))
+}
+
+/// Picks and opens the board's screen and starts the renderer on the
+/// last-known state. With `auto`, a screen that will not open gives way to
+/// the next choice (the framebuffer when writable, then a PNG), with a
+/// warning; an explicit mode that will not open is an error.
+fn open_board(
+    config: &Config,
+    restored: &[Event],
+) -> Result<Option<(Renderer, BoardFeed)>, RunError> {
+    let env = Environment::current(&config.display);
+    let (choice, why) = display::choose(&config.display, &env);
+    log::info!("board: {} ({why})", choice.name());
+    let first = match renderer::start(config, &choice, restored) {
+        Ok(board) => return Ok(board),
+        Err(e) if config.display.mode != DisplayMode::Auto => return Err(RunError::Display(e)),
+        Err(e) => e,
+    };
+    let mut fallbacks = Vec::new();
+    if env.fb_writable && !matches!(choice, Choice::Fbdev(_)) {
+        fallbacks.push(Choice::Fbdev(config.display.device.clone()));
+    }
+    fallbacks.push(Choice::Png(config.display.png_path.clone()));
+    let mut last = first;
+    for next in fallbacks {
+        log::warn!("{last}; trying {} instead", next.name());
+        match renderer::start(config, &next, restored) {
+            Ok(board) => return Ok(board),
+            Err(e) => last = e,
+        }
+    }
+    Err(RunError::Display(last))
 }
 
 /// Name of the file in the data dir that holds the daemon's bound address,

@@ -104,6 +104,9 @@ pub struct DisplayConfig {
     pub pixel_shift: bool,
     /// Framebuffer device for `fbdev`; default `/dev/fb0`.
     pub device: PathBuf,
+    /// Bits per pixel when `device` is a plain file (a real framebuffer
+    /// says its own): 16 (RGB565) or 32 (XRGB8888); default 32.
+    pub bpp: u8,
     /// Output file for `png`; default `<data_dir>/board.png`.
     pub png_path: PathBuf,
 }
@@ -936,6 +939,7 @@ struct RawDisplay {
     theme: At<String>,
     pixel_shift: Option<bool>,
     device: At<String>,
+    bpp: At<u64>,
     png_path: At<String>,
 }
 
@@ -1462,6 +1466,7 @@ impl Config {
         key(&mut out, "theme", q(&d.theme));
         key(&mut out, "pixel_shift", d.pixel_shift.to_string());
         key(&mut out, "device", q_path(&d.device));
+        key(&mut out, "bpp", d.bpp.to_string());
         key(&mut out, "png_path", q_path(&d.png_path));
 
         let b = &self.board;
@@ -1974,6 +1979,18 @@ fn resolve_display(
         Some(v) => in_range(src, v, "[display] fps_max", 1, MAX_FPS.into())? as u32,
         None => DEFAULT_FPS_MAX,
     };
+    let bpp = match &raw.bpp {
+        Some(v) => match *v.get_ref() {
+            b @ (16 | 32) => b as u8,
+            b => {
+                return Err(src.at(
+                    v.span(),
+                    format!("[display] bpp: {b} is not 16 or 32 (RGB565 or XRGB8888)"),
+                ));
+            }
+        },
+        None => 32,
+    };
     Ok(DisplayConfig {
         mode: overrides
             .display
@@ -1992,6 +2009,7 @@ fn resolve_display(
             Some(device) => paths.resolve(device, "[display] device")?,
             None => PathBuf::from(DEFAULT_FB_DEVICE),
         },
+        bpp,
         png_path: match &raw.png_path {
             Some(png) => paths.resolve(png, "[display] png_path")?,
             None => data_dir.join("board.png"),
@@ -2544,6 +2562,7 @@ fps_max = 20
 theme = "light"
 pixel_shift = true
 device = "/dev/fb1"
+bpp = 16
 png_path = "/tmp/board.png"
 
 [board]
@@ -2641,7 +2660,10 @@ format = "demo"
             (d.mode, d.width, d.height, d.rotate, d.fps_max),
             (DisplayMode::Png, Some(1920), Some(1080), 90, 20)
         );
-        assert_eq!((d.theme.as_str(), d.pixel_shift), ("light", true));
+        assert_eq!(
+            (d.theme.as_str(), d.pixel_shift, d.bpp),
+            ("light", true, 16)
+        );
         assert_eq!(
             (d.device.as_path(), d.png_path.as_path()),
             (Path::new("/dev/fb1"), Path::new("/tmp/board.png"))
@@ -3056,6 +3078,11 @@ format = "demo"
             "[display]\nfps_max = 0\n",
             2,
             "[display] fps_max: 0 is out of range; use 1 to 120",
+        );
+        check_err(
+            "[display]\nbpp = 24\n",
+            2,
+            "[display] bpp: 24 is not 16 or 32 (RGB565 or XRGB8888)",
         );
         check_err(
             "[display]\nfps_max = 121\n",

@@ -30,6 +30,7 @@ use crate::protocol::{
     valid_symbol,
 };
 use crate::publish;
+use crate::renderer::BoardFeed;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
 /// backpressure we want: 1024 messages is ~10 s of a busy 100 msg/s feed, so
@@ -252,6 +253,8 @@ pub struct Hub {
     upstreams: Vec<Upstream>,
     last: LastKnown,
     counters: Counters,
+    /// The renderer's queue, when a board is shown.
+    board: Option<BoardFeed>,
 }
 
 impl Hub {
@@ -284,7 +287,15 @@ impl Hub {
                 ..LastKnown::default()
             },
             counters: Counters::default(),
+            board: None,
         }
+    }
+
+    /// Shows every event on the board fed by `board` from now on. Dropping
+    /// the hub drops it, which stops the renderer.
+    pub fn attach_board(&mut self, board: BoardFeed) {
+        board.set_clients(self.clients.len());
+        self.board = Some(board);
     }
 
     /// Handles messages until [`HubMsg::Shutdown`] or until every sender is
@@ -589,6 +600,9 @@ impl Hub {
                 subs: Subscriptions::default(),
             },
         );
+        if let Some(board) = &self.board {
+            board.set_clients(self.clients.len());
+        }
     }
 
     fn leave(&mut self, client: ClientId) {
@@ -599,6 +613,9 @@ impl Hub {
             if *n == 0 {
                 self.kinds.remove(&c.kind);
             }
+        }
+        if let Some(board) = &self.board {
+            board.set_clients(self.clients.len());
         }
     }
 
@@ -669,6 +686,10 @@ impl Hub {
         for id in overflowed {
             log::info!("client {id:016x} fell too far behind; closing it with 1013");
             self.leave(id);
+        }
+        if let Some(board) = &mut self.board {
+            let last = &self.last;
+            board.offer(&event, || last.events());
         }
         let (seq, ts) = (event.seq, event.ts);
         let (put, remove) = self.remember(event, text.clone(), key, now);
@@ -1040,7 +1061,27 @@ impl Hub {
             "Sequence number of the newest event.",
             &[(String::new(), self.last_seq())],
         );
+        if let Some(board) = &self.board {
+            board.write_metrics(&mut out);
+        }
         out
+    }
+}
+
+impl LastKnown {
+    /// Every remembered event, for a board that lost some: statuses, then
+    /// ticks, news and alerts, each family oldest first.
+    fn events(&self) -> Vec<Event> {
+        let status = self.status.iter().flatten().map(|(e, _)| e);
+        let ticks = self.ticks.iter().map(|(_, e, _)| e);
+        let news = self.news.iter().map(|(e, _)| e);
+        let alerts = self.alerts.iter().map(|(e, _, _)| e);
+        status
+            .chain(ticks)
+            .chain(news)
+            .chain(alerts)
+            .cloned()
+            .collect()
     }
 }
 

@@ -134,6 +134,33 @@ where
     Ok(layout.news)
 }
 
+/// Redraws only the header (title, offline notice, feed dots, clients,
+/// page, clock) for `now_ms`, exactly as [`draw`] would draw it there, and
+/// returns its rectangle in the target's coordinates.
+///
+/// For frames where only the clock's second turned: a backend can redraw
+/// and present just this strip.
+pub fn draw_header<D>(
+    state: &BoardState,
+    now_ms: u64,
+    painter: &mut Painter,
+    target: &mut D,
+) -> Result<Rectangle, D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    let size = target.bounding_box().size;
+    let layout = Layout::new(state, &painter.text, size, now_ms);
+    let mut frame = Canvas {
+        target,
+        painter,
+        layout: &layout,
+        now_ms,
+    };
+    frame.header(state)?;
+    Ok(layout.header)
+}
+
 /// One frame being drawn.
 struct Canvas<'a, D> {
     target: &'a mut D,
@@ -1403,6 +1430,29 @@ mod tests {
         let mut before = Frame::new(1280, 720);
         draw(&state, t0, &mut painter, &mut before).unwrap();
         assert!(before != whole, "the marquee moved");
+    }
+
+    #[test]
+    fn the_header_alone_redraws_as_the_whole_board_would_when_the_second_turns() {
+        let mut state = BoardState::new(&board_config(&[]), &["feed"]);
+        apply(&mut state, NOW, tick("BTCUSDT", "67012.50"));
+        apply(&mut state, NOW, tick("ETHUSDT", "3481.60"));
+        // Two instants a second apart, with no flash running and no row
+        // turning stale: only the clock differs.
+        let (t0, t1) = (NOW + 2_000, NOW + 3_000);
+        assert!(!state.flashing(t0) && !state.scrolling());
+        let mut painter = Painter::new();
+        let mut partial = Frame::new(1280, 720);
+        draw(&state, t0, &mut painter, &mut partial).unwrap();
+        let strip = draw_header(&state, t1, &mut painter, &mut partial).unwrap();
+        let mut whole = Frame::new(1280, 720);
+        draw(&state, t1, &mut painter, &mut whole).unwrap();
+        assert!(partial == whole);
+        assert_eq!((strip.top_left.y, strip.size.width), (0, 1280));
+        assert!(strip.size.height < 720 / 6, "{strip:?}");
+        let mut before = Frame::new(1280, 720);
+        draw(&state, t0, &mut painter, &mut before).unwrap();
+        assert!(before != whole, "the clock moved");
     }
 
     #[test]

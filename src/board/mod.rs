@@ -25,7 +25,7 @@ mod theme;
 #[cfg(test)]
 mod golden;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use draw::{Painter, draw};
 pub use png::Frame;

@@ -166,6 +166,14 @@ pub fn encode_with(
 /// the new one, never a mix: a temporary file in the same directory,
 /// written, fsynced, renamed over `path`, then the directory fsynced.
 pub fn write_atomically(path: &Path, frame: &Frame) -> io::Result<()> {
+    replace(path, frame, true)
+}
+
+/// Like [`write_atomically`], but with `durable` false nothing is fsynced:
+/// readers still never see half a picture, but a power cut may leave the
+/// old one. For a file rewritten every second, where an fsync each time
+/// would only wear the SD card.
+pub fn replace(path: &Path, frame: &Frame, durable: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -185,10 +193,15 @@ pub fn write_atomically(path: &Path, frame: &Frame) -> io::Result<()> {
         let mut out = BufWriter::new(file);
         encode(frame, &mut out)?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&temp, path)?;
-        // The rename itself is durable once the directory is synced.
-        File::open(dir)?.sync_all()
+        if durable {
+            // The rename itself is durable once the directory is synced.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);

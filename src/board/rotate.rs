@@ -111,6 +111,16 @@ impl<D: DrawTarget> Rotated<D> {
         self.shift = Point::new(shift.x.clamp(-m, m), shift.y.clamp(-m, m));
     }
 
+    /// Pixels kept free on each side for the shift.
+    pub fn margin(&self) -> u32 {
+        self.margin
+    }
+
+    /// The current shift.
+    pub fn shift(&self) -> Point {
+        self.shift
+    }
+
     /// The wrapped target.
     pub fn inner(&self) -> &D {
         &self.inner

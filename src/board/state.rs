@@ -549,7 +549,15 @@ impl BoardState {
     /// flash, a row turning stale or its age label changing, the next page,
     /// an alert leaving the band. Never more than a second ahead.
     pub fn next_change_ms(&self, now_ms: u64) -> u64 {
-        let mut next = (now_ms / 1_000 + 1) * 1_000;
+        self.next_rows_change_ms(now_ms).min(next_second(now_ms))
+    }
+
+    /// Like [`Self::next_change_ms`] without the clock: the earliest time
+    /// after `now_ms` at which something below the header's clock changes
+    /// on its own (or `u64::MAX`). Until then, only the header needs
+    /// redrawing when the second turns.
+    pub fn next_rows_change_ms(&self, now_ms: u64) -> u64 {
+        let mut next = u64::MAX;
         let mut consider = |at: u64| {
             if at > now_ms && at < next {
                 next = at;
@@ -575,6 +583,11 @@ impl BoardState {
         }
         next
     }
+}
+
+/// The start of the second after `now_ms`.
+fn next_second(now_ms: u64) -> u64 {
+    (now_ms / 1_000 + 1) * 1_000
 }
 
 /// The unit an age is shown in: seconds under a minute, minutes under an

@@ -1,0 +1,814 @@
+//! The renderer: one thread that keeps its own copy of the board state and
+//! draws it onto a [`Screen`] when, and only when, the picture changes.
+//!
+//! The hub hands every event to a [`BoardFeed`] (a bounded queue; the hub
+//! never waits on it). The renderer takes in everything queued before each
+//! frame, so a burst of ticks becomes one frame (the state is conflated),
+//! and a slow frame or a stuck display never delays relaying. If the queue
+//! ever fills, the hub counts the drop and, as soon as there is room,
+//! sends its whole last-known state so the board is whole again.
+//!
+//! Frames are paced by [`Pacer`]: one when an event arrived, when a row
+//! goes stale or its age label changes, when the clock's second turns, or
+//! while a flash fades or the news scrolls; never closer than `fps_max`
+//! allows (and a PNG at most once a second). With nothing due the thread
+//! sleeps until the next thing is due, at most [`MAX_QUIET`], so the
+//! process is idle when nothing changes. When only the news moved, only its
+//! strip is drawn (and, on the framebuffer, copied).
+//!
+//! Steady state allocates nothing per frame: the frame buffer, the painter
+//! and its glyph cache are reused; a new buffer is made only on a resize.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use embedded_graphics::prelude::Point;
+use embedded_graphics::primitives::Rectangle;
+
+use crate::board::draw::{Painter, draw, draw_header, draw_news};
+use crate::board::rotate::{Rotated, Rotation, shift_at};
+use crate::board::{BoardState, Frame};
+use crate::config::Config;
+use crate::display::{self, Choice, Damage, DisplayError, Polled, Screen};
+use crate::event::Event;
+use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::hub::wall_ms;
+use crate::logger::RateLimited;
+
+/// Events queued for the renderer: at 1,000 events a second, four seconds
+/// of a renderer that does not drain (a display that hangs) before the hub
+/// starts counting drops and falls back to a resync.
+pub const BOARD_INBOX: usize = 4096;
+
+/// Frame-time histogram bounds in milliseconds, for `/metrics`.
+pub const FRAME_BUCKETS_MS: [u64; 8] = [1, 2, 5, 10, 20, 50, 100, 250];
+
+/// How long shutdown waits for the renderer to finish its frame.
+const JOIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Pixels of burn-in shift per 1,000 pixels of the shorter side (4 px at
+/// 1080p); at least 2.
+const SHIFT_PER_1000: u32 = 4;
+
+/// What the hub sends the renderer.
+#[derive(Debug)]
+pub enum BoardMsg {
+    /// One live event.
+    Event(Event),
+    /// The hub's whole last-known state, after events were dropped.
+    Resync(Vec<Event>),
+}
+
+/// Counters the renderer keeps and `/metrics` reads.
+#[derive(Debug, Default)]
+pub struct RenderStats {
+    /// Whole frames drawn.
+    pub frames: AtomicU64,
+    /// Frames that redrew only the header and/or the news strip.
+    pub partial_frames: AtomicU64,
+    /// Nanoseconds spent drawing and presenting, in total.
+    pub busy_ns: AtomicU64,
+    /// The last frame's draw and present time in nanoseconds.
+    pub last_ns: AtomicU64,
+    /// Frames per bucket of [`FRAME_BUCKETS_MS`] (the last counts the rest).
+    pub buckets: [AtomicU64; FRAME_BUCKETS_MS.len() + 1],
+    /// Events the hub could not queue.
+    pub dropped_events: AtomicU64,
+    /// Frames the screen failed to show.
+    pub present_errors: AtomicU64,
+}
+
+impl RenderStats {
+    fn record(&self, took: Duration, partial: bool) {
+        let counter = if partial {
+            &self.partial_frames
+        } else {
+            &self.frames
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let ns = took.as_nanos() as u64;
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+        self.last_ns.store(ns, Ordering::Relaxed);
+        let ms = took.as_millis() as u64;
+        let bucket = FRAME_BUCKETS_MS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(FRAME_BUCKETS_MS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the render metrics in Prometheus text format.
+    pub fn write_metrics(&self, mode: &str, out: &mut String) {
+        use std::fmt::Write;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_frames_total Board frames drawn: whole, or only the header and news strips.\n# TYPE tablo_render_frames_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "tablo_render_frames_total{{mode=\"{mode}\",kind=\"full\"}} {}\ntablo_render_frames_total{{mode=\"{mode}\",kind=\"strips\"}} {}",
+            get(&self.frames),
+            get(&self.partial_frames)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_seconds Time to draw and show a board frame.\n# TYPE tablo_render_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in FRAME_BUCKETS_MS.iter().enumerate() {
+            cumulative += get(&self.buckets[i]);
+            let _ = writeln!(
+                out,
+                "tablo_render_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1000.0
+            );
+        }
+        cumulative += get(&self.buckets[FRAME_BUCKETS_MS.len()]);
+        let _ = writeln!(
+            out,
+            "tablo_render_seconds_bucket{{le=\"+Inf\"}} {cumulative}\ntablo_render_seconds_sum {}\ntablo_render_seconds_count {cumulative}",
+            get(&self.busy_ns) as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_last_seconds The last frame's draw and show time.\n# TYPE tablo_render_last_seconds gauge\ntablo_render_last_seconds {}",
+            get(&self.last_ns) as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_dropped_events_total Events the board's queue had no room for (followed by a resync).\n# TYPE tablo_render_dropped_events_total counter\ntablo_render_dropped_events_total {}",
+            get(&self.dropped_events)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_present_errors_total Frames the screen failed to show.\n# TYPE tablo_render_present_errors_total counter\ntablo_render_present_errors_total {}",
+            get(&self.present_errors)
+        );
+    }
+}
+
+/// What the hub and the renderer share besides the queue.
+#[derive(Debug, Default)]
+struct Shared {
+    clients: AtomicUsize,
+    stats: RenderStats,
+}
+
+/// The hub's end of the renderer: never blocks.
+#[derive(Debug)]
+pub struct BoardFeed {
+    tx: SyncSender<BoardMsg>,
+    shared: Arc<Shared>,
+    mode: &'static str,
+    /// Events were dropped: send a resync before the next event.
+    lagged: bool,
+}
+
+impl BoardFeed {
+    /// Queues `event` for the board. When earlier events were dropped, the
+    /// whole `last_known` state goes first.
+    pub fn offer(&mut self, event: &Event, last_known: impl FnOnce() -> Vec<Event>) {
+        if self.lagged {
+            match self.tx.try_send(BoardMsg::Resync(last_known())) {
+                Ok(()) => {
+                    self.lagged = false;
+                    log::info!("the board caught up; redrawing it from the last-known state");
+                }
+                Err(_) => {
+                    self.shared
+                        .stats
+                        .dropped_events
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        match self.tx.try_send(BoardMsg::Event(event.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared
+                    .stats
+                    .dropped_events
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.lagged {
+                    log::warn!(
+                        "the board is not keeping up (its display may hang); dropping its events until it drains"
+                    );
+                }
+                self.lagged = true;
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Tells the board how many clients are connected (shown in the header
+    /// within a second).
+    pub fn set_clients(&self, clients: usize) {
+        self.shared.clients.store(clients, Ordering::Relaxed);
+    }
+
+    /// Appends the render metrics.
+    pub fn write_metrics(&self, out: &mut String) {
+        self.shared.stats.write_metrics(self.mode, out);
+    }
+
+    /// The display mode's name.
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+}
+
+/// The running renderer thread, owned by `app`.
+pub struct Renderer {
+    thread: Option<JoinHandle<()>>,
+    heart: Arc<Heartbeat>,
+    closed: smol::channel::Receiver<()>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Renderer {
+    /// The renderer's heartbeat, for the watchdog.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heart.clone()
+    }
+
+    /// Resolves when the window was closed (a stop request).
+    pub fn closed(&self) -> smol::channel::Receiver<()> {
+        self.closed.clone()
+    }
+
+    /// Waits (at most a second) for the thread to end once the hub has
+    /// dropped its [`BoardFeed`]; a thread stuck in a display call is left
+    /// behind for the process exit to end.
+    pub fn join(mut self) {
+        if self.done.recv_timeout(JOIN_WAIT).is_ok()
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
+        } else {
+            log::warn!("the board did not stop within a second; exiting without it");
+        }
+    }
+}
+
+/// Starts the renderer for `choice`, drawing `restored` (the journal's
+/// last-known state, marked stale) at once. Returns `None` for
+/// [`Choice::None`]. Fails when the screen cannot be opened.
+pub fn start(
+    config: &Config,
+    choice: &Choice,
+    restored: &[Event],
+) -> Result<Option<(Renderer, BoardFeed)>, DisplayError> {
+    if *choice == Choice::None {
+        return Ok(None);
+    }
+    let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
+    let mut state = BoardState::new(&config.board, &feeds);
+    for event in restored {
+        state.restore(event);
+    }
+    let fresh = BoardState::new(&config.board, &feeds);
+    let settings = Settings {
+        fps_max: config.display.fps_max,
+        rotation: Rotation::from_degrees(config.display.rotate).unwrap_or_default(),
+        pixel_shift: config.display.pixel_shift,
+    };
+    let (tx, rx) = sync_channel(BOARD_INBOX);
+    let shared = Arc::new(Shared::default());
+    let heart = Heartbeat::new("renderer");
+    let (closed_tx, closed_rx) = smol::channel::bounded(1);
+    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+    let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
+    let thread = {
+        let (choice, display) = (choice.clone(), config.display.clone());
+        let (shared, heart) = (shared.clone(), heart.clone());
+        std::thread::Builder::new()
+            .name("renderer".into())
+            .spawn(move || {
+                // A window belongs to the thread that made it.
+                let screen = match display::open(&choice, &display) {
+                    Ok(Some(screen)) => screen,
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = opened_tx.send(Ok(screen.size()));
+                let mut run = Run {
+                    screen,
+                    state,
+                    fresh,
+                    settings,
+                    shared,
+                    heart,
+                    present_warning: RateLimited::new(Duration::from_secs(60)),
+                };
+                if run.run(rx) == Ended::Closed {
+                    let _ = closed_tx.try_send(());
+                }
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| DisplayError::Window(format!("cannot start the renderer thread: {e}")))?
+    };
+    let size = opened_rx.recv().map_err(|_| {
+        DisplayError::Window("the renderer thread ended while opening the screen".into())
+    })??;
+    log::info!("board: {} at {}×{}", choice.name(), size.0, size.1);
+    Ok(Some((
+        Renderer {
+            thread: Some(thread),
+            heart,
+            closed: closed_rx,
+            done: done_rx,
+        },
+        BoardFeed {
+            tx,
+            shared,
+            mode: choice.name(),
+            lagged: false,
+        },
+    )))
+}
+
+/// Drawing settings from `[display]`.
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    fps_max: u32,
+    rotation: Rotation,
+    pixel_shift: bool,
+}
+
+/// Why the render loop ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The hub dropped its end: shutdown.
+    Shutdown,
+    /// The window was closed.
+    Closed,
+}
+
+/// The renderer thread's state.
+struct Run {
+    screen: Box<dyn Screen>,
+    state: BoardState,
+    /// An empty state, the start of a resync.
+    fresh: BoardState,
+    settings: Settings,
+    shared: Arc<Shared>,
+    heart: Arc<Heartbeat>,
+    /// One warning a minute when frames cannot be shown.
+    present_warning: RateLimited,
+}
+
+impl Run {
+    fn run(&mut self, rx: Receiver<BoardMsg>) -> Ended {
+        let mut painter = Painter::new();
+        let mut target = self.target(self.screen.size());
+        let min_gap = self
+            .screen
+            .min_interval()
+            .max(Duration::from_secs(1) / self.settings.fps_max.max(1));
+        let mut pacer = Pacer::new(min_gap);
+        let mut offset_checked_ms = 0;
+        loop {
+            let now = Instant::now();
+            self.heart.beat_at(now);
+            let now_ms = wall_ms();
+            match self.screen.poll() {
+                Polled::Same => {}
+                Polled::Exposed => pacer.invalidate(),
+                Polled::Resized(w, h) => {
+                    target = self.target((w, h));
+                    pacer.invalidate();
+                }
+                Polled::Closed => {
+                    log::info!("the board window was closed; stopping");
+                    return Ended::Closed;
+                }
+            }
+            if now_ms / 60_000 != offset_checked_ms / 60_000 {
+                // The local time offset, once a minute (daylight saving).
+                self.state
+                    .set_utc_offset_minutes(local_offset_minutes(now_ms));
+                offset_checked_ms = now_ms;
+            }
+            let clients = self.shared.clients.load(Ordering::Relaxed);
+            if clients != self.state.clients() {
+                self.state.set_clients(clients);
+                pacer.invalidate();
+            }
+            if self.settings.pixel_shift {
+                let shift = self.shift_at(&target, now_ms);
+                if shift != target.shift() {
+                    target.set_shift(shift);
+                    pacer.invalidate();
+                }
+            }
+            match pacer.next(&self.state, now, now_ms) {
+                Next::Full => {
+                    let _ = draw(&self.state, now_ms, &mut painter, &mut target);
+                    self.show(&target, Damage::All, now, false);
+                    pacer.drawn_full(&self.state, now, now_ms);
+                }
+                Next::Strips { header, news } => {
+                    let mut areas = [Rectangle::zero(); 2];
+                    let mut n = 0;
+                    if header
+                        && let Ok(area) =
+                            draw_header(&self.state, now_ms, &mut painter, &mut target)
+                    {
+                        areas[n] = target.map_rect(&area);
+                        n += 1;
+                    }
+                    if news
+                        && let Ok(Some(area)) =
+                            draw_news(&self.state, now_ms, &mut painter, &mut target)
+                    {
+                        areas[n] = target.map_rect(&area);
+                        n += 1;
+                    }
+                    self.show(&target, Damage::Areas(&areas[..n]), now, true);
+                    pacer.drawn_strips(now, now_ms, header);
+                }
+                Next::Sleep(wait) => {
+                    std::thread::sleep(wait.min(MAX_QUIET));
+                    if self.drain(&rx) == Some(Ended::Shutdown) {
+                        return Ended::Shutdown;
+                    }
+                }
+                Next::Listen(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
+                    Ok(msg) => {
+                        let now_ms = wall_ms();
+                        self.take(msg, now_ms);
+                        if self.drain(&rx) == Some(Ended::Shutdown) {
+                            return Ended::Shutdown;
+                        }
+                        pacer.invalidate();
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return Ended::Shutdown,
+                },
+            }
+        }
+    }
+
+    /// Takes in everything queued; `Some(Shutdown)` when the hub is gone.
+    fn drain(&mut self, rx: &Receiver<BoardMsg>) -> Option<Ended> {
+        let now_ms = wall_ms();
+        loop {
+            match rx.try_recv() {
+                Ok(msg) => self.take(msg, now_ms),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Some(Ended::Shutdown),
+            }
+        }
+    }
+
+    fn take(&mut self, msg: BoardMsg, now_ms: u64) {
+        match msg {
+            BoardMsg::Event(event) => self.state.apply(&event, now_ms),
+            BoardMsg::Resync(events) => {
+                let mut state = self.fresh.clone();
+                state.set_clients(self.state.clients());
+                state.set_utc_offset_minutes(self.state.utc_offset_minutes());
+                for event in &events {
+                    state.apply(event, now_ms);
+                }
+                self.state = state;
+            }
+        }
+    }
+
+    fn show(
+        &mut self,
+        target: &Rotated<Frame>,
+        damage: Damage<'_>,
+        started: Instant,
+        partial: bool,
+    ) {
+        match self.screen.present(target.inner(), damage) {
+            Ok(()) => self.shared.stats.record(started.elapsed(), partial),
+            Err(e) => {
+                self.shared
+                    .stats
+                    .present_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(held) = self.present_warning.should_log(Instant::now()) {
+                    log::warn!("cannot show the board: {e} ({held} more since the last warning)");
+                }
+            }
+        }
+    }
+
+    fn target(&self, (width, height): (u32, u32)) -> Rotated<Frame> {
+        let margin = if self.settings.pixel_shift {
+            (width.min(height) * SHIFT_PER_1000 / 1000).max(2)
+        } else {
+            0
+        };
+        Rotated::new(Frame::new(width, height), self.settings.rotation)
+            .with_shift(margin, Point::zero())
+    }
+
+    fn shift_at(&self, target: &Rotated<Frame>, now_ms: u64) -> Point {
+        shift_at(now_ms, target.margin())
+    }
+}
+
+/// Whole frames at most this often, however fast prices change: a board is
+/// read, not watched, and ten changes a second is more than anyone reads;
+/// each whole frame at 1080p costs a few milliseconds of a Pi's core.
+/// The news line and the clock move at up to `fps_max` regardless.
+pub const WHOLE_FRAME_GAP: Duration = Duration::from_millis(100);
+
+/// What the render loop does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Draw and show a whole frame now.
+    Full,
+    /// Redraw and show just the header (the clock's second turned) and/or
+    /// the news strip (it scrolls).
+    Strips {
+        /// Redraw the header.
+        header: bool,
+        /// Redraw the news line.
+        news: bool,
+    },
+    /// A frame is due but a frame-rate cap says wait this long first;
+    /// events that arrive meanwhile go into that frame.
+    Sleep(Duration),
+    /// Nothing is due for this long: wait for an event.
+    Listen(Duration),
+}
+
+/// When to draw what. Pure: time is passed in. See the module docs.
+#[derive(Debug)]
+struct Pacer {
+    /// From `fps_max` (and the backend): between any two frames.
+    min_gap: Duration,
+    /// Between two whole frames.
+    full_gap: Duration,
+    last_frame: Option<Instant>,
+    last_full: Option<Instant>,
+    /// Something changed since the last whole frame.
+    dirty: bool,
+    /// Until when the last whole frame's rows stay right.
+    rows_until_ms: u64,
+    /// The second the header's clock shows.
+    shown_second: u64,
+    /// The last whole frame had a news line (so its strip is in place).
+    news_in_full: bool,
+}
+
+impl Pacer {
+    fn new(min_gap: Duration) -> Pacer {
+        Pacer {
+            min_gap,
+            full_gap: min_gap.max(WHOLE_FRAME_GAP),
+            last_frame: None,
+            last_full: None,
+            dirty: true,
+            rows_until_ms: 0,
+            shown_second: 0,
+            news_in_full: false,
+        }
+    }
+
+    /// The state changed: a whole frame is due.
+    fn invalidate(&mut self) {
+        self.dirty = true;
+    }
+
+    fn next(&self, state: &BoardState, now: Instant, now_ms: u64) -> Next {
+        let full = self.dirty
+            || now_ms >= self.rows_until_ms
+            || state.flashing(now_ms)
+            || state.scrolling() != self.news_in_full;
+        let header = now_ms / 1_000 != self.shown_second;
+        let news = state.scrolling() && self.news_in_full;
+        let after = |last: Option<Instant>, gap| last.map_or(now, |t: Instant| (t + gap).max(now));
+        let frame_ready = after(self.last_frame, self.min_gap);
+        let full_ready = after(self.last_full, self.full_gap).max(frame_ready);
+        if full && now >= full_ready {
+            return Next::Full;
+        }
+        if (header || news) && now >= frame_ready {
+            return Next::Strips { header, news };
+        }
+        let mut wake: Option<Instant> = None;
+        let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if full {
+            at(full_ready);
+        }
+        if header || news {
+            at(frame_ready);
+        }
+        match wake {
+            Some(t) => Next::Sleep(t - now),
+            None => {
+                let until = self.rows_until_ms.min((now_ms / 1_000 + 1) * 1_000);
+                Next::Listen(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
+            }
+        }
+    }
+
+    fn drawn_full(&mut self, state: &BoardState, now: Instant, now_ms: u64) {
+        self.last_frame = Some(now);
+        self.last_full = Some(now);
+        self.dirty = false;
+        self.rows_until_ms = state.next_rows_change_ms(now_ms);
+        self.shown_second = now_ms / 1_000;
+        self.news_in_full = state.scrolling();
+    }
+
+    fn drawn_strips(&mut self, now: Instant, now_ms: u64, header: bool) {
+        self.last_frame = Some(now);
+        if header {
+            self.shown_second = now_ms / 1_000;
+        }
+    }
+}
+
+/// Minutes east of UTC for local time at `now_ms` (the TZ environment
+/// variable or /etc/localtime), through the C library.
+fn local_offset_minutes(now_ms: u64) -> i32 {
+    let secs = (now_ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r with valid pointers to a time_t and a zeroed tm,
+    // which it fills; nothing else in the process sets TZ.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return 0;
+        }
+        (tm.tm_gmtoff / 60) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::testing::{NOW, board_config, tick};
+    use crate::event::{Body, News};
+
+    fn event(seq: u64, ts: u64, body: Body) -> Event {
+        Event { seq, ts, body }
+    }
+
+    fn board() -> BoardState {
+        let mut state = BoardState::new(&board_config(&[]), &["feed"]);
+        state.apply(&event(1, NOW, tick("BTCUSDT", "67012.50")), NOW);
+        state
+    }
+
+    const GAP: Duration = Duration::from_millis(33);
+
+    #[test]
+    fn the_first_frame_is_whole_and_immediate() {
+        let pacer = Pacer::new(GAP);
+        assert_eq!(pacer.next(&board(), Instant::now(), NOW), Next::Full);
+    }
+
+    #[test]
+    fn with_nothing_moving_only_the_clock_redraws_once_a_second() {
+        let state = board();
+        let mut pacer = Pacer::new(GAP);
+        let t0 = Instant::now();
+        // After the flash has ended, 200 ms into a second.
+        let ms = NOW + 1_200;
+        assert!(ms > NOW + FLASH);
+        pacer.drawn_full(&state, t0, ms);
+        match pacer.next(&state, t0, ms) {
+            Next::Listen(wait) => assert_eq!(wait, Duration::from_millis(800)),
+            other => panic!("{other:?}"),
+        }
+        let t1 = t0 + Duration::from_millis(800);
+        assert_eq!(
+            pacer.next(&state, t1, ms + 800),
+            Next::Strips {
+                header: true,
+                news: false
+            }
+        );
+        pacer.drawn_strips(t1, ms + 800, true);
+        assert!(matches!(pacer.next(&state, t1, ms + 800), Next::Listen(_)));
+    }
+
+    /// Far enough after `NOW` for the first tick's flash to have ended.
+    const FLASH: u64 = crate::board::state::FLASH_MS;
+
+    #[test]
+    fn events_make_whole_frames_at_most_ten_a_second() {
+        let mut state = board();
+        let mut pacer = Pacer::new(GAP);
+        let t0 = Instant::now();
+        let ms = NOW + FLASH + 100;
+        pacer.drawn_full(&state, t0, ms);
+        state.apply(&event(2, ms + 10, tick("BTCUSDT", "67013.00")), ms + 10);
+        pacer.invalidate();
+        let t1 = t0 + Duration::from_millis(10);
+        assert_eq!(
+            pacer.next(&state, t1, ms + 10),
+            Next::Sleep(WHOLE_FRAME_GAP - Duration::from_millis(10))
+        );
+        let t2 = t0 + WHOLE_FRAME_GAP;
+        assert_eq!(pacer.next(&state, t2, ms + 100), Next::Full);
+    }
+
+    #[test]
+    fn the_news_scrolls_at_the_frame_cap_between_whole_frames() {
+        let mut state = board();
+        let news = Body::News(News {
+            title: "Markets calm".into(),
+            url: None,
+            source: "demo".into(),
+        });
+        let ms = NOW + FLASH + 100;
+        state.apply(&event(2, ms, news), ms);
+        let mut pacer = Pacer::new(GAP);
+        let t0 = Instant::now();
+        // The news line is new: it needs a whole frame to make room.
+        assert_eq!(pacer.next(&state, t0, ms), Next::Full);
+        pacer.drawn_full(&state, t0, ms);
+        assert_eq!(pacer.next(&state, t0, ms), Next::Sleep(GAP));
+        let t1 = t0 + GAP;
+        assert_eq!(
+            pacer.next(&state, t1, ms + 33),
+            Next::Strips {
+                header: false,
+                news: true
+            }
+        );
+        pacer.drawn_strips(t1, ms + 33, false);
+        // An event now waits for the whole-frame gap; the strip goes on.
+        pacer.invalidate();
+        let t2 = t1 + GAP;
+        assert_eq!(
+            pacer.next(&state, t2, ms + 66),
+            Next::Strips {
+                header: false,
+                news: true
+            }
+        );
+        pacer.drawn_strips(t2, ms + 66, false);
+        let t3 = t0 + WHOLE_FRAME_GAP;
+        assert_eq!(pacer.next(&state, t3, ms + 100), Next::Full);
+    }
+
+    #[test]
+    fn a_png_is_written_at_most_once_a_second() {
+        let state = board();
+        let mut pacer = Pacer::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        pacer.drawn_full(&state, t0, NOW);
+        pacer.invalidate();
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(
+            pacer.next(&state, t1, NOW + 500),
+            Next::Sleep(Duration::from_millis(500))
+        );
+        assert_eq!(
+            pacer.next(&state, t0 + Duration::from_secs(1), NOW + 1_000),
+            Next::Full
+        );
+    }
+
+    #[test]
+    fn a_full_queue_is_counted_and_followed_by_a_resync() {
+        let (tx, rx) = sync_channel(2);
+        let mut feed = BoardFeed {
+            tx,
+            shared: Arc::new(Shared::default()),
+            mode: "png",
+            lagged: false,
+        };
+        let e = |seq| event(seq, NOW, tick("BTCUSDT", "1"));
+        for seq in 1..=3 {
+            feed.offer(&e(seq), Vec::new);
+        }
+        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
+        let seqs: Vec<u64> = rx
+            .try_iter()
+            .map(|m| match m {
+                BoardMsg::Event(ev) => ev.seq,
+                BoardMsg::Resync(_) => 0,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+        // Room again: the last-known state goes first, then the event.
+        feed.offer(&e(4), || vec![e(3)]);
+        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Resync(all)) if all[0].seq == 3));
+        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Event(ev)) if ev.seq == 4));
+        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
+        let mut text = String::new();
+        feed.write_metrics(&mut text);
+        assert!(
+            text.contains("tablo_render_dropped_events_total 1"),
+            "{text}"
+        );
+    }
+}
