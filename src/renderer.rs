@@ -435,13 +435,7 @@ impl Run {
                     self.show(&target, Damage::Areas(&areas[..n]), now, true);
                     pacer.drawn_strips(now, now_ms, header);
                 }
-                Next::Sleep(wait) => {
-                    std::thread::sleep(wait.min(MAX_QUIET));
-                    if self.drain(&rx) == Some(Ended::Shutdown) {
-                        return Ended::Shutdown;
-                    }
-                }
-                Next::Listen(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
+                Next::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
                     Ok(msg) => {
                         let now_ms = wall_ms();
                         self.take(msg, now_ms);
@@ -539,11 +533,9 @@ enum Next {
         /// Redraw the news line.
         news: bool,
     },
-    /// A frame is due but a frame-rate cap says wait this long first;
-    /// events that arrive meanwhile go into that frame.
-    Sleep(Duration),
-    /// Nothing is due for this long: wait for an event.
-    Listen(Duration),
+    /// Nothing can be drawn for this long (nothing is due, or a frame-rate
+    /// cap holds the next frame back): take in events meanwhile.
+    Wait(Duration),
 }
 
 /// When to draw what. Pure: time is passed in. See the module docs.
@@ -609,10 +601,10 @@ impl Pacer {
             at(frame_ready);
         }
         match wake {
-            Some(t) => Next::Sleep(t - now),
+            Some(t) => Next::Wait(t - now),
             None => {
                 let until = self.rows_until_ms.min((now_ms / 1_000 + 1) * 1_000);
-                Next::Listen(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
+                Next::Wait(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
             }
         }
     }
@@ -683,7 +675,7 @@ mod tests {
         assert!(ms > NOW + FLASH);
         pacer.drawn_full(&state, t0, ms);
         match pacer.next(&state, t0, ms) {
-            Next::Listen(wait) => assert_eq!(wait, Duration::from_millis(800)),
+            Next::Wait(wait) => assert_eq!(wait, Duration::from_millis(800)),
             other => panic!("{other:?}"),
         }
         let t1 = t0 + Duration::from_millis(800);
@@ -695,7 +687,7 @@ mod tests {
             }
         );
         pacer.drawn_strips(t1, ms + 800, true);
-        assert!(matches!(pacer.next(&state, t1, ms + 800), Next::Listen(_)));
+        assert!(matches!(pacer.next(&state, t1, ms + 800), Next::Wait(_)));
     }
 
     /// Far enough after `NOW` for the first tick's flash to have ended.
@@ -713,7 +705,7 @@ mod tests {
         let t1 = t0 + Duration::from_millis(10);
         assert_eq!(
             pacer.next(&state, t1, ms + 10),
-            Next::Sleep(WHOLE_FRAME_GAP - Duration::from_millis(10))
+            Next::Wait(WHOLE_FRAME_GAP - Duration::from_millis(10))
         );
         let t2 = t0 + WHOLE_FRAME_GAP;
         assert_eq!(pacer.next(&state, t2, ms + 100), Next::Full);
@@ -734,7 +726,7 @@ mod tests {
         // The news line is new: it needs a whole frame to make room.
         assert_eq!(pacer.next(&state, t0, ms), Next::Full);
         pacer.drawn_full(&state, t0, ms);
-        assert_eq!(pacer.next(&state, t0, ms), Next::Sleep(GAP));
+        assert_eq!(pacer.next(&state, t0, ms), Next::Wait(GAP));
         let t1 = t0 + GAP;
         assert_eq!(
             pacer.next(&state, t1, ms + 33),
@@ -769,7 +761,7 @@ mod tests {
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(
             pacer.next(&state, t1, NOW + 500),
-            Next::Sleep(Duration::from_millis(500))
+            Next::Wait(Duration::from_millis(500))
         );
         assert_eq!(
             pacer.next(&state, t0 + Duration::from_secs(1), NOW + 1_000),

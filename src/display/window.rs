@@ -40,7 +40,10 @@ impl Window {
             };
             return Err(DisplayError::NoDisplay(why));
         };
-        let screen = screen_size(&display)?;
+        // Our connection stays open while minifb makes its own: an X server
+        // with no clients resets, and refuses connections while it does.
+        let connection = Connection::open(&display)?;
+        let screen = connection.screen_size()?;
         let (width, height) = size.unwrap_or(screen);
         let options = WindowOptions {
             borderless: true,
@@ -57,7 +60,7 @@ impl Window {
         window.set_target_fps(0);
         window.set_cursor_visibility(false);
         window.set_position(0, 0);
-        let blitter = Blitter::open(window.get_window_handle() as x11_dl::xlib::Window);
+        let blitter = Blitter::new(connection, window.get_window_handle() as xlib::Window);
         if blitter.is_none() {
             log::info!("the X server's pixel layout is not 24-bit: presenting whole frames only");
         }
@@ -118,8 +121,7 @@ impl Screen for Window {
 /// a frame at 1080p, too much for a clock that ticks) and watches for
 /// `Expose`, which minifb ignores.
 struct Blitter {
-    xlib: Xlib,
-    display: *mut xlib::Display,
+    conn: Connection,
     window: xlib::Window,
     gc: xlib::GC,
     visual: *mut xlib::Visual,
@@ -130,20 +132,15 @@ struct Blitter {
 }
 
 impl Blitter {
-    /// A connection to `window`'s server, when its default visual is 24-bit
-    /// true colour (our `0x00RRGGBB` pixels as they are).
-    fn open(window: xlib::Window) -> Option<Blitter> {
-        let xlib = Xlib::open().ok()?;
-        // SAFETY: Xlib calls on a display checked for null; the window id
-        // comes from minifb's live window on the same server.
+    /// A blitter for `window` over `connection`, when the default visual is
+    /// 24-bit true colour (our `0x00RRGGBB` pixels as they are).
+    fn new(connection: Connection, window: xlib::Window) -> Option<Blitter> {
+        let (xlib, display) = (&connection.xlib, connection.display);
+        // SAFETY: Xlib calls on an open display; the window id comes from
+        // minifb's live window on the same server.
         unsafe {
-            let display = (xlib.XOpenDisplay)(std::ptr::null());
-            if display.is_null() {
-                return None;
-            }
             let screen = (xlib.XDefaultScreen)(display);
             if (xlib.XDefaultDepth)(display, screen) != 24 {
-                (xlib.XCloseDisplay)(display);
                 return None;
             }
             let visual = (xlib.XDefaultVisual)(display, screen);
@@ -151,8 +148,7 @@ impl Blitter {
             (xlib.XSelectInput)(display, window, xlib::ExposureMask);
             (xlib.XFlush)(display);
             Some(Blitter {
-                xlib,
-                display,
+                conn: connection,
                 window,
                 gc,
                 visual,
@@ -171,8 +167,8 @@ impl Blitter {
         unsafe {
             if self.image_of != key {
                 self.drop_image();
-                self.image = (self.xlib.XCreateImage)(
-                    self.display,
+                self.image = (self.conn.xlib.XCreateImage)(
+                    self.conn.display,
                     self.visual,
                     24,
                     xlib::ZPixmap,
@@ -194,8 +190,8 @@ impl Blitter {
                 let w = area.size.width.min(frame.width - x as u32);
                 let h = area.size.height.min(frame.height - y as u32);
                 if w > 0 && h > 0 {
-                    (self.xlib.XPutImage)(
-                        self.display,
+                    (self.conn.xlib.XPutImage)(
+                        self.conn.display,
                         self.window,
                         self.gc,
                         self.image,
@@ -208,7 +204,7 @@ impl Blitter {
                     );
                 }
             }
-            (self.xlib.XFlush)(self.display);
+            (self.conn.xlib.XFlush)(self.conn.display);
         }
     }
 
@@ -217,9 +213,9 @@ impl Blitter {
         let mut exposed = false;
         // SAFETY: reads events already queued on our own open display.
         unsafe {
-            while (self.xlib.XPending)(self.display) > 0 {
+            while (self.conn.xlib.XPending)(self.conn.display) > 0 {
                 let mut event: xlib::XEvent = std::mem::zeroed();
-                (self.xlib.XNextEvent)(self.display, &mut event);
+                (self.conn.xlib.XNextEvent)(self.conn.display, &mut event);
                 exposed |= event.get_type() == xlib::Expose;
             }
         }
@@ -229,13 +225,13 @@ impl Blitter {
     /// Frees the image header (not the pixels).
     ///
     /// # Safety
-    /// `self.image` is null or made by `XCreateImage` on `self.display`.
+    /// `self.image` is null or made by `XCreateImage` on `self.conn.display`.
     unsafe fn drop_image(&mut self) {
         if !self.image.is_null() {
             // SAFETY: see above; the data is ours, so detach it first.
             unsafe {
                 (*self.image).data = std::ptr::null_mut();
-                (self.xlib.XDestroyImage)(self.image);
+                (self.conn.xlib.XDestroyImage)(self.image);
             }
             self.image = std::ptr::null_mut();
             self.image_of = (std::ptr::null(), 0, 0);
@@ -245,41 +241,66 @@ impl Blitter {
 
 impl Drop for Blitter {
     fn drop(&mut self) {
-        // SAFETY: our own GC and display, freed once.
+        // SAFETY: our own image header and GC, freed once, before the
+        // connection (a field, dropped after this) closes.
         unsafe {
             self.drop_image();
-            (self.xlib.XFreeGC)(self.display, self.gc);
-            (self.xlib.XCloseDisplay)(self.display);
+            (self.conn.xlib.XFreeGC)(self.conn.display, self.gc);
         }
     }
 }
 
-/// The size of the X screen on `display`, which also proves the server
-/// answers (minifb's own error says only "XOpenDisplay failed").
-fn screen_size(display: &str) -> Result<(u32, u32), DisplayError> {
-    let xlib = Xlib::open().map_err(|e| {
-        DisplayError::NoDisplay(format!(
-            "libX11 could not be loaded ({e}); install libx11-6 and libxcursor1"
-        ))
-    })?;
-    // SAFETY: Xlib calls with a display pointer checked for null, closed
-    // once; the name comes from the environment as a C string.
-    unsafe {
-        let handle = (xlib.XOpenDisplay)(std::ptr::null());
+/// An open Xlib connection, before it becomes a [`Blitter`].
+struct Connection {
+    xlib: Xlib,
+    display: *mut xlib::Display,
+}
+
+impl Connection {
+    /// Connects to the server on `$DISPLAY` (named `display` in errors).
+    fn open(display: &str) -> Result<Connection, DisplayError> {
+        let xlib = Xlib::open().map_err(|e| {
+            DisplayError::NoDisplay(format!(
+                "libX11 could not be loaded ({e}); install libx11-6 and libxcursor1"
+            ))
+        })?;
+        // SAFETY: XOpenDisplay with a null name reads $DISPLAY; checked.
+        let handle = unsafe { (xlib.XOpenDisplay)(std::ptr::null()) };
         if handle.is_null() {
             return Err(DisplayError::NoDisplay(format!(
                 "the X server at DISPLAY={display} does not answer"
             )));
         }
-        let screen = (xlib.XDefaultScreen)(handle);
-        let width = (xlib.XDisplayWidth)(handle, screen);
-        let height = (xlib.XDisplayHeight)(handle, screen);
-        (xlib.XCloseDisplay)(handle);
+        Ok(Connection {
+            xlib,
+            display: handle,
+        })
+    }
+
+    /// The size of the default screen.
+    fn screen_size(&self) -> Result<(u32, u32), DisplayError> {
+        // SAFETY: queries on an open display.
+        let (width, height) = unsafe {
+            let screen = (self.xlib.XDefaultScreen)(self.display);
+            (
+                (self.xlib.XDisplayWidth)(self.display, screen),
+                (self.xlib.XDisplayHeight)(self.display, screen),
+            )
+        };
         match (u32::try_from(width), u32::try_from(height)) {
             (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
             _ => Err(DisplayError::Window(format!(
                 "the X screen reports {width}×{height}"
             ))),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // SAFETY: closes our own display, once.
+        unsafe {
+            (self.xlib.XCloseDisplay)(self.display);
         }
     }
 }

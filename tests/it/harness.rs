@@ -405,8 +405,12 @@ impl Daemon {
     ) -> Daemon {
         let mut cmd = sandbox.command();
         cmd.arg("run")
-            .args(["--listen", "127.0.0.1:0", "--display", "none", "--data-dir"])
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(sandbox.data_dir());
+        // No board unless the test asks for one.
+        if !args.contains(&"--display") {
+            cmd.args(["--display", "none"]);
+        }
         if let Some(config) = config {
             cmd.arg("--config").arg(sandbox.write("tablo.toml", config));
         }

@@ -5,6 +5,7 @@
 mod chain;
 mod cli;
 mod disk;
+mod display;
 mod harness;
 mod http;
 mod journal;
