@@ -1,0 +1,461 @@
+//! What the board costs: frame draw times in process, then the whole
+//! daemon's CPU and memory with the board on, idle and at 100 updates/s.
+//!
+//! Part 1 draws frames with `tablo::board::draw` (no I/O): a whole frame at
+//! 1920×1080 and 800×480, a whole frame right after one row changed, and
+//! the header and news strips the renderer redraws alone when only the
+//! clock or the marquee moved. p50/p99/max over many frames.
+//!
+//! Part 2 runs the release daemon with a fake Binance upstream (a real
+//! WebSocket server on 127.0.0.1) filling 20 rows, on the `fbdev` backend
+//! drawing into a plain file at 1920×1080 (XRGB8888), and on the `window`
+//! backend in an Xvfb server when Xvfb is installed. It measures the
+//! daemon's CPU (all threads, from /proc schedstat) over 10 s with no
+//! updates (only the clock ticks) and over 10 s at 100 updates/s, its peak
+//! RSS and its anonymous RSS (the plain file standing in for /dev/fb0 is
+//! mapped and counts as file RSS; a real framebuffer's memory does not),
+//! and for the window the X server's CPU too. The same load with
+//! `--display none` gives the relay's own share.
+//!
+//! Run with `cargo bench --bench render`; `TABLO_BENCH_QUICK=1` shortens
+//! every phase (for a smoke run, not for figures).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::{Message, accept};
+use hdrhistogram::Histogram;
+use tablo::board::draw::{draw_header, draw_news};
+use tablo::board::{BoardState, Frame, Painter, draw};
+use tablo::config::Config;
+use tablo::event::Event;
+
+/// Symbols on the board (rows), as in the issue's Chromium comparison.
+const SYMBOLS: usize = 20;
+
+/// Updates a second in the loaded phase.
+const RATE: u64 = 100;
+
+/// Frames drawn per in-process measurement.
+const FRAMES: u64 = 400;
+
+/// Set to shorten every phase.
+const QUICK_ENV: &str = "TABLO_BENCH_QUICK";
+
+fn quick() -> bool {
+    std::env::var_os(QUICK_ENV).is_some()
+}
+
+fn main() {
+    println!("tablo render bench ({})", machine());
+    println!();
+    draw_times();
+    println!();
+    let bin = release_binary();
+    let phase = if quick() {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(10)
+    };
+    println!(
+        "whole daemon with the board on, {SYMBOLS} rows at 1920×1080 ({} s a phase)",
+        phase.as_secs()
+    );
+    println!(
+        "  {:<28} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "backend / load", "CPU %", "frames/s", "peak RSS", "anon RSS", "X server %"
+    );
+    daemon_cpu(&bin, Backend::None, phase);
+    daemon_cpu(&bin, Backend::Fbdev, phase);
+    match Xvfb::start() {
+        Some(x) => daemon_cpu(&bin, Backend::Window(x), phase),
+        None => println!("  window: skipped (Xvfb is not installed)"),
+    }
+    println!(
+        "  for comparison (NOTES.md): a Chromium kiosk page with the same board: 432 MiB PSS, 81 % of a core at 100 updates/s"
+    );
+}
+
+// ---------------------------------------------------------------- part 1
+
+fn event(seq: u64, ts: u64, json_body: &str) -> Event {
+    let json = format!(r#"{{"seq":{seq},"ts":{ts},{json_body}}}"#);
+    Event::from_json(json.as_bytes()).expect("a valid event")
+}
+
+fn tick(seq: u64, ts: u64, symbol: usize, cents: u64) -> Event {
+    event(
+        seq,
+        ts,
+        &format!(
+            r#""type":"tick","symbol":"S{symbol:02}USDT","price":"{}.{:02}","open":"1000.00","volume":"12345.6""#,
+            cents / 100,
+            cents % 100
+        ),
+    )
+}
+
+/// A full board: 20 rows with history, a news line.
+fn board(now: u64) -> (BoardState, u64) {
+    let config = Config::defaults_in(Path::new("/nonexistent"));
+    let mut state = BoardState::new(&config.board, &["binance"]);
+    let mut seq = 0;
+    for round in 0..60u64 {
+        for s in 0..SYMBOLS {
+            seq += 1;
+            let cents = 100_000 + (round * 37 + s as u64 * 101) % 5_000;
+            state.apply(
+                &tick(seq, now - 60_000 + round * 1_000, s, cents),
+                now - 60_000 + round * 1_000,
+            );
+        }
+    }
+    seq += 1;
+    let news = event(
+        seq,
+        now - 5_000,
+        r#""type":"news","title":"Central bank holds rates; gold steady near record as traders await jobs data","source":"bench""#,
+    );
+    state.apply(&news, now - 5_000);
+    (state, seq)
+}
+
+struct Stats(Histogram<u64>);
+
+impl Stats {
+    fn new() -> Stats {
+        Stats(Histogram::new_with_bounds(1, 10_000_000_000, 3).expect("histogram"))
+    }
+
+    fn time(&mut self, f: impl FnOnce()) {
+        let t = Instant::now();
+        f();
+        self.0.record(t.elapsed().as_nanos().max(1) as u64).ok();
+    }
+
+    fn line(&self, what: &str) {
+        let ms = |q: f64| self.0.value_at_quantile(q) as f64 / 1e6;
+        println!(
+            "  {what:<40} p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
+            ms(0.5),
+            ms(0.99),
+            self.0.max() as f64 / 1e6
+        );
+    }
+}
+
+fn draw_times() {
+    let frames = if quick() { 50 } else { FRAMES };
+    println!("draw time in process ({frames} frames each, one thread, no I/O)");
+    let now = 1_700_000_000_000;
+    for (w, h) in [(1920, 1080), (800, 480)] {
+        let (mut state, mut seq) = board(now);
+        let mut painter = Painter::new();
+        let mut frame = Frame::new(w, h);
+        // Warm the glyph cache, as a running board has.
+        draw(&state, now, &mut painter, &mut frame).unwrap();
+        let mut whole = Stats::new();
+        for i in 0..frames {
+            whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
+        }
+        whole.line(&format!("{w}×{h} whole frame"));
+        let mut one_row = Stats::new();
+        for i in 0..frames {
+            seq += 1;
+            let at = now + 1_000 + i * 100;
+            state.apply(
+                &tick(seq, at, (i % SYMBOLS as u64) as usize, 100_000 + i),
+                at,
+            );
+            one_row.time(|| draw(&state, at, &mut painter, &mut frame).unwrap());
+        }
+        one_row.line(&format!("{w}×{h} whole frame after one row changed"));
+        let mut header = Stats::new();
+        let mut news = Stats::new();
+        for i in 0..frames {
+            let at = now + 100_000 + i * 33;
+            header.time(|| {
+                draw_header(&state, at, &mut painter, &mut frame).unwrap();
+            });
+            news.time(|| {
+                draw_news(&state, at, &mut painter, &mut frame).unwrap();
+            });
+        }
+        header.line(&format!("{w}×{h} header strip (clock second)"));
+        news.line(&format!("{w}×{h} news strip (marquee step)"));
+    }
+}
+
+// ---------------------------------------------------------------- part 2
+
+enum Backend {
+    /// No board: the relay alone, for the board's share of the rest.
+    None,
+    Fbdev,
+    Window(Xvfb),
+}
+
+/// A fake Binance upstream: fills every row at once, then sends ticks at
+/// the rate set in `rate` (0: none), round-robin over the symbols.
+struct Upstream {
+    addr: SocketAddr,
+    rate: Arc<AtomicU64>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fake upstream");
+        let addr = listener.local_addr().unwrap();
+        let rate = Arc::new(AtomicU64::new(0));
+        let shared = rate.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let rate = shared.clone();
+                std::thread::spawn(move || serve(stream, &rate));
+            }
+        });
+        Upstream { addr, rate }
+    }
+}
+
+fn serve(stream: std::net::TcpStream, rate: &AtomicU64) {
+    let Ok(mut ws) = accept(stream) else { return };
+    let mut n: u64 = 0;
+    let frame = |n: u64| {
+        let s = n as usize % SYMBOLS;
+        let cents = 100_000 + (n * 7919) % 9_000;
+        format!(
+            r#"{{"e":"24hrTicker","E":1,"s":"S{s:02}USDT","c":"{}.{:02}","o":"1000.00","v":"12345.6"}}"#,
+            cents / 100,
+            cents % 100
+        )
+    };
+    for _ in 0..SYMBOLS {
+        if ws.send(Message::text(frame(n))).is_err() {
+            return;
+        }
+        n += 1;
+    }
+    let started = Instant::now();
+    let mut sent_at_rate = 0u64;
+    let mut rate_since = (0u64, started);
+    loop {
+        let r = rate.load(Ordering::Relaxed);
+        if r != rate_since.0 {
+            rate_since = (r, Instant::now());
+            sent_at_rate = 0;
+        }
+        if r == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let due = (rate_since.1.elapsed().as_secs_f64() * r as f64) as u64;
+        while sent_at_rate < due {
+            if ws.send(Message::text(frame(n))).is_err() {
+                return;
+            }
+            n += 1;
+            sent_at_rate += 1;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let upstream = Upstream::start();
+    let fb = dir.path().join("fb0");
+    std::fs::write(&fb, b"").unwrap();
+    let config = format!(
+        "[display]\nwidth = 1920\nheight = 1080\ndevice = \"{}\"\n\n[[feed]]\nname = \"binance\"\nformat = \"binance\"\nurl = \"ws://{}/ws\"\n",
+        fb.display(),
+        upstream.addr
+    );
+    let config_path = dir.path().join("tablo.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let (mode, display, x_pid) = match &backend {
+        Backend::None => ("none", None, None),
+        Backend::Fbdev => ("fbdev", None, None),
+        Backend::Window(x) => ("window", Some(x.display.clone()), Some(x.child.id())),
+    };
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--display",
+        mode,
+        "--config",
+    ])
+    .arg(&config_path)
+    .arg("--data-dir")
+    .arg(dir.path().join("data"))
+    .env("TABLO_LOG", "warn,tablo::renderer=info,tablo::app=info")
+    .env_remove("JOURNAL_STREAM")
+    .env_remove("WAYLAND_DISPLAY")
+    .stderr(Stdio::piped());
+    match &display {
+        Some(d) => cmd.env("DISPLAY", d),
+        None => cmd.env_remove("DISPLAY"),
+    };
+    let mut child = cmd.spawn().expect("start tablo");
+    wait_for(&mut child, if mode == "none" { "listening on" } else { " at 1920×1080" });
+    let pid = child.id();
+    // Rows filled, flashes over.
+    std::thread::sleep(Duration::from_secs(3));
+    for (label, rate) in [("idle (clock only)", 0), ("100 updates/s", RATE)] {
+        upstream.rate.store(rate, Ordering::Relaxed);
+        if rate > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let frames0 = frames(&dir.path().join("data"));
+        let (cpu0, x0) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let t0 = Instant::now();
+        std::thread::sleep(phase);
+        let wall = t0.elapsed().as_secs_f64();
+        let (cpu1, x1) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let frames1 = frames(&dir.path().join("data"));
+        let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e9 / wall * 100.0;
+        println!(
+            "  {:<28} {:>9.2} {:>9.1} {:>6.1} MiB {:>6.1} MiB {:>10}",
+            format!("{mode}: {label}"),
+            pct(cpu0, cpu1),
+            (frames1 - frames0) as f64 / wall,
+            status_kib(pid, "VmHWM") as f64 / 1024.0,
+            status_kib(pid, "RssAnon") as f64 / 1024.0,
+            match (x0, x1) {
+                (Some(a), Some(b)) => format!("{:.2}", pct(a, b)),
+                _ => "-".to_owned(),
+            }
+        );
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// Frames drawn so far, whole and strips, from the daemon's `/metrics`.
+fn frames(data_dir: &Path) -> u64 {
+    let Ok(addr) = std::fs::read_to_string(data_dir.join("tablo.listen")) else {
+        return 0;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect(addr.trim()) else {
+        return 0;
+    };
+    use std::io::Write;
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.lines()
+        .filter(|l| l.starts_with("tablo_render_frames_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn wait_for(child: &mut Child, needle: &str) {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("read stderr");
+        if line.contains(needle) {
+            break;
+        }
+        assert!(!line.contains("ERROR"), "{line}");
+    }
+    // Keep draining so the daemon never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
+
+/// CPU time of every thread of `pid`, in nanoseconds.
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An Xvfb server for the window backend, stopped on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Option<Xvfb> {
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "1920x1080x24",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut out = child.stdout.take()?;
+        let mut number = String::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).ok()? == 1 && byte[0] != b'\n' {
+            number.push(byte[0] as char);
+        }
+        Some(Xvfb {
+            child,
+            display: format!(":{}", number.trim()),
+        })
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn release_binary() -> String {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--bin", "tablo"])
+        .status()
+        .expect("cargo build --release");
+    assert!(status.success(), "release build failed");
+    let target: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("release/tablo").display().to_string()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_owned();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
