@@ -27,6 +27,7 @@ use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::server::{self, Shared};
+use crate::service::Service;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -91,6 +92,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Handlers first, so a signal that arrives right after start-up is a
     // clean stop, not a kill.
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    let mut service = Service::from_env();
     let (journal, start, restored, positions) = open_journal(&config)?;
     let addr = config.server.listen;
     let listener = std::net::TcpListener::bind(addr)
@@ -117,6 +119,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let epoch = start.epoch.clone();
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
         hub.restore(restored, Instant::now(), crate::hub::wall_ms());
+        let hub_heart = hub.heartbeat();
         let hub_run = hub.run(hub_rx);
         // A panic in the hub is caught here, so shutdown still runs and the
         // exit code says what happened.
@@ -139,12 +142,19 @@ pub fn run(config: Config) -> Result<(), RunError> {
         );
         shared.set_journal_info(journal.handle().status, epoch);
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+        // Bound and journal open: systemd may send traffic our way. Every
+        // loop that must not get stuck is in the watchdog's list.
+        service.ready(&format!("listening on {local}; journal open"));
+        service.start_watchdog(vec![hub_heart, journal.heartbeat()]);
+        let status = service.status_task(hub_tx.clone(), local);
 
         let stopped = or(async { Stop::Signal(signals.next().await) }, async {
             (&mut hub).await;
             Stop::HubDied
         })
         .await;
+        service.stopping();
+        drop(status);
         let result = match stopped {
             Stop::Signal(signal) => {
                 log::info!(

@@ -21,4 +21,5 @@ pub mod publish;
 pub mod ratelimit;
 pub mod render;
 pub mod server;
+pub mod service;
 pub mod session;

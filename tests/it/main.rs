@@ -13,4 +13,5 @@ mod jsonfeed;
 mod limits;
 mod protocol;
 mod relay;
+mod service;
 mod slow;
