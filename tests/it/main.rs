@@ -10,6 +10,7 @@ mod http;
 mod journal;
 mod journal_cli;
 mod jsonfeed;
+mod kiosk;
 mod limits;
 mod protocol;
 mod relay;

@@ -479,9 +479,11 @@ fn a_watchdog_meant_for_another_process_is_not_pinged() {
 // The unit file.
 // ---------------------------------------------------------------------------
 
-/// The repository's unit file.
-fn unit_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/tablo.service")
+/// A unit file of the repository's `systemd/`.
+fn unit_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(name)
 }
 
 /// Where `systemd-analyze` is, if installed.
@@ -493,14 +495,22 @@ fn systemd_analyze() -> Option<PathBuf> {
 }
 
 #[test]
-fn the_unit_file_passes_systemd_analyze_verify() {
+fn the_unit_files_pass_systemd_analyze_verify() {
     let Some(analyze) = systemd_analyze() else {
         eprintln!(
             "SKIPPED: systemd-analyze is not installed (apt-get install systemd); .ci/run installs it"
         );
         return;
     };
-    let unit = std::fs::read_to_string(unit_file()).expect("systemd/tablo.service");
+    verify(&analyze, "tablo.service");
+    verify(&analyze, "tablo-cage.service");
+}
+
+/// Runs `systemd-analyze verify` on a copy of `systemd/NAME` whose
+/// ExecStart= runs the binary under test; fails on any complaint about it.
+#[track_caller]
+fn verify(analyze: &Path, name: &str) {
+    let unit = std::fs::read_to_string(unit_file(name)).expect("a unit file in systemd/");
     // verify insists that ExecStart's binary exists: point it at the one
     // under test, and change nothing else.
     let exec_lines = unit.lines().filter(|l| l.starts_with("ExecStart=")).count();
@@ -516,8 +526,8 @@ fn the_unit_file_passes_systemd_analyze_verify() {
         })
         .collect();
     let sandbox = Sandbox::new();
-    let copy = sandbox.write("tablo.service", &rewritten);
-    let out = Command::new(&analyze)
+    let copy = sandbox.write(name, &rewritten);
+    let out = Command::new(analyze)
         .args(["verify", "--man=no"])
         .arg(&copy)
         .env("SYSTEMD_LOG_COLOR", "0")
@@ -526,11 +536,11 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Lines about other units (the host's own, in a container) are not
-    // ours to fix; anything naming tablo.service is.
+    // ours to fix; anything naming this unit is.
     let ours: Vec<&str> = stderr
         .lines()
         .chain(stdout.lines())
-        .filter(|l| l.contains("tablo.service"))
+        .filter(|l| l.contains(name))
         .collect();
     assert!(
         out.status.success() && ours.is_empty(),
@@ -542,7 +552,7 @@ fn the_unit_file_passes_systemd_analyze_verify() {
 
 #[test]
 fn the_unit_file_asks_for_what_the_daemon_does() {
-    let unit = std::fs::read_to_string(unit_file()).expect("systemd/tablo.service");
+    let unit = std::fs::read_to_string(unit_file("tablo.service")).expect("systemd/tablo.service");
     let settings: Vec<(&str, &str)> = unit
         .lines()
         .filter(|l| !l.starts_with('#'))
