@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -593,4 +593,129 @@ fn the_unit_file_asks_for_what_the_daemon_does() {
         .find(|(k, _)| *k == "ExecStart")
         .expect("ExecStart=");
     assert!(exec.1.contains(" run"), "ExecStart= should run the daemon");
+}
+
+// ---------------------------------------------------------------------------
+// Logs under systemd.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn under_systemd_every_log_line_carries_a_journald_priority() {
+    // systemd sets JOURNAL_STREAM to the device and inode of the stream it
+    // connects to the service's stderr; `sh` does the same for the pipe the
+    // test reads, then becomes tablo.
+    let sandbox = Sandbox::new();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$@""#)
+        .arg("sh")
+        .arg(TABLO)
+        .args(["run", "--listen", "127.0.0.1:0", "--display", "none"])
+        .arg("--data-dir")
+        .arg(sandbox.data_dir())
+        .env("HOME", sandbox.path())
+        .env("TABLO_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + MESSAGE_TIMEOUT;
+    let listening = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let done = line.contains("listening on");
+                seen.push(line);
+                if done {
+                    break seen.last().cloned().unwrap_or_default();
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no `listening on` line; stderr:\n{}", seen.join("\n"));
+            }
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        listening.starts_with("<6>listening on"),
+        "info is priority 6, with no timestamp (journald adds its own): {listening:?}"
+    );
+    for line in &seen {
+        let priority = line
+            .strip_prefix('<')
+            .and_then(|rest| rest.split_once('>'))
+            .map(|(p, _)| p);
+        assert!(
+            matches!(priority, Some("3" | "4" | "6" | "7")),
+            "a line without a journald priority: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn steady_state_logs_nothing_per_message() {
+    let (daemon, mut notify) =
+        ready_daemon(&[("WATCHDOG_USEC", WATCHDOG_USEC), ("TABLO_LOG", "info")]);
+    notify.wait_for("STATUS= with the demo feed up", MESSAGE_TIMEOUT, |text| {
+        field(text, "STATUS").is_some_and(|s| s.contains("demo up"))
+    });
+    notify.pings(2, MESSAGE_TIMEOUT);
+    let events = "tablo_events_in_total{channel=\"prices\"}";
+    let (lines_before, ticks_before) = (daemon.stderr().lines().count(), daemon.metric(events));
+    // Two seconds of the demo market: a few ticks a second.
+    notify.pings(8, MESSAGE_TIMEOUT);
+    let ticks = daemon.metric(events) - ticks_before;
+    let stderr = daemon.stderr();
+    assert!(
+        ticks >= 3.0,
+        "the demo feed should have ticked; {ticks} ticks"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        lines_before,
+        "{ticks} ticks were logged about:\n{stderr}"
+    );
+}
+
+#[test]
+fn repeated_refusals_are_logged_once_per_interval() {
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(
+            "[server]\nmax_clients = 1\ntokens = [{ token = \"right\" }]\n",
+            &["--demo"],
+        );
+        let _only = daemon.bot().await;
+        for _ in 0..20 {
+            assert_eq!(daemon.upgrade_status("/ws?token=wrong"), 401);
+            assert_eq!(daemon.upgrade_status("/ws"), 503);
+        }
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(STOP_WITHIN);
+        let count = |needle: &str| {
+            stopped
+                .stderr
+                .lines()
+                .filter(|l| l.contains(needle))
+                .count()
+        };
+        assert_eq!(count("unknown token"), 1, "{}", stopped.stderr);
+        assert_eq!(count("clients already connected"), 1, "{}", stopped.stderr);
+    });
 }
