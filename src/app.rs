@@ -143,7 +143,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         shared.set_journal_info(journal.handle().status, epoch);
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
         // Bound and journal open: systemd may send traffic our way. Every
-        // loop that must not get stuck is in the watchdog's list.
+        // loop that must not get stuck is in the watchdog's list; the
+        // renderer's heartbeat goes here too when the board runs.
         service.ready(&format!("listening on {local}; journal open"));
         service.start_watchdog(vec![hub_heart, journal.heartbeat()]);
         let status = service.status_task(hub_tx.clone(), local);
