@@ -305,7 +305,14 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
         None => cmd.env_remove("DISPLAY"),
     };
     let mut child = cmd.spawn().expect("start tablo");
-    wait_for(&mut child, if mode == "none" { "listening on" } else { " at 1920×1080" });
+    wait_for(
+        &mut child,
+        if mode == "none" {
+            "listening on"
+        } else {
+            " at 1920×1080"
+        },
+    );
     let pid = child.id();
     // Rows filled, flashes over.
     std::thread::sleep(Duration::from_secs(3));

@@ -29,6 +29,7 @@ use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, BoardFeed, Renderer};
 use crate::server::{self, Shared};
+use crate::service::Service;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -98,6 +99,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Handlers first, so a signal that arrives right after start-up is a
     // clean stop, not a kill.
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    let mut service = Service::from_env();
     let (journal, start, restored, positions) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
@@ -127,6 +129,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let epoch = start.epoch.clone();
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
         hub.restore(restored, Instant::now(), crate::hub::wall_ms());
+        let hub_heart = hub.heartbeat();
         let (renderer, closed) = match board {
             Some((renderer, feed)) => {
                 hub.attach_board(feed);
@@ -157,6 +160,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
         );
         shared.set_journal_info(journal.handle().status, epoch);
         let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+        // Bound and journal open: systemd may send traffic our way. Every
+        // loop that must not get stuck is in the watchdog's list, the
+        // renderer's too when the board runs.
+        service.ready(&format!("listening on {local}; journal open"));
+        let mut hearts = vec![hub_heart, journal.heartbeat()];
+        hearts.extend(renderer.as_ref().map(Renderer::heartbeat));
+        service.start_watchdog(hearts);
+        let status = service.status_task(hub_tx.clone(), local);
 
         let window_closed = async {
             match &closed {
@@ -175,6 +186,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
             },
         )
         .await;
+        service.stopping();
+        drop(status);
         let result = match stopped {
             Stop::Signal(signal) => {
                 log::info!(

@@ -9,6 +9,13 @@
 //!
 //! A beat is one relaxed atomic store: cheap enough for every iteration of
 //! a hot loop. Nothing here sleeps, spawns or does I/O.
+//!
+//! For the watchdog's own tests, `TABLO_TEST_STALL=<name>` (read once, when
+//! the heartbeat is made at start-up) marks the loop of that name as one
+//! that must get stuck on purpose: the loop asks
+//! [`Heartbeat::injected_stall`] before it starts and, if asked to, blocks
+//! forever without beating. Names: `hub`, `journal` (and `renderer`). It is
+//! a test hook, not a setting: nothing else reads it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +25,9 @@ use std::time::{Duration, Instant};
 /// heartbeat wakes at least this often on its own.
 pub const MAX_QUIET: Duration = Duration::from_secs(1);
 
+/// The environment variable that makes one loop stall, for tests.
+pub const TEST_STALL_VAR: &str = "TABLO_TEST_STALL";
+
 /// The last time a loop came round, as milliseconds since a shared start.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -25,16 +35,34 @@ pub struct Heartbeat {
     name: &'static str,
     started: Instant,
     last_ms: AtomicU64,
+    /// `TABLO_TEST_STALL` named this loop.
+    stall: bool,
 }
 
 impl Heartbeat {
     /// A heartbeat that has just beaten.
     pub fn new(name: &'static str) -> Arc<Heartbeat> {
+        let stall = std::env::var_os(TEST_STALL_VAR).is_some_and(|v| v == name);
         Arc::new(Heartbeat {
             name,
             started: Instant::now(),
             last_ms: AtomicU64::new(0),
+            stall,
         })
+    }
+
+    /// Whether a test asked this loop to get stuck (`TABLO_TEST_STALL`
+    /// names it). Also logs that it will, so a stuck daemon in a test log
+    /// is never a mystery.
+    pub fn injected_stall(&self) -> bool {
+        if self.stall {
+            log::warn!(
+                "{TEST_STALL_VAR}={}: the {} loop stops here on purpose (a watchdog test)",
+                self.name,
+                self.name
+            );
+        }
+        self.stall
     }
 
     /// The loop's name.

@@ -10,6 +10,10 @@
 //! the same outbox, so they are ordered with the events around them.
 //!
 //! The hub never touches a socket or the disk.
+//!
+//! It beats its [`Heartbeat`] on every message and wakes at least every
+//! [`MAX_QUIET`] when idle, so the service watchdog can tell a quiet hub
+//! from a stuck one.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,11 +22,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use serde_json::{Value, json};
+use smol::Timer;
 use smol::channel::{Receiver, Sender};
+use smol::stream::StreamExt;
 
 use crate::config::FeedConfig;
 use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
 use crate::feed::tablo::Position;
+use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
 use crate::protocol::{
@@ -199,6 +206,9 @@ pub struct Health {
     pub journal_ok: bool,
     /// The JSON body.
     pub body: String,
+    /// Each feed's name and state, in config order (for systemd's
+    /// `STATUS=`).
+    pub feeds: Vec<(String, FeedState)>,
 }
 
 struct Client {
@@ -255,6 +265,7 @@ pub struct Hub {
     counters: Counters,
     /// The renderer's queue, when a board is shown.
     board: Option<BoardFeed>,
+    heart: Arc<Heartbeat>,
 }
 
 impl Hub {
@@ -288,6 +299,7 @@ impl Hub {
             },
             counters: Counters::default(),
             board: None,
+            heart: Heartbeat::new("hub"),
         }
     }
 
@@ -298,12 +310,37 @@ impl Hub {
         self.board = Some(board);
     }
 
+    /// The hub's liveness, for the service watchdog.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heart.clone()
+    }
+
     /// Handles messages until [`HubMsg::Shutdown`] or until every sender is
     /// gone.
     pub async fn run(mut self, inbox: Receiver<HubMsg>) {
-        while let Ok(msg) = inbox.recv().await {
-            if !self.handle(msg, Instant::now(), wall_ms()) {
-                break;
+        if self.heart.injected_stall() {
+            // A deadlocked hub, as a test of the watchdog sees it.
+            std::future::pending::<()>().await;
+        }
+        // Wakes an idle hub so that it beats. A message that is ready wins
+        // (`or` polls it first), so a busy hub never even polls the timer.
+        let mut idle = Timer::interval(MAX_QUIET);
+        loop {
+            let next = smol::future::or(async { inbox.recv().await.map(Some) }, async {
+                idle.next().await;
+                Ok(None)
+            })
+            .await;
+            let now = Instant::now();
+            self.heart.beat_at(now);
+            match next {
+                Ok(Some(msg)) => {
+                    if !self.handle(msg, now, wall_ms()) {
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => break,
             }
         }
         for client in self.clients.values() {
@@ -892,6 +929,11 @@ impl Hub {
         Health {
             journal_ok: problem.is_none(),
             body: body.to_string(),
+            feeds: self
+                .upstreams
+                .iter()
+                .map(|u| (u.name.clone(), u.state))
+                .collect(),
         }
     }
 

@@ -23,4 +23,5 @@ pub mod ratelimit;
 pub mod render;
 pub mod renderer;
 pub mod server;
+pub mod service;
 pub mod session;

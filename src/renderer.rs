@@ -367,6 +367,11 @@ struct Run {
 
 impl Run {
     fn run(&mut self, rx: Receiver<BoardMsg>) -> Ended {
+        if self.heart.injected_stall() {
+            loop {
+                std::thread::park();
+            }
+        }
         let mut painter = Painter::new();
         let mut target = self.target(self.screen.size());
         let min_gap = self

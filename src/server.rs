@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
@@ -32,6 +32,7 @@ use crate::hub::{HubMsg, INBOX};
 use crate::journal::export::{self, DEFAULT_LIMIT, Export, MAX_LIMIT, MAX_TAIL};
 use crate::journal::store::Record;
 use crate::journal::writer::{JournalMsg, JournalStatus, REPLAY_PAGE};
+use crate::logger::RateLimited;
 use crate::session::{self, Session};
 
 /// A request head larger than this is refused with 431: browsers send
@@ -47,6 +48,12 @@ pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 
 /// Longest wait between accept retries.
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Each kind of repeated refusal or failure (an unknown token, a full
+/// server, a failing accept) is logged at most once per this interval, with
+/// the count held back: a crowd past `max_clients` or a kiosk retrying a
+/// wrong token must not fill the log of a device nobody watches.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 /// On shutdown, connections get this long to send their close frames
 /// before they are dropped (SIGTERM must exit within 2 s).
@@ -76,6 +83,10 @@ pub struct Shared {
     /// What `/journal/stats` reports; set once at start-up by
     /// [`Shared::set_journal_info`]. Until then it answers 503.
     journal_info: OnceLock<JournalInfo>,
+    /// Rate limits for the "refused: unknown token" and "refused: server
+    /// full" lines.
+    token_refusals: Mutex<RateLimited>,
+    full_refusals: Mutex<RateLimited>,
 }
 
 /// The journal as `/journal/stats` reports it.
@@ -100,6 +111,8 @@ impl Shared {
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(fastrand::u64(..) >> 16),
             journal_info: OnceLock::new(),
+            token_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
+            full_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
         })
     }
 
@@ -127,6 +140,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut resume_at = Instant::now();
     let mut next_conn = 0u64;
+    let mut accept_log = RateLimited::new(REFUSAL_LOG_INTERVAL);
     loop {
         let step = or(
             async {
@@ -168,10 +182,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
                 conns.insert(conn, (task, upgraded));
             }
             Step::Accepted(Err(e)) => {
-                log::warn!(
-                    "accept failed: {e}; retrying in {} ms (raise LimitNOFILE if this is EMFILE)",
-                    backoff.as_millis()
-                );
+                if let Some(more) = accept_log.should_log(Instant::now()) {
+                    log::warn!(
+                        "accept failed: {e}; retrying in {} ms (raise LimitNOFILE if this is EMFILE){}",
+                        backoff.as_millis(),
+                        held_back(more)
+                    );
+                }
                 // Waited for inside the select above, so a SIGTERM still
                 // stops the loop at once.
                 resume_at = Instant::now() + backoff;
@@ -617,7 +634,9 @@ async fn check_upgrade<'a>(
         {
             Some(t) => t.publish,
             None => {
-                log::info!("refused {peer}: unknown token");
+                if let Some(more) = should_log(&shared.token_refusals) {
+                    log::info!("refused {peer}: unknown token{}", held_back(more));
+                }
                 let _ = respond(stream, 401, "text/plain", "unknown token\n").await;
                 return None;
             }
@@ -637,10 +656,13 @@ async fn check_upgrade<'a>(
     let taken = shared.clients.fetch_add(1, Ordering::AcqRel);
     let slot = Slot(&shared.clients);
     if taken >= shared.config.max_clients {
-        log::warn!(
-            "refused {peer}: {} clients already connected (max_clients)",
-            shared.config.max_clients
-        );
+        if let Some(more) = should_log(&shared.full_refusals) {
+            log::warn!(
+                "refused {peer}: {} clients already connected (max_clients){}",
+                shared.config.max_clients,
+                held_back(more)
+            );
+        }
         let _ = respond(stream, 503, "text/plain", "server full; try again later\n").await;
         return None;
     }
@@ -651,6 +673,23 @@ async fn check_upgrade<'a>(
         leftover,
         slot,
     })
+}
+
+/// Whether a rate-limited line may be logged now, and how many were held
+/// back since the last one.
+fn should_log(limit: &Mutex<RateLimited>) -> Option<u64> {
+    let mut limit = limit.lock().unwrap_or_else(|e| e.into_inner());
+    limit.should_log(Instant::now())
+}
+
+/// `" (N more since the last message)"`, or nothing when none were held
+/// back.
+fn held_back(more: u64) -> String {
+    if more == 0 {
+        String::new()
+    } else {
+        format!(" ({more} more since the last message)")
+    }
 }
 
 /// Sends the 101 response and runs the WebSocket session.

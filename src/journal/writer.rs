@@ -12,6 +12,11 @@
 //!
 //! This thread never touches a socket except to push ack frames into a
 //! client's [`Outbox`], which never blocks.
+//!
+//! The writer comes round at least every [`MAX_QUIET`] even when idle, and
+//! beats its [`Heartbeat`] each time, so the service watchdog can tell an
+//! idle writer from one stuck in the disk. An idle round writes nothing: a
+//! commit happens only when something changed.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +30,7 @@ use smol::Timer;
 use smol::channel::{Receiver, Sender, TrySendError, bounded};
 use smol::future::or;
 
+use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::hub::wall_ms;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
@@ -228,6 +234,7 @@ impl JournalHandle {
 pub struct Journal {
     handle: JournalHandle,
     thread: Option<JoinHandle<()>>,
+    heart: Arc<Heartbeat>,
 }
 
 impl Journal {
@@ -244,7 +251,9 @@ impl Journal {
         store.commit()?;
         let status = Arc::new(JournalStatus::default());
         let (tx, rx) = bounded(INBOX);
+        let heart = Heartbeat::new("journal");
         let mut writer = Writer {
+            heart: heart.clone(),
             store: Some(store),
             status: status.clone(),
             config,
@@ -271,7 +280,13 @@ impl Journal {
         Ok(Journal {
             handle: JournalHandle { tx, status },
             thread: Some(thread),
+            heart,
         })
+    }
+
+    /// The writer thread's liveness, for the service watchdog.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heart.clone()
     }
 
     /// A handle for the hub and the sessions.
@@ -290,6 +305,7 @@ impl Journal {
 }
 
 struct Writer {
+    heart: Arc<Heartbeat>,
     store: Option<Store>,
     status: Arc<JournalStatus>,
     config: WriterConfig,
@@ -310,14 +326,25 @@ struct Writer {
 /// What woke the writer.
 enum Wake {
     Msg(JournalMsg),
-    Deadline,
+    /// The commit deadline, or [`MAX_QUIET`] since the last round.
+    Timer,
     Closed,
 }
 
 impl Writer {
     async fn run(&mut self, rx: Receiver<JournalMsg>) {
-        let mut deadline = Instant::now() + self.config.flush_interval;
+        if self.heart.injected_stall() {
+            // A writer stuck in the disk, as a test of the watchdog sees it.
+            loop {
+                std::thread::park();
+            }
+        }
+        let mut now = Instant::now();
+        let mut deadline = now + self.config.flush_interval;
         loop {
+            // A flush interval longer than MAX_QUIET still wakes the writer
+            // in time to beat.
+            let wake_at = deadline.min(now + MAX_QUIET);
             let wake = or(
                 async {
                     match rx.recv().await {
@@ -326,17 +353,18 @@ impl Writer {
                     }
                 },
                 async {
-                    Timer::at(deadline).await;
-                    Wake::Deadline
+                    Timer::at(wake_at).await;
+                    Wake::Timer
                 },
             )
             .await;
             match wake {
                 Wake::Msg(msg) => self.handle(msg),
-                Wake::Deadline => {}
+                Wake::Timer => {}
                 Wake::Closed => break,
             }
-            let now = Instant::now();
+            now = Instant::now();
+            self.heart.beat_at(now);
             if now >= deadline {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;

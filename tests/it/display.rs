@@ -252,7 +252,7 @@ fn the_daemon_draws_its_board_in_a_window_and_stops_cleanly() {
         |s| s.pixels[2 * 1024 + 2] == header,
     );
     assert!(
-        shown.is_some(),
+        shown.is_some_and(|s| s.pixels[2 * 1024 + 2] == header),
         "the header never appeared; stderr:\n{}",
         daemon.stderr_tail()
     );
