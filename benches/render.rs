@@ -18,7 +18,8 @@
 //! `--display none` gives the relay's own share.
 //!
 //! Run with `cargo bench --bench render`; `TABLO_BENCH_QUICK=1` shortens
-//! every phase (for a smoke run, not for figures).
+//! every phase (for a smoke run, not for figures); `TABLO_BENCH_PART=draw`
+//! runs part 1 only.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -47,6 +48,9 @@ const FRAMES: u64 = 400;
 /// Set to shorten every phase.
 const QUICK_ENV: &str = "TABLO_BENCH_QUICK";
 
+/// `draw`: only the in-process draw times (no daemon).
+const PART_ENV: &str = "TABLO_BENCH_PART";
+
 fn quick() -> bool {
     std::env::var_os(QUICK_ENV).is_some()
 }
@@ -55,6 +59,9 @@ fn main() {
     println!("tablo render bench ({})", machine());
     println!();
     draw_times();
+    if std::env::var(PART_ENV).is_ok_and(|p| p == "draw") {
+        return;
+    }
     println!();
     let bin = release_binary();
     let phase = if quick() {

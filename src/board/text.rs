@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use ab_glyph::{Font, FontArc, GlyphId, PxScale, ScaleFont, point};
 use embedded_graphics::Pixel;
-use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::{DrawTarget, Point, Size};
 use embedded_graphics::primitives::Rectangle;
 
@@ -338,22 +338,41 @@ where
     let bounds = Rectangle::new(Point::new(x0, y0), Size::new(coverage.width, height));
     // Most glyphs lie wholly inside the clip: check it once, not per pixel.
     let inside = clip.intersection(&bounds) == bounds;
+    // Each coverage value's colour is mixed once per glyph, not per pixel.
+    const UNSET: u32 = u32::MAX;
+    let mut palette = [UNSET; 256];
     let pixels = coverage
         .alpha
-        .iter()
+        .chunks_exact(width)
         .enumerate()
-        .filter(|(_, a)| **a != 0)
-        .map(|(i, &a)| {
-            let at = Point::new(x0 + (i % width) as i32, y0 + (i / width) as i32);
-            let color = if a == 255 {
-                style.color
-            } else {
-                mix(style.background, style.color, u32::from(a) + 1)
-            };
-            Pixel(at, color)
+        .flat_map(move |(row, line)| {
+            let y = y0 + row as i32;
+            line.iter()
+                .enumerate()
+                .filter_map(move |(col, &a)| (a != 0).then(|| (Point::new(x0 + col as i32, y), a)))
         })
-        .filter(|Pixel(at, _)| inside || clip.contains(*at));
+        .filter(|(at, _)| inside || clip.contains(*at))
+        .map(move |(at, a)| {
+            let slot = &mut palette[usize::from(a)];
+            if *slot == UNSET {
+                let color = if a == 255 {
+                    style.color
+                } else {
+                    mix(style.background, style.color, u32::from(a) + 1)
+                };
+                *slot = pack(color);
+            }
+            Pixel(at, unpack(*slot))
+        });
     target.draw_iter(pixels)
+}
+
+fn pack(c: Rgb888) -> u32 {
+    u32::from(c.r()) << 16 | u32::from(c.g()) << 8 | u32::from(c.b())
+}
+
+fn unpack(p: u32) -> Rgb888 {
+    Rgb888::new((p >> 16) as u8, (p >> 8) as u8, p as u8)
 }
 
 #[cfg(test)]

@@ -341,9 +341,12 @@ impl Fbdev {
             let line = g.start + y as usize * g.line_length + x0 as usize * g.format.bytes;
             let out = &mut memory[line..line + source.len() * g.format.bytes];
             if g.format == Format::XRGB8888 {
-                for (out, &pixel) in out.chunks_exact_mut(4).zip(source) {
-                    out.copy_from_slice(&pixel.to_ne_bytes());
-                }
+                // SAFETY: a `[u32]` viewed as its bytes (native order, as
+                // the device reads them); same lifetime, u8 has no alignment.
+                let bytes = unsafe {
+                    std::slice::from_raw_parts(source.as_ptr().cast::<u8>(), source.len() * 4)
+                };
+                out.copy_from_slice(bytes);
             } else if g.format.bytes == 4 {
                 for (out, &pixel) in out.chunks_exact_mut(4).zip(source) {
                     out.copy_from_slice(&g.format.convert(pixel).to_ne_bytes());
