@@ -349,7 +349,8 @@ where
             let y = y0 + row as i32;
             line.iter()
                 .enumerate()
-                .filter_map(move |(col, &a)| (a != 0).then(|| (Point::new(x0 + col as i32, y), a)))
+                .filter(|(_, a)| **a != 0)
+                .map(move |(col, &a)| (Point::new(x0 + col as i32, y), a))
         })
         .filter(|(at, _)| inside || clip.contains(*at))
         .map(move |(at, a)| {
