@@ -257,7 +257,7 @@ fn the_daemon_draws_its_board_in_a_window_and_stops_cleanly() {
         daemon.stderr_tail()
     );
     daemon.sigterm();
-    let stopped = daemon.into_stopped(Duration::from_secs(5));
+    let stopped = daemon.into_stopped(Duration::from_secs(10));
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }
 
@@ -315,7 +315,7 @@ fn fbdev_on_a_plain_file(bpp: u32) {
     colours.dedup();
     assert!(colours.len() > 50, "{} colours", colours.len());
     daemon.sigterm();
-    let stopped = daemon.into_stopped(Duration::from_secs(5));
+    let stopped = daemon.into_stopped(Duration::from_secs(10));
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }
 
@@ -376,7 +376,7 @@ fn auto_without_a_display_or_framebuffer_writes_a_png_and_says_why() {
     let frame = frame.expect("board.png");
     assert_eq!((frame.width, frame.height), (800, 480));
     daemon.sigterm();
-    let stopped = daemon.into_stopped(Duration::from_secs(5));
+    let stopped = daemon.into_stopped(Duration::from_secs(10));
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
     // Only the picture is left beside the journal: no temporary files.
     let leftovers: Vec<_> = std::fs::read_dir(stopped.sandbox.data_dir())
