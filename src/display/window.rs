@@ -250,6 +250,14 @@ impl Drop for Blitter {
     }
 }
 
+/// Called by Xlib when the X server connection breaks; Xlib exits the
+/// process (status 1) when this returns, and the service manager restarts
+/// the daemon.
+unsafe extern "C" fn x_server_gone(_: *mut xlib::Display) -> std::os::raw::c_int {
+    log::error!("the X server went away; exiting (1) so that the service manager restarts tablo");
+    0
+}
+
 /// An open Xlib connection, before it becomes a [`Blitter`].
 struct Connection {
     xlib: Xlib,
@@ -270,6 +278,11 @@ impl Connection {
             return Err(DisplayError::NoDisplay(format!(
                 "the X server at DISPLAY={display} does not answer"
             )));
+        }
+        // Xlib ends the process when the server goes away; say why first.
+        // SAFETY: installs a process-wide handler that only logs.
+        unsafe {
+            (xlib.XSetIOErrorHandler)(Some(x_server_gone));
         }
         Ok(Connection {
             xlib,

@@ -386,3 +386,24 @@ fn auto_without_a_display_or_framebuffer_writes_a_png_and_says_why() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn losing_the_x_server_ends_the_daemon_with_1_and_says_why() {
+    let mut x = Xvfb::start(640, 480);
+    let sandbox = Sandbox::new();
+    let config = "[display]\nwidth = 320\nheight = 240\n";
+    let mut daemon =
+        Daemon::start_in_with(sandbox, Some(config), &["--display", "window"], |cmd| {
+            cmd.env("DISPLAY", &x.display);
+        });
+    daemon.wait_stderr("board: window at 320×240", APPEAR);
+    let _ = x.child.kill();
+    let _ = x.child.wait();
+    let status = daemon.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{}", daemon.stderr_tail());
+    assert!(
+        daemon.stderr().contains("the X server went away"),
+        "{}",
+        daemon.stderr_tail()
+    );
+}
