@@ -15,7 +15,7 @@
 //! pixels back from the target: text is blended onto the colour this module
 //! knows it painted underneath.
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
 
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::{DrawTarget, Point, Primitive, Size};
@@ -25,6 +25,7 @@ use embedded_graphics::primitives::{
 use embedded_graphics::{Drawable, Pixel};
 
 use super::layout::{self, Layout};
+use super::numbers::{Line, Numbers, localized};
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
 use super::text::{Align, Text, TextStyle, Weight};
 use super::theme::{DARK, Theme, mix};
@@ -100,7 +101,7 @@ where
     };
     frame.header(state)?;
     frame.alert(state)?;
-    frame.captions()?;
+    frame.captions(state)?;
     frame.rows(state)?;
     frame.news(state)
 }
@@ -280,7 +281,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         // The clock, on the right.
         let clock_style = style(l.sizes.clock, Weight::Bold, theme.text, true);
         let mut clock = Line::new();
-        clock_text(&mut clock, self.now_ms, state.utc_offset_minutes(), true);
+        clock_text(
+            &mut clock,
+            self.now_ms,
+            state.utc_offset_minutes(),
+            true,
+            state.numbers(),
+        );
         let baseline = self.centred_baseline(center, l.sizes.clock, Weight::Bold);
         let clock_width = self.text(
             clock.as_str(),
@@ -338,7 +345,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 &area,
             )? + 2 * gap;
         if let Some(since) = state.offline_since() {
-            left += self.offline_pill(since, state.utc_offset_minutes(), left, center)? + 2 * gap;
+            left += self.offline_pill(since, state, left, center)? + 2 * gap;
         }
 
         // One dot per feed, with its name when there is room.
@@ -388,7 +395,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     fn offline_pill(
         &mut self,
         since: u64,
-        offset_min: i32,
+        state: &BoardState,
         left: i32,
         center: i32,
     ) -> Result<i32, D::Error> {
@@ -397,7 +404,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let size = l.sizes.header_small;
         let mut line = Line::new();
         line.push_str("OFFLINE since ");
-        clock_text(&mut line, since, offset_min, false);
+        clock_text(
+            &mut line,
+            since,
+            state.utc_offset_minutes(),
+            false,
+            state.numbers(),
+        );
         let style = TextStyle {
             size,
             weight: Weight::Bold,
@@ -483,7 +496,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             tabular: true,
         };
         let mut line = Line::new();
-        clock_text(&mut line, latest.ts, state.utc_offset_minutes(), false);
+        clock_text(
+            &mut line,
+            latest.ts,
+            state.utc_offset_minutes(),
+            false,
+            state.numbers(),
+        );
         if more > 0 {
             let _ = write!(line, "  +{more} more");
         }
@@ -518,7 +537,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         Ok(())
     }
 
-    fn captions(&mut self) -> Result<(), D::Error> {
+    fn captions(&mut self, state: &BoardState) -> Result<(), D::Error> {
         let Some(area) = self.layout.captions else {
             return Ok(());
         };
@@ -540,7 +559,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                     _ => (x0 + cell.x + cell.width, Align::Right),
                 };
                 self.text(
-                    layout::caption(cell.column),
+                    layout::caption(cell.column, state.language()),
                     Point::new(anchor, baseline),
                     align,
                     style,
@@ -703,20 +722,33 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             );
             match cell.column {
                 Column::Price => self.number(
+                    state.numbers(),
                     row.price.as_deref(),
                     s.price,
                     cell_area,
                     fade(theme.text),
                     bg,
                 )?,
-                Column::Bid => {
-                    self.number(row.bid.as_deref(), s.quote, cell_area, fade(theme.text), bg)?
+                Column::Bid => self.number(
+                    state.numbers(),
+                    row.bid.as_deref(),
+                    s.quote,
+                    cell_area,
+                    fade(theme.text),
+                    bg,
+                )?,
+                Column::Ask => self.number(
+                    state.numbers(),
+                    row.ask.as_deref(),
+                    s.quote,
+                    cell_area,
+                    fade(theme.text),
+                    bg,
+                )?,
+                Column::Volume => {
+                    self.volume(state.numbers(), row, cell_area, fade(theme.muted), bg)?
                 }
-                Column::Ask => {
-                    self.number(row.ask.as_deref(), s.quote, cell_area, fade(theme.text), bg)?
-                }
-                Column::Volume => self.volume(row, cell_area, fade(theme.muted), bg)?,
-                Column::Change => self.change(row, cell_area, stale, bg)?,
+                Column::Change => self.change(state.numbers(), row, cell_area, stale, bg)?,
                 Column::Sparkline => self.sparkline(row, cell_area, stale, bg)?,
             }
         }
@@ -726,6 +758,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     /// A large tabular number, right-aligned and centred vertically.
     fn number(
         &mut self,
+        numbers: &Numbers,
         value: Option<&str>,
         size: u32,
         cell: Rectangle,
@@ -734,9 +767,10 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     ) -> Result<(), D::Error> {
         let theme = self.theme();
         let (text, color) = match value {
-            Some(v) => (v, color),
-            None => ("—", mix(theme.muted, bg, 100)),
+            Some(v) => (localized(numbers, v), color),
+            None => (localized(numbers, "—"), mix(theme.muted, bg, 100)),
         };
+        let text = text.as_str();
         let style = TextStyle {
             size,
             weight: Weight::Bold,
@@ -761,6 +795,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
 
     fn volume(
         &mut self,
+        numbers: &Numbers,
         row: &Row,
         area: Rectangle,
         color: Rgb888,
@@ -778,7 +813,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let baseline = center + self.painter.text.digit_height(size, Weight::Regular) / 2;
         let right = area.top_left.x + area.size.width as i32;
         self.text(
-            row.volume.as_deref().unwrap_or("—"),
+            localized(numbers, row.volume.as_deref().unwrap_or("—")).as_str(),
             Point::new(right, baseline),
             Align::Right,
             style,
@@ -792,6 +827,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     /// direction, with an arrow.
     fn change(
         &mut self,
+        numbers: &Numbers,
         row: &Row,
         area: Rectangle,
         stale: bool,
@@ -828,7 +864,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let pct_baseline = second.unwrap_or(first);
         if let Some(change) = &row.change {
             self.text(
-                change,
+                localized(numbers, change).as_str(),
                 Point::new(right, first),
                 Align::Right,
                 style,
@@ -837,17 +873,19 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             )?;
         }
         if let Some(pct) = &row.change_pct {
-            let percent = self.painter.text.measure("%", &style);
+            let mut sign = [0; 4];
+            let sign = numbers.percent().encode_utf8(&mut sign);
+            let percent = self.painter.text.measure(sign, &style);
             self.painter.text.draw_text(
                 self.target,
-                "%",
+                sign,
                 Point::new(right, pct_baseline),
                 Align::Right,
                 &style,
                 &area,
             )?;
             let pct_width = self.text(
-                pct,
+                localized(numbers, pct).as_str(),
                 Point::new(right - percent, pct_baseline),
                 Align::Right,
                 style,
@@ -1159,7 +1197,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
 
 /// `HH:MM:SS` (or `HH:MM`) of `ms` since the epoch, `offset_min` east of
 /// UTC.
-fn clock_text(out: &mut Line, ms: u64, offset_min: i32, seconds: bool) {
+fn clock_text(out: &mut Line, ms: u64, offset_min: i32, seconds: bool, numbers: &Numbers) {
+    let mut raw = Line::new();
+    clock_digits(&mut raw, ms, offset_min, seconds);
+    let _ = numbers.write(out, raw.as_str());
+}
+
+fn clock_digits(out: &mut Line, ms: u64, offset_min: i32, seconds: bool) {
     let secs = (ms / 1000) as i64 + i64::from(offset_min) * 60;
     let day = secs.rem_euclid(86_400);
     let (h, m, s) = (day / 3600, day / 60 % 60, day % 60);
@@ -1184,54 +1228,6 @@ fn widen(area: &Rectangle, by: i32) -> Rectangle {
         area.top_left - Point::new(by, 0),
         Size::new(area.size.width + 2 * by.max(0) as u32, area.size.height),
     )
-}
-
-/// A short line of text built without allocating: clock, counts, ages.
-/// Longer text is cut.
-struct Line {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Line {
-    fn new() -> Line {
-        Line {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn push_str(&mut self, s: &str) {
-        let _ = self.write_str(s);
-    }
-}
-
-impl fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut end = s.len().min(self.bytes.len() - self.len);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.bytes[self.len..self.len + end].copy_from_slice(&s.as_bytes()[..end]);
-        self.len += end;
-        if end < s.len() {
-            Err(fmt::Error)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1495,13 +1491,13 @@ mod tests {
     #[test]
     fn clock_follows_the_utc_offset() {
         let mut line = Line::new();
-        clock_text(&mut line, NOW, 0, true);
+        clock_digits(&mut line, NOW, 0, true);
         assert_eq!(line.as_str(), "22:13:20");
         line.clear();
-        clock_text(&mut line, NOW, 210, false);
+        clock_digits(&mut line, NOW, 210, false);
         assert_eq!(line.as_str(), "01:43");
         line.clear();
-        clock_text(&mut line, NOW, -23 * 60, true);
+        clock_digits(&mut line, NOW, -23 * 60, true);
         assert_eq!(line.as_str(), "23:13:20");
     }
 }
