@@ -94,7 +94,7 @@ where
     let layout = Layout::new(state, &painter.text, size, now_ms);
     target.clear(painter.theme.background)?;
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
         painter,
         layout: &layout,
         now_ms,
@@ -126,7 +126,7 @@ where
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
         painter,
         layout: &layout,
         now_ms,
@@ -153,7 +153,7 @@ where
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
         painter,
         layout: &layout,
         now_ms,
@@ -164,7 +164,7 @@ where
 
 /// One frame being drawn.
 struct Canvas<'a, D> {
-    target: &'a mut D,
+    target: Mirror<'a, D>,
     painter: &'a mut Painter,
     layout: &'a Layout,
     now_ms: u64,
@@ -191,10 +191,9 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         max_width: i32,
         clip: &Rectangle,
     ) -> Result<i32, D::Error> {
-        let fonts = &mut self.painter.text;
-        let width = fonts.measure(text, &style);
+        let width = self.painter.text.measure(text, &style);
         if width <= max_width {
-            return fonts.draw_text(self.target, text, anchor, align, &style, clip);
+            return self.draw_text(text, anchor, align, &style, clip);
         }
         let shrunk = (style.size as f32 * max_width.max(0) as f32 / width as f32).floor();
         if shrunk >= style.size as f32 * MIN_SHRINK {
@@ -202,12 +201,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 size: shrunk.max(1.0) as u32,
                 ..style
             };
-            return fonts.draw_text(self.target, text, anchor, align, &style, clip);
+            return self.draw_text(text, anchor, align, &style, clip);
         }
         let style = TextStyle {
             size: ((style.size as f32 * MIN_SHRINK) as u32).max(1),
             ..style
         };
+        let fonts = &self.painter.text;
         let ellipsis = fonts.measure("…", &style);
         // Character by character (kerning aside, which the clip absorbs),
         // so a long text costs one pass, not one per character.
@@ -227,16 +227,8 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             Align::Center => anchor.x - width / 2,
             Align::Right => anchor.x - width,
         };
-        let drawn = fonts.draw_text(
-            self.target,
-            cut,
-            Point::new(left, anchor.y),
-            Align::Left,
-            &style,
-            clip,
-        )?;
-        fonts.draw_text(
-            self.target,
+        let drawn = self.draw_text(cut, Point::new(left, anchor.y), Align::Left, &style, clip)?;
+        self.draw_text(
             "…",
             Point::new(left + drawn, anchor.y),
             Align::Left,
@@ -244,6 +236,24 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             clip,
         )?;
         Ok(width)
+    }
+
+    /// Draws `text` as it is (no shrinking), mirroring where it goes (not
+    /// its glyphs) on a right-to-left board. Returns the advance width.
+    fn draw_text(
+        &mut self,
+        text: &str,
+        anchor: Point,
+        align: Align,
+        style: &TextStyle,
+        clip: &Rectangle,
+    ) -> Result<i32, D::Error> {
+        let anchor = Point::new(self.target.x(anchor.x), anchor.y);
+        let align = self.target.align(align);
+        let clip = self.target.rect(clip);
+        self.painter
+            .text
+            .draw_text(&mut *self.target.inner, text, anchor, align, style, &clip)
     }
 
     /// A baseline that centres capital letters (or digits) of `size` on
@@ -374,7 +384,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             };
             Circle::new(Point::new(x, center - dot as i32 / 2), dot)
                 .into_styled(PrimitiveStyle::with_fill(color))
-                .draw(self.target)?;
+                .draw(&mut self.target)?;
             x += dot as i32 + gap / 2;
             if with_names {
                 x += self.text(
@@ -428,11 +438,10 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         );
         RoundedRectangle::with_equal_corners(pill, Size::new(height as u32 / 2, height as u32 / 2))
             .into_styled(PrimitiveStyle::with_fill(theme.alert))
-            .draw(self.target)?;
+            .draw(&mut self.target)?;
         let baseline = center + cap / 2;
         let clip = pill;
-        self.painter.text.draw_text(
-            self.target,
+        self.draw_text(
             line.as_str(),
             Point::new(left + pad_x, baseline),
             Align::Left,
@@ -470,7 +479,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             Point::new(x, top + side * 7 / 8),
         )
         .into_styled(PrimitiveStyle::with_fill(theme.alert_text))
-        .draw(self.target)?;
+        .draw(&mut self.target)?;
         let mark = TextStyle {
             size: (size as f32 * 0.8) as u32,
             weight: Weight::Bold,
@@ -478,8 +487,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             background: theme.alert_text,
             tabular: false,
         };
-        self.painter.text.draw_text(
-            self.target,
+        self.draw_text(
             "!",
             Point::new(x + side / 2, top + side * 7 / 8 - side / 10),
             Align::Center,
@@ -554,18 +562,27 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         for panel in 0..l.panels as i32 {
             let x0 = panel * l.panel_width;
             for cell in l.cells.iter().flatten() {
+                // Over its column's numbers, which do not mirror (see `row`).
+                let column = self.target.rect(&Rectangle::new(
+                    Point::new(x0 + cell.x, area.top_left.y),
+                    Size::new(cell.width.max(0) as u32, area.size.height),
+                ));
+                let (x, width) = (column.top_left.x, cell.width);
                 let (anchor, align) = match cell.column {
-                    Column::Sparkline => (x0 + cell.x + cell.width / 2, Align::Center),
-                    _ => (x0 + cell.x + cell.width, Align::Right),
+                    Column::Sparkline => (x + width / 2, Align::Center),
+                    _ => (x + width, Align::Right),
                 };
-                self.text(
+                let mirrored = std::mem::replace(&mut self.target.on, false);
+                let drawn = self.text(
                     layout::caption(cell.column, state.language()),
                     Point::new(anchor, baseline),
                     align,
                     style,
                     cell.width,
                     &area,
-                )?;
+                );
+                self.target.on = mirrored;
+                drawn?;
             }
         }
         let rule = ((1.5 * l.scale).round() as u32).max(1);
@@ -720,7 +737,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 Point::new(x0 + cell.x, area.top_left.y),
                 Size::new(cell.width.max(0) as u32, area.size.height),
             );
-            match cell.column {
+            // Numbers, changes and sparklines read left to right in every
+            // language: on a right-to-left board the cell moves, its
+            // contents do not mirror (digits stay right-aligned so their
+            // places line up, the sparkline's time runs left to right).
+            let cell_area = self.target.rect(&cell_area);
+            let mirrored = std::mem::replace(&mut self.target.on, false);
+            let drawn = match cell.column {
                 Column::Price => self.number(
                     state.numbers(),
                     row.price.as_deref(),
@@ -728,7 +751,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                     cell_area,
                     fade(theme.text),
                     bg,
-                )?,
+                ),
                 Column::Bid => self.number(
                     state.numbers(),
                     row.bid.as_deref(),
@@ -736,7 +759,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                     cell_area,
                     fade(theme.text),
                     bg,
-                )?,
+                ),
                 Column::Ask => self.number(
                     state.numbers(),
                     row.ask.as_deref(),
@@ -744,13 +767,15 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                     cell_area,
                     fade(theme.text),
                     bg,
-                )?,
+                ),
                 Column::Volume => {
-                    self.volume(state.numbers(), row, cell_area, fade(theme.muted), bg)?
+                    self.volume(state.numbers(), row, cell_area, fade(theme.muted), bg)
                 }
-                Column::Change => self.change(state.numbers(), row, cell_area, stale, bg)?,
-                Column::Sparkline => self.sparkline(row, cell_area, stale, bg)?,
-            }
+                Column::Change => self.change(state.numbers(), row, cell_area, stale, bg),
+                Column::Sparkline => self.sparkline(row, cell_area, stale, bg),
+            };
+            self.target.on = mirrored;
+            drawn?;
         }
         Ok(())
     }
@@ -876,8 +901,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             let mut sign = [0; 4];
             let sign = numbers.percent().encode_utf8(&mut sign);
             let percent = self.painter.text.measure(sign, &style);
-            self.painter.text.draw_text(
-                self.target,
+            self.draw_text(
                 sign,
                 Point::new(right, pct_baseline),
                 Align::Right,
@@ -933,14 +957,14 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 Point::new(right - w / 2, top),
             )
             .into_styled(fill)
-            .draw(self.target),
+            .draw(&mut self.target),
             Trend::Down => Triangle::new(
                 Point::new(right - w, top),
                 Point::new(right, top),
                 Point::new(right - w / 2, top + h),
             )
             .into_styled(fill)
-            .draw(self.target),
+            .draw(&mut self.target),
             Trend::Flat => {
                 let bar = (cap / 6).max(1);
                 self.fill(
@@ -1089,7 +1113,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let last = Point::new(left + width - 1, ys[n - 1].round() as i32);
         Circle::with_center(last, d | 1)
             .into_styled(PrimitiveStyle::with_fill(color))
-            .draw(self.target)?;
+            .draw(&mut self.target)?;
         Ok(())
     }
 
@@ -1126,9 +1150,8 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let radius = (cap / 2).max(1) as u32;
         RoundedRectangle::with_equal_corners(label_box, Size::new(radius, radius))
             .into_styled(PrimitiveStyle::with_fill(theme.news_label))
-            .draw(self.target)?;
-        self.painter.text.draw_text(
-            self.target,
+            .draw(&mut self.target)?;
+        self.draw_text(
             "NEWS",
             Point::new(l.pad + cap, center + cap / 2),
             Align::Left,
@@ -1170,8 +1193,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let dot = (text_cap / 3).max(2) as u32;
         while x <= right {
             for item in state.news() {
-                let width = self.painter.text.draw_text(
-                    self.target,
+                let width = self.draw_text(
                     &item.title,
                     Point::new(x, baseline),
                     Align::Left,
@@ -1183,7 +1205,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 if marquee.contains(dot_at) {
                     Circle::with_center(dot_at, dot)
                         .into_styled(PrimitiveStyle::with_fill(theme.news_label))
-                        .draw(self.target)?;
+                        .draw(&mut self.target)?;
                 }
                 x += separator;
                 if x > right {
@@ -1228,6 +1250,89 @@ fn widen(area: &Rectangle, by: i32) -> Rectangle {
         area.top_left - Point::new(by, 0),
         Size::new(area.size.width + 2 * by.max(0) as u32, area.size.height),
     )
+}
+
+/// The target seen in a vertical mirror while `on`: what is drawn at
+/// column x lands at the mirrored column. A right-to-left board draws its
+/// header, rows, captions, alert band and news line through it, so the
+/// whole layout mirrors; text goes to `inner` at a mirrored place, so the
+/// glyphs themselves do not (see `Canvas::draw_text`).
+struct Mirror<'a, D> {
+    inner: &'a mut D,
+    /// Left edge plus right edge of the target: column x maps to
+    /// `span - 1 - x`, edge x to `span - x`.
+    span: i32,
+    on: bool,
+}
+
+impl<'a, D: DrawTarget<Color = Rgb888>> Mirror<'a, D> {
+    fn new(inner: &'a mut D, on: bool) -> Self {
+        let area = inner.bounding_box();
+        Mirror {
+            span: 2 * area.top_left.x + area.size.width as i32,
+            inner,
+            on,
+        }
+    }
+
+    /// Where the edge (not the pixel column) at `x` goes.
+    fn x(&self, x: i32) -> i32 {
+        if self.on { self.span - x } else { x }
+    }
+
+    /// Where `area` goes.
+    fn rect(&self, area: &Rectangle) -> Rectangle {
+        if self.on {
+            let x = self.span - area.top_left.x - area.size.width as i32;
+            Rectangle::new(Point::new(x, area.top_left.y), area.size)
+        } else {
+            *area
+        }
+    }
+
+    /// How text anchored at a mirrored point aligns.
+    fn align(&self, align: Align) -> Align {
+        match (self.on, align) {
+            (true, Align::Left) => Align::Right,
+            (true, Align::Right) => Align::Left,
+            (_, align) => align,
+        }
+    }
+}
+
+impl<D: DrawTarget<Color = Rgb888>> embedded_graphics::prelude::Dimensions for Mirror<'_, D> {
+    fn bounding_box(&self) -> Rectangle {
+        self.inner.bounding_box()
+    }
+}
+
+impl<D: DrawTarget<Color = Rgb888>> DrawTarget for Mirror<'_, D> {
+    type Color = Rgb888;
+    type Error = D::Error;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Rgb888>>,
+    {
+        if !self.on {
+            return self.inner.draw_iter(pixels);
+        }
+        let last = self.span - 1;
+        self.inner.draw_iter(
+            pixels
+                .into_iter()
+                .map(|Pixel(at, color)| Pixel(Point::new(last - at.x, at.y), color)),
+        )
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Rgb888) -> Result<(), Self::Error> {
+        let area = self.rect(area);
+        self.inner.fill_solid(&area, color)
+    }
+
+    fn clear(&mut self, color: Rgb888) -> Result<(), Self::Error> {
+        self.inner.clear(color)
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use super::png::{Frame, encode_with, write_atomically};
 use super::rotate::{Rotated, Rotation};
 use super::state::BoardState;
 use super::testing::{NOW, board_config, demo_board, status};
-use crate::config::Column;
-use crate::event::{Alert, Body, Event, FeedState, Level, News};
+use crate::config::{Column, Config, Overrides};
+use crate::event::{Alert, Body, Event, FeedState, Level, News, Tick};
 use crate::feed::demo::Demo;
 
 fn golden_dir() -> PathBuf {
@@ -255,6 +255,118 @@ fn exchange_office_1280x720() {
         "exchange_1280x720",
         &render(&state, last + 1_500, 1280, 720),
     );
+}
+
+/// A kiosk example board as shipped (`kiosk/NAME.toml`, read like `tablo
+/// check` reads it) with sample rates `(symbol, buy, sell, change %)`, the
+/// feed up, a headline, and the clock at `offset_min` from UTC.
+fn kiosk_board(
+    name: &str,
+    rates: &[(&str, &str, &str, &str)],
+    headline: &str,
+    offset_min: i32,
+) -> BoardState {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("kiosk")
+        .join(name);
+    let config = Config::load(Some(&path), &Overrides::default()).expect("a kiosk example");
+    let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
+    let mut state = BoardState::new(&config.board, &feeds);
+    state.set_clients(2);
+    state.set_utc_offset_minutes(offset_min);
+    let mut seq = 0;
+    let mut apply = |state: &mut BoardState, body: Body| {
+        seq += 1;
+        let ts = NOW - 60_000;
+        state.apply(&Event { seq, ts, body }, ts);
+    };
+    apply(&mut state, status("rates", FeedState::Up));
+    for &(symbol, buy, sell, change_pct) in rates {
+        apply(
+            &mut state,
+            Body::Tick(Tick {
+                symbol: symbol.into(),
+                price: buy.into(),
+                bid: Some(buy.into()),
+                ask: Some(sell.into()),
+                change_pct: Some(change_pct.into()),
+                source: "rates".into(),
+                ..Tick::default()
+            }),
+        );
+    }
+    apply(
+        &mut state,
+        Body::News(News {
+            title: headline.into(),
+            url: None,
+            source: "rates".into(),
+        }),
+    );
+    state
+}
+
+/// kiosk/fa-exchange.toml: Persian, right to left, Persian digits, Toman.
+#[test]
+fn kiosk_persian_exchange_1920x1080() {
+    let state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "58450", "58650", "0.12"),
+            ("EUR", "63120", "63480", "-0.35"),
+            ("AED", "15890", "15960", "0.08"),
+            ("COIN", "45200000", "45900000", "1.25"),
+            ("HALF", "25100000", "25600000", "0.90"),
+            ("GOLD18", "3948000", "3991000", "-0.40"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت؛ سکهٔ تمام‌بهار در بازار ۴۵٬۲۰۰٬۰۰۰ تومان",
+        210,
+    );
+    check_golden(
+        "kiosk_fa_exchange_1920x1080",
+        &render(&state, NOW, 1920, 1080),
+    );
+}
+
+/// kiosk/ar-exchange.toml: Arabic, right to left, Arabic-Indic digits.
+#[test]
+fn kiosk_arabic_exchange_1920x1080() {
+    let state = kiosk_board(
+        "ar-exchange.toml",
+        &[
+            ("USD", "48.55", "48.65", "0.10"),
+            ("EUR", "52.30", "52.60", "-0.25"),
+            ("GBP", "61.20", "61.55", "0.05"),
+            ("SAR", "12.93", "12.97", "0.00"),
+            ("XAU21", "3640", "3660", "0.55"),
+            ("XAU24", "4160", "4185", "0.60"),
+        ],
+        "ارتفاع سعر الذهب عيار ٢١ في السوق المحلية اليوم",
+        180,
+    );
+    check_golden(
+        "kiosk_ar_exchange_1920x1080",
+        &render(&state, NOW, 1920, 1080),
+    );
+}
+
+/// kiosk/tr-gold.toml: Turkish, left to right, 2.450,00.
+#[test]
+fn kiosk_turkish_gold_1920x1080() {
+    let state = kiosk_board(
+        "tr-gold.toml",
+        &[
+            ("GRAM", "2450.00", "2480.00", "0.45"),
+            ("CEYREK", "4010.00", "4090.00", "0.40"),
+            ("YARIM", "8020.00", "8170.00", "0.40"),
+            ("TAM", "15990.00", "16320.00", "0.38"),
+            ("AYAR22", "2215.00", "2330.00", "-0.12"),
+            ("ONS", "2338.36", "2338.76", "-0.49"),
+        ],
+        "Kapalıçarşı'da gram altın güne yükselişle başladı",
+        180,
+    );
+    check_golden("kiosk_tr_gold_1920x1080", &render(&state, NOW, 1920, 1080));
 }
 
 /// Not a picture: every size from 800×480 to 4K, every rotation and a
