@@ -29,6 +29,7 @@ use super::numbers::{Line, Numbers, localized};
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
 use super::text::{Align, Text, TextStyle, Weight};
 use super::theme::{DARK, Theme, mix};
+use super::words::words;
 use crate::config::Column;
 
 /// How strongly a fresh flash tints its row, out of 256.
@@ -95,6 +96,7 @@ where
     target.clear(painter.theme.background)?;
     let mut frame = Canvas {
         target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
@@ -127,6 +129,7 @@ where
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
         target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
@@ -154,6 +157,7 @@ where
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
         target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
@@ -165,6 +169,8 @@ where
 /// One frame being drawn.
 struct Canvas<'a, D> {
     target: Mirror<'a, D>,
+    /// The board reads right to left (the mirror may be off for a cell).
+    layout_rtl: bool,
     painter: &'a mut Painter,
     layout: &'a Layout,
     now_ms: u64,
@@ -310,14 +316,15 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let mut right = width - pad - clock_width - 2 * gap;
 
         // Page and clients, right to left.
+        let words = words(state.language());
         let small = style(l.sizes.header_small, Weight::Regular, theme.muted, true);
         let small_baseline = self.centred_baseline(center, l.sizes.header_small, Weight::Regular);
         let mut line = Line::new();
         if l.pages > 1 {
             let page = state.page_at(self.now_ms, l.pages);
-            let _ = write!(line, "page {}/{}", page + 1, l.pages);
+            let _ = write!(line, "{} {}/{}", words.page, page + 1, l.pages);
             right -= self.text(
-                line.as_str(),
+                localized(state.numbers(), line.as_str()).as_str(),
                 Point::new(right, small_baseline),
                 Align::Right,
                 small,
@@ -330,10 +337,14 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let _ = write!(
             line,
             "{clients} {}",
-            if clients == 1 { "client" } else { "clients" }
+            if clients == 1 {
+                words.client
+            } else {
+                words.clients
+            }
         );
         right -= self.text(
-            line.as_str(),
+            localized(state.numbers(), line.as_str()).as_str(),
             Point::new(right, small_baseline),
             Align::Right,
             small,
@@ -413,7 +424,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let l = self.layout;
         let size = l.sizes.header_small;
         let mut line = Line::new();
-        line.push_str("OFFLINE since ");
+        line.push_str(words(state.language()).offline_since);
         clock_text(
             &mut line,
             since,
@@ -512,7 +523,9 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             state.numbers(),
         );
         if more > 0 {
-            let _ = write!(line, "  +{more} more");
+            let mut raw = Line::new();
+            let _ = write!(raw, "  +{more} {}", words(state.language()).more);
+            let _ = state.numbers().write(&mut line, raw.as_str());
         }
         let width = area.size.width as i32;
         let meta_width = self.text(
@@ -599,7 +612,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let l = self.layout;
         let rows = state.rows();
         if rows.is_empty() {
-            return self.waiting();
+            return self.waiting(state);
         }
         let page = state.page_at(self.now_ms, l.pages);
         for (slot, row) in rows[l.page_rows(page, rows.len())].iter().enumerate() {
@@ -621,7 +634,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     }
 
     /// The board before any price has arrived.
-    fn waiting(&mut self) -> Result<(), D::Error> {
+    fn waiting(&mut self, state: &BoardState) -> Result<(), D::Error> {
         let theme = self.theme();
         let l = self.layout;
         let style = TextStyle {
@@ -635,7 +648,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let baseline = self.centred_baseline(center, style.size, Weight::Regular);
         let width = l.size.width as i32;
         self.text(
-            "Waiting for prices…",
+            words(state.language()).waiting,
             Point::new(width / 2, baseline),
             Align::Center,
             style,
@@ -684,10 +697,12 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let mut sub = Line::new();
         let sub_color = if stale {
             let (n, unit) = age_label(row.age_ms(self.now_ms).unwrap_or(0));
-            let _ = write!(sub, "{n}{unit} ago");
+            let mut raw = Line::new();
+            let _ = words(state.language()).age(&mut raw, n, unit);
+            let _ = state.numbers().write(&mut sub, raw.as_str());
             theme.warning
         } else if row.price.is_none() {
-            sub.push_str("no data yet");
+            sub.push_str(words(state.language()).no_data);
             theme.muted
         } else {
             theme.muted
@@ -887,9 +902,19 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             _ => (center + cap / 2, None),
         };
         let pct_baseline = second.unwrap_or(first);
+        let rtl = |s: &str, percent: bool| {
+            let mut line = Line::new();
+            let _ = numbers.write_rtl(&mut line, s, percent);
+            line
+        };
         if let Some(change) = &row.change {
+            let text = if self.layout_rtl {
+                rtl(change, false)
+            } else {
+                localized(numbers, change)
+            };
             self.text(
-                localized(numbers, change).as_str(),
+                text.as_str(),
                 Point::new(right, first),
                 Align::Right,
                 style,
@@ -897,7 +922,25 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 &area,
             )?;
         }
-        if let Some(pct) = &row.change_pct {
+        if let Some(pct) = row.change_pct.as_deref().filter(|_| self.layout_rtl) {
+            // One text: the percent sign sits on the left (see
+            // `Numbers::write_rtl`), the arrow left of it.
+            let pct_width = self.text(
+                rtl(pct, true).as_str(),
+                Point::new(right, pct_baseline),
+                Align::Right,
+                style,
+                width - cap * 2,
+                &area,
+            )?;
+            self.arrow(
+                row.trend,
+                right - pct_width - cap / 2,
+                pct_baseline,
+                cap,
+                color,
+            )?;
+        } else if let Some(pct) = &row.change_pct {
             let mut sign = [0; 4];
             let sign = numbers.percent().encode_utf8(&mut sign);
             let percent = self.painter.text.measure(sign, &style);
@@ -1141,7 +1184,8 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             tabular: false,
         };
         let cap = self.painter.text.cap_height(label_style.size, Weight::Bold);
-        let label_width = self.painter.text.measure("NEWS", &label_style);
+        let news = words(state.language()).news;
+        let label_width = self.painter.text.measure(news, &label_style);
         let box_height = cap * 2 + cap / 2;
         let label_box = Rectangle::new(
             Point::new(l.pad, center - box_height / 2),
@@ -1152,7 +1196,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             .into_styled(PrimitiveStyle::with_fill(theme.news_label))
             .draw(&mut self.target)?;
         self.draw_text(
-            "NEWS",
+            news,
             Point::new(l.pad + cap, center + cap / 2),
             Align::Left,
             &label_style,

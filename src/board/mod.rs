@@ -22,6 +22,7 @@ pub mod text;
 
 mod layout;
 mod theme;
+mod words;
 
 #[cfg(test)]
 mod golden;

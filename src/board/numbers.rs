@@ -108,6 +108,22 @@ impl Numbers {
         Ok(())
     }
 
+    /// Writes a signed number, with a percent sign after it when `percent`,
+    /// in the order the Unicode bidi algorithm shows it inside right-to-left
+    /// text (as pango draws `+۰٫۱۲٪` in a Persian sentence): left to right,
+    /// the percent sign, the number, then the sign. In Arabic-script text
+    /// digits are Arabic numbers (rule W2), so the sign and the percent sign
+    /// are neutrals that take the text's direction: read from the right,
+    /// "plus, 0.12, percent".
+    pub fn write_rtl(&self, out: &mut impl fmt::Write, s: &str, percent: bool) -> fmt::Result {
+        let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+        if percent {
+            out.write_char(self.percent)?;
+        }
+        self.write(out, unsigned)?;
+        out.write_str(&s[..s.len() - unsigned.len()])
+    }
+
     /// `c` in this locale's digits when it is an ASCII digit.
     fn digit(&self, c: char) -> char {
         match c.to_digit(10) {
@@ -262,6 +278,22 @@ mod tests {
         check("fa", Digits::Persian, "", "");
         check("en", Digits::Latin, "-", "-");
         check("en", Digits::Latin, "12.", "12.");
+    }
+
+    #[test]
+    fn signed_numbers_in_right_to_left_order() {
+        #[track_caller]
+        fn check_rtl(digits: Digits, input: &str, percent: bool, expected: &str) {
+            let mut out = String::new();
+            Numbers::new("fa", digits)
+                .write_rtl(&mut out, input, percent)
+                .unwrap();
+            assert_eq!(out, expected, "{input:?}");
+        }
+        check_rtl(Digits::Persian, "+0.12", true, "٪۰٫۱۲+");
+        check_rtl(Digits::Persian, "-1250", false, "۱٬۲۵۰-");
+        check_rtl(Digits::Arabic, "0.00", true, "٪٠٫٠٠");
+        check_rtl(Digits::Latin, "-0.35", true, "%0.35-");
     }
 
     #[test]
