@@ -1551,6 +1551,36 @@ mod tests {
     }
 
     #[test]
+    fn a_steady_state_persian_frame_allocates_nothing() {
+        let mut board =
+            board_config(&["USD:دلار آمریکا:0", "COIN:نیم‌سکه:0", "XAU:طلای ۱۸ عیار (گرم)"]);
+        board.locale = "fa".into();
+        board.digits = crate::config::Digits::Persian;
+        board.columns = vec![Column::Bid, Column::Ask, Column::Change];
+        let mut state = BoardState::new(&board, &["rates"]);
+        for (symbol, price) in [("USD", "58450"), ("COIN", "25100000"), ("XAU", "3948000.5")] {
+            apply(&mut state, NOW, tick_with_open(symbol, price, "58000"));
+        }
+        let body = Body::News(crate::event::News {
+            title: "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت".into(),
+            url: None,
+            source: "rates".into(),
+        });
+        apply(&mut state, NOW, body);
+        assert!(state.rtl());
+        let mut painter = Painter::new();
+        let mut frame = Frame::new(1280, 720);
+        for n in 0..20 {
+            draw(&state, NOW + n * 33, &mut painter, &mut frame).unwrap();
+        }
+        let before = allocations::count();
+        for n in 0..20 {
+            draw(&state, NOW + n * 33, &mut painter, &mut frame).unwrap();
+        }
+        assert_eq!(allocations::count() - before, 0);
+    }
+
+    #[test]
     fn the_news_line_alone_redraws_as_the_whole_board_would() {
         let (mut state, last) = demo_board(&board_config(&[]), NOW, 400);
         let body = Body::News(crate::event::News {
