@@ -27,7 +27,7 @@ use embedded_graphics::{Drawable, Pixel};
 use super::layout::{self, Layout};
 use super::numbers::{Line, Numbers, localized};
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
-use super::text::{Align, Text, TextStyle, Weight};
+use super::text::{Align, Text, TextStyle, Weight, is_rtl_text};
 use super::theme::{DARK, Theme, mix};
 use super::words::words;
 use crate::config::Column;
@@ -233,14 +233,28 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             Align::Center => anchor.x - width / 2,
             Align::Right => anchor.x - width,
         };
-        let drawn = self.draw_text(cut, Point::new(left, anchor.y), Align::Left, &style, clip)?;
-        self.draw_text(
-            "…",
-            Point::new(left + drawn, anchor.y),
-            Align::Left,
-            &style,
-            clip,
-        )?;
+        // Right-to-left text is cut at its end, on the left of the screen;
+        // on a mirrored board the left of the screen is the right here.
+        if is_rtl_text(text) != self.target.on {
+            self.draw_text("…", Point::new(left, anchor.y), Align::Left, &style, clip)?;
+            self.draw_text(
+                cut,
+                Point::new(left + ellipsis, anchor.y),
+                Align::Left,
+                &style,
+                clip,
+            )?;
+        } else {
+            let drawn =
+                self.draw_text(cut, Point::new(left, anchor.y), Align::Left, &style, clip)?;
+            self.draw_text(
+                "…",
+                Point::new(left + drawn, anchor.y),
+                Align::Left,
+                &style,
+                clip,
+            )?;
+        }
         Ok(width)
     }
 

@@ -20,7 +20,7 @@ use super::draw::{Painter, draw, draw_news};
 use super::png::{Frame, encode_with, write_atomically};
 use super::rotate::{Rotated, Rotation};
 use super::state::BoardState;
-use super::testing::{NOW, board_config, demo_board, status};
+use super::testing::{NOW, board_config, demo_board, status, tick_with_open};
 use crate::config::{Column, Config, Overrides};
 use crate::event::{Alert, Body, Event, FeedState, Level, News, Tick};
 use crate::feed::demo::Demo;
@@ -325,6 +325,50 @@ fn kiosk_persian_exchange_1920x1080() {
     check_golden(
         "kiosk_fa_exchange_1920x1080",
         &render(&state, NOW, 1920, 1080),
+    );
+}
+
+/// A small Persian board: a label too long for its column is cut on its
+/// left (where Persian text ends), a stale row says its age in Persian
+/// under its label, and the feed is down.
+#[test]
+fn persian_cut_stale_and_offline_800x480() {
+    let mut board = board_config(&[
+        "USD:دلار آمریکا:0",
+        "GOLD:طلای آب‌شده، مثقال، بازار تهران، نقدی و فردایی با فاکتور رسمی:0",
+        "COIN:نیم‌سکه:0",
+    ]);
+    board.locale = "fa".into();
+    board.digits = crate::config::Digits::Persian;
+    board.columns = vec![Column::Price, Column::Change];
+    board.title = "صرافی نمونه".into();
+    let mut state = BoardState::new(&board, &["rates"]);
+    let mut seq = 0;
+    let mut apply = |state: &mut BoardState, ts: u64, body: Body| {
+        seq += 1;
+        state.apply(&Event { seq, ts, body }, ts);
+    };
+    apply(&mut state, NOW - 3_600_000, status("rates", FeedState::Up));
+    apply(
+        &mut state,
+        NOW - 2_700_000,
+        tick_with_open("USD", "58450", "58100"),
+    );
+    apply(
+        &mut state,
+        NOW - 60_000,
+        tick_with_open("GOLD", "17250000", "17300000"),
+    );
+    apply(
+        &mut state,
+        NOW - 60_000,
+        tick_with_open("COIN", "25100000", "25100000"),
+    );
+    apply(&mut state, NOW - 30_000, status("rates", FeedState::Down));
+    state.set_utc_offset_minutes(210);
+    check_golden(
+        "persian_cut_stale_offline_800x480",
+        &render(&state, NOW, 800, 480),
     );
 }
 

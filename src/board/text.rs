@@ -385,6 +385,17 @@ impl Source<'_> {
     }
 }
 
+/// Whether `text` reads right to left: its first strongly directional
+/// character is Hebrew, Arabic or another right-to-left script (rule P2 of
+/// the bidi algorithm, as the shaping uses it).
+pub fn is_rtl_text(text: &str) -> bool {
+    use unicode_bidi::BidiClass::{AL, L, R};
+    text.chars()
+        .map(unicode_bidi::bidi_class)
+        .find(|c| matches!(c, L | R | AL))
+        .is_some_and(|c| c != L)
+}
+
 /// Which [`Shapes`] map a face and `tnum` setting use.
 fn slot(weight: Weight, tabular: bool) -> usize {
     face(weight) * 2 + usize::from(tabular)
@@ -922,6 +933,20 @@ mod tests {
             .unwrap();
         }
         assert_eq!(text.shaped(), 1, "one shaping serves every size");
+    }
+
+    #[test]
+    fn direction_of_a_text_is_its_first_strong_character() {
+        for (s, rtl) in [
+            ("دلار", true),
+            ("۱۸ عیار", true),
+            ("USD دلار", false),
+            ("۶۷٬۰۱۲", false),
+            ("ذهب", true),
+            ("", false),
+        ] {
+            assert_eq!(is_rtl_text(s), rtl, "{s:?}");
+        }
     }
 
     #[test]
