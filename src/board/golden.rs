@@ -419,6 +419,21 @@ fn kiosk_turkish_gold_1920x1080() {
 #[test]
 fn every_size_and_rotation_draws_the_same_with_a_warm_cache() {
     let (state, now) = live_demo(None);
+    every_size_and_rotation(&state, now);
+    // A mirrored board with shaped labels and headline, and a shape cache.
+    let state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "58450", "58650", "0.12"),
+            ("COIN", "45200000", "45900000", "-1.25"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت",
+        210,
+    );
+    every_size_and_rotation(&state, NOW);
+}
+
+fn every_size_and_rotation(state: &BoardState, now: u64) {
     let mut warm = Painter::new();
     for (w, h) in [
         (800, 480),
@@ -436,8 +451,8 @@ fn every_size_and_rotation_draws_the_same_with_a_warm_cache() {
         ] {
             let mut a = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
             let mut b = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
-            draw(&state, now, &mut warm, &mut a).unwrap();
-            draw(&state, now, &mut Painter::new(), &mut b).unwrap();
+            draw(state, now, &mut warm, &mut a).unwrap();
+            draw(state, now, &mut Painter::new(), &mut b).unwrap();
             assert!(a.into_inner() == b.into_inner(), "{w}x{h} {rotation:?}");
         }
     }
