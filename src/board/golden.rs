@@ -330,7 +330,8 @@ fn kiosk_persian_exchange_1920x1080() {
 
 /// A small Persian board: a label too long for its column is cut on its
 /// left (where Persian text ends), a stale row says its age in Persian
-/// under its label, and the feed is down.
+/// under its label, the feed is down, and two critical alerts (the
+/// latest shown, "+۱ مورد دیگر").
 #[test]
 fn persian_cut_stale_and_offline_800x480() {
     let mut board = board_config(&[
@@ -365,6 +366,17 @@ fn persian_cut_stale_and_offline_800x480() {
         tick_with_open("COIN", "25100000", "25100000"),
     );
     apply(&mut state, NOW - 30_000, status("rates", FeedState::Down));
+    for text in [
+        "بازار طلا امروز تعطیل است",
+        "نرخ‌ها تقریبی است؛ پیش از معامله بپرسید",
+    ] {
+        let alert = Body::Alert(Alert {
+            level: Level::Critical,
+            text: text.into(),
+            source: "publish".into(),
+        });
+        apply(&mut state, NOW - 10_000, alert);
+    }
     state.set_utc_offset_minutes(210);
     check_golden(
         "persian_cut_stale_offline_800x480",
