@@ -20,8 +20,12 @@
 //!   keyed by text, face and `tnum` (in font units, so one entry serves
 //!   every size): a label is shaped once, not once a frame.
 //!
-//! Digits can be tabular: each digit is centred in a cell as wide as the
-//! widest digit, so a changing price does not jitter. Coverage is blended
+//! Digits can be tabular: on the fast path Persian and Arabic-Indic digits
+//! take the font's `tnum` forms (found once per face by shaping each digit
+//! with `tnum`; Vazirmatn's default Persian digits are proportional), and
+//! each digit is centred in a cell as wide as the widest of its set, so a
+//! changing price does not jitter whatever the font; shaped text asks for
+//! `tnum` itself. Coverage is blended
 //! onto the background colour the caller says it drew; nothing is read back
 //! from the target.
 //!
