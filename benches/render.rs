@@ -33,7 +33,7 @@ use async_tungstenite::tungstenite::{Message, accept};
 use hdrhistogram::Histogram;
 use tablo::board::draw::{draw_header, draw_news};
 use tablo::board::{BoardState, Frame, Painter, draw};
-use tablo::config::Config;
+use tablo::config::{Config, Digits, RowConfig};
 use tablo::event::Event;
 
 /// Symbols on the board (rows), as in the issue's Chromium comparison.
@@ -110,7 +110,34 @@ fn tick(seq: u64, ts: u64, symbol: usize, cents: u64) -> Event {
 /// A full board: 20 rows with history, a news line.
 fn board(now: u64) -> (BoardState, u64) {
     let config = Config::defaults_in(Path::new("/nonexistent"));
-    let mut state = BoardState::new(&config.board, &["binance"]);
+    filled(BoardState::new(&config.board, &["binance"]), now)
+}
+
+/// The same board in Persian: right to left, Persian digits, shaped
+/// Persian labels and headline.
+fn persian_board(now: u64) -> (BoardState, u64) {
+    let mut board = Config::defaults_in(Path::new("/nonexistent")).board;
+    board.locale = "fa".into();
+    board.digits = Digits::Persian;
+    const LABELS: [&str; 5] = ["دلار آمریکا", "یورو", "درهم امارات", "نیم‌سکه", "طلای ۱۸ عیار"];
+    board.rows = (0..SYMBOLS)
+        .map(|s| RowConfig {
+            symbol: format!("S{s:02}USDT"),
+            label: Some(format!("{} {s}", LABELS[s % LABELS.len()])),
+            decimals: None,
+        })
+        .collect();
+    let (mut state, seq) = filled(BoardState::new(&board, &["binance"]), now);
+    let news = event(
+        seq + 1,
+        now - 4_000,
+        r#""type":"news","title":"بانک مرکزی نرخ حواله را ثابت نگه داشت؛ سکهٔ تمام‌بهار ۴۵٬۲۰۰٬۰۰۰ تومان","source":"bench""#,
+    );
+    state.apply(&news, now - 4_000);
+    (state, seq + 1)
+}
+
+fn filled(mut state: BoardState, now: u64) -> (BoardState, u64) {
     let mut seq = 0;
     for round in 0..60u64 {
         for s in 0..SYMBOLS {
@@ -196,6 +223,15 @@ fn draw_times() {
         header.line(&format!("{w}×{h} header strip (clock second)"));
         news.line(&format!("{w}×{h} news strip (marquee step)"));
     }
+    let (state, _) = persian_board(now);
+    let mut painter = Painter::new();
+    let mut frame = Frame::new(1920, 1080);
+    draw(&state, now, &mut painter, &mut frame).unwrap();
+    let mut whole = Stats::new();
+    for i in 0..frames {
+        whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
+    }
+    whole.line("1920×1080 whole frame, Persian (rtl, ۰–۹)");
 }
 
 // ---------------------------------------------------------------- part 2

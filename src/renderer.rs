@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use embedded_graphics::prelude::Point;
 use embedded_graphics::primitives::Rectangle;
 
-use crate::board::draw::{Painter, draw, draw_header, draw_news};
+use crate::board::draw::{draw, draw_header, draw_news};
 use crate::board::rotate::{Rotated, Rotation, shift_at};
 use crate::board::{BoardState, Frame};
 use crate::config::Config;
@@ -285,6 +285,7 @@ pub fn start(
     let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
     let thread = {
         let (choice, display) = (choice.clone(), config.display.clone());
+        let font = config.board.font.clone();
         let (shared, heart) = (shared.clone(), heart.clone());
         std::thread::Builder::new()
             .name("renderer".into())
@@ -304,6 +305,7 @@ pub fn start(
                     state,
                     fresh,
                     settings,
+                    font,
                     shared,
                     heart,
                     present_warning: RateLimited::new(Duration::from_secs(60)),
@@ -359,6 +361,8 @@ struct Run {
     /// An empty state, the start of a resync.
     fresh: BoardState,
     settings: Settings,
+    /// `[board] font`, read by the renderer thread when it starts.
+    font: Option<std::path::PathBuf>,
     shared: Arc<Shared>,
     heart: Arc<Heartbeat>,
     /// One warning a minute when frames cannot be shown.
@@ -372,7 +376,7 @@ impl Run {
                 std::thread::park();
             }
         }
-        let mut painter = Painter::new();
+        let mut painter = crate::render::painter(self.font.as_deref());
         let mut target = self.target(self.screen.size());
         let min_gap = self
             .screen

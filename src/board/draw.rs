@@ -15,7 +15,7 @@
 //! pixels back from the target: text is blended onto the colour this module
 //! knows it painted underneath.
 
-use std::fmt::{self, Write};
+use std::fmt::Write;
 
 use embedded_graphics::pixelcolor::Rgb888;
 use embedded_graphics::prelude::{DrawTarget, Point, Primitive, Size};
@@ -25,9 +25,11 @@ use embedded_graphics::primitives::{
 use embedded_graphics::{Drawable, Pixel};
 
 use super::layout::{self, Layout};
+use super::numbers::{Line, Numbers, localized};
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
-use super::text::{Align, Text, TextStyle, Weight};
+use super::text::{Align, Text, TextStyle, Weight, is_rtl_text};
 use super::theme::{DARK, Theme, mix};
+use super::words::words;
 use crate::config::Column;
 
 /// How strongly a fresh flash tints its row, out of 256.
@@ -93,14 +95,15 @@ where
     let layout = Layout::new(state, &painter.text, size, now_ms);
     target.clear(painter.theme.background)?;
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
     };
     frame.header(state)?;
     frame.alert(state)?;
-    frame.captions()?;
+    frame.captions(state)?;
     frame.rows(state)?;
     frame.news(state)
 }
@@ -125,7 +128,8 @@ where
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
@@ -152,7 +156,8 @@ where
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
     let mut frame = Canvas {
-        target,
+        target: Mirror::new(target, state.rtl()),
+        layout_rtl: state.rtl(),
         painter,
         layout: &layout,
         now_ms,
@@ -163,7 +168,9 @@ where
 
 /// One frame being drawn.
 struct Canvas<'a, D> {
-    target: &'a mut D,
+    target: Mirror<'a, D>,
+    /// The board reads right to left (the mirror may be off for a cell).
+    layout_rtl: bool,
     painter: &'a mut Painter,
     layout: &'a Layout,
     now_ms: u64,
@@ -190,10 +197,9 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         max_width: i32,
         clip: &Rectangle,
     ) -> Result<i32, D::Error> {
-        let fonts = &mut self.painter.text;
-        let width = fonts.measure(text, &style);
+        let width = self.painter.text.measure(text, &style);
         if width <= max_width {
-            return fonts.draw_text(self.target, text, anchor, align, &style, clip);
+            return self.draw_text(text, anchor, align, &style, clip);
         }
         let shrunk = (style.size as f32 * max_width.max(0) as f32 / width as f32).floor();
         if shrunk >= style.size as f32 * MIN_SHRINK {
@@ -201,12 +207,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 size: shrunk.max(1.0) as u32,
                 ..style
             };
-            return fonts.draw_text(self.target, text, anchor, align, &style, clip);
+            return self.draw_text(text, anchor, align, &style, clip);
         }
         let style = TextStyle {
             size: ((style.size as f32 * MIN_SHRINK) as u32).max(1),
             ..style
         };
+        let fonts = &self.painter.text;
         let ellipsis = fonts.measure("…", &style);
         // Character by character (kerning aside, which the clip absorbs),
         // so a long text costs one pass, not one per character.
@@ -226,23 +233,47 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             Align::Center => anchor.x - width / 2,
             Align::Right => anchor.x - width,
         };
-        let drawn = fonts.draw_text(
-            self.target,
-            cut,
-            Point::new(left, anchor.y),
-            Align::Left,
-            &style,
-            clip,
-        )?;
-        fonts.draw_text(
-            self.target,
-            "…",
-            Point::new(left + drawn, anchor.y),
-            Align::Left,
-            &style,
-            clip,
-        )?;
+        // Right-to-left text is cut at its end, on the left of the screen;
+        // on a mirrored board the left of the screen is the right here.
+        if is_rtl_text(text) != self.target.on {
+            self.draw_text("…", Point::new(left, anchor.y), Align::Left, &style, clip)?;
+            self.draw_text(
+                cut,
+                Point::new(left + ellipsis, anchor.y),
+                Align::Left,
+                &style,
+                clip,
+            )?;
+        } else {
+            let drawn =
+                self.draw_text(cut, Point::new(left, anchor.y), Align::Left, &style, clip)?;
+            self.draw_text(
+                "…",
+                Point::new(left + drawn, anchor.y),
+                Align::Left,
+                &style,
+                clip,
+            )?;
+        }
         Ok(width)
+    }
+
+    /// Draws `text` as it is (no shrinking), mirroring where it goes (not
+    /// its glyphs) on a right-to-left board. Returns the advance width.
+    fn draw_text(
+        &mut self,
+        text: &str,
+        anchor: Point,
+        align: Align,
+        style: &TextStyle,
+        clip: &Rectangle,
+    ) -> Result<i32, D::Error> {
+        let anchor = Point::new(self.target.x(anchor.x), anchor.y);
+        let align = self.target.align(align);
+        let clip = self.target.rect(clip);
+        self.painter
+            .text
+            .draw_text(&mut *self.target.inner, text, anchor, align, style, &clip)
     }
 
     /// A baseline that centres capital letters (or digits) of `size` on
@@ -280,7 +311,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         // The clock, on the right.
         let clock_style = style(l.sizes.clock, Weight::Bold, theme.text, true);
         let mut clock = Line::new();
-        clock_text(&mut clock, self.now_ms, state.utc_offset_minutes(), true);
+        clock_text(
+            &mut clock,
+            self.now_ms,
+            state.utc_offset_minutes(),
+            true,
+            state.numbers(),
+        );
         let baseline = self.centred_baseline(center, l.sizes.clock, Weight::Bold);
         let clock_width = self.text(
             clock.as_str(),
@@ -293,14 +330,15 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let mut right = width - pad - clock_width - 2 * gap;
 
         // Page and clients, right to left.
+        let words = words(state.language());
         let small = style(l.sizes.header_small, Weight::Regular, theme.muted, true);
         let small_baseline = self.centred_baseline(center, l.sizes.header_small, Weight::Regular);
         let mut line = Line::new();
         if l.pages > 1 {
             let page = state.page_at(self.now_ms, l.pages);
-            let _ = write!(line, "page {}/{}", page + 1, l.pages);
+            let _ = write!(line, "{} {}/{}", words.page, page + 1, l.pages);
             right -= self.text(
-                line.as_str(),
+                localized(state.numbers(), line.as_str()).as_str(),
                 Point::new(right, small_baseline),
                 Align::Right,
                 small,
@@ -313,10 +351,14 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let _ = write!(
             line,
             "{clients} {}",
-            if clients == 1 { "client" } else { "clients" }
+            if clients == 1 {
+                words.client
+            } else {
+                words.clients
+            }
         );
         right -= self.text(
-            line.as_str(),
+            localized(state.numbers(), line.as_str()).as_str(),
             Point::new(right, small_baseline),
             Align::Right,
             small,
@@ -338,7 +380,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 &area,
             )? + 2 * gap;
         if let Some(since) = state.offline_since() {
-            left += self.offline_pill(since, state.utc_offset_minutes(), left, center)? + 2 * gap;
+            left += self.offline_pill(since, state, left, center)? + 2 * gap;
         }
 
         // One dot per feed, with its name when there is room.
@@ -367,7 +409,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             };
             Circle::new(Point::new(x, center - dot as i32 / 2), dot)
                 .into_styled(PrimitiveStyle::with_fill(color))
-                .draw(self.target)?;
+                .draw(&mut self.target)?;
             x += dot as i32 + gap / 2;
             if with_names {
                 x += self.text(
@@ -388,7 +430,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     fn offline_pill(
         &mut self,
         since: u64,
-        offset_min: i32,
+        state: &BoardState,
         left: i32,
         center: i32,
     ) -> Result<i32, D::Error> {
@@ -396,8 +438,14 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let l = self.layout;
         let size = l.sizes.header_small;
         let mut line = Line::new();
-        line.push_str("OFFLINE since ");
-        clock_text(&mut line, since, offset_min, false);
+        line.push_str(words(state.language()).offline_since);
+        clock_text(
+            &mut line,
+            since,
+            state.utc_offset_minutes(),
+            false,
+            state.numbers(),
+        );
         let style = TextStyle {
             size,
             weight: Weight::Bold,
@@ -415,11 +463,10 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         );
         RoundedRectangle::with_equal_corners(pill, Size::new(height as u32 / 2, height as u32 / 2))
             .into_styled(PrimitiveStyle::with_fill(theme.alert))
-            .draw(self.target)?;
+            .draw(&mut self.target)?;
         let baseline = center + cap / 2;
         let clip = pill;
-        self.painter.text.draw_text(
-            self.target,
+        self.draw_text(
             line.as_str(),
             Point::new(left + pad_x, baseline),
             Align::Left,
@@ -457,7 +504,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             Point::new(x, top + side * 7 / 8),
         )
         .into_styled(PrimitiveStyle::with_fill(theme.alert_text))
-        .draw(self.target)?;
+        .draw(&mut self.target)?;
         let mark = TextStyle {
             size: (size as f32 * 0.8) as u32,
             weight: Weight::Bold,
@@ -465,8 +512,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             background: theme.alert_text,
             tabular: false,
         };
-        self.painter.text.draw_text(
-            self.target,
+        self.draw_text(
             "!",
             Point::new(x + side / 2, top + side * 7 / 8 - side / 10),
             Align::Center,
@@ -483,9 +529,17 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             tabular: true,
         };
         let mut line = Line::new();
-        clock_text(&mut line, latest.ts, state.utc_offset_minutes(), false);
+        clock_text(
+            &mut line,
+            latest.ts,
+            state.utc_offset_minutes(),
+            false,
+            state.numbers(),
+        );
         if more > 0 {
-            let _ = write!(line, "  +{more} more");
+            let mut raw = Line::new();
+            let _ = write!(raw, "  +{more} {}", words(state.language()).more);
+            let _ = state.numbers().write(&mut line, raw.as_str());
         }
         let width = area.size.width as i32;
         let meta_width = self.text(
@@ -518,7 +572,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         Ok(())
     }
 
-    fn captions(&mut self) -> Result<(), D::Error> {
+    fn captions(&mut self, state: &BoardState) -> Result<(), D::Error> {
         let Some(area) = self.layout.captions else {
             return Ok(());
         };
@@ -535,18 +589,27 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         for panel in 0..l.panels as i32 {
             let x0 = panel * l.panel_width;
             for cell in l.cells.iter().flatten() {
+                // Over its column's numbers, which do not mirror (see `row`).
+                let column = self.target.rect(&Rectangle::new(
+                    Point::new(x0 + cell.x, area.top_left.y),
+                    Size::new(cell.width.max(0) as u32, area.size.height),
+                ));
+                let (x, width) = (column.top_left.x, cell.width);
                 let (anchor, align) = match cell.column {
-                    Column::Sparkline => (x0 + cell.x + cell.width / 2, Align::Center),
-                    _ => (x0 + cell.x + cell.width, Align::Right),
+                    Column::Sparkline => (x + width / 2, Align::Center),
+                    _ => (x + width, Align::Right),
                 };
-                self.text(
-                    layout::caption(cell.column),
+                let mirrored = std::mem::replace(&mut self.target.on, false);
+                let drawn = self.text(
+                    layout::caption(cell.column, state.language()),
                     Point::new(anchor, baseline),
                     align,
                     style,
                     cell.width,
                     &area,
-                )?;
+                );
+                self.target.on = mirrored;
+                drawn?;
             }
         }
         let rule = ((1.5 * l.scale).round() as u32).max(1);
@@ -563,7 +626,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let l = self.layout;
         let rows = state.rows();
         if rows.is_empty() {
-            return self.waiting();
+            return self.waiting(state);
         }
         let page = state.page_at(self.now_ms, l.pages);
         for (slot, row) in rows[l.page_rows(page, rows.len())].iter().enumerate() {
@@ -585,7 +648,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     }
 
     /// The board before any price has arrived.
-    fn waiting(&mut self) -> Result<(), D::Error> {
+    fn waiting(&mut self, state: &BoardState) -> Result<(), D::Error> {
         let theme = self.theme();
         let l = self.layout;
         let style = TextStyle {
@@ -599,7 +662,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let baseline = self.centred_baseline(center, style.size, Weight::Regular);
         let width = l.size.width as i32;
         self.text(
-            "Waiting for prices…",
+            words(state.language()).waiting,
             Point::new(width / 2, baseline),
             Align::Center,
             style,
@@ -648,10 +711,12 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let mut sub = Line::new();
         let sub_color = if stale {
             let (n, unit) = age_label(row.age_ms(self.now_ms).unwrap_or(0));
-            let _ = write!(sub, "{n}{unit} ago");
+            let mut raw = Line::new();
+            let _ = words(state.language()).age(&mut raw, n, unit);
+            let _ = state.numbers().write(&mut sub, raw.as_str());
             theme.warning
         } else if row.price.is_none() {
-            sub.push_str("no data yet");
+            sub.push_str(words(state.language()).no_data);
             theme.muted
         } else {
             theme.muted
@@ -701,24 +766,45 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 Point::new(x0 + cell.x, area.top_left.y),
                 Size::new(cell.width.max(0) as u32, area.size.height),
             );
-            match cell.column {
+            // Numbers, changes and sparklines read left to right in every
+            // language: on a right-to-left board the cell moves, its
+            // contents do not mirror (digits stay right-aligned so their
+            // places line up, the sparkline's time runs left to right).
+            let cell_area = self.target.rect(&cell_area);
+            let mirrored = std::mem::replace(&mut self.target.on, false);
+            let drawn = match cell.column {
                 Column::Price => self.number(
+                    state.numbers(),
                     row.price.as_deref(),
                     s.price,
                     cell_area,
                     fade(theme.text),
                     bg,
-                )?,
-                Column::Bid => {
-                    self.number(row.bid.as_deref(), s.quote, cell_area, fade(theme.text), bg)?
+                ),
+                Column::Bid => self.number(
+                    state.numbers(),
+                    row.bid.as_deref(),
+                    s.quote,
+                    cell_area,
+                    fade(theme.text),
+                    bg,
+                ),
+                Column::Ask => self.number(
+                    state.numbers(),
+                    row.ask.as_deref(),
+                    s.quote,
+                    cell_area,
+                    fade(theme.text),
+                    bg,
+                ),
+                Column::Volume => {
+                    self.volume(state.numbers(), row, cell_area, fade(theme.muted), bg)
                 }
-                Column::Ask => {
-                    self.number(row.ask.as_deref(), s.quote, cell_area, fade(theme.text), bg)?
-                }
-                Column::Volume => self.volume(row, cell_area, fade(theme.muted), bg)?,
-                Column::Change => self.change(row, cell_area, stale, bg)?,
-                Column::Sparkline => self.sparkline(row, cell_area, stale, bg)?,
-            }
+                Column::Change => self.change(state.numbers(), row, cell_area, stale, bg),
+                Column::Sparkline => self.sparkline(row, cell_area, stale, bg),
+            };
+            self.target.on = mirrored;
+            drawn?;
         }
         Ok(())
     }
@@ -726,6 +812,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     /// A large tabular number, right-aligned and centred vertically.
     fn number(
         &mut self,
+        numbers: &Numbers,
         value: Option<&str>,
         size: u32,
         cell: Rectangle,
@@ -734,9 +821,10 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     ) -> Result<(), D::Error> {
         let theme = self.theme();
         let (text, color) = match value {
-            Some(v) => (v, color),
-            None => ("—", mix(theme.muted, bg, 100)),
+            Some(v) => (localized(numbers, v), color),
+            None => (localized(numbers, "—"), mix(theme.muted, bg, 100)),
         };
+        let text = text.as_str();
         let style = TextStyle {
             size,
             weight: Weight::Bold,
@@ -761,6 +849,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
 
     fn volume(
         &mut self,
+        numbers: &Numbers,
         row: &Row,
         area: Rectangle,
         color: Rgb888,
@@ -778,7 +867,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let baseline = center + self.painter.text.digit_height(size, Weight::Regular) / 2;
         let right = area.top_left.x + area.size.width as i32;
         self.text(
-            row.volume.as_deref().unwrap_or("—"),
+            localized(numbers, row.volume.as_deref().unwrap_or("—")).as_str(),
             Point::new(right, baseline),
             Align::Right,
             style,
@@ -792,6 +881,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
     /// direction, with an arrow.
     fn change(
         &mut self,
+        numbers: &Numbers,
         row: &Row,
         area: Rectangle,
         stale: bool,
@@ -826,9 +916,19 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             _ => (center + cap / 2, None),
         };
         let pct_baseline = second.unwrap_or(first);
+        let rtl = |s: &str, percent: bool| {
+            let mut line = Line::new();
+            let _ = numbers.write_rtl(&mut line, s, percent);
+            line
+        };
         if let Some(change) = &row.change {
+            let text = if self.layout_rtl {
+                rtl(change, false)
+            } else {
+                localized(numbers, change)
+            };
             self.text(
-                change,
+                text.as_str(),
                 Point::new(right, first),
                 Align::Right,
                 style,
@@ -836,18 +936,37 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 &area,
             )?;
         }
-        if let Some(pct) = &row.change_pct {
-            let percent = self.painter.text.measure("%", &style);
-            self.painter.text.draw_text(
-                self.target,
-                "%",
+        if let Some(pct) = row.change_pct.as_deref().filter(|_| self.layout_rtl) {
+            // One text: the percent sign sits on the left (see
+            // `Numbers::write_rtl`), the arrow left of it.
+            let pct_width = self.text(
+                rtl(pct, true).as_str(),
+                Point::new(right, pct_baseline),
+                Align::Right,
+                style,
+                width - cap * 2,
+                &area,
+            )?;
+            self.arrow(
+                row.trend,
+                right - pct_width - cap / 2,
+                pct_baseline,
+                cap,
+                color,
+            )?;
+        } else if let Some(pct) = &row.change_pct {
+            let mut sign = [0; 4];
+            let sign = numbers.percent().encode_utf8(&mut sign);
+            let percent = self.painter.text.measure(sign, &style);
+            self.draw_text(
+                sign,
                 Point::new(right, pct_baseline),
                 Align::Right,
                 &style,
                 &area,
             )?;
             let pct_width = self.text(
-                pct,
+                localized(numbers, pct).as_str(),
                 Point::new(right - percent, pct_baseline),
                 Align::Right,
                 style,
@@ -895,14 +1014,14 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 Point::new(right - w / 2, top),
             )
             .into_styled(fill)
-            .draw(self.target),
+            .draw(&mut self.target),
             Trend::Down => Triangle::new(
                 Point::new(right - w, top),
                 Point::new(right, top),
                 Point::new(right - w / 2, top + h),
             )
             .into_styled(fill)
-            .draw(self.target),
+            .draw(&mut self.target),
             Trend::Flat => {
                 let bar = (cap / 6).max(1);
                 self.fill(
@@ -1051,7 +1170,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let last = Point::new(left + width - 1, ys[n - 1].round() as i32);
         Circle::with_center(last, d | 1)
             .into_styled(PrimitiveStyle::with_fill(color))
-            .draw(self.target)?;
+            .draw(&mut self.target)?;
         Ok(())
     }
 
@@ -1079,7 +1198,8 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             tabular: false,
         };
         let cap = self.painter.text.cap_height(label_style.size, Weight::Bold);
-        let label_width = self.painter.text.measure("NEWS", &label_style);
+        let news = words(state.language()).news;
+        let label_width = self.painter.text.measure(news, &label_style);
         let box_height = cap * 2 + cap / 2;
         let label_box = Rectangle::new(
             Point::new(l.pad, center - box_height / 2),
@@ -1088,10 +1208,9 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let radius = (cap / 2).max(1) as u32;
         RoundedRectangle::with_equal_corners(label_box, Size::new(radius, radius))
             .into_styled(PrimitiveStyle::with_fill(theme.news_label))
-            .draw(self.target)?;
-        self.painter.text.draw_text(
-            self.target,
-            "NEWS",
+            .draw(&mut self.target)?;
+        self.draw_text(
+            news,
             Point::new(l.pad + cap, center + cap / 2),
             Align::Left,
             &label_style,
@@ -1132,8 +1251,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
         let dot = (text_cap / 3).max(2) as u32;
         while x <= right {
             for item in state.news() {
-                let width = self.painter.text.draw_text(
-                    self.target,
+                let width = self.draw_text(
                     &item.title,
                     Point::new(x, baseline),
                     Align::Left,
@@ -1145,7 +1263,7 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
                 if marquee.contains(dot_at) {
                     Circle::with_center(dot_at, dot)
                         .into_styled(PrimitiveStyle::with_fill(theme.news_label))
-                        .draw(self.target)?;
+                        .draw(&mut self.target)?;
                 }
                 x += separator;
                 if x > right {
@@ -1159,7 +1277,13 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
 
 /// `HH:MM:SS` (or `HH:MM`) of `ms` since the epoch, `offset_min` east of
 /// UTC.
-fn clock_text(out: &mut Line, ms: u64, offset_min: i32, seconds: bool) {
+fn clock_text(out: &mut Line, ms: u64, offset_min: i32, seconds: bool, numbers: &Numbers) {
+    let mut raw = Line::new();
+    clock_digits(&mut raw, ms, offset_min, seconds);
+    let _ = numbers.write(out, raw.as_str());
+}
+
+fn clock_digits(out: &mut Line, ms: u64, offset_min: i32, seconds: bool) {
     let secs = (ms / 1000) as i64 + i64::from(offset_min) * 60;
     let day = secs.rem_euclid(86_400);
     let (h, m, s) = (day / 3600, day / 60 % 60, day % 60);
@@ -1186,51 +1310,86 @@ fn widen(area: &Rectangle, by: i32) -> Rectangle {
     )
 }
 
-/// A short line of text built without allocating: clock, counts, ages.
-/// Longer text is cut.
-struct Line {
-    bytes: [u8; 64],
-    len: usize,
+/// The target seen in a vertical mirror while `on`: what is drawn at
+/// column x lands at the mirrored column. A right-to-left board draws its
+/// header, rows, captions, alert band and news line through it, so the
+/// whole layout mirrors; text goes to `inner` at a mirrored place, so the
+/// glyphs themselves do not (see `Canvas::draw_text`).
+struct Mirror<'a, D> {
+    inner: &'a mut D,
+    /// Left edge plus right edge of the target: column x maps to
+    /// `span - 1 - x`, edge x to `span - x`.
+    span: i32,
+    on: bool,
 }
 
-impl Line {
-    fn new() -> Line {
-        Line {
-            bytes: [0; 64],
-            len: 0,
+impl<'a, D: DrawTarget<Color = Rgb888>> Mirror<'a, D> {
+    fn new(inner: &'a mut D, on: bool) -> Self {
+        let area = inner.bounding_box();
+        Mirror {
+            span: 2 * area.top_left.x + area.size.width as i32,
+            inner,
+            on,
         }
     }
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    /// Where the edge (not the pixel column) at `x` goes.
+    fn x(&self, x: i32) -> i32 {
+        if self.on { self.span - x } else { x }
     }
 
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    fn push_str(&mut self, s: &str) {
-        let _ = self.write_str(s);
-    }
-}
-
-impl fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut end = s.len().min(self.bytes.len() - self.len);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.bytes[self.len..self.len + end].copy_from_slice(&s.as_bytes()[..end]);
-        self.len += end;
-        if end < s.len() {
-            Err(fmt::Error)
+    /// Where `area` goes.
+    fn rect(&self, area: &Rectangle) -> Rectangle {
+        if self.on {
+            let x = self.span - area.top_left.x - area.size.width as i32;
+            Rectangle::new(Point::new(x, area.top_left.y), area.size)
         } else {
-            Ok(())
+            *area
         }
+    }
+
+    /// How text anchored at a mirrored point aligns.
+    fn align(&self, align: Align) -> Align {
+        match (self.on, align) {
+            (true, Align::Left) => Align::Right,
+            (true, Align::Right) => Align::Left,
+            (_, align) => align,
+        }
+    }
+}
+
+impl<D: DrawTarget<Color = Rgb888>> embedded_graphics::prelude::Dimensions for Mirror<'_, D> {
+    fn bounding_box(&self) -> Rectangle {
+        self.inner.bounding_box()
+    }
+}
+
+impl<D: DrawTarget<Color = Rgb888>> DrawTarget for Mirror<'_, D> {
+    type Color = Rgb888;
+    type Error = D::Error;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Rgb888>>,
+    {
+        if !self.on {
+            return self.inner.draw_iter(pixels);
+        }
+        let last = self.span - 1;
+        self.inner.draw_iter(
+            pixels
+                .into_iter()
+                .map(|Pixel(at, color)| Pixel(Point::new(last - at.x, at.y), color)),
+        )
+    }
+
+    fn fill_solid(&mut self, area: &Rectangle, color: Rgb888) -> Result<(), Self::Error> {
+        let area = self.rect(area);
+        self.inner.fill_solid(&area, color)
+    }
+
+    fn clear(&mut self, color: Rgb888) -> Result<(), Self::Error> {
+        self.inner.clear(color)
     }
 }
 
@@ -1406,6 +1565,36 @@ mod tests {
     }
 
     #[test]
+    fn a_steady_state_persian_frame_allocates_nothing() {
+        let mut board =
+            board_config(&["USD:دلار آمریکا:0", "COIN:نیم‌سکه:0", "XAU:طلای ۱۸ عیار (گرم)"]);
+        board.locale = "fa".into();
+        board.digits = crate::config::Digits::Persian;
+        board.columns = vec![Column::Bid, Column::Ask, Column::Change];
+        let mut state = BoardState::new(&board, &["rates"]);
+        for (symbol, price) in [("USD", "58450"), ("COIN", "25100000"), ("XAU", "3948000.5")] {
+            apply(&mut state, NOW, tick_with_open(symbol, price, "58000"));
+        }
+        let body = Body::News(crate::event::News {
+            title: "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت".into(),
+            url: None,
+            source: "rates".into(),
+        });
+        apply(&mut state, NOW, body);
+        assert!(state.rtl());
+        let mut painter = Painter::new();
+        let mut frame = Frame::new(1280, 720);
+        for n in 0..20 {
+            draw(&state, NOW + n * 33, &mut painter, &mut frame).unwrap();
+        }
+        let before = allocations::count();
+        for n in 0..20 {
+            draw(&state, NOW + n * 33, &mut painter, &mut frame).unwrap();
+        }
+        assert_eq!(allocations::count() - before, 0);
+    }
+
+    #[test]
     fn the_news_line_alone_redraws_as_the_whole_board_would() {
         let (mut state, last) = demo_board(&board_config(&[]), NOW, 400);
         let body = Body::News(crate::event::News {
@@ -1495,13 +1684,13 @@ mod tests {
     #[test]
     fn clock_follows_the_utc_offset() {
         let mut line = Line::new();
-        clock_text(&mut line, NOW, 0, true);
+        clock_digits(&mut line, NOW, 0, true);
         assert_eq!(line.as_str(), "22:13:20");
         line.clear();
-        clock_text(&mut line, NOW, 210, false);
+        clock_digits(&mut line, NOW, 210, false);
         assert_eq!(line.as_str(), "01:43");
         line.clear();
-        clock_text(&mut line, NOW, -23 * 60, true);
+        clock_digits(&mut line, NOW, -23 * 60, true);
         assert_eq!(line.as_str(), "23:13:20");
     }
 }

@@ -20,9 +20,9 @@ use super::draw::{Painter, draw, draw_news};
 use super::png::{Frame, encode_with, write_atomically};
 use super::rotate::{Rotated, Rotation};
 use super::state::BoardState;
-use super::testing::{NOW, board_config, demo_board, status};
-use crate::config::Column;
-use crate::event::{Alert, Body, Event, FeedState, Level, News};
+use super::testing::{NOW, board_config, demo_board, status, tick_with_open};
+use crate::config::{Column, Config, Overrides};
+use crate::event::{Alert, Body, Event, FeedState, Level, News, Tick};
 use crate::feed::demo::Demo;
 
 fn golden_dir() -> PathBuf {
@@ -257,12 +257,195 @@ fn exchange_office_1280x720() {
     );
 }
 
+/// A kiosk example board as shipped (`kiosk/NAME.toml`, read like `tablo
+/// check` reads it) with sample rates `(symbol, buy, sell, change %)`, the
+/// feed up, a headline, and the clock at `offset_min` from UTC.
+fn kiosk_board(
+    name: &str,
+    rates: &[(&str, &str, &str, &str)],
+    headline: &str,
+    offset_min: i32,
+) -> BoardState {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("kiosk")
+        .join(name);
+    let config = Config::load(Some(&path), &Overrides::default()).expect("a kiosk example");
+    let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
+    let mut state = BoardState::new(&config.board, &feeds);
+    state.set_clients(2);
+    state.set_utc_offset_minutes(offset_min);
+    let mut seq = 0;
+    let mut apply = |state: &mut BoardState, body: Body| {
+        seq += 1;
+        let ts = NOW - 60_000;
+        state.apply(&Event { seq, ts, body }, ts);
+    };
+    apply(&mut state, status("rates", FeedState::Up));
+    for &(symbol, buy, sell, change_pct) in rates {
+        apply(
+            &mut state,
+            Body::Tick(Tick {
+                symbol: symbol.into(),
+                price: buy.into(),
+                bid: Some(buy.into()),
+                ask: Some(sell.into()),
+                change_pct: Some(change_pct.into()),
+                source: "rates".into(),
+                ..Tick::default()
+            }),
+        );
+    }
+    apply(
+        &mut state,
+        Body::News(News {
+            title: headline.into(),
+            url: None,
+            source: "rates".into(),
+        }),
+    );
+    state
+}
+
+/// kiosk/fa-exchange.toml: Persian, right to left, Persian digits, Toman.
+#[test]
+fn kiosk_persian_exchange_1920x1080() {
+    let state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "58450", "58650", "0.12"),
+            ("EUR", "63120", "63480", "-0.35"),
+            ("AED", "15890", "15960", "0.08"),
+            ("COIN", "45200000", "45900000", "1.25"),
+            ("HALF", "25100000", "25600000", "0.90"),
+            ("GOLD18", "3948000", "3991000", "-0.40"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت؛ سکهٔ تمام‌بهار در بازار ۴۵٬۲۰۰٬۰۰۰ تومان",
+        210,
+    );
+    check_golden(
+        "kiosk_fa_exchange_1920x1080",
+        &render(&state, NOW, 1920, 1080),
+    );
+}
+
+/// A small Persian board: a label too long for its column is cut on its
+/// left (where Persian text ends), a stale row says its age in Persian
+/// under its label, the feed is down, and two critical alerts (the
+/// latest shown, "+۱ مورد دیگر").
+#[test]
+fn persian_cut_stale_and_offline_800x480() {
+    let mut board = board_config(&[
+        "USD:دلار آمریکا:0",
+        "GOLD:طلای آب‌شده، مثقال، بازار تهران، نقدی و فردایی با فاکتور رسمی:0",
+        "COIN:نیم‌سکه:0",
+    ]);
+    board.locale = "fa".into();
+    board.digits = crate::config::Digits::Persian;
+    board.columns = vec![Column::Price, Column::Change];
+    board.title = "صرافی نمونه".into();
+    let mut state = BoardState::new(&board, &["rates"]);
+    let mut seq = 0;
+    let mut apply = |state: &mut BoardState, ts: u64, body: Body| {
+        seq += 1;
+        state.apply(&Event { seq, ts, body }, ts);
+    };
+    apply(&mut state, NOW - 3_600_000, status("rates", FeedState::Up));
+    apply(
+        &mut state,
+        NOW - 2_700_000,
+        tick_with_open("USD", "58450", "58100"),
+    );
+    apply(
+        &mut state,
+        NOW - 60_000,
+        tick_with_open("GOLD", "17250000", "17300000"),
+    );
+    apply(
+        &mut state,
+        NOW - 60_000,
+        tick_with_open("COIN", "25100000", "25100000"),
+    );
+    apply(&mut state, NOW - 30_000, status("rates", FeedState::Down));
+    for text in [
+        "بازار طلا امروز تعطیل است",
+        "نرخ‌ها تقریبی است؛ پیش از معامله بپرسید",
+    ] {
+        let alert = Body::Alert(Alert {
+            level: Level::Critical,
+            text: text.into(),
+            source: "publish".into(),
+        });
+        apply(&mut state, NOW - 10_000, alert);
+    }
+    state.set_utc_offset_minutes(210);
+    check_golden(
+        "persian_cut_stale_offline_800x480",
+        &render(&state, NOW, 800, 480),
+    );
+}
+
+/// kiosk/ar-exchange.toml: Arabic, right to left, Arabic-Indic digits.
+#[test]
+fn kiosk_arabic_exchange_1920x1080() {
+    let state = kiosk_board(
+        "ar-exchange.toml",
+        &[
+            ("USD", "48.55", "48.65", "0.10"),
+            ("EUR", "52.30", "52.60", "-0.25"),
+            ("GBP", "61.20", "61.55", "0.05"),
+            ("SAR", "12.93", "12.97", "0.00"),
+            ("XAU21", "3640", "3660", "0.55"),
+            ("XAU24", "4160", "4185", "0.60"),
+        ],
+        "ارتفاع سعر الذهب عيار ٢١ في السوق المحلية اليوم",
+        180,
+    );
+    check_golden(
+        "kiosk_ar_exchange_1920x1080",
+        &render(&state, NOW, 1920, 1080),
+    );
+}
+
+/// kiosk/tr-gold.toml: Turkish, left to right, 2.450,00.
+#[test]
+fn kiosk_turkish_gold_1920x1080() {
+    let state = kiosk_board(
+        "tr-gold.toml",
+        &[
+            ("GRAM", "2450.00", "2480.00", "0.45"),
+            ("CEYREK", "4010.00", "4090.00", "0.40"),
+            ("YARIM", "8020.00", "8170.00", "0.40"),
+            ("TAM", "15990.00", "16320.00", "0.38"),
+            ("AYAR22", "2215.00", "2330.00", "-0.12"),
+            ("ONS", "2338.36", "2338.76", "-0.49"),
+        ],
+        "Kapalıçarşı'da gram altın güne yükselişle başladı",
+        180,
+    );
+    check_golden("kiosk_tr_gold_1920x1080", &render(&state, NOW, 1920, 1080));
+}
+
 /// Not a picture: every size from 800×480 to 4K, every rotation and a
 /// pixel shift draw without panicking, and a fresh painter's frame equals a
 /// warm painter's (the glyph cache changes nothing but speed).
 #[test]
 fn every_size_and_rotation_draws_the_same_with_a_warm_cache() {
     let (state, now) = live_demo(None);
+    every_size_and_rotation(&state, now);
+    // A mirrored board with shaped labels and headline, and a shape cache.
+    let state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "58450", "58650", "0.12"),
+            ("COIN", "45200000", "45900000", "-1.25"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت",
+        210,
+    );
+    every_size_and_rotation(&state, NOW);
+}
+
+fn every_size_and_rotation(state: &BoardState, now: u64) {
     let mut warm = Painter::new();
     for (w, h) in [
         (800, 480),
@@ -280,8 +463,8 @@ fn every_size_and_rotation_draws_the_same_with_a_warm_cache() {
         ] {
             let mut a = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
             let mut b = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
-            draw(&state, now, &mut warm, &mut a).unwrap();
-            draw(&state, now, &mut Painter::new(), &mut b).unwrap();
+            draw(state, now, &mut warm, &mut a).unwrap();
+            draw(state, now, &mut Painter::new(), &mut b).unwrap();
             assert!(a.into_inner() == b.into_inner(), "{w}x{h} {rotation:?}");
         }
     }

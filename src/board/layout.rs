@@ -12,6 +12,7 @@
 use embedded_graphics::prelude::{Point, Size};
 use embedded_graphics::primitives::Rectangle;
 
+use super::numbers::localized;
 use super::state::BoardState;
 use super::text::{Text, TextStyle, Weight};
 use super::theme::DARK;
@@ -289,15 +290,35 @@ fn shown_columns(columns: &[Column]) -> impl Iterator<Item = Column> + '_ {
     columns.iter().copied().take(6)
 }
 
-/// The caption of a column.
-pub fn caption(column: Column) -> &'static str {
-    match column {
-        Column::Price => "PRICE",
-        Column::Change => "CHANGE",
-        Column::Sparkline => "TREND",
-        Column::Bid => "BUY",
-        Column::Ask => "SELL",
-        Column::Volume => "VOLUME",
+/// The caption of a column in `language` (`"fa"`, `"ar"`, `"tr"`; any
+/// other is English). The exchange office's own words: "buy" is the price
+/// the office buys at (the bid).
+pub fn caption(column: Column, language: &str) -> &'static str {
+    match (language, column) {
+        ("fa", Column::Price) => "قیمت",
+        ("fa", Column::Change) => "تغییر",
+        ("fa", Column::Sparkline) => "روند",
+        ("fa", Column::Bid) => "خرید",
+        ("fa", Column::Ask) => "فروش",
+        ("fa", Column::Volume) => "حجم",
+        ("ar", Column::Price) => "السعر",
+        ("ar", Column::Change) => "التغيّر",
+        ("ar", Column::Sparkline) => "الاتجاه",
+        ("ar", Column::Bid) => "شراء",
+        ("ar", Column::Ask) => "بيع",
+        ("ar", Column::Volume) => "الحجم",
+        ("tr", Column::Price) => "FİYAT",
+        ("tr", Column::Change) => "DEĞİŞİM",
+        ("tr", Column::Sparkline) => "EĞİLİM",
+        ("tr", Column::Bid) => "ALIŞ",
+        ("tr", Column::Ask) => "SATIŞ",
+        ("tr", Column::Volume) => "HACİM",
+        (_, Column::Price) => "PRICE",
+        (_, Column::Change) => "CHANGE",
+        (_, Column::Sparkline) => "TREND",
+        (_, Column::Bid) => "BUY",
+        (_, Column::Ask) => "SELL",
+        (_, Column::Volume) => "VOLUME",
     }
 }
 
@@ -321,6 +342,7 @@ impl Widths {
             background: DARK.background,
             tabular,
         };
+        let numbers = state.numbers();
         let label_style = style(design::LABEL, Weight::Bold, false);
         let price_style = style(design::PRICE, Weight::Bold, true);
         let quote_style = style(design::QUOTE, Weight::Bold, true);
@@ -332,8 +354,11 @@ impl Widths {
                     .rows()
                     .iter()
                     .filter_map(field)
-                    .map(|s| text.measure(s, style))
-                    .fold(text.measure(floor, style), i32::max)
+                    .map(|s| text.measure(localized(numbers, s).as_str(), style))
+                    .fold(
+                        text.measure(localized(numbers, floor).as_str(), style),
+                        i32::max,
+                    )
             };
         let label = state
             .rows()
@@ -345,7 +370,8 @@ impl Widths {
                 (design::LABEL_MAX * scale) as i32,
             );
         let arrow = text.cap_height(change_style.size, Weight::Bold) * 2;
-        let percent = text.measure("%", &change_style);
+        let mut sign = [0; 4];
+        let percent = text.measure(numbers.percent().encode_utf8(&mut sign), &change_style);
         let mut columns = [None; 6];
         for (slot, column) in columns.iter_mut().zip(shown_columns(state.columns())) {
             let width = match column {

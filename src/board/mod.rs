@@ -14,6 +14,7 @@
 //! display; only the sparkline's pixel heights go through `f64`.
 
 pub mod draw;
+pub mod numbers;
 pub mod png;
 pub mod rotate;
 pub mod state;
@@ -21,6 +22,7 @@ pub mod text;
 
 mod layout;
 mod theme;
+mod words;
 
 #[cfg(test)]
 mod golden;

@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::numbers::{Numbers, is_rtl, language};
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
 use crate::event::{Body, Event, FeedState, Level, Tick};
@@ -314,6 +315,13 @@ pub struct BoardState {
     /// Critical alerts, latest first.
     alerts: VecDeque<AlertItem>,
     clients: usize,
+    /// How numbers are written (`[board] locale` and `digits`).
+    numbers: Numbers,
+    /// The board is mirrored (`[board] direction`, or `auto` from the
+    /// locale).
+    rtl: bool,
+    /// The locale's language, for the column captions.
+    language: String,
 }
 
 impl BoardState {
@@ -345,7 +353,25 @@ impl BoardState {
             news: VecDeque::with_capacity(MAX_NEWS),
             alerts: VecDeque::with_capacity(MAX_ALERTS),
             clients: 0,
+            numbers: Numbers::new(&config.locale, config.digits),
+            rtl: is_rtl(&config.locale, config.direction),
+            language: language(&config.locale).to_ascii_lowercase(),
         }
+    }
+
+    /// How numbers are written on this board.
+    pub fn numbers(&self) -> &Numbers {
+        &self.numbers
+    }
+
+    /// Whether the board is laid out right to left.
+    pub fn rtl(&self) -> bool {
+        self.rtl
+    }
+
+    /// The locale's language code, lower case (`"fa"`, `"tr"`, `"en"`).
+    pub fn language(&self) -> &str {
+        &self.language
     }
 
     /// Takes in one live event that arrived at `now_ms`.

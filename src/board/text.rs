@@ -3,22 +3,40 @@
 //! [`Text`] holds the fonts (Vazirmatn Regular and Bold, embedded in the
 //! binary) and a bounded cache of rasterized glyph coverage, so a frame
 //! re-rasterizes nothing it drew before. All text goes through
-//! [`Text::draw_text`] and [`Text::measure`]: today they lay out Latin text
-//! glyph by glyph with kerning; shaping and bidi for Persian and Arabic
-//! (rustybuzz, unicode-bidi) will slot in behind them without touching the
-//! callers.
+//! [`Text::draw_text`] and [`Text::measure`], which take a string in logical
+//! order and lay it out in one of two ways:
 //!
-//! Digits can be tabular: each digit is centred in a cell as wide as the
-//! widest digit, so a changing price does not jitter. Coverage is blended
+//! - Text that needs no shaping (Latin, Turkish, Latin-1 and Extended-A/B,
+//!   general punctuation, currency signs, and numbers in any of the three
+//!   digit sets with their separators) is laid out glyph by glyph from the
+//!   font's cmap with kerning: the fast path for prices, clocks and Latin
+//!   labels, allocation-free and uncached.
+//! - Anything else (Persian, Arabic, combining marks, bidi controls, ZWNJ)
+//!   goes through the Unicode bidi algorithm (unicode-bidi: paragraph
+//!   direction from the first strong character, so numbers stay left to
+//!   right inside right-to-left text) and then HarfBuzz shaping (rustybuzz)
+//!   run by run in visual order: joined letter forms, ligatures, marks,
+//!   ZWNJ, mirrored brackets. The shaped glyphs are kept in a bounded cache
+//!   keyed by text, face and `tnum` (in font units, so one entry serves
+//!   every size): a label is shaped once, not once a frame.
+//!
+//! Digits can be tabular: on the fast path Persian and Arabic-Indic digits
+//! take the font's `tnum` forms (found once per face by shaping each digit
+//! with `tnum`; Vazirmatn's default Persian digits are proportional), and
+//! each digit is centred in a cell as wide as the widest of its set, so a
+//! changing price does not jitter whatever the font; shaped text asks for
+//! `tnum` itself. Coverage is blended
 //! onto the background colour the caller says it drew; nothing is read back
 //! from the target.
 //!
 //! This module never does I/O and never reads the clock; after warm-up,
 //! drawing text allocates nothing.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-use ab_glyph::{Font, FontArc, GlyphId, PxScale, ScaleFont, point};
+use ab_glyph::{Font, FontArc, GlyphId, InvalidFont, PxScale, ScaleFont, point};
 use embedded_graphics::Pixel;
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::{DrawTarget, Point, Size};
@@ -36,6 +54,11 @@ static BOLD: &[u8] = include_bytes!("fonts/Vazirmatn-Bold.ttf");
 /// each the cache stays under a couple of MiB even at 4K. When it is full it
 /// is emptied and refilled, which costs one slow frame.
 pub const MAX_GLYPHS: usize = 512;
+
+/// Most shaped strings kept. A board shapes its title, labels, captions and
+/// headlines: a few dozen strings. Prices, clocks and Latin text never come
+/// here. When it is full it is emptied and refilled.
+pub const MAX_SHAPED: usize = 256;
 
 /// Largest text size in pixels (em); larger requests are drawn at this size.
 /// Bounds the size of one cached glyph.
@@ -100,14 +123,56 @@ struct Metrics {
     digit_units: f32,
     /// Height of a capital H above the baseline, in font units.
     cap_units: f32,
+    /// The font's tabular (`tnum`) glyphs for the Arabic-Indic digits
+    /// U+0660..U+0669 and then the Persian digits U+06F0..U+06F9. Vazirmatn's
+    /// default Persian digits are proportional (۱ is half as wide as ۲);
+    /// its Latin digits are tabular already.
+    eastern_tnum: [GlyphId; 20],
+}
+
+/// One shaped glyph: where it goes relative to the start of the text, in
+/// font units (y up), and the byte offset of the character it came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ShapedGlyph {
+    id: GlyphId,
+    x: f32,
+    y: f32,
+    cluster: u32,
+}
+
+/// A string shaped in visual order, in font units.
+#[derive(Debug)]
+struct Shaped {
+    glyphs: Box<[ShapedGlyph]>,
+    advance: f32,
+}
+
+/// Shaped strings, one map per face and `tnum` setting so that a lookup
+/// by `&str` needs no key to be built.
+#[derive(Debug, Default)]
+struct Shapes {
+    runs: [HashMap<Box<str>, Shaped>; 4],
+    shaped: u64,
+}
+
+impl Shapes {
+    fn len(&self) -> usize {
+        self.runs.iter().map(HashMap::len).sum()
+    }
 }
 
 /// The fonts and the glyph cache. One per renderer; see the module docs.
 #[derive(Debug)]
 pub struct Text {
     fonts: [FontArc; 2],
+    /// The font files, for rustybuzz.
+    data: [Cow<'static, [u8]>; 2],
     metrics: [Metrics; 2],
     glyphs: HashMap<Key, Coverage>,
+    /// Shaped strings; a `RefCell` because measuring (`&self`, from the
+    /// layout) shapes too. A `Text` belongs to one renderer and is never
+    /// shared between threads.
+    shapes: RefCell<Shapes>,
     rasterized: u64,
 }
 
@@ -122,22 +187,37 @@ impl Text {
     pub fn new() -> Text {
         // The bundled fonts are part of the binary and tested below; a
         // failure here is a build defect, not something a user can cause.
-        let parse = |data: &'static [u8]| {
-            FontArc::try_from_slice(data).expect("the bundled Vazirmatn font parses")
-        };
-        Text::with_fonts(parse(REGULAR), parse(BOLD))
+        Text::with_font_data(Cow::Borrowed(REGULAR), Cow::Borrowed(BOLD))
+            .expect("the bundled Vazirmatn font parses")
     }
 
-    /// Other fonts (`[board] font`): a regular and a bold face, which may
-    /// be the same.
-    pub fn with_fonts(regular: FontArc, bold: FontArc) -> Text {
-        let metrics = [metrics(&regular), metrics(&bold)];
-        Text {
-            fonts: [regular, bold],
+    /// Other fonts (`[board] font`): the files of a regular and a bold
+    /// face, which may be the same.
+    pub fn with_font_data(
+        regular: Cow<'static, [u8]>,
+        bold: Cow<'static, [u8]>,
+    ) -> Result<Text, InvalidFont> {
+        let parse = |data: &Cow<'static, [u8]>| match data {
+            Cow::Borrowed(data) => FontArc::try_from_slice(data),
+            Cow::Owned(data) => FontArc::try_from_vec(data.clone()),
+        };
+        let fonts = [parse(&regular)?, parse(&bold)?];
+        // rustybuzz reads the same files; one that ab_glyph accepts but
+        // rustybuzz does not is drawn unshaped.
+        let metrics = [metrics(&fonts[0], &regular), metrics(&fonts[1], &bold)];
+        Ok(Text {
+            fonts,
+            data: [regular, bold],
             metrics,
             glyphs: HashMap::with_capacity(MAX_GLYPHS),
+            shapes: RefCell::default(),
             rasterized: 0,
-        }
+        })
+    }
+
+    /// How many strings have been shaped so far (shape-cache misses).
+    pub fn shaped(&self) -> u64 {
+        self.shapes.borrow().shaped
     }
 
     /// How many glyphs have been rasterized so far (cache misses).
@@ -147,7 +227,7 @@ impl Text {
 
     /// The advance width of `text` in `style`, in pixels, rounded up.
     pub fn measure(&self, text: &str, style: &TextStyle) -> i32 {
-        self.layout(text, style, |_, _| {}).ceil() as i32
+        self.layout(text, style, |_, _, _| {}).ceil() as i32
     }
 
     /// Height of the digits above the baseline, in pixels, at `size`.
@@ -177,7 +257,7 @@ impl Text {
     where
         D: DrawTarget<Color = Rgb888>,
     {
-        let width = self.layout(text, style, |_, _| {});
+        let width = self.layout(text, style, |_, _, _| {});
         let start = match align {
             Align::Left => 0.0,
             Align::Center => -width / 2.0,
@@ -192,13 +272,20 @@ impl Text {
         }
         let size = style.size.clamp(1, MAX_SIZE);
         let weight = style.weight;
-        let font = &self.fonts[face(weight)];
-        let scale = PxScale::from(size as f32 * self.metrics[face(weight)].px_scale_per_em);
+        let i = face(weight);
+        let font = &self.fonts[i];
+        let scale = PxScale::from(size as f32 * self.metrics[i].px_scale_per_em);
         let mut result = Ok(());
         let glyphs = &mut self.glyphs;
         let rasterized = &mut self.rasterized;
-        let metrics = &self.metrics[face(weight)];
-        layout(font, metrics, text, style, |id, x| {
+        let metrics = &self.metrics[i];
+        let source = Source {
+            font,
+            data: &self.data[i],
+            metrics,
+            shapes: &self.shapes,
+        };
+        source.layout(text, style, |id, x, y| {
             if result.is_err() {
                 return;
             }
@@ -213,23 +300,181 @@ impl Text {
             let Some(coverage) = glyphs.get(&key) else {
                 return;
             };
-            let pen = Point::new((origin_x + x).round() as i32, anchor.y);
+            let pen = Point::new((origin_x + x).round() as i32, anchor.y - y.round() as i32);
             result = blit(target, coverage, pen, style, clip);
         });
         result.map(|()| width.ceil() as i32)
     }
 
     /// Lays `text` out with the face of `style`, calling `glyph` with each
-    /// glyph and its pen x offset; returns the advance width.
-    fn layout(&self, text: &str, style: &TextStyle, glyph: impl FnMut(GlyphId, f32)) -> f32 {
-        let face = face(style.weight);
-        layout(&self.fonts[face], &self.metrics[face], text, style, glyph)
+    /// glyph and its pen offset (x right, y up); returns the advance width.
+    fn layout(&self, text: &str, style: &TextStyle, glyph: impl FnMut(GlyphId, f32, f32)) -> f32 {
+        let i = face(style.weight);
+        Source {
+            font: &self.fonts[i],
+            data: &self.data[i],
+            metrics: &self.metrics[i],
+            shapes: &self.shapes,
+        }
+        .layout(text, style, glyph)
+    }
+
+    /// The glyphs of `text` as shaped (in visual order, with clusters and
+    /// pen positions in font units), for tests against a reference shaper.
+    #[cfg(test)]
+    fn shape_for_test(&self, text: &str, weight: Weight, tabular: bool) -> Vec<ShapedGlyph> {
+        let style = TextStyle {
+            size: 100,
+            weight,
+            color: Rgb888::WHITE,
+            background: Rgb888::BLACK,
+            tabular,
+        };
+        self.layout(text, &style, |_, _, _| {});
+        let shapes = self.shapes.borrow();
+        shapes.runs[slot(weight, tabular)]
+            .get(text)
+            .map(|s| s.glyphs.to_vec())
+            .unwrap_or_default()
     }
 }
 
-/// Lays `text` out glyph by glyph: kerning between letters, digits centred
-/// in cells as wide as the widest digit when the style is tabular. Calls
-/// `glyph` with each glyph and its pen x offset; returns the advance width.
+/// One face with what laying text out in it needs.
+struct Source<'a> {
+    font: &'a FontArc,
+    data: &'a [u8],
+    metrics: &'a Metrics,
+    shapes: &'a RefCell<Shapes>,
+}
+
+impl Source<'_> {
+    /// Lays `text` out, shaped when it needs shaping (see the module docs).
+    /// Calls `glyph` with each glyph and its pen offset in pixels (x right,
+    /// y up); returns the advance width.
+    fn layout(
+        &self,
+        text: &str,
+        style: &TextStyle,
+        mut glyph: impl FnMut(GlyphId, f32, f32),
+    ) -> f32 {
+        if !needs_shaping(text) {
+            return layout(self.font, self.metrics, text, style, |id, x| {
+                glyph(id, x, 0.0)
+            });
+        }
+        let slot = slot(style.weight, style.tabular);
+        let mut shapes = self.shapes.borrow_mut();
+        if !shapes.runs[slot].contains_key(text) {
+            let Some(shaped) = shape(self.data, text, style.tabular) else {
+                drop(shapes);
+                return layout(self.font, self.metrics, text, style, |id, x| {
+                    glyph(id, x, 0.0)
+                });
+            };
+            if shapes.len() >= MAX_SHAPED {
+                shapes.runs.iter_mut().for_each(HashMap::clear);
+            }
+            shapes.runs[slot].insert(text.into(), shaped);
+            shapes.shaped += 1;
+        }
+        let Some(shaped) = shapes.runs[slot].get(text) else {
+            return 0.0;
+        };
+        let size = style.size.clamp(1, MAX_SIZE);
+        let px = size as f32 / self.metrics.units_per_em;
+        for g in &shaped.glyphs {
+            glyph(g.id, g.x * px, g.y * px);
+        }
+        shaped.advance * px
+    }
+}
+
+/// Whether `text` reads right to left: its first strongly directional
+/// character is Hebrew, Arabic or another right-to-left script (rule P2 of
+/// the bidi algorithm, as the shaping uses it).
+pub fn is_rtl_text(text: &str) -> bool {
+    use unicode_bidi::BidiClass::{AL, L, R};
+    text.chars()
+        .map(unicode_bidi::bidi_class)
+        .find(|c| matches!(c, L | R | AL))
+        .is_some_and(|c| c != L)
+}
+
+/// Which [`Shapes`] map a face and `tnum` setting use.
+fn slot(weight: Weight, tabular: bool) -> usize {
+    face(weight) * 2 + usize::from(tabular)
+}
+
+/// Whether `text` has a character that the glyph-by-glyph layout would get
+/// wrong: a right-to-left or joining script, a combining mark, a bidi
+/// control or a zero-width joiner. See the module docs.
+pub fn needs_shaping(text: &str) -> bool {
+    !text.chars().all(|c| {
+        matches!(c,
+            '\0'..='\u{02FF}'
+            // Arabic-Indic digits, ٪ ٫ ٬, and Persian digits: numbers are
+            // laid out left to right, glyph by glyph.
+            | '\u{0660}'..='\u{066C}'
+            | '\u{06F0}'..='\u{06F9}'
+            // Dashes, quotes, bullets, ellipsis, per mille, primes; not the
+            // bidi controls (U+200C..U+200F, U+202A..U+202E, U+2066..).
+            | '\u{2010}'..='\u{2027}'
+            | '\u{2030}'..='\u{205E}'
+            // Currency signs (€, ₺, ﷼ is elsewhere) and arrows.
+            | '\u{20A0}'..='\u{20CF}'
+            | '\u{2190}'..='\u{21FF}')
+    })
+}
+
+/// Shapes `text`: the bidi algorithm splits it into runs of one direction,
+/// each run is shaped by rustybuzz, and the runs are placed in visual order.
+/// `None` when rustybuzz cannot read the font.
+fn shape(data: &[u8], text: &str, tabular: bool) -> Option<Shaped> {
+    use rustybuzz::ttf_parser::Tag;
+    use rustybuzz::{Direction, Feature, UnicodeBuffer};
+    use unicode_bidi::ParagraphBidiInfo;
+
+    let face = rustybuzz::Face::from_slice(data, 0)?;
+    let features = if tabular {
+        vec![Feature::new(Tag::from_bytes(b"tnum"), 1, ..)]
+    } else {
+        Vec::new()
+    };
+    // One line: a board's texts have no paragraph breaks worth keeping.
+    let bidi = ParagraphBidiInfo::new(text, None);
+    let (levels, runs) = bidi.visual_runs(0..text.len());
+    let mut glyphs = Vec::new();
+    let mut x = 0.0;
+    for run in runs {
+        let mut buffer = UnicodeBuffer::new();
+        buffer.push_str(&text[run.clone()]);
+        buffer.set_direction(if levels[run.start].is_rtl() {
+            Direction::RightToLeft
+        } else {
+            Direction::LeftToRight
+        });
+        buffer.guess_segment_properties();
+        let shaped = rustybuzz::shape(&face, &features, buffer);
+        for (info, pos) in shaped.glyph_infos().iter().zip(shaped.glyph_positions()) {
+            glyphs.push(ShapedGlyph {
+                id: GlyphId(info.glyph_id as u16),
+                x: x + pos.x_offset as f32,
+                y: pos.y_offset as f32,
+                cluster: run.start as u32 + info.cluster,
+            });
+            x += pos.x_advance as f32;
+        }
+    }
+    Some(Shaped {
+        glyphs: glyphs.into_boxed_slice(),
+        advance: x,
+    })
+}
+
+/// Lays `text` out glyph by glyph: kerning between letters, digits (of
+/// any of the three sets) centred in cells as wide as the widest digit of
+/// their set when the style is tabular. Calls `glyph` with each glyph and
+/// its pen x offset; returns the advance width.
 fn layout(
     font: &FontArc,
     metrics: &Metrics,
@@ -239,9 +484,23 @@ fn layout(
 ) -> f32 {
     let size = style.size.clamp(1, MAX_SIZE);
     let scaled = font.as_scaled(PxScale::from(size as f32 * metrics.px_scale_per_em));
-    let cell = if style.tabular {
-        ('0'..='9')
+    let widest = |digits: std::ops::RangeInclusive<char>| {
+        digits
             .map(|d| scaled.h_advance(font.glyph_id(d)))
+            .fold(0.0, f32::max)
+    };
+    let cell = if style.tabular {
+        widest('0'..='9')
+    } else {
+        0.0
+    };
+    // Persian and Arabic-Indic digits (their `tnum` forms) only cost the
+    // lookup when present.
+    let eastern = if style.tabular && !text.is_ascii() {
+        metrics
+            .eastern_tnum
+            .iter()
+            .map(|&id| scaled.h_advance(id))
             .fold(0.0, f32::max)
     } else {
         0.0
@@ -254,6 +513,12 @@ fn layout(
         if style.tabular && c.is_ascii_digit() {
             glyph(id, x + (cell - advance) / 2.0);
             x += cell;
+            previous = None;
+        } else if let Some(i) = eastern_digit(c).filter(|_| style.tabular) {
+            let id = metrics.eastern_tnum[i];
+            let advance = scaled.h_advance(id);
+            glyph(id, x + (eastern - advance) / 2.0);
+            x += eastern;
             previous = None;
         } else {
             if let Some(previous) = previous {
@@ -274,7 +539,7 @@ fn face(weight: Weight) -> usize {
     }
 }
 
-fn metrics(font: &FontArc) -> Metrics {
+fn metrics(font: &FontArc, data: &[u8]) -> Metrics {
     let units_per_em = font.units_per_em().unwrap_or(1000.0);
     // ab_glyph's unscaled bounds keep the outline's top (y up, in font
     // units) in `min.y`.
@@ -287,6 +552,41 @@ fn metrics(font: &FontArc) -> Metrics {
         units_per_em,
         digit_units: top('0'),
         cap_units: top('H'),
+        eastern_tnum: eastern_tnum(font, data),
+    }
+}
+
+/// What `tnum` makes of each Arabic-Indic and Persian digit, found once by
+/// shaping each digit alone; the cmap glyph where the font has no `tnum`.
+fn eastern_tnum(font: &FontArc, data: &[u8]) -> [GlyphId; 20] {
+    use rustybuzz::ttf_parser::Tag;
+    use rustybuzz::{Feature, UnicodeBuffer};
+
+    let digits = ('\u{0660}'..='\u{0669}').chain('\u{06F0}'..='\u{06F9}');
+    let mut ids = [GlyphId(0); 20];
+    let face = rustybuzz::Face::from_slice(data, 0);
+    let tnum = [Feature::new(Tag::from_bytes(b"tnum"), 1, ..)];
+    for (id, digit) in ids.iter_mut().zip(digits) {
+        *id = font.glyph_id(digit);
+        if let Some(face) = &face {
+            let mut buffer = UnicodeBuffer::new();
+            buffer.push_str(digit.encode_utf8(&mut [0; 4]));
+            buffer.guess_segment_properties();
+            if let [info] = rustybuzz::shape(face, &tnum, buffer).glyph_infos() {
+                *id = GlyphId(info.glyph_id as u16);
+            }
+        }
+    }
+    ids
+}
+
+/// The index of `c` in [`Metrics::eastern_tnum`], when it is an
+/// Arabic-Indic or Persian digit.
+fn eastern_digit(c: char) -> Option<usize> {
+    match c {
+        '\u{0660}'..='\u{0669}' => Some(c as usize - 0x0660),
+        '\u{06F0}'..='\u{06F9}' => Some(c as usize - 0x06F0 + 10),
+        _ => None,
     }
 }
 
@@ -489,6 +789,188 @@ mod tests {
         let ink = ink_columns(&frame);
         assert!(*ink.last().unwrap() < 100, "clipped at 100: {ink:?}");
         assert!(ink[0] >= 150 - w as u32);
+    }
+
+    /// What `tests/fixtures/shaping/shaping.txt` says of one string: the
+    /// glyphs pango drew, in visual order, with their byte clusters; and
+    /// hb-shape's runs (offset, glyph, cluster, advance in font units).
+    struct Reference {
+        text: String,
+        pango: Vec<(u32, u32)>,
+        hb: Vec<(u32, u32, f32)>,
+    }
+
+    /// pango's id for a default-ignorable character (ZWNJ) it draws as
+    /// nothing; HarfBuzz shapes it to a zero-width glyph instead.
+    const PANGO_GLYPH_EMPTY: u32 = 0x0FFF_FFFF;
+
+    fn references() -> Vec<Reference> {
+        let fixture = include_str!("../../tests/fixtures/shaping/shaping.txt");
+        let mut out: Vec<Reference> = Vec::new();
+        for line in fixture.lines().filter(|l| !l.starts_with('#')) {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[0] {
+                "text" => out.push(Reference {
+                    text: fields[1].to_owned(),
+                    pango: Vec::new(),
+                    hb: Vec::new(),
+                }),
+                "pango" => {
+                    let last = out.last_mut().expect("text first");
+                    last.pango = fields[1]
+                        .split(' ')
+                        .map(|g| {
+                            let (id, cluster) = g.split_once('@').expect("glyph@cluster");
+                            (id.parse().unwrap(), cluster.parse().unwrap())
+                        })
+                        .collect();
+                }
+                "run" => {
+                    let last = out.last_mut().expect("text first");
+                    let offset: u32 = fields[1].parse().unwrap();
+                    let glyphs = fields[4].trim_start_matches('[').trim_end_matches(']');
+                    for g in glyphs.split('|') {
+                        // `id=cluster+advance`, or `id=cluster@x,y+advance`.
+                        let (id, rest) = g.split_once('=').unwrap();
+                        let (cluster, advance) = rest.split_once('+').unwrap();
+                        let cluster = cluster.split('@').next().unwrap();
+                        last.hb.push((
+                            id.parse().unwrap(),
+                            offset + cluster.parse::<u32>().unwrap(),
+                            advance.parse().unwrap(),
+                        ));
+                    }
+                }
+                other => panic!("unknown fixture line {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[track_caller]
+    fn check_shaping(text: &Text, reference: &Reference) {
+        let ours = text.shape_for_test(&reference.text, Weight::Bold, false);
+        let ids: Vec<(u32, u32)> = ours
+            .iter()
+            .map(|g| (u32::from(g.id.0), g.cluster))
+            .collect();
+        let hb: Vec<(u32, u32)> = reference.hb.iter().map(|&(id, c, _)| (id, c)).collect();
+        assert_eq!(
+            ids, hb,
+            "{}: glyphs and clusters against hb-shape",
+            reference.text
+        );
+        assert_eq!(ids.len(), reference.pango.len(), "{}", reference.text);
+        for (i, (&(id, cluster), &(pango_id, pango_cluster))) in
+            ids.iter().zip(&reference.pango).enumerate()
+        {
+            assert_eq!(
+                cluster, pango_cluster,
+                "{}: cluster of glyph {i}",
+                reference.text
+            );
+            if pango_id == PANGO_GLYPH_EMPTY {
+                assert_eq!(
+                    reference.hb[i].2, 0.0,
+                    "{}: glyph {i} is invisible",
+                    reference.text
+                );
+            } else {
+                assert_eq!(id, pango_id, "{}: glyph {i} against pango", reference.text);
+            }
+        }
+        // Pen positions: each glyph starts where the advances before it end.
+        let mut x = 0.0;
+        for (g, &(_, _, advance)) in ours.iter().zip(&reference.hb) {
+            assert_eq!(g.x, x, "{}: glyph at cluster {}", reference.text, g.cluster);
+            x += advance;
+        }
+    }
+
+    #[test]
+    fn mixed_persian_and_arabic_shape_like_pango_and_hb_shape() {
+        let text = Text::new();
+        let references = references();
+        assert_eq!(references.len(), 5);
+        for reference in &references {
+            check_shaping(&text, reference);
+        }
+        // The brief's example: the number run `۶۷٬۰۱۲` comes first from the
+        // left, in logical order (clusters rising), then the words right to
+        // left (clusters falling), joined (ل and ا make one ligature).
+        let ours = text.shape_for_test("دلار آمریکا ۶۷٬۰۱۲", Weight::Bold, false);
+        let clusters: Vec<u32> = ours.iter().map(|g| g.cluster).collect();
+        assert_eq!(clusters[..6], [22, 24, 26, 28, 30, 32]);
+        assert!(
+            clusters[6..].windows(2).all(|w| w[0] > w[1]),
+            "{clusters:?}"
+        );
+        assert_eq!(clusters.len(), 17, "18 characters, one ligature");
+    }
+
+    #[test]
+    fn only_text_that_needs_it_is_shaped_and_shaping_is_cached() {
+        for (s, shaped) in [
+            ("BTC/USDT 67,012.50", false),
+            ("Gram Altın ÇEYREK 22 Ayar ₺ €", false),
+            ("۶۷٬۰۱۲٫۵۰ ٢٬٤٥٠٫٠٠ ٪", false),
+            ("Waiting for prices… — •", false),
+            ("دلار", true),
+            ("a\u{200C}b", true),
+            ("a\u{202B}b", true),
+            ("e\u{0301}", true),
+        ] {
+            assert_eq!(needs_shaping(s), shaped, "{s:?}");
+        }
+        let mut text = Text::new();
+        let mut frame = Frame::new(400, 60);
+        let clip = frame.bounding_box();
+        for size in [20, 30, 40, 30] {
+            text.draw_text(
+                &mut frame,
+                "سکه بهار آزادی",
+                Point::new(0, 50),
+                Align::Left,
+                &style(size, false),
+                &clip,
+            )
+            .unwrap();
+        }
+        assert_eq!(text.shaped(), 1, "one shaping serves every size");
+    }
+
+    #[test]
+    fn direction_of_a_text_is_its_first_strong_character() {
+        for (s, rtl) in [
+            ("دلار", true),
+            ("۱۸ عیار", true),
+            ("USD دلار", false),
+            ("۶۷٬۰۱۲", false),
+            ("ذهب", true),
+            ("", false),
+        ] {
+            assert_eq!(is_rtl_text(s), rtl, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn persian_digits_use_the_fonts_tabular_forms() {
+        let text = Text::new();
+        let tabular = style(64, true);
+        assert_eq!(
+            text.measure("۱۱۱۱", &tabular),
+            text.measure("۸۸۸۸", &tabular)
+        );
+        assert_eq!(
+            text.measure("٦٧٠١٢", &tabular),
+            text.measure("١١١١١", &tabular)
+        );
+        // Vazirmatn's default ۱ is narrower than its ۲; `tnum` evens them.
+        let proportional = style(64, false);
+        assert!(text.measure("۱", &proportional) < text.measure("۲", &proportional));
+        // The tnum glyph, as hb-shape --features=tnum gives it (Bold: ۶ is
+        // glyph 916 with tnum, 915 without).
+        assert_eq!(text.metrics[1].eastern_tnum[16], GlyphId(916));
     }
 
     #[test]

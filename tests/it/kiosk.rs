@@ -85,6 +85,49 @@ fn the_exchange_office_board_shows_buy_and_sell_from_a_json_feed() {
 }
 
 #[test]
+fn the_international_boards_say_their_locale_digits_and_direction() {
+    for (name, locale, digits, words) in [
+        (
+            "fa-exchange.toml",
+            "fa",
+            "persian",
+            ["دلار", "یورو", "درهم", "سکه", "طلا"].as_slice(),
+        ),
+        (
+            "ar-exchange.toml",
+            "ar",
+            "arabic",
+            ["دولار", "ذهب"].as_slice(),
+        ),
+        (
+            "tr-gold.toml",
+            "tr",
+            "latin",
+            ["Gram Altın", "Çeyrek", "22 Ayar"].as_slice(),
+        ),
+    ] {
+        let config = checked(name);
+        let board = &config["board"];
+        assert_eq!(board["locale"].as_str(), Some(locale), "{name}");
+        assert_eq!(board["digits"].as_str(), Some(digits), "{name}");
+        assert_eq!(board["direction"].as_str(), Some("auto"), "{name}");
+        assert_eq!(columns(&config), ["bid", "ask", "change"], "{name}");
+        let labels: Vec<&str> = board["rows"]
+            .as_array()
+            .expect("board rows")
+            .iter()
+            .filter_map(|r| r["label"].as_str())
+            .collect();
+        for word in words {
+            assert!(
+                labels.iter().any(|l| l.contains(word)),
+                "{name}: {word} in {labels:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_chained_board_reads_another_tablo() {
     let config = checked("chain.toml");
     let feed = first_feed(&config);
@@ -98,7 +141,14 @@ fn the_chained_board_reads_another_tablo() {
 
 #[test]
 fn kiosk_boards_use_the_framebuffer_and_spare_the_sd_card() {
-    for name in ["binance.toml", "forex-gold.toml", "chain.toml"] {
+    for name in [
+        "binance.toml",
+        "forex-gold.toml",
+        "fa-exchange.toml",
+        "ar-exchange.toml",
+        "tr-gold.toml",
+        "chain.toml",
+    ] {
         let config = checked(name);
         assert_eq!(
             config["display"]["mode"].as_str(),
