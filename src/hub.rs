@@ -6,8 +6,12 @@
 //! latest status per feed) and every relay counter. Each event is serialized
 //! once and the same bytes are pushed to every subscribed client's
 //! [`Outbox`], which never waits, so a slow client cannot slow the hub or the
-//! feeds. Replies to a client (hello, subscribed, snapshot, stats) go through
-//! the same outbox, so they are ordered with the events around them.
+//! feeds. Event pushes are quiet: once the hub has handled every message
+//! waiting in its inbox, it wakes each client writer that got something,
+//! once, and at most every [`RING_INTERVAL`], so that at high event rates a
+//! client's frames go out together in one write. Replies to a client (hello,
+//! subscribed, snapshot, stats) go through the same outbox, so they are
+//! ordered with the events around them, and wake the writer at once.
 //!
 //! The hub never touches a socket or the disk.
 
@@ -18,23 +22,34 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use serde_json::{Value, json};
-use smol::channel::{Receiver, Sender};
+use smol::Timer;
+use smol::channel::{Receiver, Sender, TryRecvError};
+use smol::future::or;
 
 use crate::config::FeedConfig;
 use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
 use crate::feed::tablo::Position;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
-use crate::outbox::{CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
+use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
 use crate::protocol::{
     ErrorCode, MAX_SUBSCRIPTIONS, MAX_SYMBOL_LEN, ProtoError, Sub, Subscriptions, channels_reply,
     valid_symbol,
 };
 use crate::publish;
+use crate::session::Tx;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
 /// backpressure we want: 1024 messages is ~10 s of a busy 100 msg/s feed, so
 /// a full inbox means the hub is truly stuck, not briefly busy.
 pub const INBOX: usize = 1024;
+
+/// The hub sends a client new events at most this often. At 100 events/s
+/// (10 ms apart) every event goes out as soon as it is fanned out; at 1000
+/// events/s a client gets ~2 frames per write instead of one, and a write
+/// costs about as much as one `send()` whatever its size. The cost is at
+/// most this much added latency, and only when events come faster than
+/// this.
+pub const RING_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The snapshot keeps this many recent news items (SPEC §4).
 pub const SNAPSHOT_NEWS: usize = 20;
@@ -98,7 +113,7 @@ pub enum HubMsg {
         /// Its `client=` kind.
         kind: String,
         /// Where its frames go.
-        outbox: Arc<Outbox>,
+        tx: Tx,
     },
     /// A client disconnected.
     Leave {
@@ -202,8 +217,14 @@ pub struct Health {
 
 struct Client {
     kind: Arc<str>,
-    outbox: Arc<Outbox>,
+    tx: Tx,
     subs: Subscriptions,
+}
+
+impl Client {
+    fn outbox(&self) -> &Outbox {
+        self.tx.outbox()
+    }
 }
 
 struct Upstream {
@@ -252,6 +273,24 @@ pub struct Hub {
     upstreams: Vec<Upstream>,
     last: LastKnown,
     counters: Counters,
+    /// Clients owed a flush for events pushed quietly since the last one.
+    rings: Vec<Tx>,
+    /// Scratch space for flushes.
+    scratch: Batch,
+}
+
+/// What the hub's loop does next.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives for one turn of the loop; boxing would allocate per message"
+)]
+enum Next {
+    /// Handle a message.
+    Msg(HubMsg),
+    /// Wake the writers owed a ring.
+    Ring,
+    /// Every sender is gone.
+    Stop,
 }
 
 impl Hub {
@@ -284,20 +323,62 @@ impl Hub {
                 ..LastKnown::default()
             },
             counters: Counters::default(),
+            rings: Vec::new(),
+            scratch: Batch::default(),
         }
     }
 
     /// Handles messages until [`HubMsg::Shutdown`] or until every sender is
     /// gone.
     pub async fn run(mut self, inbox: Receiver<HubMsg>) {
-        while let Ok(msg) = inbox.recv().await {
-            if !self.handle(msg, Instant::now(), wall_ms()) {
-                break;
+        let mut rang_at = Instant::now();
+        let mut timer = Timer::never();
+        let recv = || async {
+            match inbox.recv().await {
+                Ok(msg) => Next::Msg(msg),
+                Err(_) => Next::Stop,
+            }
+        };
+        loop {
+            let next = match inbox.try_recv() {
+                Ok(msg) => Next::Msg(msg),
+                Err(TryRecvError::Closed) => Next::Stop,
+                // Every waiting message is handled: the fan-out batch is
+                // complete. Ring its writers, now or once RING_INTERVAL has
+                // passed since the last ring, unless a message comes first.
+                Err(TryRecvError::Empty) if self.rings.is_empty() => recv().await,
+                Err(TryRecvError::Empty) => {
+                    let due = rang_at + RING_INTERVAL;
+                    if due <= Instant::now() {
+                        Next::Ring
+                    } else {
+                        timer.set_at(due);
+                        or(recv(), async {
+                            (&mut timer).await;
+                            Next::Ring
+                        })
+                        .await
+                    }
+                }
+            };
+            match next {
+                Next::Msg(msg) => {
+                    if !self.handle(msg, Instant::now(), wall_ms()) {
+                        break;
+                    }
+                }
+                Next::Ring => {
+                    for tx in self.rings.drain(..) {
+                        tx.flush(&mut self.scratch);
+                    }
+                    rang_at = Instant::now();
+                }
+                Next::Stop => break,
             }
         }
         for client in self.clients.values() {
             client
-                .outbox
+                .outbox()
                 .close(CLOSE_GOING_AWAY, "server shutting down");
         }
         if let Some(journal) = &self.journal {
@@ -340,11 +421,7 @@ impl Hub {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join {
-                client,
-                kind,
-                outbox,
-            } => self.join(client, kind, outbox),
+            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -370,7 +447,7 @@ impl Hub {
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.subs.remove(&channels);
                     let reply = channels_reply("unsubscribed", &names, seq, &id);
-                    c.outbox.push(control(reply));
+                    c.outbox().push(control(reply));
                 }
             }
             HubMsg::Snapshot {
@@ -380,7 +457,7 @@ impl Hub {
             } => {
                 let reply = self.snapshot_json(&channels, &id, now);
                 if let Some(c) = self.clients.get(&client) {
-                    c.outbox.push(control(reply));
+                    c.outbox().push(control(reply));
                 }
             }
             HubMsg::Stats { client, id } => {
@@ -389,12 +466,12 @@ impl Hub {
                     obj.insert("id".into(), id);
                 }
                 if let Some(c) = self.clients.get(&client) {
-                    c.outbox.push(control(stats.to_string()));
+                    c.outbox().push(control(stats.to_string()));
                 }
             }
             HubMsg::Reply { client, text } => {
                 if let Some(c) = self.clients.get(&client) {
-                    c.outbox.push(control(text));
+                    c.outbox().push(control(text));
                 }
             }
             HubMsg::Health { reply } => {
@@ -433,23 +510,23 @@ impl Hub {
                 "that would make {total} channels; a client may hold at most {MAX_SUBSCRIPTIONS}"
             );
             let error = ProtoError::new(ErrorCode::TooLarge, message, id.clone());
-            c.outbox.push(control(error.to_json()));
+            c.outbox().push(control(error.to_json()));
             return;
         }
-        c.outbox
+        c.outbox()
             .push(control(channels_reply("subscribed", names, last_seq, id)));
         match (since, reset, snapshot) {
             (Some(_), Some(reason), Some(snapshot)) => {
-                c.outbox.push(control(
+                c.outbox().push(control(
                     json!({"type": "reset", "reason": reason}).to_string(),
                 ));
-                c.outbox.push(control(snapshot));
+                c.outbox().push(control(snapshot));
             }
             (Some(since), _, _) if since < last_seq => {
                 let mut subs = Subscriptions::default();
                 // Within the cap: the same channels were just added above.
                 let _ = subs.add(&channels);
-                c.outbox.push_replay(Replay {
+                c.outbox().push_replay(Replay {
                     after: since,
                     upto: last_seq,
                     subs,
@@ -491,7 +568,7 @@ impl Hub {
         now_ms: u64,
         now: Instant,
     ) {
-        let Some(outbox) = self.clients.get(&client).map(|c| c.outbox.clone()) else {
+        let Some(outbox) = self.clients.get(&client).map(|c| c.tx.outbox().clone()) else {
             return;
         };
         let refuse = |code: ErrorCode, message: String| {
@@ -565,7 +642,7 @@ impl Hub {
         self.next_seq - 1
     }
 
-    fn join(&mut self, client: ClientId, kind: String, outbox: Arc<Outbox>) {
+    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -580,12 +657,12 @@ impl Hub {
             "seq": self.last_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
-        outbox.push(control(hello.to_string()));
+        tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
-                outbox,
+                tx,
                 subs: Subscriptions::default(),
             },
         );
@@ -652,7 +729,11 @@ impl Hub {
             if !client.subs.matches(&event.body) {
                 continue;
             }
-            match client.outbox.push(frame.clone()) {
+            let (pushed, owe_ring) = client.outbox().push_quiet(frame.clone());
+            if owe_ring {
+                self.rings.push(client.tx.clone());
+            }
+            match pushed {
                 Push::Queued => self.counters.frames_out[channel] += 1,
                 Push::Conflated => {
                     self.counters.frames_out[channel] += 1;
@@ -1098,8 +1179,8 @@ mod tests {
     }
 
     fn drain(outbox: &Outbox) -> Vec<Value> {
-        let mut batch = VecDeque::new();
-        outbox.take(&mut batch);
+        let mut batch = Batch::default();
+        outbox.take(&mut batch, &mut Vec::new());
         batch
             .iter()
             .map(|item| match item {
@@ -1117,7 +1198,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
-                outbox: outbox.clone(),
+                tx: Tx::detached(outbox.clone()),
             },
             now,
             0,
@@ -1228,7 +1309,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
-                outbox: outbox.clone(),
+                tx: Tx::detached(outbox.clone()),
             },
             now,
             0,

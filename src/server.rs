@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,11 +55,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 /// ~141 KiB per idle client; 4 KiB brings it near 10 KiB, and client ops are
 /// small.
 pub const READ_BUFFER_BYTES: usize = 4096;
-
-/// Frames queued for one client are written together once they reach this
-/// many bytes (and at the end of each batch in any case), so a burst goes out
-/// in few `send()` calls. The buffer grows only as far as it is used.
-pub const WRITE_BATCH_BYTES: usize = 16 * 1024;
 
 /// Everything a connection needs, shared read-only.
 pub struct Shared {
@@ -113,7 +107,9 @@ impl Shared {
     fn ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(WRITE_BATCH_BYTES)
+            // tungstenite writes only control frames (the session writes
+            // the data frames itself), straight into the outbox.
+            .write_buffer_size(0)
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes))
     }
@@ -662,13 +658,6 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    let raw = stream.clone();
-    let config = Some(shared.ws_config());
-    let ws = if upgrade.leftover.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, config).await
-    } else {
-        WebSocketStream::from_partially_read(stream, upgrade.leftover, Role::Server, config).await
-    };
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         kind: upgrade.kind,
@@ -676,7 +665,7 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
         hub: shared.hub.clone(),
         journal: shared.journal.clone(),
     };
-    session::run(session, ws, raw).await;
+    session::run(session, stream, upgrade.leftover, shared.ws_config()).await;
     drop(upgrade.slot);
 }
 
