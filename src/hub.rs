@@ -43,13 +43,16 @@ use crate::session::Tx;
 /// a full inbox means the hub is truly stuck, not briefly busy.
 pub const INBOX: usize = 1024;
 
-/// The hub sends a client new events at most this often. At 100 events/s
-/// (10 ms apart) every event goes out as soon as it is fanned out; at 1000
-/// events/s a client gets ~2 frames per write instead of one, and a write
-/// costs about as much as one `send()` whatever its size. The cost is at
-/// most this much added latency, and only when events come faster than
-/// this.
-pub const RING_INTERVAL: Duration = Duration::from_millis(2);
+/// The hub sends a client new events (and hands events to the journal) at
+/// most this often. At 100 events/s (10 ms apart) every event goes out as
+/// soon as it is fanned out; at 1000 events/s a client gets ~5 frames per
+/// write instead of one, and a write costs about as much as one `send()`
+/// whatever its size. benches/broadcast.rs, 100 clients at 1000 events/s:
+/// 2 ms → 5 ms took CPU per delivered frame from 0.9× to 0.7× the `send()`
+/// floor; 10 ms made events at 100/s wait too (p50 0.9 → 6.5 ms). The cost
+/// is at most this much added latency, and only when events come faster
+/// than this.
+pub const RING_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The snapshot keeps this many recent news items (SPEC §4).
 pub const SNAPSHOT_NEWS: usize = 20;
@@ -275,6 +278,9 @@ pub struct Hub {
     counters: Counters,
     /// Clients owed a flush for events pushed quietly since the last one.
     rings: Vec<Tx>,
+    /// Messages for the journal writer, handed over with the flushes (one
+    /// wake-up of its thread per batch, not per event) and in order.
+    journal_out: Vec<JournalMsg>,
     /// Scratch space for flushes.
     scratch: Batch,
 }
@@ -324,6 +330,7 @@ impl Hub {
             },
             counters: Counters::default(),
             rings: Vec::new(),
+            journal_out: Vec::new(),
             scratch: Batch::default(),
         }
     }
@@ -346,7 +353,11 @@ impl Hub {
                 // Every waiting message is handled: the fan-out batch is
                 // complete. Ring its writers, now or once RING_INTERVAL has
                 // passed since the last ring, unless a message comes first.
-                Err(TryRecvError::Empty) if self.rings.is_empty() => recv().await,
+                Err(TryRecvError::Empty)
+                    if self.rings.is_empty() && self.journal_out.is_empty() =>
+                {
+                    recv().await
+                }
                 Err(TryRecvError::Empty) => {
                     let due = rang_at + RING_INTERVAL;
                     if due <= Instant::now() {
@@ -371,6 +382,7 @@ impl Hub {
                     for tx in self.rings.drain(..) {
                         tx.flush(&mut self.scratch);
                     }
+                    self.flush_journal();
                     rang_at = Instant::now();
                 }
                 Next::Stop => break,
@@ -381,6 +393,7 @@ impl Hub {
                 .outbox()
                 .close(CLOSE_GOING_AWAY, "server shutting down");
         }
+        self.flush_journal();
         if let Some(journal) = &self.journal {
             let last_seq = self.last_seq();
             let _ = journal.tx.send(JournalMsg::Close { last_seq }).await;
@@ -523,6 +536,9 @@ impl Hub {
                 c.outbox().push(control(snapshot));
             }
             (Some(since), _, _) if since < last_seq => {
+                // The writer reads the journal for the replay: everything up
+                // to last_seq must be with the journal writer before then.
+                flush_journal(self.journal.as_ref(), &mut self.journal_out);
                 let mut subs = Subscriptions::default();
                 // Within the cap: the same channels were just added above.
                 let _ = subs.add(&channels);
@@ -609,7 +625,8 @@ impl Hub {
             );
         }
         let seq = self.next_seq;
-        let journaled = self.publish(Incoming { ts: now_ms, body }, now);
+        self.publish(Incoming { ts: now_ms, body }, now);
+        let journaled = self.flush_journal();
         let ack = JournalMsg::Ack {
             seq,
             id: id.clone(),
@@ -629,13 +646,19 @@ impl Hub {
 
     /// Journals a chained feed's upstream position behind the events
     /// before it.
-    fn save_position(&self, feed: usize, position: &Position) {
-        if let (Some(journal), Some(up)) = (&self.journal, self.upstreams.get(feed)) {
-            journal.try_append(JournalMsg::PutMeta {
+    fn save_position(&mut self, feed: usize, position: &Position) {
+        if let (Some(_), Some(up)) = (&self.journal, self.upstreams.get(feed)) {
+            self.journal_out.push(JournalMsg::PutMeta {
                 key: Position::key(&up.name),
                 value: position.encode(),
             });
         }
+    }
+
+    /// Hands the queued messages to the journal writer; false if it could
+    /// not take them all (each one missed is counted there as dropped).
+    fn flush_journal(&mut self) -> bool {
+        flush_journal(self.journal.as_ref(), &mut self.journal_out)
     }
 
     fn last_seq(&self) -> u64 {
@@ -694,9 +717,9 @@ impl Hub {
         self.publish(Incoming { ts: now_ms, body }, now);
     }
 
-    /// Numbers an event, remembers it and fans it out. Returns whether the
-    /// journal writer took it.
-    fn publish(&mut self, incoming: Incoming, now: Instant) -> bool {
+    /// Numbers an event, remembers it, fans it out and queues it for the
+    /// journal.
+    fn publish(&mut self, incoming: Incoming, now: Instant) {
         if let Some(journal) = &self.journal {
             // After the journal was reopened, seqs up to its old reservation
             // are a recorded lost range: number past them.
@@ -753,15 +776,14 @@ impl Hub {
         }
         let (seq, ts) = (event.seq, event.ts);
         let (put, remove) = self.remember(event, text.clone(), key, now);
-        match &self.journal {
-            Some(journal) => journal.try_append(JournalMsg::Append {
+        if self.journal.is_some() {
+            self.journal_out.push(JournalMsg::Append {
                 seq,
                 ts,
                 json: text,
                 put,
                 remove,
-            }),
-            None => false,
+            });
         }
     }
 
@@ -1123,6 +1145,20 @@ impl Hub {
         );
         out
     }
+}
+
+/// Hands `out` to the journal writer, in order, without waiting; false if
+/// it could not take them all.
+fn flush_journal(journal: Option<&JournalHandle>, out: &mut Vec<JournalMsg>) -> bool {
+    let Some(journal) = journal else {
+        out.clear();
+        return false;
+    };
+    let mut all = true;
+    for msg in out.drain(..) {
+        all &= journal.try_append(msg);
+    }
+    all
 }
 
 /// Snapshot-tree key of a news item or alert: zero-padded so keys sort by seq.
