@@ -7,13 +7,16 @@
 //! once and the same bytes are pushed to every subscribed client's
 //! [`Outbox`], which never waits, so a slow client cannot slow the hub or the
 //! feeds. Event pushes are quiet: once the hub has handled every message
-//! waiting in its inbox, it wakes each client writer that got something,
-//! once, and at most every [`RING_INTERVAL`], so that at high event rates a
-//! client's frames go out together in one write. Replies to a client (hello,
+//! waiting in its inbox, it flushes each client that got something, once
+//! ([`Tx::flush`]: it writes the frames itself while the client's writer
+//! task is idle), and hands the batch's messages to the journal writer. A
+//! sustained fast stream is flushed every [`RING_INTERVAL`], so a client's
+//! frames go out together in one write. Replies to a client (hello,
 //! subscribed, snapshot, stats) go through the same outbox, so they are
 //! ordered with the events around them, and wake the writer at once.
 //!
-//! The hub never touches a socket or the disk.
+//! The hub never touches the disk, and writes to sockets only through
+//! [`Tx::flush`], which never waits.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -44,14 +47,14 @@ use crate::session::Tx;
 pub const INBOX: usize = 1024;
 
 /// The hub sends a client new events (and hands events to the journal) at
-/// most this often. At 100 events/s (10 ms apart) every event goes out as
-/// soon as it is fanned out; at 1000 events/s a client gets ~5 frames per
-/// write instead of one, and a write costs about as much as one `send()`
-/// whatever its size. benches/broadcast.rs, 100 clients at 1000 events/s:
-/// 2 ms → 5 ms took CPU per delivered frame from 0.9× to 0.7× the `send()`
-/// floor; 10 ms made events at 100/s wait too (p50 0.9 → 6.5 ms). The cost
-/// is at most this much added latency, and only when events come faster
-/// than this.
+/// most this often on average (see [`RING_BURST`]). At 100 events/s (10 ms
+/// apart) every event goes out as soon as it is fanned out; at 1000
+/// events/s a client gets ~5 frames per write instead of one, and a write
+/// costs about as much as one `send()` whatever its size.
+/// benches/broadcast.rs, 100 clients at 1000 events/s: 2 ms → 5 ms took CPU
+/// per delivered frame from 0.9× to 0.7× the `send()` floor; 10 ms made
+/// events at 100/s wait too (p50 0.9 → 6.5 ms). The cost is at most this
+/// much added latency, and only when events come faster than this.
 pub const RING_INTERVAL: Duration = Duration::from_millis(5);
 
 /// The snapshot keeps this many recent news items (SPEC §4).
@@ -285,6 +288,35 @@ pub struct Hub {
     scratch: Batch,
 }
 
+/// Flushes may come this many in a row faster than [`RING_INTERVAL`]: an
+/// event right behind another (an upstream that sent two at once, a late
+/// timer) is not held back; only a sustained fast stream is paced.
+pub const RING_BURST: u32 = 3;
+
+/// When the hub may flush next: [`RING_INTERVAL`] apart on average, with
+/// bursts of up to [`RING_BURST`] (the generic cell rate algorithm).
+struct Pacer {
+    /// When the next flush would be due at the steady pace.
+    steady: Instant,
+}
+
+impl Pacer {
+    fn new(now: Instant) -> Pacer {
+        Pacer { steady: now }
+    }
+
+    /// The earliest instant the next flush may happen.
+    fn next_at(&self) -> Instant {
+        let slack = RING_INTERVAL * (RING_BURST - 1);
+        self.steady.checked_sub(slack).unwrap_or(self.steady)
+    }
+
+    /// A flush happened at `now`.
+    fn flushed(&mut self, now: Instant) {
+        self.steady = self.steady.max(now) + RING_INTERVAL;
+    }
+}
+
 /// What the hub's loop does next.
 #[allow(
     clippy::large_enum_variant,
@@ -338,7 +370,7 @@ impl Hub {
     /// Handles messages until [`HubMsg::Shutdown`] or until every sender is
     /// gone.
     pub async fn run(mut self, inbox: Receiver<HubMsg>) {
-        let mut rang_at = Instant::now();
+        let mut pacer = Pacer::new(Instant::now());
         let mut timer = Timer::never();
         let recv = || async {
             match inbox.recv().await {
@@ -351,15 +383,15 @@ impl Hub {
                 Ok(msg) => Next::Msg(msg),
                 Err(TryRecvError::Closed) => Next::Stop,
                 // Every waiting message is handled: the fan-out batch is
-                // complete. Ring its writers, now or once RING_INTERVAL has
-                // passed since the last ring, unless a message comes first.
+                // complete. Flush its clients, now or when the pacer allows,
+                // unless a message comes first.
                 Err(TryRecvError::Empty)
                     if self.rings.is_empty() && self.journal_out.is_empty() =>
                 {
                     recv().await
                 }
                 Err(TryRecvError::Empty) => {
-                    let due = rang_at + RING_INTERVAL;
+                    let due = pacer.next_at();
                     if due <= Instant::now() {
                         Next::Ring
                     } else {
@@ -383,7 +415,7 @@ impl Hub {
                         tx.flush(&mut self.scratch);
                     }
                     self.flush_journal();
-                    rang_at = Instant::now();
+                    pacer.flushed(Instant::now());
                 }
                 Next::Stop => break,
             }
@@ -1253,6 +1285,35 @@ mod tests {
             0,
         );
         (hub, outbox)
+    }
+
+    #[test]
+    fn the_pacer_lets_a_few_flushes_through_then_paces_them() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut pacer = Pacer::new(t0);
+        // 1000 events/s: the first RING_BURST flush at once...
+        for i in 0..u64::from(RING_BURST) {
+            assert!(pacer.next_at() <= ms(i), "flush {i} waits");
+            pacer.flushed(ms(i));
+        }
+        // ...then one per RING_INTERVAL.
+        let next = pacer.next_at();
+        assert!(next > ms(u64::from(RING_BURST)));
+        pacer.flushed(next);
+        assert_eq!(pacer.next_at() - next, RING_INTERVAL);
+        // After a pause, 100 events/s (10 ms apart) never wait, even with
+        // two of them arriving together now and then.
+        let mut pacer = Pacer::new(t0);
+        for i in 0..100 {
+            let at = ms(10 * i);
+            assert!(pacer.next_at() <= at);
+            pacer.flushed(at);
+            if i % 7 == 0 {
+                assert!(pacer.next_at() <= at);
+                pacer.flushed(at);
+            }
+        }
     }
 
     #[test]
