@@ -52,9 +52,11 @@ pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The client's read buffer. NOTES.md: tungstenite's 128 KiB default costs
-/// ~141 KiB per idle client; 4 KiB brings it near 10 KiB, and client ops are
-/// small.
-pub const READ_BUFFER_BYTES: usize = 4096;
+/// ~141 KiB per idle client. Client ops are small (a subscribe is ~100
+/// bytes), so 1 KiB; a larger frame (a publish, up to `max_frame_bytes`)
+/// grows it as needed. benches/idle_clients.rs: 4 KiB → 1 KiB took an idle
+/// client from 9.9 to 7.0 KiB.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Everything a connection needs, shared read-only.
 pub struct Shared {
@@ -215,15 +217,16 @@ enum Step {
 
 /// One connection: an HTTP request, possibly upgraded to a WebSocket.
 ///
-/// The request is parsed in its own future, so its buffers are freed before
-/// the (long) WebSocket session starts.
+/// The request is parsed in its own boxed future, so its buffers (~2.4 KiB
+/// of them) are freed before the (long) WebSocket session starts instead of
+/// staying part of every connection's task.
 async fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     upgraded: &AtomicBool,
 ) {
-    if let Some(upgrade) = serve_http(&mut stream, peer, shared).await {
+    if let Some(upgrade) = Box::pin(serve_http(&mut stream, peer, shared)).await {
         upgraded.store(true, Ordering::Release);
         run_websocket(stream, upgrade, shared).await;
     }

@@ -115,11 +115,17 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
         socket: socket.clone(),
         outbox: outbox.clone(),
     };
-    let ws = if leftover.is_empty() {
-        WebSocketStream::from_raw_socket(link, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(link, leftover, Role::Server, Some(config)).await
-    };
+    // Boxed here and below: a state this future passes through once (or
+    // rarely) would otherwise be part of every connection's task for its
+    // whole life (benches/idle_clients.rs).
+    let ws = Box::pin(async {
+        if leftover.is_empty() {
+            WebSocketStream::from_raw_socket(link, Role::Server, Some(config)).await
+        } else {
+            WebSocketStream::from_partially_read(link, leftover, Role::Server, Some(config)).await
+        }
+    })
+    .await;
     let joined = session
         .hub
         .send(HubMsg::Join {
@@ -195,7 +201,7 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
             }
             Wake::Frame(Some(Ok(msg))) => {
                 idle.set_after(IDLE_TIMEOUT);
-                reader.on_message(msg).await
+                Box::pin(reader.on_message(msg)).await
             }
         };
         if let Flow::Stop = flow {
@@ -212,7 +218,7 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
     }
     drop(writer);
     drop(stream);
-    linger(socket).await;
+    Box::pin(linger(socket)).await;
 }
 
 /// The client's socket as the WebSocket protocol layer sees it: it reads
