@@ -700,7 +700,17 @@ fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> S
     }
     let after = Usage::now(proc.pid);
     sample.achieved_rate = Some(measured as f64 / sent_in.as_secs_f64().max(1e-9));
-    sample.conflated = proc.conflations();
+    let metrics = proc.metrics();
+    let metric = |name: &str| -> Option<u64> {
+        metrics
+            .as_deref()?
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    sample.conflated = metric("tablo_conflations_total");
     sample.relay_peak_rss_kib = proc.peak_rss_kib();
     state.stop.store(true, Ordering::Release);
     let mut hist = Histogram::<u64>::new_with_bounds(1, HIST_MAX_US, 3).expect("histogram");
@@ -718,6 +728,16 @@ fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> S
     }
     proc.stop();
     let _ = upstream.join();
+    if sample.lost > 0 && metrics.is_some() {
+        eprint!(
+            "[relay: {} prices events in, {} frames out, {} dropped, {} bad upstream messages, {} journal drops] ",
+            metric("tablo_events_in_total{channel=\"prices\"}").unwrap_or(0),
+            metric("tablo_frames_out_total{channel=\"prices\"}").unwrap_or(0),
+            metric("tablo_drops_total").unwrap_or(0),
+            metric("tablo_feed_bad_messages_total{feed=\"binance\"}").unwrap_or(0),
+            metric("tablo_journal_dropped_total").unwrap_or(0),
+        );
+    }
 
     sample.expected = expected;
     sample.frames_per_read = Some(frames as f64 / reads.max(1) as f64);
@@ -933,8 +953,8 @@ impl RelayProcess {
             .ok()
     }
 
-    /// Ticks the relay conflated, from its `/metrics` (Tablo only).
-    fn conflations(&self) -> Option<u64> {
+    /// The relay's own counters from its `/metrics` (Tablo only).
+    fn metrics(&self) -> Option<String> {
         if self.kind == Relay::Node {
             return None;
         }
@@ -948,11 +968,7 @@ impl RelayProcess {
         .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("tablo_conflations_total "))?
-            .trim()
-            .parse()
-            .ok()
+        Some(text)
     }
 
     fn stop(&mut self) {
