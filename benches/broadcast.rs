@@ -247,6 +247,7 @@ impl Plan {
         let high_clients: usize = env_num("TABLO_BENCH_HIGH_CLIENTS", 100);
         let mut loads: Vec<Load> = clients
             .into_iter()
+            .filter(|&clients| clients > 0 && rate > 0)
             .map(|clients| Load { clients, rate })
             .collect();
         if high_rate > 0 && high_clients > 0 {
@@ -444,10 +445,13 @@ impl Sample {
             let _ = write!(out, "{cpu:.2} µs CPU/frame");
         }
         if self.latency.is_some() {
+            let _ = write!(out, ", lost {}", self.lost);
+            if let Some(conflated) = self.conflated {
+                let _ = write!(out, " ({conflated} conflated)");
+            }
             let _ = write!(
                 out,
-                ", lost {}, dup {}, {:.2} frames/read",
-                self.lost,
+                ", dup {}, {:.2} frames/read",
                 self.duplicates,
                 self.frames_per_read.unwrap_or(0.0)
             );
