@@ -1747,7 +1747,12 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("cpu MHz"))
         .and_then(|l| l.split(':').nth(1))
         .map_or(String::new(), |m| format!(" at {} MHz", m.trim()));
-    let cpus = thread::available_parallelism().map_or(0, |n| n.get());
+    // Counted from cpuinfo: this process is pinned by now, so
+    // available_parallelism would say 1.
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
