@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use async_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,14 +59,11 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The client's read buffer. NOTES.md: tungstenite's 128 KiB default costs
-/// ~141 KiB per idle client; 4 KiB brings it near 10 KiB, and client ops are
-/// small.
-pub const READ_BUFFER_BYTES: usize = 4096;
-
-/// Frames queued for one client are written together once they reach this
-/// many bytes (and at the end of each batch in any case), so a burst goes out
-/// in few `send()` calls. The buffer grows only as far as it is used.
-pub const WRITE_BATCH_BYTES: usize = 16 * 1024;
+/// ~141 KiB per idle client. Client ops are small (a subscribe is ~100
+/// bytes), so 1 KiB; a larger frame (a publish, up to `max_frame_bytes`)
+/// grows it as needed. benches/idle_clients.rs: 4 KiB → 1 KiB took an idle
+/// client from 9.9 to 7.0 KiB.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Everything a connection needs, shared read-only.
 pub struct Shared {
@@ -126,7 +122,9 @@ impl Shared {
     fn ws_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(READ_BUFFER_BYTES)
-            .write_buffer_size(WRITE_BATCH_BYTES)
+            // tungstenite writes only control frames (the session writes
+            // the data frames itself), straight into the outbox.
+            .write_buffer_size(0)
             .max_message_size(Some(self.config.max_frame_bytes))
             .max_frame_size(Some(self.config.max_frame_bytes))
     }
@@ -236,15 +234,16 @@ enum Step {
 
 /// One connection: an HTTP request, possibly upgraded to a WebSocket.
 ///
-/// The request is parsed in its own future, so its buffers are freed before
-/// the (long) WebSocket session starts.
+/// The request is parsed in its own boxed future, so its buffers (~2.4 KiB
+/// of them) are freed before the (long) WebSocket session starts instead of
+/// staying part of every connection's task.
 async fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     upgraded: &AtomicBool,
 ) {
-    if let Some(upgrade) = serve_http(&mut stream, peer, shared).await {
+    if let Some(upgrade) = Box::pin(serve_http(&mut stream, peer, shared)).await {
         upgraded.store(true, Ordering::Release);
         run_websocket(stream, upgrade, shared).await;
     }
@@ -701,13 +700,6 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    let raw = stream.clone();
-    let config = Some(shared.ws_config());
-    let ws = if upgrade.leftover.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, config).await
-    } else {
-        WebSocketStream::from_partially_read(stream, upgrade.leftover, Role::Server, config).await
-    };
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         kind: upgrade.kind,
@@ -715,7 +707,7 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
         hub: shared.hub.clone(),
         journal: shared.journal.clone(),
     };
-    session::run(session, ws, raw).await;
+    session::run(session, stream, upgrade.leftover, shared.ws_config()).await;
     drop(upgrade.slot);
 }
 

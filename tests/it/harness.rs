@@ -905,6 +905,29 @@ impl Client {
         self.seen.push_back(frame);
     }
 
+    /// Sends a WebSocket ping with `payload` and waits for the daemon's
+    /// pong, passing over text frames; fails on anything else.
+    pub async fn ws_ping_expect_pong(&mut self, payload: &[u8]) {
+        self.send(Message::Ping(payload.to_vec().into())).await;
+        let ws = &mut self.ws;
+        let got = within(RECV_TIMEOUT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Pong(bytes))) => return Ok(bytes),
+                    Some(Ok(Message::Text(_))) => {}
+                    other => return Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await;
+        match got {
+            Some(Ok(bytes)) if bytes[..] == *payload => {}
+            Some(Ok(bytes)) => self.fail(&format!("pong carried {bytes:?}, not {payload:?}")),
+            Some(Err(other)) => self.fail(&format!("expected a pong, got {other}")),
+            None => self.fail(&format!("no pong within {RECV_TIMEOUT:?}")),
+        }
+    }
+
     /// The next frame as JSON; fails after [`RECV_TIMEOUT`] or on a close.
     pub async fn recv_json(&mut self) -> Value {
         self.recv_json_within(RECV_TIMEOUT).await

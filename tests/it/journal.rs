@@ -833,6 +833,31 @@ fn publish_is_acked_after_it_is_durable_and_reaches_subscribers() {
 }
 
 #[test]
+fn a_publish_many_times_the_read_buffer_arrives_whole() {
+    // server::READ_BUFFER_BYTES is 1 KiB; a 40 KiB op is read in pieces.
+    smol::block_on(async {
+        let upstream = FakeUpstream::start().await;
+        let config = config_with(&upstream, 100, "");
+        let daemon = start(Sandbox::new(), &config, &upstream).await;
+        let mut subscriber = daemon.bot().await;
+        subscriber.subscribe(&["alerts"]).await;
+        let mut publisher = daemon.ws("/ws?client=bot&token=pub").await;
+        let text: String = (0..40 * 1024)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let data = json!({"level": "info", "text": text});
+        let reply = publish(&mut publisher, "alerts", data, 9).await;
+        let seq = ack_seq(&publisher, &reply, 9);
+        let alert = subscriber.recv_json().await;
+        assert_eq!(alert["seq"], seq, "{}", &alert.to_string()[..200]);
+        assert!(
+            alert["text"] == text.as_str(),
+            "the alert's text came out changed"
+        );
+    });
+}
+
+#[test]
 fn publish_without_the_right_is_unauthorized() {
     smol::block_on(async {
         let upstream = FakeUpstream::start().await;

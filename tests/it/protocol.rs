@@ -25,6 +25,22 @@ tokens = [{ token = "s3cret", publish = false }]
 "#;
 
 #[test]
+fn websocket_pings_get_pongs_between_events() {
+    // The session writes data frames itself and the WebSocket layer's pongs
+    // go through the outbox: they must come out whole, between frames.
+    smol::block_on(async {
+        let daemon = Daemon::start(&["--demo"]);
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices"]).await;
+        for i in 0..20u8 {
+            client.ws_ping_expect_pong(&[i; 7]).await;
+        }
+        let tick = client.recv_until(|f| f["type"] == "tick").await;
+        assert!(tick["price"].is_string(), "{tick}");
+    });
+}
+
+#[test]
 fn hello_is_the_first_frame() {
     smol::block_on(async {
         let daemon = Daemon::start(&[]);
