@@ -5,7 +5,11 @@
 //! so a chain of Tablos shows where a price came from and when. The
 //! upstream's `status` events describe its own feeds, not ours, and are
 //! skipped; so are `hello`, `subscribed`, `unsubscribed`, `pong`, `stats`,
-//! `ack`, and for now `snapshot` and `gap`. `{"type":"error",…}` is
+//! `ack` and `gap`. A `snapshot` (asked for on a first link, when there is
+//! no position to resume from, and sent by the upstream after a `reset`)
+//! gives its ticks, news and alerts as events: the upstream's last-known
+//! state, including what it sent before our subscribe took effect (an event
+//! in that window may arrive twice, live and in the snapshot). `{"type":"error",…}` is
 //! [`DecodeError::Upstream`]; anything else is [`DecodeError::Unexpected`].
 //!
 //! Prices must be decimal strings, as Tablo sends them; a JSON number is
@@ -109,7 +113,13 @@ impl Tablo {
                     r#"{{"op":"subscribe","channels":{channels},"since":{since},"epoch":{epoch}}}"#
                 )]
             }
-            _ => vec![format!(r#"{{"op":"subscribe","channels":{channels}}}"#)],
+            // A first link: subscribe, then ask for the last-known state,
+            // which covers what the upstream had before we joined and what
+            // it sent while our subscribe was on its way.
+            _ => vec![
+                format!(r#"{{"op":"subscribe","channels":{channels}}}"#),
+                format!(r#"{{"op":"snapshot","channels":{channels}}}"#),
+            ],
         }
     }
 
@@ -155,7 +165,35 @@ impl Tablo {
                 }
                 return Ok(());
             }
-            "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" | "snapshot" => {
+            "snapshot" => {
+                // The last-known state (asked for on a first link, or sent
+                // after a reset): its events become ours; resume after it.
+                let events = obj.get("events").and_then(Value::as_array);
+                for event in events.into_iter().flatten() {
+                    let Some(event) = event.as_object() else {
+                        continue;
+                    };
+                    let kind = event
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !matches!(kind, "tick" | "news" | "alert") {
+                        continue;
+                    }
+                    let source = match event.get("source") {
+                        Some(Value::String(source)) if !source.is_empty() => source.clone(),
+                        _ => self.source.clone(),
+                    };
+                    // A malformed entry is skipped; the others still count.
+                    if let Ok(body) = body_of(kind, event, source) {
+                        let ts = event.get("ts").and_then(Value::as_u64).unwrap_or(now_ms);
+                        out.push(Incoming { ts, body });
+                    }
+                }
+                self.saw(obj.get("seq"));
+                return Ok(());
+            }
+            "subscribed" | "unsubscribed" | "pong" | "stats" | "ack" => {
                 return Ok(());
             }
             "reset" => {
@@ -372,13 +410,39 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_gives_its_events_and_moves_the_resume_point() {
+        let mut decoder = Tablo::new(&feed(&[], &[]));
+        let mut out = Vec::new();
+        let hello = r#"{"type":"hello","session":"s","epoch":"e1","seq":41,"server":"tablo/0"}"#;
+        decoder.decode(hello, NOW, &mut out).expect("hello");
+        let snapshot = r#"{"type":"snapshot","seq":41,"events":[
+            {"type":"status","seq":30,"channel":"status","feed":"binance","state":"up","ts":1},
+            {"type":"tick","seq":40,"channel":"prices","symbol":"A","price":"1.50","ts":5,"source":"x"},
+            {"type":"tick","seq":38,"channel":"prices","symbol":"B","price":"not a price","ts":5},
+            {"type":"news","seq":39,"channel":"news","title":"Hi","ts":6}]}"#;
+        decoder.decode(snapshot, NOW, &mut out).expect("snapshot");
+        let shown: Vec<String> = out.iter().map(show).collect();
+        assert_eq!(
+            shown,
+            [
+                "tick A 1.50 @5 from x",
+                "news \"Hi\" url=None @6 from upstream"
+            ],
+            "the status and the malformed tick are skipped"
+        );
+        assert_eq!(
+            decoder.subscribe_frames(),
+            [r#"{"op":"subscribe","channels":["*"],"since":41,"epoch":"e1"}"#]
+        );
+    }
+
+    #[test]
     fn control_frames_and_status_are_skipped() {
         for frame in [
             r#"{"type":"hello","session":"s1","epoch":"e1","seq":41,"server":"tablo/0.1.0"}"#,
             r#"{"type":"subscribed","channels":["*"],"seq":41}"#,
             r#"{"type":"unsubscribed","channels":["news"]}"#,
             r#"{"type":"pong","id":3}"#,
-            r#"{"type":"snapshot","seq":41,"events":[{"type":"tick","seq":40,"channel":"prices","symbol":"A","price":"1","ts":1,"source":"x"}]}"#,
             r#"{"type":"status","seq":42,"channel":"status","feed":"binance","state":"up","ts":9}"#,
             r#"{"type":"gap","from":43,"to":50}"#,
             r#"{"type":"reset","reason":"epoch changed"}"#,
@@ -493,7 +557,10 @@ mod tests {
         decoder.decode(other, NOW, &mut out).expect("hello");
         assert_eq!(
             decoder.subscribe_frames(),
-            [r#"{"op":"subscribe","channels":["prices"]}"#]
+            [
+                r#"{"op":"subscribe","channels":["prices"]}"#,
+                r#"{"op":"snapshot","channels":["prices"]}"#
+            ]
         );
     }
 
@@ -520,11 +587,17 @@ mod tests {
         };
         assert_eq!(
             frames(&[], &[]),
-            vec![r#"{"op":"subscribe","channels":["*"]}"#]
+            vec![
+                r#"{"op":"subscribe","channels":["*"]}"#,
+                r#"{"op":"snapshot","channels":["*"]}"#
+            ]
         );
         assert_eq!(
             frames(&["prices.BTCUSDT", "news"], &[]),
-            vec![r#"{"op":"subscribe","channels":["prices.BTCUSDT","news"]}"#]
+            vec![
+                r#"{"op":"subscribe","channels":["prices.BTCUSDT","news"]}"#,
+                r#"{"op":"snapshot","channels":["prices.BTCUSDT","news"]}"#
+            ]
         );
         let custom = r#"{"op":"subscribe","channels":["alerts"],"since":5}"#;
         assert_eq!(frames(&["news"], &[custom]), vec![custom]);
