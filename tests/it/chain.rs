@@ -49,6 +49,25 @@ fn tablo_reads_another_tablo() {
         // tick the downstream daemon can.
         let mut direct = upstream.bot().await;
         direct.subscribe(&["prices"]).await;
+        // The downstream starts from the upstream's last-known state (a
+        // snapshot), which may hold ticks sent before `direct` subscribed:
+        // take the same snapshot here, after subscribing and so before the
+        // downstream's, to know them.
+        let mut from_upstream = BTreeSet::new();
+        direct
+            .send_json(json!({"op": "snapshot", "channels": ["prices"]}))
+            .await;
+        loop {
+            let frame = direct.recv_json().await;
+            if is_tick(&frame) {
+                from_upstream.insert(pair(&frame));
+            } else if frame["type"] == "snapshot" {
+                for event in frame["events"].as_array().into_iter().flatten() {
+                    from_upstream.insert(pair(event));
+                }
+                break;
+            }
+        }
 
         let feed = format!("tablo=ws://{}/ws?client=relay", upstream.addr());
         let downstream = Daemon::start(&["--feed", &feed]);
@@ -69,8 +88,14 @@ fn tablo_reads_another_tablo() {
 
         // Every relayed (symbol, price) is one the upstream sent: prices
         // pass through digit for digit.
-        let mut from_upstream = BTreeSet::new();
+        let deadline = std::time::Instant::now() + RECV_TIMEOUT * 4;
         while !from_downstream.is_subset(&from_upstream) {
+            if std::time::Instant::now() > deadline {
+                let missing: Vec<_> = from_downstream.difference(&from_upstream).collect();
+                direct.fail(&format!(
+                    "the downstream daemon relayed ticks the upstream never sent: {missing:?}"
+                ));
+            }
             match direct.try_recv_json_within(RECV_TIMEOUT).await {
                 Some(frame) if is_tick(&frame) => {
                     from_upstream.insert(pair(&frame));
