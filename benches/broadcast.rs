@@ -567,6 +567,7 @@ fn print_table(plan: &Plan, results: &[Config], node: Option<&str>) {
         }
         println!();
     }
+    print_targets(results);
     // The mission's bar.
     let bar = plan
         .loads
@@ -587,6 +588,73 @@ fn print_table(plan: &Plan, results: &[Config], node: Option<&str>) {
         None => println!(
             "PASS/FAIL not decided: the bar is p99 < {BAR_P99_MS} ms at {BAR_CLIENTS} clients, and no Tablo run had {BAR_CLIENTS} clients"
         ),
+    }
+}
+
+/// Issue 5's targets for a 2-core machine, each said met or not when the
+/// run has what it needs (the Node targets need `TABLO_BENCH_PEER=node`).
+fn print_targets(results: &[Config]) {
+    let get = |relay: Relay, clients: usize, rate: u32| {
+        results
+            .iter()
+            .find(|c| c.relay == Some(relay) && c.load == Load { clients, rate })
+    };
+    let floor = |clients: usize, rate: u32| {
+        results
+            .iter()
+            .find(|c| c.relay.is_none() && c.load == Load { clients, rate })
+            .and_then(|c| c.median(|s| s.cpu_per_frame_us))
+    };
+    let cpu = |c: Option<&Config>| c.and_then(|c| c.median(|s| s.cpu_per_frame_us));
+    let p99 = |c: Option<&Config>| c.and_then(|c| c.median(|s| s.latency.map(|l| l[2])));
+    let rss = |c: Option<&Config>| {
+        c.and_then(|c| c.median(|s| s.relay_peak_rss_kib.map(|k| k as f64 / 1024.0)))
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let mut lines = Vec::new();
+    if let (Some(t), Some(f)) = (cpu(get(Relay::Tablo, 1000, 100)), floor(1000, 100)) {
+        lines.push(format!(
+            "CPU per frame <= 1.2x the send() floor at 1000 clients, 100 msg/s: {:.2}x, {}",
+            t / f,
+            verdict(t <= 1.2 * f)
+        ));
+    }
+    if let (Some(t), Some(f)) = (cpu(get(Relay::Tablo, 100, 1000)), floor(100, 1000)) {
+        let node = cpu(get(Relay::Node, 100, 1000));
+        let ok = t < f && node.is_none_or(|n| t < 0.5 * n);
+        lines.push(format!(
+            "at 1000 msg/s, 100 clients, CPU per frame below the floor{}: {:.2}x the floor{}, {}",
+            if node.is_some() {
+                " and below half of Node's"
+            } else {
+                ""
+            },
+            t / f,
+            node.map_or(String::new(), |n| format!(", {:.2}x Node's", t / n)),
+            verdict(ok)
+        ));
+    }
+    if let (Some(t), Some(n)) = (
+        p99(get(Relay::Tablo, 100, 100)),
+        p99(get(Relay::Node, 100, 100)),
+    ) {
+        lines.push(format!(
+            "p99 <= 0.5x Node's at 100 clients: {:.2}x, {}",
+            t / n,
+            verdict(t <= 0.5 * n)
+        ));
+    }
+    if let Some(r) = rss(get(Relay::Tablo, 1000, 100)) {
+        lines.push(format!(
+            "peak RSS <= 20 MiB at 1000 clients, journal on: {r:.1} MiB, {}",
+            verdict(r <= 20.0)
+        ));
+    }
+    for line in &lines {
+        println!("  target: {line}");
+    }
+    if !lines.is_empty() {
+        println!();
     }
 }
 
