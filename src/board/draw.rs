@@ -773,30 +773,22 @@ impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
             let cell_area = self.target.rect(&cell_area);
             let mirrored = std::mem::replace(&mut self.target.on, false);
             let drawn = match cell.column {
-                Column::Price => self.number(
-                    state.numbers(),
-                    row.price.as_deref(),
-                    s.price,
-                    cell_area,
-                    fade(theme.text),
-                    bg,
-                ),
-                Column::Bid => self.number(
-                    state.numbers(),
-                    row.bid.as_deref(),
-                    s.quote,
-                    cell_area,
-                    fade(theme.text),
-                    bg,
-                ),
-                Column::Ask => self.number(
-                    state.numbers(),
-                    row.ask.as_deref(),
-                    s.quote,
-                    cell_area,
-                    fade(theme.text),
-                    bg,
-                ),
+                Column::Price | Column::Bid | Column::Ask => {
+                    let (value, size) = match cell.column {
+                        Column::Price => (&row.price, s.price),
+                        Column::Bid => (&row.bid, s.quote),
+                        _ => (&row.ask, s.quote),
+                    };
+                    let color = fade(theme.text);
+                    self.number(
+                        state.numbers(),
+                        value.as_deref(),
+                        size,
+                        cell_area,
+                        color,
+                        bg,
+                    )
+                }
                 Column::Volume => {
                     self.volume(state.numbers(), row, cell_area, fade(theme.muted), bg)
                 }
