@@ -67,6 +67,8 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use hdrhistogram::Histogram;
 
+mod support;
+
 /// The mission's bar: p99 broadcast latency under 50 ms at 1000 clients.
 const BAR_P99_MS: f64 = 50.0;
 /// The client count the bar is stated for.
@@ -109,7 +111,7 @@ fn main() {
         return;
     }
     let plan = Plan::from_env();
-    let bin = release_binary();
+    let bin = support::release_binary();
     let node = plan.relays.contains(&Relay::Node).then(prepare_node_peer);
     // From here on every thread this process starts is the load generator.
     if let Some(cpus) = &plan.cpus.generator {
@@ -1855,30 +1857,10 @@ fn raise_open_file_limit() {
 // Building and preparing.
 // ---------------------------------------------------------------------------
 
-/// The daemon under test: `TABLO_BENCH_TABLO` when set (e.g. a build with
-/// symbols for a profiler), else the release build, built now.
-fn release_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("TABLO_BENCH_TABLO") {
-        return PathBuf::from(bin);
-    }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "tablo"])
-        .status()
-        .expect("cargo build --release");
-    assert!(status.success(), "release build failed");
-    target_dir().join("release/tablo")
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-}
-
 /// A temp dir under `target/` for the journals: on the project's disk, never
 /// a tmpfs. Removed on drop.
 fn bench_root() -> tempfile::TempDir {
-    let target = target_dir();
+    let target = support::target_dir();
     std::fs::create_dir_all(&target).expect("create the target dir");
     tempfile::Builder::new()
         .prefix("bench-broadcast-")

@@ -10,12 +10,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 fn main() {
     let clients: usize = std::env::var("TABLO_BENCH_CLIENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let bin = release_binary();
+    let bin = support::release_binary();
     let dir = std::env::temp_dir().join(format!("tablo-bench-{}", std::process::id()));
     let mut child = Command::new(&bin)
         .args([
@@ -44,7 +46,7 @@ fn main() {
     let opened_in = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let loaded = rss_kib(child.id());
-    println!("tablo idle clients bench ({bin})");
+    println!("tablo idle clients bench ({})", bin.display());
     println!("  idle RSS (demo feed, no clients): {:>8} KiB", idle);
     println!("  RSS with {clients} idle clients:     {:>8} KiB", loaded);
     println!(
@@ -60,17 +62,6 @@ fn main() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn release_binary() -> String {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "tablo"])
-        .status()
-        .expect("cargo build --release");
-    assert!(status.success(), "release build failed");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").to_string());
-    format!("{target}/release/tablo")
 }
 
 fn listen_addr(child: &mut Child) -> SocketAddr {

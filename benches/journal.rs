@@ -34,6 +34,8 @@ use tablo::config::{DEFAULT_CACHE_BYTES, DEFAULT_FLUSH_INTERVAL_MS};
 use tablo::journal::store::{Retention, Store};
 use tablo::journal::writer::{RESERVE_BLOCK, TRIM_BATCH};
 
+mod support;
+
 /// The group-commit interval: the daemon's default.
 const COMMIT_EVERY: Duration = Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS);
 
@@ -101,7 +103,7 @@ fn main() {
     let root = bench_root();
     let started = Instant::now();
     println!("tablo journal bench{}", if quick { " (quick)" } else { "" });
-    println!("  machine: {}", machine());
+    println!("  machine: {}", support::machine());
     println!(
         "  bench dir: {} ({})",
         root.path().display(),
@@ -511,21 +513,6 @@ fn allocated_bytes(dir: &Path) -> u64 {
         };
     }
     total
-}
-
-/// `N cores, MODEL, kernel K`.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| {
-            let (key, value) = l.split_once(':')?;
-            (key.trim() == "model name").then(|| value.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cores} cores, {model}, Linux {}", kernel.trim())
 }
 
 /// `TYPE on SOURCE` of the mount holding `path`, from `/proc/self/mountinfo`.

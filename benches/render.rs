@@ -23,7 +23,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +35,8 @@ use tablo::board::draw::{draw_header, draw_news};
 use tablo::board::{BoardState, Frame, Painter, draw};
 use tablo::config::{Config, Digits, RowConfig};
 use tablo::event::Event;
+
+mod support;
 
 /// Symbols on the board (rows), as in the Chromium comparison.
 const SYMBOLS: usize = 20;
@@ -56,14 +58,14 @@ fn quick() -> bool {
 }
 
 fn main() {
-    println!("tablo render bench ({})", machine());
+    println!("tablo render bench ({})", support::machine());
     println!();
     draw_times();
     if std::env::var(PART_ENV).is_ok_and(|p| p == "draw") {
         return;
     }
     println!();
-    let bin = release_binary();
+    let bin = support::release_binary().display().to_string();
     let phase = if quick() {
         Duration::from_secs(3)
     } else {
@@ -483,29 +485,4 @@ impl Drop for Xvfb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn release_binary() -> String {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--bin", "tablo"])
-        .status()
-        .expect("cargo build --release");
-    assert!(status.success(), "release build failed");
-    let target: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("release/tablo").display().to_string()
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown CPU")
-        .trim()
-        .to_owned();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }
