@@ -412,7 +412,7 @@ impl Run {
                 pacer.invalidate();
             }
             if self.settings.pixel_shift {
-                let shift = self.shift_at(&target, now_ms);
+                let shift = shift_at(now_ms, target.margin());
                 if shift != target.shift() {
                     target.set_shift(shift);
                     pacer.invalidate();
@@ -517,10 +517,6 @@ impl Run {
         Rotated::new(Frame::new(width, height), self.settings.rotation)
             .with_shift(margin, Point::zero())
     }
-
-    fn shift_at(&self, target: &Rotated<Frame>, now_ms: u64) -> Point {
-        shift_at(now_ms, target.margin())
-    }
 }
 
 /// Whole frames at most this often, however fast prices change: a board is
@@ -603,21 +599,16 @@ impl Pacer {
         if (header || news) && now >= frame_ready {
             return Next::Strips { header, news };
         }
-        let mut wake: Option<Instant> = None;
-        let mut at = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
-        if full {
-            at(full_ready);
-        }
+        // Something is due but held back by a cap: the strips' cap comes
+        // first (the whole-frame one is never earlier).
         if header || news {
-            at(frame_ready);
+            return Next::Wait(frame_ready - now);
         }
-        match wake {
-            Some(t) => Next::Wait(t - now),
-            None => {
-                let until = self.rows_until_ms.min((now_ms / 1_000 + 1) * 1_000);
-                Next::Wait(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
-            }
+        if full {
+            return Next::Wait(full_ready - now);
         }
+        let until = self.rows_until_ms.min((now_ms / 1_000 + 1) * 1_000);
+        Next::Wait(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
     }
 
     fn drawn_full(&mut self, state: &BoardState, now: Instant, now_ms: u64) {
