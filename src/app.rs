@@ -19,15 +19,15 @@ use smol::channel::bounded;
 use smol::future::or;
 use smol::net::TcpListener;
 
+use crate::board::feed::BoardFeed;
 use crate::config::{Config, DisplayMode, FeedFormat};
 use crate::display::{self, Choice, DisplayError, Environment};
-use crate::event::Event;
+use crate::event::{Event, Position};
 use crate::feed;
-use crate::feed::tablo::Position;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
-use crate::renderer::{self, BoardFeed, Renderer};
+use crate::renderer::{self, Renderer};
 use crate::server::{self, Shared};
 use crate::service::Service;
 
@@ -128,7 +128,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         let (hub_tx, hub_rx) = bounded(INBOX);
         let epoch = start.epoch.clone();
         let mut hub = Hub::new(&config.feeds, start, Instant::now());
-        hub.restore(restored, Instant::now(), crate::hub::wall_ms());
+        hub.restore(restored, Instant::now(), crate::clock::wall_ms());
         let hub_heart = hub.heartbeat();
         let (renderer, closed) = match board {
             Some((renderer, feed)) => {

@@ -9,9 +9,11 @@
 //! module parses them into numbers. This module does no I/O.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 /// One relayed event: what a feed or a publisher said, numbered by the hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -347,6 +349,45 @@ impl Serialize for Event {
             }
         }
         map.end()
+    }
+}
+
+/// An alert leaves the snapshot, and the board's alert band, after this
+/// long: alerts carry no expiry of their own, and an hour-old alert is
+/// history, not news.
+pub const ALERT_TTL: Duration = Duration::from_secs(3600);
+
+/// How far a chained feed (`format = "tablo"`) has read its upstream: kept
+/// in the journal's meta tree with the events it produced, so both are
+/// durable together, and handed back to the feed at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The upstream's last seq we have.
+    pub since: u64,
+    /// The upstream's epoch.
+    pub epoch: String,
+}
+
+impl Position {
+    /// The journal meta key for feed `name`.
+    pub fn key(name: &str) -> String {
+        format!("feed:{name}:position")
+    }
+
+    /// `{"since":N,"epoch":"…"}`.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::json!({"since": self.since, "epoch": self.epoch})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// Reads [`Position::encode`]'s output; `None` for anything else.
+    pub fn decode(bytes: &[u8]) -> Option<Position> {
+        let value: Value = serde_json::from_slice(bytes).ok()?;
+        Some(Position {
+            since: value.get("since")?.as_u64()?,
+            epoch: value.get("epoch")?.as_str()?.to_owned(),
+        })
     }
 }
 

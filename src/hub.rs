@@ -25,7 +25,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
 use serde_json::{Value, json};
@@ -34,9 +34,10 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::or;
 use smol::stream::StreamExt;
 
+use crate::board::feed::BoardFeed;
+use crate::clock::wall_ms;
 use crate::config::FeedConfig;
-use crate::event::{Body, Channel, Event, FeedState, Incoming, Status};
-use crate::feed::tablo::Position;
+use crate::event::{ALERT_TTL, Body, Channel, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
@@ -45,7 +46,6 @@ use crate::protocol::{
     valid_symbol,
 };
 use crate::publish;
-use crate::renderer::BoardFeed;
 use crate::session::Tx;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
@@ -69,10 +69,6 @@ pub const SNAPSHOT_NEWS: usize = 20;
 
 /// The snapshot keeps at most this many recent alerts.
 pub const SNAPSHOT_ALERTS: usize = 20;
-
-/// An alert leaves the snapshot after this long: alerts carry no expiry of
-/// their own, and an hour-old alert is history, not news.
-pub const ALERT_TTL: Duration = Duration::from_secs(3600);
 
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
@@ -1286,14 +1282,6 @@ fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

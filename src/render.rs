@@ -15,10 +15,10 @@ use crate::board::png::{Frame, write_atomically};
 use crate::board::rotate::{Rotated, Rotation};
 use crate::board::state::BoardState;
 use crate::board::text::Text;
+use crate::clock::wall_ms;
 use crate::config::{Config, ConfigError};
 use crate::event::Event;
 use crate::feed::demo::Demo;
-use crate::hub::wall_ms;
 use crate::journal::store::{Store, StoreError};
 
 /// The frame size when neither `--size` nor `[display]` sets one.

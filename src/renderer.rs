@@ -1,7 +1,7 @@
 //! The renderer: one thread that keeps its own copy of the board state and
 //! draws it onto a [`Screen`] when, and only when, the picture changes.
 //!
-//! The hub hands every event to a [`BoardFeed`] (a bounded queue; the hub
+//! The hub hands every event to a [`BoardFeed`](board::feed::BoardFeed) (a bounded queue; the hub
 //! never waits on it). The renderer takes in everything queued before each
 //! frame, so a burst of ticks becomes one frame (the state is conflated),
 //! and a slow frame or a stuck display never delays relaying. If the queue
@@ -20,8 +20,8 @@
 //! and its glyph cache are reused; a new buffer is made only on a resize.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,22 +29,15 @@ use embedded_graphics::prelude::Point;
 use embedded_graphics::primitives::Rectangle;
 
 use crate::board::draw::{draw, draw_header, draw_news};
+use crate::board::feed::{BoardFeed, BoardMsg, Sideband};
 use crate::board::rotate::{Rotated, Rotation, shift_at};
-use crate::board::{BoardState, Frame};
+use crate::board::{self, BoardState, Frame};
+use crate::clock::wall_ms;
 use crate::config::Config;
 use crate::display::{self, Choice, Damage, DisplayError, Polled, Screen};
 use crate::event::Event;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
-use crate::hub::wall_ms;
 use crate::logger::RateLimited;
-
-/// Events queued for the renderer: at 1,000 events a second, four seconds
-/// of a renderer that does not drain (a display that hangs) before the hub
-/// starts counting drops and falls back to a resync.
-pub const BOARD_INBOX: usize = 4096;
-
-/// Frame-time histogram bounds in milliseconds, for `/metrics`.
-pub const FRAME_BUCKETS_MS: [u64; 8] = [1, 2, 5, 10, 20, 50, 100, 250];
 
 /// How long shutdown waits for the renderer to finish its frame.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
@@ -52,175 +45,6 @@ const JOIN_WAIT: Duration = Duration::from_secs(1);
 /// Pixels of burn-in shift per 1,000 pixels of the shorter side (4 px at
 /// 1080p); at least 2.
 const SHIFT_PER_1000: u32 = 4;
-
-/// What the hub sends the renderer.
-#[derive(Debug)]
-pub enum BoardMsg {
-    /// One live event.
-    Event(Event),
-    /// The hub's whole last-known state, after events were dropped.
-    Resync(Vec<Event>),
-}
-
-/// Counters the renderer keeps and `/metrics` reads.
-#[derive(Debug, Default)]
-pub struct RenderStats {
-    /// Whole frames drawn.
-    pub frames: AtomicU64,
-    /// Frames that redrew only the header and/or the news strip.
-    pub partial_frames: AtomicU64,
-    /// Nanoseconds spent drawing and presenting, in total.
-    pub busy_ns: AtomicU64,
-    /// The last frame's draw and present time in nanoseconds.
-    pub last_ns: AtomicU64,
-    /// Frames per bucket of [`FRAME_BUCKETS_MS`] (the last counts the rest).
-    pub buckets: [AtomicU64; FRAME_BUCKETS_MS.len() + 1],
-    /// Events the hub could not queue.
-    pub dropped_events: AtomicU64,
-    /// Frames the screen failed to show.
-    pub present_errors: AtomicU64,
-}
-
-impl RenderStats {
-    fn record(&self, took: Duration, partial: bool) {
-        let counter = if partial {
-            &self.partial_frames
-        } else {
-            &self.frames
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let ns = took.as_nanos() as u64;
-        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
-        self.last_ns.store(ns, Ordering::Relaxed);
-        let ms = took.as_millis() as u64;
-        let bucket = FRAME_BUCKETS_MS
-            .iter()
-            .position(|&b| ms < b)
-            .unwrap_or(FRAME_BUCKETS_MS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Appends the render metrics in Prometheus text format.
-    pub fn write_metrics(&self, mode: &str, out: &mut String) {
-        use std::fmt::Write;
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_frames_total Board frames drawn: whole, or only the header and news strips.\n# TYPE tablo_render_frames_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "tablo_render_frames_total{{mode=\"{mode}\",kind=\"full\"}} {}\ntablo_render_frames_total{{mode=\"{mode}\",kind=\"strips\"}} {}",
-            get(&self.frames),
-            get(&self.partial_frames)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_seconds Time to draw and show a board frame.\n# TYPE tablo_render_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (i, bound) in FRAME_BUCKETS_MS.iter().enumerate() {
-            cumulative += get(&self.buckets[i]);
-            let _ = writeln!(
-                out,
-                "tablo_render_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1000.0
-            );
-        }
-        cumulative += get(&self.buckets[FRAME_BUCKETS_MS.len()]);
-        let _ = writeln!(
-            out,
-            "tablo_render_seconds_bucket{{le=\"+Inf\"}} {cumulative}\ntablo_render_seconds_sum {}\ntablo_render_seconds_count {cumulative}",
-            get(&self.busy_ns) as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_last_seconds The last frame's draw and show time.\n# TYPE tablo_render_last_seconds gauge\ntablo_render_last_seconds {}",
-            get(&self.last_ns) as f64 / 1e9
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_dropped_events_total Events the board's queue had no room for (followed by a resync).\n# TYPE tablo_render_dropped_events_total counter\ntablo_render_dropped_events_total {}",
-            get(&self.dropped_events)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_present_errors_total Frames the screen failed to show.\n# TYPE tablo_render_present_errors_total counter\ntablo_render_present_errors_total {}",
-            get(&self.present_errors)
-        );
-    }
-}
-
-/// What the hub and the renderer share besides the queue.
-#[derive(Debug, Default)]
-struct Shared {
-    clients: AtomicUsize,
-    stats: RenderStats,
-}
-
-/// The hub's end of the renderer: never blocks.
-#[derive(Debug)]
-pub struct BoardFeed {
-    tx: SyncSender<BoardMsg>,
-    shared: Arc<Shared>,
-    mode: &'static str,
-    /// Events were dropped: send a resync before the next event.
-    lagged: bool,
-}
-
-impl BoardFeed {
-    /// Queues `event` for the board. When earlier events were dropped, the
-    /// whole `last_known` state goes first.
-    pub fn offer(&mut self, event: &Event, last_known: impl FnOnce() -> Vec<Event>) {
-        if self.lagged {
-            match self.tx.try_send(BoardMsg::Resync(last_known())) {
-                Ok(()) => {
-                    self.lagged = false;
-                    log::info!("the board caught up; redrawing it from the last-known state");
-                }
-                Err(_) => {
-                    self.shared
-                        .stats
-                        .dropped_events
-                        .fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-        match self.tx.try_send(BoardMsg::Event(event.clone())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.shared
-                    .stats
-                    .dropped_events
-                    .fetch_add(1, Ordering::Relaxed);
-                if !self.lagged {
-                    log::warn!(
-                        "the board is not keeping up (its display may hang); dropping its events until it drains"
-                    );
-                }
-                self.lagged = true;
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
-    /// Tells the board how many clients are connected (shown in the header
-    /// within a second).
-    pub fn set_clients(&self, clients: usize) {
-        self.shared.clients.store(clients, Ordering::Relaxed);
-    }
-
-    /// Appends the render metrics.
-    pub fn write_metrics(&self, out: &mut String) {
-        self.shared.stats.write_metrics(self.mode, out);
-    }
-
-    /// The display mode's name.
-    pub fn mode(&self) -> &'static str {
-        self.mode
-    }
-}
 
 /// The running renderer thread, owned by `app`.
 pub struct Renderer {
@@ -277,8 +101,7 @@ pub fn start(
         rotation: Rotation::from_degrees(config.display.rotate).unwrap_or_default(),
         pixel_shift: config.display.pixel_shift,
     };
-    let (tx, rx) = sync_channel(BOARD_INBOX);
-    let shared = Arc::new(Shared::default());
+    let (feed, inbox) = board::feed::channel(choice.name());
     let heart = Heartbeat::new("renderer");
     let (closed_tx, closed_rx) = smol::channel::bounded(1);
     let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
@@ -286,7 +109,7 @@ pub fn start(
     let thread = {
         let (choice, display) = (choice.clone(), config.display.clone());
         let font = config.board.font.clone();
-        let (shared, heart) = (shared.clone(), heart.clone());
+        let heart = heart.clone();
         std::thread::Builder::new()
             .name("renderer".into())
             .spawn(move || {
@@ -306,11 +129,11 @@ pub fn start(
                     fresh,
                     settings,
                     font,
-                    shared,
+                    shared: inbox.sideband,
                     heart,
                     present_warning: RateLimited::new(Duration::from_secs(60)),
                 };
-                if run.run(rx) == Ended::Closed {
+                if run.run(inbox.messages) == Ended::Closed {
                     let _ = closed_tx.try_send(());
                 }
                 let _ = done_tx.send(());
@@ -328,12 +151,7 @@ pub fn start(
             closed: closed_rx,
             done: done_rx,
         },
-        BoardFeed {
-            tx,
-            shared,
-            mode: choice.name(),
-            lagged: false,
-        },
+        feed,
     )))
 }
 
@@ -363,7 +181,7 @@ struct Run {
     settings: Settings,
     /// `[board] font`, read by the renderer thread when it starts.
     font: Option<std::path::PathBuf>,
-    shared: Arc<Shared>,
+    shared: Arc<Sideband>,
     heart: Arc<Heartbeat>,
     /// One warning a minute when frames cannot be shown.
     present_warning: RateLimited,
@@ -768,41 +586,6 @@ mod tests {
         assert_eq!(
             pacer.next(&state, t0 + Duration::from_secs(1), NOW + 1_000),
             Next::Full
-        );
-    }
-
-    #[test]
-    fn a_full_queue_is_counted_and_followed_by_a_resync() {
-        let (tx, rx) = sync_channel(2);
-        let mut feed = BoardFeed {
-            tx,
-            shared: Arc::new(Shared::default()),
-            mode: "png",
-            lagged: false,
-        };
-        let e = |seq| event(seq, NOW, tick("BTCUSDT", "1"));
-        for seq in 1..=3 {
-            feed.offer(&e(seq), Vec::new);
-        }
-        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
-        let seqs: Vec<u64> = rx
-            .try_iter()
-            .map(|m| match m {
-                BoardMsg::Event(ev) => ev.seq,
-                BoardMsg::Resync(_) => 0,
-            })
-            .collect();
-        assert_eq!(seqs, [1, 2]);
-        // Room again: the last-known state goes first, then the event.
-        feed.offer(&e(4), || vec![e(3)]);
-        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Resync(all)) if all[0].seq == 3));
-        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Event(ev)) if ev.seq == 4));
-        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
-        let mut text = String::new();
-        feed.write_metrics(&mut text);
-        assert!(
-            text.contains("tablo_render_dropped_events_total 1"),
-            "{text}"
         );
     }
 }

@@ -14,6 +14,7 @@
 //! display; only the sparkline's pixel heights go through `f64`.
 
 pub mod draw;
+pub mod feed;
 pub mod numbers;
 pub mod png;
 pub mod rotate;

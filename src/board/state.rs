@@ -46,7 +46,7 @@ pub const FLASH_MS: u64 = 900;
 
 /// A critical alert stays on the band this long after its `ts`, like it stays
 /// in the hub's snapshot: alerts carry no expiry of their own.
-pub const ALERT_SHOWN_FOR: Duration = crate::hub::ALERT_TTL;
+pub const ALERT_SHOWN_FOR: Duration = crate::event::ALERT_TTL;
 
 /// Longest text kept from a headline, alert, symbol or label, in bytes: a
 /// line on the board holds far less, and a hostile feed must not make the

@@ -71,7 +71,7 @@ impl Decoder {
     }
 
     /// A chained feed's resume position, when it has one.
-    pub fn position(&self) -> Option<tablo::Position> {
+    pub fn position(&self) -> Option<crate::event::Position> {
         match self {
             Decoder::Tablo(d) => d.position(),
             _ => None,

@@ -23,45 +23,12 @@ use serde_json::Value;
 
 use crate::config::FeedConfig;
 use crate::decimal;
-use crate::event::{Alert, Body, Incoming, Level, News, Tick};
+use crate::event::{Alert, Body, Incoming, Level, News, Position, Tick};
 use crate::feed::DecodeError;
 use crate::feed::fields::{self, Object, unexpected};
 
 /// How much of an unknown message type an error message quotes, in characters.
 const QUOTE_CHARS: usize = 40;
-
-/// How far a chained feed has read its upstream: kept in the journal with
-/// the events it produced, so both are durable together.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Position {
-    /// The upstream's last seq we have.
-    pub since: u64,
-    /// The upstream's epoch.
-    pub epoch: String,
-}
-
-impl Position {
-    /// The journal meta key for feed `name`.
-    pub fn key(name: &str) -> String {
-        format!("feed:{name}:position")
-    }
-
-    /// `{"since":N,"epoch":"…"}`.
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::json!({"since": self.since, "epoch": self.epoch})
-            .to_string()
-            .into_bytes()
-    }
-
-    /// Reads [`Position::encode`]'s output; `None` for anything else.
-    pub fn decode(bytes: &[u8]) -> Option<Position> {
-        let value: Value = serde_json::from_slice(bytes).ok()?;
-        Some(Position {
-            since: value.get("since")?.as_u64()?,
-            epoch: value.get("epoch")?.as_str()?.to_owned(),
-        })
-    }
-}
 
 /// Decoder state for one upstream Tablo.
 #[derive(Debug)]

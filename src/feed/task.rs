@@ -15,14 +15,14 @@ use smol::Timer;
 use smol::channel::Sender;
 use smol::future::or;
 
+use crate::clock::wall_ms;
 use crate::config::{FeedConfig, FeedFormat};
-use crate::event::{FeedState, Incoming};
+use crate::event::{FeedState, Incoming, Position};
 use crate::feed::backoff::Backoff;
 use crate::feed::demo::{DEMO_STEP, Demo};
 use crate::feed::keepalive::{Action, Keepalive};
-use crate::feed::tablo::Position;
 use crate::feed::{DecodeError, Decoder};
-use crate::hub::{HubMsg, wall_ms};
+use crate::hub::HubMsg;
 use crate::logger::RateLimited;
 
 /// Dialing, TLS and the WebSocket handshake together must finish in this

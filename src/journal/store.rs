@@ -54,7 +54,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sled::IVec;
 
@@ -1652,9 +1652,7 @@ fn quarantine(dir: &Path, reason: &str) -> Result<PathBuf, StoreError> {
     let _lock = wait_for_lock(dir)?;
     // Normalises a trailing slash away, so the suffix lands on the name.
     let dir: PathBuf = dir.components().collect();
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = crate::clock::wall_secs();
     let with_suffix = |suffix: String| {
         let mut name = dir.clone().into_os_string();
         name.push(suffix);

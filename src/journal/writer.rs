@@ -30,8 +30,8 @@ use smol::Timer;
 use smol::channel::{Receiver, Sender, TrySendError, bounded};
 use smol::future::or;
 
+use crate::clock::wall_ms;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
-use crate::hub::wall_ms;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
 use crate::outbox::{Frame, Outbox};

@@ -1,0 +1,268 @@
+//! The board's feed: how events get from the hub to the renderer thread.
+//!
+//! The hub holds a [`BoardFeed`] and offers it every event; the renderer
+//! thread holds the [`BoardInbox`]. The queue between them is bounded
+//! ([`BOARD_INBOX`]) and the hub never waits on it: `offer` is a
+//! `try_send`. A full queue is counted and, once there is room again, the
+//! hub's whole last-known state goes first ([`BoardMsg::Resync`]), so the
+//! board is whole again however far it fell behind. Besides the queue, the
+//! two share a [`Sideband`]: the client count the header shows and the
+//! renderer's counters that `/metrics` reads.
+//!
+//! This module does no drawing and no I/O; it knows events, not pixels.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use crate::event::Event;
+
+/// Events queued for the renderer: at 1,000 events a second, four seconds
+/// of a renderer that does not drain (a display that hangs) before the hub
+/// starts counting drops and falls back to a resync.
+pub const BOARD_INBOX: usize = 4096;
+
+/// Frame-time histogram bounds in milliseconds, for `/metrics`.
+pub const FRAME_BUCKETS_MS: [u64; 8] = [1, 2, 5, 10, 20, 50, 100, 250];
+
+/// What the hub sends the renderer.
+#[derive(Debug)]
+pub enum BoardMsg {
+    /// One live event.
+    Event(Event),
+    /// The hub's whole last-known state, after events were dropped.
+    Resync(Vec<Event>),
+}
+
+/// Counters the renderer keeps and `/metrics` reads.
+#[derive(Debug, Default)]
+pub struct RenderStats {
+    /// Whole frames drawn.
+    pub frames: AtomicU64,
+    /// Frames that redrew only the header and/or the news strip.
+    pub partial_frames: AtomicU64,
+    /// Nanoseconds spent drawing and presenting, in total.
+    pub busy_ns: AtomicU64,
+    /// The last frame's draw and present time in nanoseconds.
+    pub last_ns: AtomicU64,
+    /// Frames per bucket of [`FRAME_BUCKETS_MS`] (the last counts the rest).
+    pub buckets: [AtomicU64; FRAME_BUCKETS_MS.len() + 1],
+    /// Events the hub could not queue.
+    pub dropped_events: AtomicU64,
+    /// Frames the screen failed to show.
+    pub present_errors: AtomicU64,
+}
+
+impl RenderStats {
+    /// Counts one frame that took `took` to draw and show.
+    pub fn record(&self, took: Duration, partial: bool) {
+        let counter = if partial {
+            &self.partial_frames
+        } else {
+            &self.frames
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let ns = took.as_nanos() as u64;
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+        self.last_ns.store(ns, Ordering::Relaxed);
+        let ms = took.as_millis() as u64;
+        let bucket = FRAME_BUCKETS_MS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(FRAME_BUCKETS_MS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Appends the render metrics in Prometheus text format.
+    pub fn write_metrics(&self, mode: &str, out: &mut String) {
+        use std::fmt::Write;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_frames_total Board frames drawn: whole, or only the header and news strips.\n# TYPE tablo_render_frames_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "tablo_render_frames_total{{mode=\"{mode}\",kind=\"full\"}} {}\ntablo_render_frames_total{{mode=\"{mode}\",kind=\"strips\"}} {}",
+            get(&self.frames),
+            get(&self.partial_frames)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_seconds Time to draw and show a board frame.\n# TYPE tablo_render_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in FRAME_BUCKETS_MS.iter().enumerate() {
+            cumulative += get(&self.buckets[i]);
+            let _ = writeln!(
+                out,
+                "tablo_render_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1000.0
+            );
+        }
+        cumulative += get(&self.buckets[FRAME_BUCKETS_MS.len()]);
+        let _ = writeln!(
+            out,
+            "tablo_render_seconds_bucket{{le=\"+Inf\"}} {cumulative}\ntablo_render_seconds_sum {}\ntablo_render_seconds_count {cumulative}",
+            get(&self.busy_ns) as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_last_seconds The last frame's draw and show time.\n# TYPE tablo_render_last_seconds gauge\ntablo_render_last_seconds {}",
+            get(&self.last_ns) as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_dropped_events_total Events the board's queue had no room for (followed by a resync).\n# TYPE tablo_render_dropped_events_total counter\ntablo_render_dropped_events_total {}",
+            get(&self.dropped_events)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tablo_render_present_errors_total Frames the screen failed to show.\n# TYPE tablo_render_present_errors_total counter\ntablo_render_present_errors_total {}",
+            get(&self.present_errors)
+        );
+    }
+}
+
+/// What the hub and the renderer share besides the queue of events.
+#[derive(Debug, Default)]
+pub struct Sideband {
+    /// Connected clients, for the header; set by the hub.
+    pub clients: AtomicUsize,
+    /// The renderer's counters, read by `/metrics`.
+    pub stats: RenderStats,
+}
+
+/// The hub's end of the renderer: never blocks.
+#[derive(Debug)]
+pub struct BoardFeed {
+    tx: SyncSender<BoardMsg>,
+    shared: Arc<Sideband>,
+    mode: &'static str,
+    /// Events were dropped: send a resync before the next event.
+    lagged: bool,
+}
+
+impl BoardFeed {
+    /// Queues `event` for the board. When earlier events were dropped, the
+    /// whole `last_known` state goes first.
+    pub fn offer(&mut self, event: &Event, last_known: impl FnOnce() -> Vec<Event>) {
+        if self.lagged {
+            match self.tx.try_send(BoardMsg::Resync(last_known())) {
+                Ok(()) => {
+                    self.lagged = false;
+                    log::info!("the board caught up; redrawing it from the last-known state");
+                }
+                Err(_) => {
+                    self.shared
+                        .stats
+                        .dropped_events
+                        .fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        match self.tx.try_send(BoardMsg::Event(event.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared
+                    .stats
+                    .dropped_events
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.lagged {
+                    log::warn!(
+                        "the board is not keeping up (its display may hang); dropping its events until it drains"
+                    );
+                }
+                self.lagged = true;
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Tells the board how many clients are connected (shown in the header
+    /// within a second).
+    pub fn set_clients(&self, clients: usize) {
+        self.shared.clients.store(clients, Ordering::Relaxed);
+    }
+
+    /// Appends the render metrics.
+    pub fn write_metrics(&self, out: &mut String) {
+        self.shared.stats.write_metrics(self.mode, out);
+    }
+
+    /// The display mode's name.
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+}
+
+/// The renderer's end of the board's feed.
+#[derive(Debug)]
+pub struct BoardInbox {
+    /// Events and resyncs from the hub, in order.
+    pub messages: Receiver<BoardMsg>,
+    /// What the renderer shares with the hub.
+    pub sideband: Arc<Sideband>,
+}
+
+/// A new feed for a board shown by `mode` (the display mode's name, for
+/// `/metrics`): the hub's end and the renderer's.
+pub fn channel(mode: &'static str) -> (BoardFeed, BoardInbox) {
+    let (tx, messages) = sync_channel(BOARD_INBOX);
+    let sideband = Arc::new(Sideband::default());
+    let feed = BoardFeed {
+        tx,
+        shared: sideband.clone(),
+        mode,
+        lagged: false,
+    };
+    (feed, BoardInbox { messages, sideband })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::board::testing::{NOW, tick};
+    use crate::event::Body;
+
+    fn event(seq: u64, ts: u64, body: Body) -> Event {
+        Event { seq, ts, body }
+    }
+
+    #[test]
+    fn a_full_queue_is_counted_and_followed_by_a_resync() {
+        let (tx, rx) = sync_channel(2);
+        let mut feed = BoardFeed {
+            tx,
+            shared: Arc::new(Sideband::default()),
+            mode: "png",
+            lagged: false,
+        };
+        let e = |seq| event(seq, NOW, tick("BTCUSDT", "1"));
+        for seq in 1..=3 {
+            feed.offer(&e(seq), Vec::new);
+        }
+        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
+        let seqs: Vec<u64> = rx
+            .try_iter()
+            .map(|m| match m {
+                BoardMsg::Event(ev) => ev.seq,
+                BoardMsg::Resync(_) => 0,
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+        // Room again: the last-known state goes first, then the event.
+        feed.offer(&e(4), || vec![e(3)]);
+        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Resync(all)) if all[0].seq == 3));
+        assert!(matches!(rx.try_recv(), Ok(BoardMsg::Event(ev)) if ev.seq == 4));
+        assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
+        let mut text = String::new();
+        feed.write_metrics(&mut text);
+        assert!(
+            text.contains("tablo_render_dropped_events_total 1"),
+            "{text}"
+        );
+    }
+}
