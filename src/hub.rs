@@ -46,7 +46,7 @@ use crate::protocol::{
     valid_symbol,
 };
 use crate::publish;
-use crate::session::Tx;
+use crate::session::wire::Tx;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
 /// backpressure we want: 1024 messages is ~10 s of a busy 100 msg/s feed, so
