@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod hub;
 pub mod journal;
 pub mod logger;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod publish;

@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use crate::event::Event;
+use crate::metrics::{Kind, MetricsText};
 
 /// Events queued for the renderer: at 1,000 events a second, four seconds
 /// of a renderer that does not drain (a display that hangs) before the hub
@@ -74,53 +75,52 @@ impl RenderStats {
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Appends the render metrics in Prometheus text format.
-    pub fn write_metrics(&self, mode: &str, out: &mut String) {
-        use std::fmt::Write;
+    /// Appends the render metrics; `mode` labels the frame counts.
+    pub fn write_metrics(&self, mode: &str, text: &mut MetricsText<'_>) {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_frames_total Board frames drawn: whole, or only the header and news strips.\n# TYPE tablo_render_frames_total counter"
+        text.family(
+            "render_frames_total",
+            Kind::Counter,
+            "Board frames drawn: whole, or only the header and news strips.",
+        )
+        .row(&[("mode", mode), ("kind", "full")], get(&self.frames))
+        .row(
+            &[("mode", mode), ("kind", "strips")],
+            get(&self.partial_frames),
         );
-        let _ = writeln!(
-            out,
-            "tablo_render_frames_total{{mode=\"{mode}\",kind=\"full\"}} {}\ntablo_render_frames_total{{mode=\"{mode}\",kind=\"strips\"}} {}",
-            get(&self.frames),
-            get(&self.partial_frames)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_seconds Time to draw and show a board frame.\n# TYPE tablo_render_seconds histogram"
+        let mut seconds = text.family(
+            "render_seconds",
+            Kind::Histogram,
+            "Time to draw and show a board frame.",
         );
         let mut cumulative = 0;
         for (i, bound) in FRAME_BUCKETS_MS.iter().enumerate() {
             cumulative += get(&self.buckets[i]);
-            let _ = writeln!(
-                out,
-                "tablo_render_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                *bound as f64 / 1000.0
-            );
+            let le = (*bound as f64 / 1000.0).to_string();
+            seconds.suffixed_row("_bucket", &[("le", &le)], cumulative);
         }
         cumulative += get(&self.buckets[FRAME_BUCKETS_MS.len()]);
-        let _ = writeln!(
-            out,
-            "tablo_render_seconds_bucket{{le=\"+Inf\"}} {cumulative}\ntablo_render_seconds_sum {}\ntablo_render_seconds_count {cumulative}",
-            get(&self.busy_ns) as f64 / 1e9
+        seconds
+            .suffixed_row("_bucket", &[("le", "+Inf")], cumulative)
+            .suffixed_row("_sum", &[], get(&self.busy_ns) as f64 / 1e9)
+            .suffixed_row("_count", &[], cumulative);
+        text.single(
+            "render_last_seconds",
+            Kind::Gauge,
+            "The last frame's draw and show time.",
+            get(&self.last_ns) as f64 / 1e9,
         );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_last_seconds The last frame's draw and show time.\n# TYPE tablo_render_last_seconds gauge\ntablo_render_last_seconds {}",
-            get(&self.last_ns) as f64 / 1e9
+        text.single(
+            "render_dropped_events_total",
+            Kind::Counter,
+            "Events the board's queue had no room for (followed by a resync).",
+            get(&self.dropped_events),
         );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_dropped_events_total Events the board's queue had no room for (followed by a resync).\n# TYPE tablo_render_dropped_events_total counter\ntablo_render_dropped_events_total {}",
-            get(&self.dropped_events)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP tablo_render_present_errors_total Frames the screen failed to show.\n# TYPE tablo_render_present_errors_total counter\ntablo_render_present_errors_total {}",
-            get(&self.present_errors)
+        text.single(
+            "render_present_errors_total",
+            Kind::Counter,
+            "Frames the screen failed to show.",
+            get(&self.present_errors),
         );
     }
 }
@@ -188,8 +188,8 @@ impl BoardFeed {
     }
 
     /// Appends the render metrics.
-    pub fn write_metrics(&self, out: &mut String) {
-        self.shared.stats.write_metrics(self.mode, out);
+    pub fn write_metrics(&self, text: &mut MetricsText<'_>) {
+        self.shared.stats.write_metrics(self.mode, text);
     }
 
     /// The display mode's name.
@@ -259,7 +259,7 @@ mod tests {
         assert!(matches!(rx.try_recv(), Ok(BoardMsg::Event(ev)) if ev.seq == 4));
         assert_eq!(feed.shared.stats.dropped_events.load(Ordering::Relaxed), 1);
         let mut text = String::new();
-        feed.write_metrics(&mut text);
+        feed.write_metrics(&mut MetricsText::new(&mut text));
         assert!(
             text.contains("tablo_render_dropped_events_total 1"),
             "{text}"

@@ -22,6 +22,8 @@
 //! [`MAX_QUIET`] when idle, so the service watchdog can tell a quiet hub
 //! from a stuck one.
 
+mod report;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,10 +36,11 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::or;
 use smol::stream::StreamExt;
 
+pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
 use crate::clock::wall_ms;
 use crate::config::FeedConfig;
-use crate::event::{ALERT_TTL, Body, Channel, Event, FeedState, Incoming, Position, Status};
+use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
@@ -193,7 +196,7 @@ pub enum HubMsg {
     /// `/healthz` asks for health.
     Health {
         /// Where to send it.
-        reply: Sender<Health>,
+        reply: Sender<HealthReport>,
     },
     /// `/metrics` asks for the Prometheus text.
     Metrics {
@@ -214,19 +217,6 @@ pub struct Start {
     pub journal: Option<JournalHandle>,
 }
 
-/// What `/healthz` reports.
-#[derive(Clone, Debug)]
-pub struct Health {
-    /// Whether the journal can be written (always true until the journal
-    /// lands; then false makes `/healthz` answer 503).
-    pub journal_ok: bool,
-    /// The JSON body.
-    pub body: String,
-    /// Each feed's name and state, in config order (for systemd's
-    /// `STATUS=`).
-    pub feeds: Vec<(String, FeedState)>,
-}
-
 struct Client {
     kind: Arc<str>,
     tx: Tx,
@@ -239,7 +229,7 @@ impl Client {
     }
 }
 
-struct Upstream {
+struct FeedEntry {
     name: String,
     format: &'static str,
     state: FeedState,
@@ -282,7 +272,7 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
-    upstreams: Vec<Upstream>,
+    upstreams: Vec<FeedEntry>,
     last: LastKnown,
     counters: Counters,
     /// The renderer's queue, when a board is shown.
@@ -357,7 +347,7 @@ impl Hub {
             kinds: HashMap::new(),
             upstreams: feeds
                 .iter()
-                .map(|f| Upstream {
+                .map(|f| FeedEntry {
                     name: f.name.clone(),
                     format: f.format.name(),
                     state: FeedState::Connecting,
@@ -994,244 +984,6 @@ impl Hub {
         out.push('}');
         out
     }
-
-    fn upstreams_json(&self, now: Instant) -> Value {
-        self.upstreams
-            .iter()
-            .map(|u| {
-                json!({
-                    "name": u.name,
-                    "format": u.format,
-                    "state": u.state.name(),
-                    "last_event_ms_ago": u.last_event.map(|t| now.saturating_duration_since(t).as_millis() as u64),
-                    "reconnects": u.reconnects,
-                })
-            })
-            .collect()
-    }
-
-    fn journal_json(&self) -> Value {
-        if let Some(journal) = &self.journal {
-            return journal.status.to_json();
-        }
-        json!({
-            "events": self.last_seq().saturating_sub(self.first_seq.unwrap_or(1).saturating_sub(1)),
-            "bytes": self.event_bytes,
-            "first_seq": self.first_seq,
-            "last_seq": self.last_seq(),
-        })
-    }
-
-    fn stats_json(&self, now: Instant) -> Value {
-        let kinds: serde_json::Map<String, Value> = self
-            .kinds
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(k, n)| (k.to_string(), json!(n)))
-            .collect();
-        json!({
-            "type": "stats",
-            "connections": self.clients.len(),
-            "sessions_total": self.counters.sessions_total,
-            "client_types": kinds,
-            "upstreams": self.upstreams_json(now),
-            "journal": self.journal_json(),
-            "uptime_s": now.saturating_duration_since(self.started).as_secs(),
-        })
-    }
-
-    fn health(&self, now: Instant) -> Health {
-        let all_up = self.upstreams.iter().all(|u| u.state == FeedState::Up);
-        let problem = self.journal.as_ref().and_then(|j| j.status.problem());
-        let body = json!({
-            "status": if all_up && problem.is_none() { "ok" } else { "degraded" },
-            "reason": problem,
-            "feeds": self.upstreams_json(now),
-            "journal": self.journal_json(),
-            "clients": self.clients.len(),
-        });
-        Health {
-            journal_ok: problem.is_none(),
-            body: body.to_string(),
-            feeds: self
-                .upstreams
-                .iter()
-                .map(|u| (u.name.clone(), u.state))
-                .collect(),
-        }
-    }
-
-    fn metrics(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(4096);
-        let c = &self.counters;
-        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP tablo_{name} {help}\n# TYPE tablo_{name} {kind}"
-            );
-            for (labels, value) in rows {
-                let _ = writeln!(out, "tablo_{name}{labels} {value}");
-            }
-        };
-        let per_channel = |values: &[u64; 4]| -> Vec<(String, u64)> {
-            Channel::ALL
-                .iter()
-                .map(|ch| (format!("{{channel=\"{}\"}}", ch.name()), values[ch.index()]))
-                .collect()
-        };
-        let per_feed = |f: &dyn Fn(&Upstream) -> u64| -> Vec<(String, u64)> {
-            self.upstreams
-                .iter()
-                .map(|u| (format!("{{feed=\"{}\"}}", escape_label(&u.name)), f(u)))
-                .collect()
-        };
-        metric(
-            "clients",
-            "gauge",
-            "Connected WebSocket clients.",
-            &[(String::new(), self.clients.len() as u64)],
-        );
-        metric(
-            "sessions_total",
-            "counter",
-            "WebSocket sessions since start.",
-            &[(String::new(), c.sessions_total)],
-        );
-        metric(
-            "events_in_total",
-            "counter",
-            "Events numbered by the hub, per channel.",
-            &per_channel(&c.events_in),
-        );
-        metric(
-            "frames_out_total",
-            "counter",
-            "Event frames queued to clients, per channel.",
-            &per_channel(&c.frames_out),
-        );
-        metric(
-            "conflations_total",
-            "counter",
-            "Queued ticks replaced by a newer tick for a slow client.",
-            &[(String::new(), c.conflations)],
-        );
-        metric(
-            "drops_total",
-            "counter",
-            "Frames dropped because their client was closing or overflowed.",
-            &[(String::new(), c.dropped_frames)],
-        );
-        metric(
-            "slow_client_closes_total",
-            "counter",
-            "Clients closed with 1013 for falling behind.",
-            &[(String::new(), c.overflow_closes)],
-        );
-        metric(
-            "feed_up",
-            "gauge",
-            "1 when the feed is connected.",
-            &per_feed(&|u| u64::from(u.state == FeedState::Up)),
-        );
-        metric(
-            "feed_reconnects_total",
-            "counter",
-            "Reconnect attempts per feed.",
-            &per_feed(&|u| u.reconnects),
-        );
-        metric(
-            "feed_events_total",
-            "counter",
-            "Events decoded per feed.",
-            &per_feed(&|u| u.events),
-        );
-        metric(
-            "feed_bad_messages_total",
-            "counter",
-            "Upstream messages that could not be decoded, per feed.",
-            &per_feed(&|u| u.bad_messages),
-        );
-        metric(
-            "refused_symbols_total",
-            "counter",
-            "Ticks refused for a malformed symbol or past MAX_SYMBOLS.",
-            &[(String::new(), c.refused_symbols)],
-        );
-        if let Some(journal) = &self.journal {
-            let j = &journal.status;
-            let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
-            let rows = [
-                (
-                    "journal_events",
-                    "gauge",
-                    "Events held in the journal.",
-                    load(&j.events),
-                ),
-                (
-                    "journal_bytes",
-                    "gauge",
-                    "Bytes of event JSON held in the journal.",
-                    load(&j.bytes),
-                ),
-                (
-                    "journal_disk_bytes",
-                    "gauge",
-                    "The journal's size on disk.",
-                    load(&j.disk_bytes),
-                ),
-                (
-                    "journal_durable_seq",
-                    "gauge",
-                    "Highest seq on stable storage.",
-                    load(&j.durable_seq),
-                ),
-                (
-                    "journal_commits_total",
-                    "counter",
-                    "Group commits (flush + fsync).",
-                    load(&j.commits),
-                ),
-                (
-                    "journal_commit_microseconds_total",
-                    "counter",
-                    "Time spent in group commits.",
-                    load(&j.commit_us_total),
-                ),
-                (
-                    "journal_last_commit_microseconds",
-                    "gauge",
-                    "Duration of the last group commit (flush latency).",
-                    load(&j.last_commit_us),
-                ),
-                (
-                    "journal_dropped_total",
-                    "counter",
-                    "Events the journal could not store.",
-                    load(&j.dropped),
-                ),
-                (
-                    "journal_writable",
-                    "gauge",
-                    "1 while the journal can be written.",
-                    u64::from(j.problem().is_none()),
-                ),
-            ];
-            for (name, kind, help, value) in rows {
-                metric(name, kind, help, &[(String::new(), value)]);
-            }
-        }
-        metric(
-            "last_seq",
-            "gauge",
-            "Sequence number of the newest event.",
-            &[(String::new(), self.last_seq())],
-        );
-        if let Some(board) = &self.board {
-            board.write_metrics(&mut out);
-        }
-        out
-    }
 }
 
 impl LastKnown {
@@ -1278,16 +1030,10 @@ fn control(text: String) -> Frame {
     }
 }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{News, Tick};
+    use crate::event::{Channel, News, Tick};
     use crate::outbox::Item;
 
     fn tick(symbol: &str, price: &str) -> Incoming {
