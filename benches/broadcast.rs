@@ -1060,12 +1060,11 @@ impl RelayProcess {
     }
 }
 
-/// The journal-off relay (see the module doc): the library's hub, server,
-/// sessions and Binance feed task, wired as `app::run` wires them but with
+/// The journal-off relay (see the module doc): `app::run_relay`, the hub,
+/// server, sessions and Binance feed task as `app::run` wires them, with
 /// no journal. Runs until killed.
 fn relay_child(upstream: &str) {
     use tablo::config::{Config, Overrides, parse_feed_flag};
-    use tablo::hub::{Hub, INBOX, Start};
 
     tablo::logger::init();
     let max_clients: usize = env_num(RELAY_CHILD_CLIENTS_ENV, 1000);
@@ -1079,30 +1078,15 @@ fn relay_child(upstream: &str) {
     };
     let mut config = Config::load(None, &overrides).expect("the relay's config");
     config.server.max_clients = max_clients;
-    smol::block_on(async {
-        let listener = smol::net::TcpListener::bind(config.server.listen)
-            .await
-            .expect("bind the relay");
-        let local = listener.local_addr().expect("local address");
-        eprintln!("listening on {local}");
-        let (hub_tx, hub_rx) = smol::channel::bounded(INBOX);
-        let start = Start {
-            epoch: "bench".into(),
-            next_seq: 1,
-            journal: None,
-        };
-        let hub = Hub::new(&config.feeds, start, Instant::now());
-        let _hub = smol::spawn(hub.run(hub_rx));
-        let _feeds: Vec<smol::Task<()>> = config
-            .feeds
-            .iter()
-            .enumerate()
-            .map(|(i, f)| smol::spawn(tablo::feed::task::run(i, f.clone(), hub_tx.clone(), None)))
-            .collect();
-        let shared = tablo::server::Shared::new(config.server.clone(), hub_tx, None);
-        let (_stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
-        tablo::server::serve(listener, shared, stop_rx).await;
-    });
+    let listener = tablo::app::bind(config.server.listen).expect("bind the relay");
+    let local = listener.local_addr().expect("local address");
+    eprintln!("listening on {local}");
+    smol::block_on(tablo::app::run_relay(
+        listener,
+        std::future::pending(),
+        config,
+    ))
+    .expect("the relay runs until killed");
 }
 
 // ---------------------------------------------------------------------------

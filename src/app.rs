@@ -1,5 +1,6 @@
-//! Wiring: starts the hub, the feeds and the server for a [`Config`], and
-//! shuts them down in order on SIGTERM or SIGINT.
+//! Wiring: starts the journal, the board, the hub, the feeds and the server
+//! for a [`Config`] on a given listener, and shuts them down in order when
+//! a given shutdown future completes (SIGTERM or SIGINT in the daemon).
 //!
 //! Shutdown is data flow: the server stops accepting, the feed tasks are
 //! dropped (which cancels them), the hub closes every client with 1001, and
@@ -7,6 +8,7 @@
 //! task is owned here; nothing is detached.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -15,11 +17,12 @@ use std::time::{Duration, Instant};
 use async_signal::{Signal, Signals};
 use futures_util::{FutureExt, StreamExt};
 use smol::Task;
-use smol::channel::bounded;
+use smol::channel::{Receiver, Sender, bounded};
 use smol::future::or;
 use smol::net::TcpListener;
 
 use crate::board::feed::BoardFeed;
+use crate::clock;
 use crate::config::{Config, DisplayMode, FeedFormat};
 use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
@@ -85,32 +88,209 @@ impl std::error::Error for RunError {}
 
 /// Why the main loop stopped.
 enum Stop {
-    /// SIGTERM or SIGINT.
-    Signal(Option<io::Result<Signal>>),
+    /// The caller's shutdown future completed (SIGTERM or SIGINT for the
+    /// daemon).
+    Shutdown,
     /// The hub task ended by itself.
     HubDied,
     /// The board's window was closed.
     WindowClosed,
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Returns after a clean shutdown.
-pub fn run(config: Config) -> Result<(), RunError> {
-    raise_open_file_limit();
-    // Handlers first, so a signal that arrives right after start-up is a
-    // clean stop, not a kill.
+/// Binds `addr` for [`run`]. The error says what to do about a port in use,
+/// a privileged port or an address no interface has.
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    std::net::TcpListener::bind(addr)
+        .and_then(TcpListener::try_from)
+        .map_err(|source| RunError::Listen { addr, source })
+}
+
+/// SIGTERM or SIGINT as a shutdown future for [`run`], which logs which
+/// one came. The handlers are installed when this is called, so a signal
+/// that arrives during start-up is a clean stop, not a kill.
+pub fn stop_signals() -> Result<impl Future<Output = ()>, RunError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    Ok(async move {
+        let name = match signals.next().await {
+            Some(Ok(Signal::Int)) => "SIGINT",
+            _ => "SIGTERM",
+        };
+        log::info!("received {name}; shutting down");
+    })
+}
+
+/// Runs the daemon on `listener` until `shutdown` completes (or the board's
+/// window is closed), then shuts down in order. Opens the journal and the
+/// board, starts the hub, the feeds and the server, and tells systemd when
+/// it is ready. Returns after a clean shutdown.
+///
+/// The binary binds the listener and passes [`stop_signals`]; tests and
+/// benches pass their own listener (port 0) and shutdown future.
+pub async fn run(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    config: Config,
+) -> Result<(), RunError> {
+    raise_open_file_limit();
     let mut service = Service::from_env();
     let (journal, start, restored, positions) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
-    let addr = config.server.listen;
-    let listener = std::net::TcpListener::bind(addr)
-        .and_then(TcpListener::try_from)
-        .map_err(|source| RunError::Listen { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
+    let local = listener.local_addr().unwrap_or(config.server.listen);
     log::info!("listening on {local} (ws://{local}/ws, http://{local}/healthz)");
     write_listen_file(&config.data_dir, local);
+    log_feeds(&config);
+
+    let (hub_tx, hub_rx) = bounded(INBOX);
+    let epoch = start.epoch.clone();
+    let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.restore(restored, Instant::now(), clock::wall_ms());
+    let hub_heart = hub.heartbeat();
+    let (renderer, closed) = match board {
+        Some((renderer, feed)) => {
+            hub.attach_board(feed);
+            let closed = renderer.closed();
+            (Some(renderer), Some(closed))
+        }
+        None => (None, None),
+    };
+    let mut hub = spawn_hub(hub, hub_rx);
+    let feeds = spawn_feeds(&config, &hub_tx, &positions);
+    let (stop_tx, stop_rx) = bounded::<()>(1);
+    let shared = Shared::new(
+        config.server.clone(),
+        hub_tx.clone(),
+        Some(journal.handle().tx),
+    );
+    shared.set_journal_info(journal.handle().status, epoch);
+    let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+    // Bound and journal open: systemd may send traffic our way. Every
+    // loop that must not get stuck is in the watchdog's list, the
+    // renderer's too when the board runs.
+    service.ready(&format!("listening on {local}; journal open"));
+    let mut hearts = vec![hub_heart, journal.heartbeat()];
+    hearts.extend(renderer.as_ref().map(Renderer::heartbeat));
+    service.start_watchdog(hearts);
+    let status = service.status_task(hub_tx.clone(), local);
+
+    let window_closed = async {
+        match &closed {
+            Some(closed) => {
+                let _ = closed.recv().await;
+                Stop::WindowClosed
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let stopped = or(
+        or(
+            async {
+                shutdown.await;
+                Stop::Shutdown
+            },
+            window_closed,
+        ),
+        async {
+            (&mut hub).await;
+            Stop::HubDied
+        },
+    )
+    .await;
+    service.stopping();
+    drop(status);
+    let result = match stopped {
+        Stop::Shutdown | Stop::WindowClosed => Ok(()),
+        Stop::HubDied => Err(RunError::HubDied),
+    };
+    drop(stop_tx);
+    drop(feeds);
+    let _ = hub_tx.send(HubMsg::Shutdown).await;
+    drop(hub_tx);
+    if result.is_ok() {
+        hub.await;
+    }
+    server.await;
+    // The hub has dropped its end of the board's queue by now.
+    if let Some(renderer) = renderer {
+        renderer.join();
+    }
+    journal.close();
+    log::info!("stopped");
+    result
+}
+
+/// The relay alone, on `listener` until `shutdown`: the hub, the feeds and
+/// the server as [`run`] wires them, but with no journal (numbering starts
+/// at 1 in epoch `relay`), no board and no systemd. What
+/// `benches/broadcast.rs` measures as "journal off"; the daemon itself
+/// always journals.
+pub async fn run_relay(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    config: Config,
+) -> Result<(), RunError> {
+    let (hub_tx, hub_rx) = bounded(INBOX);
+    let start = Start {
+        epoch: "relay".into(),
+        next_seq: 1,
+        journal: None,
+    };
+    let mut hub = spawn_hub(Hub::new(&config.feeds, start, Instant::now()), hub_rx);
+    let feeds = spawn_feeds(&config, &hub_tx, &[]);
+    let (stop_tx, stop_rx) = bounded::<()>(1);
+    let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
+    let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+    let died = or(
+        async {
+            shutdown.await;
+            false
+        },
+        async {
+            (&mut hub).await;
+            true
+        },
+    )
+    .await;
+    drop(stop_tx);
+    drop(feeds);
+    let _ = hub_tx.send(HubMsg::Shutdown).await;
+    drop(hub_tx);
+    if !died {
+        hub.await;
+    }
+    server.await;
+    if died { Err(RunError::HubDied) } else { Ok(()) }
+}
+
+/// Runs the hub in its own task. A panic in the hub is caught there, so
+/// shutdown still runs and the exit code says what happened: the task's
+/// result is false after a panic.
+fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
+    let hub_run = hub.run(inbox);
+    smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
+}
+
+/// One task per configured feed; a chained feed resumes from its saved
+/// position (`positions`, in config order, when there are any).
+fn spawn_feeds(
+    config: &Config,
+    hub: &Sender<HubMsg>,
+    positions: &[Option<Position>],
+) -> Vec<Task<()>> {
+    config
+        .feeds
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let resume = positions.get(i).cloned().flatten();
+            smol::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
+        })
+        .collect()
+}
+
+/// One log line per feed: its name, format and address.
+fn log_feeds(config: &Config) {
     for feed in &config.feeds {
         log::info!(
             "feed {}: {} {}",
@@ -123,101 +303,6 @@ pub fn run(config: Config) -> Result<(), RunError> {
             }
         );
     }
-
-    smol::block_on(async {
-        let (hub_tx, hub_rx) = bounded(INBOX);
-        let epoch = start.epoch.clone();
-        let mut hub = Hub::new(&config.feeds, start, Instant::now());
-        hub.restore(restored, Instant::now(), crate::clock::wall_ms());
-        let hub_heart = hub.heartbeat();
-        let (renderer, closed) = match board {
-            Some((renderer, feed)) => {
-                hub.attach_board(feed);
-                let closed = renderer.closed();
-                (Some(renderer), Some(closed))
-            }
-            None => (None, None),
-        };
-        let hub_run = hub.run(hub_rx);
-        // A panic in the hub is caught here, so shutdown still runs and the
-        // exit code says what happened.
-        let mut hub: Task<bool> =
-            smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() });
-        let feeds: Vec<Task<()>> = config
-            .feeds
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let resume = positions.get(i).cloned().flatten();
-                smol::spawn(feed::task::run(i, f.clone(), hub_tx.clone(), resume))
-            })
-            .collect();
-        let (stop_tx, stop_rx) = bounded::<()>(1);
-        let shared = Shared::new(
-            config.server.clone(),
-            hub_tx.clone(),
-            Some(journal.handle().tx),
-        );
-        shared.set_journal_info(journal.handle().status, epoch);
-        let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
-        // Bound and journal open: systemd may send traffic our way. Every
-        // loop that must not get stuck is in the watchdog's list, the
-        // renderer's too when the board runs.
-        service.ready(&format!("listening on {local}; journal open"));
-        let mut hearts = vec![hub_heart, journal.heartbeat()];
-        hearts.extend(renderer.as_ref().map(Renderer::heartbeat));
-        service.start_watchdog(hearts);
-        let status = service.status_task(hub_tx.clone(), local);
-
-        let window_closed = async {
-            match &closed {
-                Some(closed) => {
-                    let _ = closed.recv().await;
-                    Stop::WindowClosed
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let stopped = or(
-            or(async { Stop::Signal(signals.next().await) }, window_closed),
-            async {
-                (&mut hub).await;
-                Stop::HubDied
-            },
-        )
-        .await;
-        service.stopping();
-        drop(status);
-        let result = match stopped {
-            Stop::Signal(signal) => {
-                log::info!(
-                    "received {}; shutting down",
-                    match signal {
-                        Some(Ok(Signal::Int)) => "SIGINT",
-                        _ => "SIGTERM",
-                    }
-                );
-                Ok(())
-            }
-            Stop::WindowClosed => Ok(()),
-            Stop::HubDied => Err(RunError::HubDied),
-        };
-        drop(stop_tx);
-        drop(feeds);
-        let _ = hub_tx.send(HubMsg::Shutdown).await;
-        drop(hub_tx);
-        if result.is_ok() {
-            hub.await;
-        }
-        server.await;
-        // The hub has dropped its end of the board's queue by now.
-        if let Some(renderer) = renderer {
-            renderer.join();
-        }
-        journal.close();
-        log::info!("stopped");
-        result
-    })
 }
 
 /// Opens the journal (quarantining a corrupt one), reads the last-known

@@ -136,7 +136,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            match tablo::app::run(config) {
+            let shutdown = match tablo::app::stop_signals() {
+                Ok(shutdown) => shutdown,
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            let ran = tablo::app::bind(config.server.listen)
+                .and_then(|listener| smol::block_on(tablo::app::run(listener, shutdown, config)));
+            match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e @ tablo::app::RunError::Journal(_)) => {
                     log::error!("{e}");

@@ -6,6 +6,7 @@ mod chain;
 mod cli;
 mod disk;
 mod display;
+mod embedded;
 mod harness;
 mod http;
 mod journal;
