@@ -13,6 +13,7 @@ mod journal;
 mod journal_cli;
 mod jsonfeed;
 mod kiosk;
+mod layers;
 mod limits;
 mod protocol;
 mod relay;
