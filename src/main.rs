@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use tablo::cli::{Args, Command, JournalError};
+use tablo::cli::journal::{JournalError, run_journal};
+use tablo::cli::{Args, Command};
 use tablo::config::{Config, Overrides};
 
 /// Bad usage (sysexits EX_USAGE).
@@ -101,7 +102,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Journal(journal)) => {
             let mut out = BufWriter::new(io::stdout().lock());
-            match tablo::cli::run_journal(&journal, &mut out) {
+            match run_journal(&journal, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tablo: {e}");
