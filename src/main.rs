@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use argh::FromArgs;
 
 use tablo::cli::journal::{JournalError, run_journal};
+use tablo::cli::render::{Render, render};
 use tablo::cli::{Args, Command};
 use tablo::config::{Config, Overrides};
 
@@ -73,13 +74,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let job = tablo::render::Render {
+            let job = Render {
                 out: &args.out,
                 config: &config,
                 size: args.size,
                 demo: args.demo,
             };
-            match tablo::render::render(&job) {
+            match render(&job) {
                 Ok(0) => {
                     eprintln!(
                         "tablo: wrote {} (the demo market's first state)",

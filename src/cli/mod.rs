@@ -8,6 +8,7 @@
 //!
 //! - [`journal`]: `tablo journal`, which reads the journal's files, or asks
 //!   the running daemon when it holds the journal's lock;
+//! - [`render`]: `tablo render`, one board frame to a PNG file, offline;
 //! - `http`: the small blocking HTTP/1.1 client `tablo journal` asks the
 //!   daemon with.
 //!
@@ -23,6 +24,7 @@ use crate::config::{self, DisplayMode, Overrides};
 use crate::journal::export::MAX_TAIL;
 
 pub mod journal;
+pub mod render;
 
 mod http;
 
