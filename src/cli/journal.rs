@@ -29,7 +29,7 @@ const JOURNAL_CLI_CACHE_BYTES: u64 = 1024 * 1024;
 /// The file sled keeps its data in (and takes its lock on), inside the
 /// journal directory: without it there is no journal to read, and opening
 /// would create one.
-const JOURNAL_DATA_FILE: &str = "db";
+pub(crate) const JOURNAL_DATA_FILE: &str = "db";
 
 /// Why `tablo journal` failed.
 #[derive(Debug)]

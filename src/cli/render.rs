@@ -14,17 +14,16 @@ use crate::board::font::painter;
 use crate::board::png::{Frame, write_atomically};
 use crate::board::rotate::{Rotated, Rotation};
 use crate::board::state::BoardState;
-use crate::config::{Config, ConfigError};
+use crate::cli::journal::JOURNAL_DATA_FILE;
+use crate::config::Config;
+use crate::display::DEFAULT_SIZE;
 use crate::event::Event;
 use crate::feed::demo::Demo;
 use crate::hub::wall_ms;
 use crate::journal::store::{Store, StoreError};
 
-/// The frame size when neither `--size` nor `[display]` sets one.
-pub const DEFAULT_SIZE: (u32, u32) = (1920, 1080);
-
 /// The demo's seed for `render`, so the same command draws the same prices.
-pub const DEMO_SEED: u64 = 7;
+const DEMO_SEED: u64 = 7;
 
 /// sled's cache while reading the snapshot: it is read once.
 const CACHE_BYTES: u64 = 1 << 20;
@@ -32,8 +31,6 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Why a frame could not be rendered.
 #[derive(Debug)]
 pub enum RenderError {
-    /// The config file is bad (exit 78).
-    Config(ConfigError),
     /// The journal could not be read (exit 74).
     Journal(StoreError),
     /// A running daemon holds the journal (exit 74).
@@ -45,7 +42,6 @@ pub enum RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RenderError::Config(e) => write!(f, "{e}"),
             RenderError::Journal(e) => write!(f, "cannot read the journal: {e}"),
             RenderError::Locked(dir) => write!(
                 f,
@@ -78,6 +74,7 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
     let (width, height) = job
         .size
         .or(config.display.width.zip(config.display.height))
+        // The daemon's default for a window or `display = "png"` too.
         .unwrap_or(DEFAULT_SIZE);
     let now = wall_ms();
     let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
@@ -122,7 +119,7 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
 /// The journal's last-known events, in seq order; empty when there is no
 /// journal (nothing is created).
 fn last_known(dir: &Path) -> Result<Vec<Event>, RenderError> {
-    if !dir.join("db").exists() {
+    if !dir.join(JOURNAL_DATA_FILE).exists() {
         return Ok(Vec::new());
     }
     let opened = match Store::open(dir, CACHE_BYTES) {
