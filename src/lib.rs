@@ -22,7 +22,6 @@ pub mod outbox;
 pub mod protocol;
 pub mod publish;
 pub mod ratelimit;
-pub mod render;
 pub mod renderer;
 pub mod server;
 pub mod service;

@@ -1,12 +1,14 @@
 //! The `tablo` binary: parses the command line, loads the config, runs, and
-//! maps every error to an exit code (SPEC §1) in one place.
+//! maps every error to an exit code (listed in docs/config.md) in one place.
 
 use std::io::{self, BufWriter};
 use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use tablo::cli::{Args, Command, JournalError};
+use tablo::cli::journal::{JournalError, run_journal};
+use tablo::cli::render::{Render, render};
+use tablo::cli::{Args, Command};
 use tablo::config::{Config, Overrides};
 
 /// Bad usage (sysexits EX_USAGE).
@@ -72,13 +74,13 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let job = tablo::render::Render {
+            let job = Render {
                 out: &args.out,
                 config: &config,
                 size: args.size,
                 demo: args.demo,
             };
-            match tablo::render::render(&job) {
+            match render(&job) {
                 Ok(0) => {
                     eprintln!(
                         "tablo: wrote {} (the demo market's first state)",
@@ -101,7 +103,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Journal(journal)) => {
             let mut out = BufWriter::new(io::stdout().lock());
-            match tablo::cli::run_journal(&journal, &mut out) {
+            match run_journal(&journal, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("tablo: {e}");

@@ -194,7 +194,7 @@ impl Run {
                 std::thread::park();
             }
         }
-        let mut painter = crate::render::painter(self.font.as_deref());
+        let mut painter = crate::board::font::painter(self.font.as_deref());
         let mut target = self.target(self.screen.size());
         let min_gap = self
             .screen

@@ -7,7 +7,8 @@
 //! a logical (rotated, shifted) board onto a physical target; [`png`]
 //! encodes a [`png::Frame`] and writes it atomically.
 //!
-//! Nothing under `board` except [`png::write_atomically`] does I/O, and
+//! Nothing under `board` does I/O except [`font::painter`], which reads
+//! `[board] font` once when a painter is made, and [`png::write_atomically`];
 //! nothing here reads the clock or spawns a task: the renderer task, the
 //! window, the framebuffer and the PNG pacing live at the edges (`app`),
 //! and pass `now` in. Prices are never parsed into floating point for
@@ -15,6 +16,7 @@
 
 pub mod draw;
 pub mod feed;
+pub mod font;
 pub mod numbers;
 pub mod png;
 pub mod rotate;

@@ -254,7 +254,9 @@ fn imports(text: &str, module: &str) -> Vec<(usize, String)> {
         let trimmed = line.trim_start();
         if inline.is_none()
             && line.starts_with("mod ")
-            && let Some(name) = trimmed.strip_prefix("mod ").and_then(|r| r.strip_suffix(" {"))
+            && let Some(name) = trimmed
+                .strip_prefix("mod ")
+                .and_then(|r| r.strip_suffix(" {"))
         {
             inline = Some(name.trim().to_owned());
         }
@@ -405,17 +407,24 @@ fn the_check_catches_an_upward_import_in_every_form() {
         "## Layers\n\n| layer | rooms |\n|---|---|\n| 3 | `hub` |\n| 2 | `session::wire`, `journal` |\n| 4 | `session` |\n| 1 | `event` |\n\n## Next\n| 9 | `ignored` |\n",
     );
     assert_eq!(rooms.len(), 5, "{rooms:?}");
-    let file = |module: &str, text: &str| (format!("{module}.rs"), module.to_owned(), text.to_owned());
+    let file =
+        |module: &str, text: &str| (format!("{module}.rs"), module.to_owned(), text.to_owned());
     let files = [
         // Down: fine.
-        file("hub", "use crate::event::Event;\nuse crate::session::wire::Tx;\n"),
+        file(
+            "hub",
+            "use crate::event::Event;\nuse crate::session::wire::Tx;\n",
+        ),
         // Up, grouped over lines.
         file(
             "journal",
             "use crate::{\n    event::Event,\n    hub::{HubMsg, INBOX},\n};\n",
         ),
         // Sideways (same layer), inline in code.
-        file("journal::writer", "fn f() { crate::session::wire::flush(); }\n"),
+        file(
+            "journal::writer",
+            "fn f() { crate::session::wire::flush(); }\n",
+        ),
         // Up through super: session::wire is below session.
         file("session::wire", "use super::Session;\n"),
         // Comments, strings and tests' `use super::*` do not count.

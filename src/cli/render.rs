@@ -6,26 +6,24 @@
 //! quick look at a config. It reads the journal and writes one file; it never
 //! creates a journal.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::board::draw::{Painter, draw};
+use crate::board::draw::draw;
+use crate::board::font::painter;
 use crate::board::png::{Frame, write_atomically};
 use crate::board::rotate::{Rotated, Rotation};
 use crate::board::state::BoardState;
-use crate::board::text::Text;
+use crate::cli::journal::JOURNAL_DATA_FILE;
 use crate::clock::wall_ms;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
+use crate::display::DEFAULT_SIZE;
 use crate::event::Event;
 use crate::feed::demo::Demo;
 use crate::journal::store::{Store, StoreError};
 
-/// The frame size when neither `--size` nor `[display]` sets one.
-pub const DEFAULT_SIZE: (u32, u32) = (1920, 1080);
-
 /// The demo's seed for `render`, so the same command draws the same prices.
-pub const DEMO_SEED: u64 = 7;
+const DEMO_SEED: u64 = 7;
 
 /// sled's cache while reading the snapshot: it is read once.
 const CACHE_BYTES: u64 = 1 << 20;
@@ -33,8 +31,6 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Why a frame could not be rendered.
 #[derive(Debug)]
 pub enum RenderError {
-    /// The config file is bad (exit 78).
-    Config(ConfigError),
     /// The journal could not be read (exit 74).
     Journal(StoreError),
     /// A running daemon holds the journal (exit 74).
@@ -46,7 +42,6 @@ pub enum RenderError {
 impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RenderError::Config(e) => write!(f, "{e}"),
             RenderError::Journal(e) => write!(f, "cannot read the journal: {e}"),
             RenderError::Locked(dir) => write!(
                 f,
@@ -79,6 +74,7 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
     let (width, height) = job
         .size
         .or(config.display.width.zip(config.display.height))
+        // The daemon's default for a window or `display = "png"` too.
         .unwrap_or(DEFAULT_SIZE);
     let now = wall_ms();
     let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
@@ -120,43 +116,10 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
     Ok(from_journal)
 }
 
-/// A painter with `[board] font` for both weights, or with the bundled
-/// Vazirmatn when there is none or it cannot be used (with a warning that
-/// names the file). The file is read once and kept for the life of the
-/// process: the renderer and `tablo render` each load it once.
-pub fn painter(font: Option<&Path>) -> Painter {
-    let Some(path) = font else {
-        return Painter::new();
-    };
-    let data = match std::fs::read(path) {
-        Ok(data) => data,
-        Err(e) => {
-            log::warn!(
-                "[board] font: cannot read {}: {e}; drawing with the bundled Vazirmatn",
-                path.display()
-            );
-            return Painter::new();
-        }
-    };
-    // Leaked on purpose: loaded once per process and used until exit, so
-    // both rustybuzz and ab_glyph can borrow it without copies.
-    let data: &'static [u8] = Box::leak(data.into_boxed_slice());
-    match Text::with_font_data(Cow::Borrowed(data), Cow::Borrowed(data)) {
-        Ok(text) => Painter::with_text(text),
-        Err(e) => {
-            log::warn!(
-                "[board] font: {} is not a TrueType or OpenType font ({e}); drawing with the bundled Vazirmatn",
-                path.display()
-            );
-            Painter::new()
-        }
-    }
-}
-
 /// The journal's last-known events, in seq order; empty when there is no
 /// journal (nothing is created).
 fn last_known(dir: &Path) -> Result<Vec<Event>, RenderError> {
-    if !dir.join("db").exists() {
+    if !dir.join(JOURNAL_DATA_FILE).exists() {
         return Ok(Vec::new());
     }
     let opened = match Store::open(dir, CACHE_BYTES) {
@@ -169,42 +132,4 @@ fn last_known(dir: &Path) -> Result<Vec<Event>, RenderError> {
         .iter()
         .filter_map(|(_, _, json)| Event::from_json(json))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
-
-    use super::*;
-    use crate::board::text::{TextStyle, Weight};
-
-    fn width(painter: &Painter, weight: Weight) -> i32 {
-        let style = TextStyle {
-            size: 40,
-            weight,
-            color: Rgb888::WHITE,
-            background: Rgb888::BLACK,
-            tabular: false,
-        };
-        painter.text().measure("Gram Altın دلار", &style)
-    }
-
-    #[test]
-    fn board_font_is_used_for_both_weights_or_falls_back_to_the_bundled_one() {
-        let fonts = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/board/fonts");
-        let bundled = Painter::new();
-        let (regular, bold) = (
-            width(&bundled, Weight::Regular),
-            width(&bundled, Weight::Bold),
-        );
-        assert_ne!(regular, bold);
-        // The regular face as `[board] font`: bold text is drawn with it.
-        let custom = painter(Some(&fonts.join("Vazirmatn-Regular.ttf")));
-        assert_eq!(width(&custom, Weight::Bold), regular);
-        // Missing, or not a font: the bundled faces, not a panic.
-        for bad in [fonts.join("missing.ttf"), fonts.join("OFL.txt")] {
-            let fallback = painter(Some(&bad));
-            assert_eq!(width(&fallback, Weight::Bold), bold, "{}", bad.display());
-        }
-    }
 }
