@@ -320,7 +320,10 @@ fn violations(rooms: &[Room], files: &[(String, String, String)]) -> Vec<Violati
             if target.path == own.path {
                 continue;
             }
-            if target.layer >= own.layer {
+            let repeated = out.last().is_some_and(|v: &Violation| {
+                v.file == *file && v.line == line && v.to == target.path
+            });
+            if target.layer >= own.layer && !repeated {
                 out.push(Violation {
                     file: file.clone(),
                     line,
