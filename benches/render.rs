@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::{Message, accept};
 use hdrhistogram::Histogram;
 use tablo::board::draw::{draw_header, draw_news};
-use tablo::board::{BoardState, Frame, Painter, draw};
+use tablo::board::{BoardState, Canvas, Painter, draw};
 use tablo::config::{Config, Digits, RowConfig};
 use tablo::event::Event;
 
@@ -192,7 +192,7 @@ fn draw_times() {
     for (w, h) in [(1920, 1080), (800, 480)] {
         let (mut state, mut seq) = board(now);
         let mut painter = Painter::new();
-        let mut frame = Frame::new(w, h);
+        let mut frame = Canvas::new(w, h);
         // Warm the glyph cache, as a running board has.
         draw(&state, now, &mut painter, &mut frame).unwrap();
         let mut whole = Stats::new();
@@ -227,7 +227,7 @@ fn draw_times() {
     }
     let (state, _) = persian_board(now);
     let mut painter = Painter::new();
-    let mut frame = Frame::new(1920, 1080);
+    let mut frame = Canvas::new(1920, 1080);
     draw(&state, now, &mut painter, &mut frame).unwrap();
     let mut whole = Stats::new();
     for i in 0..frames {

@@ -8,7 +8,7 @@
 //! ever fills, the hub counts the drop and, as soon as there is room,
 //! sends its whole last-known state so the board is whole again.
 //!
-//! Frames are paced by [`Pacer`]: one when an event arrived, when a row
+//! Frames are paced by [`FramePacer`]: one when an event arrived, when a row
 //! goes stale or its age label changes, when the clock's second turns, or
 //! while a flash fades or the news scrolls; never closer than `fps_max`
 //! allows (and a PNG at most once a second). With nothing due the thread
@@ -31,7 +31,7 @@ use embedded_graphics::primitives::Rectangle;
 use crate::board::draw::{draw, draw_header, draw_news};
 use crate::board::feed::{BoardFeed, BoardMsg, Sideband};
 use crate::board::rotate::{Rotated, Rotation, shift_at};
-use crate::board::{self, BoardState, Frame};
+use crate::board::{self, BoardState, Canvas};
 use crate::clock::wall_ms;
 use crate::config::Config;
 use crate::display::{self, Choice, Damage, DisplayError, Polled, Screen};
@@ -200,7 +200,7 @@ impl Run {
             .screen
             .min_interval()
             .max(Duration::from_secs(1) / self.settings.fps_max.max(1));
-        let mut pacer = Pacer::new(min_gap);
+        let mut pacer = FramePacer::new(min_gap);
         let mut offset_checked_ms = 0;
         loop {
             let now = Instant::now();
@@ -237,12 +237,12 @@ impl Run {
                 }
             }
             match pacer.next(&self.state, now, now_ms) {
-                Next::Full => {
+                FrameDue::Full => {
                     let _ = draw(&self.state, now_ms, &mut painter, &mut target);
                     self.show(&target, Damage::All, now, false);
                     pacer.drawn_full(&self.state, now, now_ms);
                 }
-                Next::Strips { header, news } => {
+                FrameDue::Strips { header, news } => {
                     let mut areas = [Rectangle::zero(); 2];
                     let mut n = 0;
                     if header
@@ -262,7 +262,7 @@ impl Run {
                     self.show(&target, Damage::Areas(&areas[..n]), now, true);
                     pacer.drawn_strips(now, now_ms, header);
                 }
-                Next::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
+                FrameDue::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
                     Ok(msg) => {
                         let now_ms = wall_ms();
                         self.take(msg, now_ms);
@@ -307,7 +307,7 @@ impl Run {
 
     fn show(
         &mut self,
-        target: &Rotated<Frame>,
+        target: &Rotated<Canvas>,
         damage: Damage<'_>,
         started: Instant,
         partial: bool,
@@ -326,13 +326,13 @@ impl Run {
         }
     }
 
-    fn target(&self, (width, height): (u32, u32)) -> Rotated<Frame> {
+    fn target(&self, (width, height): (u32, u32)) -> Rotated<Canvas> {
         let margin = if self.settings.pixel_shift {
             (width.min(height) * SHIFT_PER_1000 / 1000).max(2)
         } else {
             0
         };
-        Rotated::new(Frame::new(width, height), self.settings.rotation)
+        Rotated::new(Canvas::new(width, height), self.settings.rotation)
             .with_shift(margin, Point::zero())
     }
 }
@@ -347,7 +347,7 @@ pub const WHOLE_FRAME_GAP: Duration = Duration::from_millis(200);
 
 /// What the render loop does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Next {
+enum FrameDue {
     /// Draw and show a whole frame now.
     Full,
     /// Redraw and show just the header (the clock's second turned) and/or
@@ -365,7 +365,7 @@ enum Next {
 
 /// When to draw what. Pure: time is passed in. See the module docs.
 #[derive(Debug)]
-struct Pacer {
+struct FramePacer {
     /// From `fps_max` (and the backend): between any two frames.
     min_gap: Duration,
     /// Between two whole frames.
@@ -382,9 +382,9 @@ struct Pacer {
     news_in_full: bool,
 }
 
-impl Pacer {
-    fn new(min_gap: Duration) -> Pacer {
-        Pacer {
+impl FramePacer {
+    fn new(min_gap: Duration) -> FramePacer {
+        FramePacer {
             min_gap,
             full_gap: min_gap.max(WHOLE_FRAME_GAP),
             last_frame: None,
@@ -401,7 +401,7 @@ impl Pacer {
         self.dirty = true;
     }
 
-    fn next(&self, state: &BoardState, now: Instant, now_ms: u64) -> Next {
+    fn next(&self, state: &BoardState, now: Instant, now_ms: u64) -> FrameDue {
         let full = self.dirty
             || now_ms >= self.rows_until_ms
             || state.flashing(now_ms)
@@ -412,21 +412,21 @@ impl Pacer {
         let frame_ready = after(self.last_frame, self.min_gap);
         let full_ready = after(self.last_full, self.full_gap).max(frame_ready);
         if full && now >= full_ready {
-            return Next::Full;
+            return FrameDue::Full;
         }
         if (header || news) && now >= frame_ready {
-            return Next::Strips { header, news };
+            return FrameDue::Strips { header, news };
         }
         // Something is due but held back by a cap: the strips' cap comes
         // first (the whole-frame one is never earlier).
         if header || news {
-            return Next::Wait(frame_ready - now);
+            return FrameDue::Wait(frame_ready - now);
         }
         if full {
-            return Next::Wait(full_ready - now);
+            return FrameDue::Wait(full_ready - now);
         }
         let until = self.rows_until_ms.min((now_ms / 1_000 + 1) * 1_000);
-        Next::Wait(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
+        FrameDue::Wait(Duration::from_millis(until.saturating_sub(now_ms).max(1)))
     }
 
     fn drawn_full(&mut self, state: &BoardState, now: Instant, now_ms: u64) {
@@ -481,33 +481,36 @@ mod tests {
 
     #[test]
     fn the_first_frame_is_whole_and_immediate() {
-        let pacer = Pacer::new(GAP);
-        assert_eq!(pacer.next(&board(), Instant::now(), NOW), Next::Full);
+        let pacer = FramePacer::new(GAP);
+        assert_eq!(pacer.next(&board(), Instant::now(), NOW), FrameDue::Full);
     }
 
     #[test]
     fn with_nothing_moving_only_the_clock_redraws_once_a_second() {
         let state = board();
-        let mut pacer = Pacer::new(GAP);
+        let mut pacer = FramePacer::new(GAP);
         let t0 = Instant::now();
         // After the flash has ended, 200 ms into a second.
         let ms = NOW + 1_200;
         assert!(ms > NOW + FLASH);
         pacer.drawn_full(&state, t0, ms);
         match pacer.next(&state, t0, ms) {
-            Next::Wait(wait) => assert_eq!(wait, Duration::from_millis(800)),
+            FrameDue::Wait(wait) => assert_eq!(wait, Duration::from_millis(800)),
             other => panic!("{other:?}"),
         }
         let t1 = t0 + Duration::from_millis(800);
         assert_eq!(
             pacer.next(&state, t1, ms + 800),
-            Next::Strips {
+            FrameDue::Strips {
                 header: true,
                 news: false
             }
         );
         pacer.drawn_strips(t1, ms + 800, true);
-        assert!(matches!(pacer.next(&state, t1, ms + 800), Next::Wait(_)));
+        assert!(matches!(
+            pacer.next(&state, t1, ms + 800),
+            FrameDue::Wait(_)
+        ));
     }
 
     /// Far enough after `NOW` for the first tick's flash to have ended.
@@ -516,7 +519,7 @@ mod tests {
     #[test]
     fn events_make_whole_frames_at_most_five_a_second() {
         let mut state = board();
-        let mut pacer = Pacer::new(GAP);
+        let mut pacer = FramePacer::new(GAP);
         let t0 = Instant::now();
         let ms = NOW + FLASH + 100;
         pacer.drawn_full(&state, t0, ms);
@@ -525,10 +528,10 @@ mod tests {
         let t1 = t0 + Duration::from_millis(10);
         assert_eq!(
             pacer.next(&state, t1, ms + 10),
-            Next::Wait(WHOLE_FRAME_GAP - Duration::from_millis(10))
+            FrameDue::Wait(WHOLE_FRAME_GAP - Duration::from_millis(10))
         );
         let t2 = t0 + WHOLE_FRAME_GAP;
-        assert_eq!(pacer.next(&state, t2, ms + 100), Next::Full);
+        assert_eq!(pacer.next(&state, t2, ms + 100), FrameDue::Full);
     }
 
     #[test]
@@ -541,16 +544,16 @@ mod tests {
         });
         let ms = NOW + FLASH + 100;
         state.apply(&event(2, ms, news), ms);
-        let mut pacer = Pacer::new(GAP);
+        let mut pacer = FramePacer::new(GAP);
         let t0 = Instant::now();
         // The news line is new: it needs a whole frame to make room.
-        assert_eq!(pacer.next(&state, t0, ms), Next::Full);
+        assert_eq!(pacer.next(&state, t0, ms), FrameDue::Full);
         pacer.drawn_full(&state, t0, ms);
-        assert_eq!(pacer.next(&state, t0, ms), Next::Wait(GAP));
+        assert_eq!(pacer.next(&state, t0, ms), FrameDue::Wait(GAP));
         let t1 = t0 + GAP;
         assert_eq!(
             pacer.next(&state, t1, ms + 33),
-            Next::Strips {
+            FrameDue::Strips {
                 header: false,
                 news: true
             }
@@ -561,31 +564,31 @@ mod tests {
         let t2 = t1 + GAP;
         assert_eq!(
             pacer.next(&state, t2, ms + 66),
-            Next::Strips {
+            FrameDue::Strips {
                 header: false,
                 news: true
             }
         );
         pacer.drawn_strips(t2, ms + 66, false);
         let t3 = t0 + WHOLE_FRAME_GAP;
-        assert_eq!(pacer.next(&state, t3, ms + 100), Next::Full);
+        assert_eq!(pacer.next(&state, t3, ms + 100), FrameDue::Full);
     }
 
     #[test]
     fn a_png_is_written_at_most_once_a_second() {
         let state = board();
-        let mut pacer = Pacer::new(Duration::from_secs(1));
+        let mut pacer = FramePacer::new(Duration::from_secs(1));
         let t0 = Instant::now();
         pacer.drawn_full(&state, t0, NOW);
         pacer.invalidate();
         let t1 = t0 + Duration::from_millis(500);
         assert_eq!(
             pacer.next(&state, t1, NOW + 500),
-            Next::Wait(Duration::from_millis(500))
+            FrameDue::Wait(Duration::from_millis(500))
         );
         assert_eq!(
             pacer.next(&state, t0 + Duration::from_secs(1), NOW + 1_000),
-            Next::Full
+            FrameDue::Full
         );
     }
 }

@@ -1391,14 +1391,14 @@ mod tests {
     use embedded_graphics::prelude::OriginDimensions;
 
     use super::*;
-    use crate::board::png::Frame;
+    use crate::board::png::Canvas;
     use crate::board::testing::{NOW, allocations, board_config, demo_board, tick, tick_with_open};
     use crate::event::{Body, Event};
 
     /// A board of `rows` drawn at `width × height`, with its layout.
-    fn drawn(state: &BoardState, now_ms: u64, width: u32, height: u32) -> (Frame, Layout) {
+    fn drawn(state: &BoardState, now_ms: u64, width: u32, height: u32) -> (Canvas, Layout) {
         let mut painter = Painter::new();
-        let mut frame = Frame::new(width, height);
+        let mut frame = Canvas::new(width, height);
         draw(state, now_ms, &mut painter, &mut frame).unwrap();
         let layout = Layout::new(state, painter.text(), frame.size(), now_ms);
         (frame, layout)
@@ -1416,7 +1416,7 @@ mod tests {
     }
 
     /// The pixels of `cell` within row `slot`.
-    fn pixels(frame: &Frame, layout: &Layout, slot: usize, column: Column) -> Vec<Rgb888> {
+    fn pixels(frame: &Canvas, layout: &Layout, slot: usize, column: Column) -> Vec<Rgb888> {
         let row = layout.row_rect(slot);
         let cell = layout
             .cells
@@ -1545,7 +1545,7 @@ mod tests {
         });
         apply(&mut state, last, body);
         let mut painter = Painter::new();
-        let mut frame = Frame::new(1280, 720);
+        let mut frame = Canvas::new(1280, 720);
         for n in 0..20 {
             draw(&state, last + n * 33, &mut painter, &mut frame).unwrap();
         }
@@ -1575,7 +1575,7 @@ mod tests {
         apply(&mut state, NOW, body);
         assert!(state.rtl());
         let mut painter = Painter::new();
-        let mut frame = Frame::new(1280, 720);
+        let mut frame = Canvas::new(1280, 720);
         for n in 0..20 {
             draw(&state, NOW + n * 33, &mut painter, &mut frame).unwrap();
         }
@@ -1599,16 +1599,16 @@ mod tests {
         let (t0, t1) = (last + 2_000, last + 2_500);
         assert!(!state.rows().iter().any(|r| r.flash_at(t0).is_some()));
         let mut painter = Painter::new();
-        let mut partial = Frame::new(1280, 720);
+        let mut partial = Canvas::new(1280, 720);
         draw(&state, t0, &mut painter, &mut partial).unwrap();
         let strip = draw_news(&state, t1, &mut painter, &mut partial).unwrap();
-        let mut whole = Frame::new(1280, 720);
+        let mut whole = Canvas::new(1280, 720);
         draw(&state, t1, &mut painter, &mut whole).unwrap();
         assert!(partial == whole);
         let strip = strip.expect("a news line");
         assert_eq!(strip.size.width, 1280);
         assert!(strip.size.height < 720 / 10, "{strip:?}");
-        let mut before = Frame::new(1280, 720);
+        let mut before = Canvas::new(1280, 720);
         draw(&state, t0, &mut painter, &mut before).unwrap();
         assert!(before != whole, "the marquee moved");
     }
@@ -1623,15 +1623,15 @@ mod tests {
         let (t0, t1) = (NOW + 2_000, NOW + 3_000);
         assert!(!state.flashing(t0) && !state.scrolling());
         let mut painter = Painter::new();
-        let mut partial = Frame::new(1280, 720);
+        let mut partial = Canvas::new(1280, 720);
         draw(&state, t0, &mut painter, &mut partial).unwrap();
         let strip = draw_header(&state, t1, &mut painter, &mut partial).unwrap();
-        let mut whole = Frame::new(1280, 720);
+        let mut whole = Canvas::new(1280, 720);
         draw(&state, t1, &mut painter, &mut whole).unwrap();
         assert!(partial == whole);
         assert_eq!((strip.top_left.y, strip.size.width), (0, 1280));
         assert!(strip.size.height < 720 / 6, "{strip:?}");
-        let mut before = Frame::new(1280, 720);
+        let mut before = Canvas::new(1280, 720);
         draw(&state, t0, &mut painter, &mut before).unwrap();
         assert!(before != whole, "the clock moved");
     }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use embedded_graphics::prelude::Point;
 
 use super::draw::{Painter, draw, draw_news};
-use super::png::{Frame, encode_with, write_atomically};
+use super::png::{Canvas, encode_with, write_atomically};
 use super::rotate::{Rotated, Rotation};
 use super::state::BoardState;
 use super::testing::{NOW, board_config, demo_board, status, tick_with_open};
@@ -32,7 +32,7 @@ fn golden_dir() -> PathBuf {
 /// Compares `frame` with `tests/golden/<name>.png`, or rewrites that file
 /// when `TABLO_UPDATE_GOLDEN=1`.
 #[track_caller]
-fn check_golden(name: &str, frame: &Frame) {
+fn check_golden(name: &str, frame: &Canvas) {
     let path = golden_dir().join(format!("{name}.png"));
     if std::env::var_os("TABLO_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         fs::create_dir_all(golden_dir()).unwrap();
@@ -47,7 +47,7 @@ fn check_golden(name: &str, frame: &Frame) {
             path.display()
         )
     });
-    let expected = Frame::decode(&expected).unwrap();
+    let expected = Canvas::decode(&expected).unwrap();
     if expected == *frame {
         return;
     }
@@ -73,8 +73,8 @@ fn check_golden(name: &str, frame: &Frame) {
     );
 }
 
-fn render(state: &BoardState, now_ms: u64, width: u32, height: u32) -> Frame {
-    let mut frame = Frame::new(width, height);
+fn render(state: &BoardState, now_ms: u64, width: u32, height: u32) -> Canvas {
+    let mut frame = Canvas::new(width, height);
     draw(state, now_ms, &mut Painter::new(), &mut frame).unwrap();
     frame
 }
@@ -232,7 +232,7 @@ fn critical_alert_band_800x480() {
 #[test]
 fn rotated_90_on_a_1920x1080_screen() {
     let (state, now) = live_demo(None);
-    let mut screen = Rotated::new(Frame::new(1920, 1080), Rotation::Cw90);
+    let mut screen = Rotated::new(Canvas::new(1920, 1080), Rotation::Cw90);
     draw(&state, now, &mut Painter::new(), &mut screen).unwrap();
     check_golden("rotated90_1920x1080", &screen.into_inner());
 }
@@ -461,8 +461,8 @@ fn every_size_and_rotation(state: &BoardState, now: u64) {
             Rotation::Cw180,
             Rotation::Cw270,
         ] {
-            let mut a = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
-            let mut b = Rotated::new(Frame::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
+            let mut a = Rotated::new(Canvas::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
+            let mut b = Rotated::new(Canvas::new(w, h), rotation).with_shift(4, Point::new(-4, 4));
             draw(state, now, &mut warm, &mut a).unwrap();
             draw(state, now, &mut Painter::new(), &mut b).unwrap();
             assert!(a.into_inner() == b.into_inner(), "{w}x{h} {rotation:?}");
@@ -478,7 +478,7 @@ fn draw_time() {
     let (state, now) = live_demo(None);
     let mut painter = Painter::new();
     for (w, h) in [(1920, 1080), (800, 480)] {
-        let mut frame = Frame::new(w, h);
+        let mut frame = Canvas::new(w, h);
         draw(&state, now, &mut painter, &mut frame).unwrap();
         let mut time = |news_only: bool| {
             let mut times: Vec<_> = (0..100_u64)

@@ -5,7 +5,7 @@
 //! [`draw::draw`] turns a state and a time into pixels on any
 //! embedded-graphics `DrawTarget<Color = Rgb888>`; [`rotate::Rotated`] maps
 //! a logical (rotated, shifted) board onto a physical target; [`png`]
-//! encodes a [`png::Frame`] and writes it atomically.
+//! encodes a [`png::Canvas`] and writes it atomically.
 //!
 //! Nothing under `board` does I/O except [`font::painter`], which reads
 //! `[board] font` once when a painter is made, and [`png::write_atomically`];
@@ -33,6 +33,6 @@ mod golden;
 pub(crate) mod testing;
 
 pub use draw::{Painter, draw};
-pub use png::Frame;
+pub use png::Canvas;
 pub use rotate::{Rotated, Rotation};
 pub use state::BoardState;

@@ -1,6 +1,6 @@
 //! An in-memory frame, and the board as a PNG file.
 //!
-//! [`Frame`] is a plain `0x00RRGGBB` pixel buffer (the layout of a minifb
+//! [`Canvas`] is a plain `0x00RRGGBB` pixel buffer (the layout of a minifb
 //! window and of a 32 bpp framebuffer) that the board draws into.
 //! [`encode`] turns it into PNG bytes; [`write_atomically`] puts those in a
 //! file so that a reader (a web server, a screenshot script) never sees half
@@ -20,7 +20,7 @@ use embedded_graphics::primitives::Rectangle;
 
 /// A frame of `width × height` pixels, row by row, each `0x00RRGGBB`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
+pub struct Canvas {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -29,10 +29,10 @@ pub struct Frame {
     pub pixels: Vec<u32>,
 }
 
-impl Frame {
+impl Canvas {
     /// A black frame.
-    pub fn new(width: u32, height: u32) -> Frame {
-        Frame {
+    pub fn new(width: u32, height: u32) -> Canvas {
+        Canvas {
             width,
             height,
             pixels: vec![0; width as usize * height as usize],
@@ -54,7 +54,7 @@ impl Frame {
     }
 
     /// Reads a PNG written by [`encode`] (8-bit RGB or RGBA).
-    pub fn decode(png: &[u8]) -> io::Result<Frame> {
+    pub fn decode(png: &[u8]) -> io::Result<Canvas> {
         let decoder = png::Decoder::new(io::Cursor::new(png));
         let mut reader = decoder.read_info().map_err(io::Error::other)?;
         let mut buffer = vec![0; reader.output_buffer_size().unwrap_or(0)];
@@ -69,7 +69,7 @@ impl Frame {
                 ));
             }
         };
-        let mut frame = Frame::new(info.width, info.height);
+        let mut frame = Canvas::new(info.width, info.height);
         for (y, line) in buffer
             .chunks(info.line_size)
             .take(info.height as usize)
@@ -88,13 +88,13 @@ fn pack(color: Rgb888) -> u32 {
     u32::from(color.r()) << 16 | u32::from(color.g()) << 8 | u32::from(color.b())
 }
 
-impl OriginDimensions for Frame {
+impl OriginDimensions for Canvas {
     fn size(&self) -> Size {
         Size::new(self.width, self.height)
     }
 }
 
-impl DrawTarget for Frame {
+impl DrawTarget for Canvas {
     type Color = Rgb888;
     type Error = std::convert::Infallible;
 
@@ -133,14 +133,14 @@ impl DrawTarget for Frame {
 /// `frame` as an 8-bit RGB PNG, written to `out`. Boards are mostly flat
 /// colour: fast compression is small enough and keeps a 4K frame well under
 /// the once-a-second budget of `display = "png"`.
-pub fn encode(frame: &Frame, out: impl Write) -> io::Result<()> {
+pub fn encode(frame: &Canvas, out: impl Write) -> io::Result<()> {
     encode_with(frame, out, png::Compression::Fast)
 }
 
 /// `frame` as an 8-bit RGB PNG at a chosen compression (pictures kept in
 /// git, such as the golden tests', are worth the slower `High`).
 pub fn encode_with(
-    frame: &Frame,
+    frame: &Canvas,
     out: impl Write,
     compression: png::Compression,
 ) -> io::Result<()> {
@@ -165,7 +165,7 @@ pub fn encode_with(
 /// Writes `frame` as a PNG to `path` so that readers see the old file or
 /// the new one, never a mix: a temporary file in the same directory,
 /// written, fsynced, renamed over `path`, then the directory fsynced.
-pub fn write_atomically(path: &Path, frame: &Frame) -> io::Result<()> {
+pub fn write_atomically(path: &Path, frame: &Canvas) -> io::Result<()> {
     replace(path, frame, true)
 }
 
@@ -173,7 +173,7 @@ pub fn write_atomically(path: &Path, frame: &Frame) -> io::Result<()> {
 /// readers still never see half a picture, but a power cut may leave the
 /// old one. For a file rewritten every second, where an fsync each time
 /// would only wear the SD card.
-pub fn replace(path: &Path, frame: &Frame, durable: bool) -> io::Result<()> {
+pub fn replace(path: &Path, frame: &Canvas, durable: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_frame_round_trips_through_a_png_file() {
-        let mut frame = Frame::new(7, 5);
+        let mut frame = Canvas::new(7, 5);
         frame.clear(Rgb888::new(1, 2, 3)).unwrap();
         Rectangle::new(Point::new(2, 1), Size::new(3, 2))
             .into_styled(PrimitiveStyle::with_fill(Rgb888::new(250, 128, 0)))
@@ -236,7 +236,7 @@ mod tests {
         let path = dir.path().join("board.png");
         write_atomically(&path, &frame).unwrap();
         write_atomically(&path, &frame).unwrap();
-        let back = Frame::decode(&fs::read(&path).unwrap()).unwrap();
+        let back = Canvas::decode(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, frame);
         assert_eq!(frame.pixel(3, 2), Rgb888::new(250, 128, 0));
         assert_eq!(frame.pixel(6, 4), Rgb888::new(9, 8, 7));
@@ -255,7 +255,7 @@ mod tests {
         let path = dir.path().join("taken");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("x"), b"x").unwrap();
-        assert!(write_atomically(&path, &Frame::new(2, 2)).is_err());
+        assert!(write_atomically(&path, &Canvas::new(2, 2)).is_err());
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -253,7 +253,7 @@ mod tests {
     use embedded_graphics::primitives::PrimitiveStyle;
 
     use super::*;
-    use crate::board::png::Frame;
+    use crate::board::png::Canvas;
 
     const RED: Rgb888 = Rgb888::RED;
 
@@ -261,7 +261,7 @@ mod tests {
     /// and returns where it landed.
     #[track_caller]
     fn check(rotation: Rotation, at: Point, expected: (u32, u32)) {
-        let mut screen = Rotated::new(Frame::new(6, 4), rotation);
+        let mut screen = Rotated::new(Canvas::new(6, 4), rotation);
         screen.draw_iter([Pixel(at, RED)]).unwrap();
         let frame = screen.into_inner();
         let lit: Vec<(u32, u32)> = (0..4)
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn logical_size_swaps_and_pixels_outside_are_dropped() {
-        let mut screen = Rotated::new(Frame::new(6, 4), Rotation::Cw90);
+        let mut screen = Rotated::new(Canvas::new(6, 4), Rotation::Cw90);
         assert_eq!(screen.size(), Size::new(4, 6));
         screen
             .draw_iter([Pixel(Point::new(4, 0), RED), Pixel(Point::new(0, -1), RED)])
@@ -302,9 +302,9 @@ mod tests {
             Rotation::Cw270,
         ] {
             let mut by_fill =
-                Rotated::new(Frame::new(7, 5), rotation).with_shift(1, Point::new(1, -1));
+                Rotated::new(Canvas::new(7, 5), rotation).with_shift(1, Point::new(1, -1));
             let mut by_pixel =
-                Rotated::new(Frame::new(7, 5), rotation).with_shift(1, Point::new(1, -1));
+                Rotated::new(Canvas::new(7, 5), rotation).with_shift(1, Point::new(1, -1));
             let area = Rectangle::new(Point::new(1, 0), Size::new(2, 9));
             by_fill.fill_solid(&area, RED).unwrap();
             by_pixel
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn pixel_shift_keeps_a_margin_and_moves_within_it() {
         let mut screen =
-            Rotated::new(Frame::new(10, 8), Rotation::None).with_shift(2, Point::new(5, -5));
+            Rotated::new(Canvas::new(10, 8), Rotation::None).with_shift(2, Point::new(5, -5));
         assert_eq!(screen.size(), Size::new(6, 4));
         Rectangle::new(Point::zero(), screen.size())
             .into_styled(PrimitiveStyle::with_fill(RED))

@@ -682,7 +682,7 @@ mod tests {
     use embedded_graphics::prelude::{Dimensions, OriginDimensions};
 
     use super::*;
-    use crate::board::png::Frame;
+    use crate::board::png::Canvas;
 
     fn style(size: u32, tabular: bool) -> TextStyle {
         TextStyle {
@@ -695,7 +695,7 @@ mod tests {
     }
 
     /// The columns that have any ink.
-    fn ink_columns(frame: &Frame) -> Vec<u32> {
+    fn ink_columns(frame: &Canvas) -> Vec<u32> {
         (0..frame.width)
             .filter(|&x| (0..frame.height).any(|y| frame.pixel(x, y) != Rgb888::BLACK))
             .collect()
@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn draws_anti_aliased_text_where_it_was_asked() {
         let mut text = Text::new();
-        let mut frame = Frame::new(200, 80);
+        let mut frame = Canvas::new(200, 80);
         let clip = frame.bounding_box();
         let width = text
             .draw_text(
@@ -773,7 +773,7 @@ mod tests {
     #[test]
     fn clip_and_alignment_are_honoured() {
         let mut text = Text::new();
-        let mut frame = Frame::new(200, 60);
+        let mut frame = Canvas::new(200, 60);
         let clip = Rectangle::new(Point::new(0, 0), Size::new(100, 60));
         let s = style(40, true);
         let w = text
@@ -923,7 +923,7 @@ mod tests {
             assert_eq!(needs_shaping(s), shaped, "{s:?}");
         }
         let mut text = Text::new();
-        let mut frame = Frame::new(400, 60);
+        let mut frame = Canvas::new(400, 60);
         let clip = frame.bounding_box();
         for size in [20, 30, 40, 30] {
             text.draw_text(
@@ -976,7 +976,7 @@ mod tests {
     #[test]
     fn the_cache_rasterizes_each_glyph_once_and_stays_bounded() {
         let mut text = Text::new();
-        let mut frame = Frame::new(400, 60);
+        let mut frame = Canvas::new(400, 60);
         let clip = frame.bounding_box();
         for _ in 0..3 {
             text.draw_text(

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::board::draw::draw;
 use crate::board::font::painter;
-use crate::board::png::{Frame, write_atomically};
+use crate::board::png::{Canvas, write_atomically};
 use crate::board::rotate::{Rotated, Rotation};
 use crate::board::state::BoardState;
 use crate::cli::journal::JOURNAL_DATA_FILE;
@@ -108,7 +108,7 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
         _ => (width, height),
     };
     let mut painter = painter(config.board.font.as_deref());
-    let mut target = Rotated::new(Frame::new(w, h), rotation);
+    let mut target = Rotated::new(Canvas::new(w, h), rotation);
     // Drawing into memory cannot fail.
     let _ = draw(&state, now, &mut painter, &mut target);
     let frame = target.into_inner();

@@ -22,7 +22,7 @@ use std::ptr::NonNull;
 use embedded_graphics::primitives::Rectangle;
 
 use super::{Damage, DisplayError, Screen};
-use crate::board::Frame;
+use crate::board::Canvas;
 
 /// `FBIOGET_VSCREENINFO` from `<linux/fb.h>`.
 const FBIOGET_VSCREENINFO: libc::c_ulong = 0x4600;
@@ -123,7 +123,7 @@ impl Format {
         alpha: (0, 0),
     };
 
-    /// 32 bpp, `0x00RRGGBB`: the same layout as [`Frame`].
+    /// 32 bpp, `0x00RRGGBB`: the same layout as [`Canvas`].
     pub const XRGB8888: Format = Format {
         bytes: 4,
         red: (16, 8),
@@ -313,7 +313,7 @@ impl Fbdev {
 
     /// Copies the rows and columns of `area` (all of the frame when `None`)
     /// into the mapping.
-    fn copy(&mut self, frame: &Frame, area: Option<Rectangle>) {
+    fn copy(&mut self, frame: &Canvas, area: Option<Rectangle>) {
         let g = self.geometry;
         let (width, height) = (g.width.min(frame.width), g.height.min(frame.height));
         let (x0, y0, x1, y1) = match area {
@@ -374,7 +374,7 @@ impl Screen for Fbdev {
         (self.geometry.width, self.geometry.height)
     }
 
-    fn present(&mut self, frame: &Frame, damage: Damage<'_>) -> Result<(), DisplayError> {
+    fn present(&mut self, frame: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
         match damage {
             Damage::All => self.copy(frame, None),
             Damage::Areas(areas) => {
@@ -454,8 +454,8 @@ pub fn file_geometry(width: u32, height: u32, bpp: u8) -> Geometry {
 mod tests {
     use super::*;
 
-    fn frame(width: u32, height: u32) -> Frame {
-        let mut frame = Frame::new(width, height);
+    fn frame(width: u32, height: u32) -> Canvas {
+        let mut frame = Canvas::new(width, height);
         for (i, p) in frame.pixels.iter_mut().enumerate() {
             *p = (i as u32).wrapping_mul(0x9E37_79B9) & 0x00ff_ffff;
         }

@@ -1,6 +1,6 @@
 //! Where the board's frames go: a window, the Linux framebuffer or a PNG
 //! file (SPEC §6), each a thin adapter that shows a finished
-//! [`Frame`].
+//! [`Canvas`].
 //!
 //! [`choose`] turns `[display] mode` into a backend, resolving `auto` from
 //! the environment and saying why; [`open`] opens it. A [`Screen`] only
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use embedded_graphics::primitives::Rectangle;
 
-use crate::board::Frame;
+use crate::board::Canvas;
 use crate::config::{DisplayConfig, DisplayMode};
 
 /// The frame size for a window or a PNG when neither `[display]` nor the
@@ -32,7 +32,7 @@ pub trait Screen {
 
     /// Shows `frame` (the physical size). `damage` says which parts changed
     /// since the last frame shown: a backend may copy just those.
-    fn present(&mut self, frame: &Frame, damage: Damage<'_>) -> Result<(), DisplayError>;
+    fn present(&mut self, frame: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError>;
 
     /// Handles what happened on the screen since the last call (window
     /// events). Called at least once a second.

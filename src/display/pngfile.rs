@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Damage, DisplayError, Screen};
-use crate::board::Frame;
+use crate::board::Canvas;
 use crate::board::png::replace;
 
 /// The shortest time between two writes of the file (SPEC §6).
@@ -33,7 +33,7 @@ impl Screen for PngFile {
         self.size
     }
 
-    fn present(&mut self, frame: &Frame, _damage: Damage<'_>) -> Result<(), DisplayError> {
+    fn present(&mut self, frame: &Canvas, _damage: Damage<'_>) -> Result<(), DisplayError> {
         replace(&self.path, frame, false).map_err(|e| DisplayError::Png(self.path.clone(), e))
     }
 
@@ -51,10 +51,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("board.png");
         let mut screen = PngFile::new(path.clone(), (8, 4));
-        let mut frame = Frame::new(8, 4);
+        let mut frame = Canvas::new(8, 4);
         frame.pixels[5] = 0x00ab_cdef;
         screen.present(&frame, Damage::All).unwrap();
-        let back = Frame::decode(&std::fs::read(&path).unwrap()).unwrap();
+        let back = Canvas::decode(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back, frame);
         assert_eq!(screen.min_interval(), Duration::from_secs(1));
     }
@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn an_unwritable_path_is_an_error_that_names_it() {
         let mut screen = PngFile::new(PathBuf::from("/nonexistent/dir/board.png"), (2, 2));
-        let err = screen.present(&Frame::new(2, 2), Damage::All).unwrap_err();
+        let err = screen.present(&Canvas::new(2, 2), Damage::All).unwrap_err();
         assert!(
             err.to_string().contains("/nonexistent/dir/board.png"),
             "{err}"

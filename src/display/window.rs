@@ -16,7 +16,7 @@ use minifb::{ScaleMode, Window as MiniWindow, WindowOptions};
 use x11_dl::xlib::{self, Xlib};
 
 use super::{Damage, DisplayError, Polled, Screen};
-use crate::board::Frame;
+use crate::board::Canvas;
 
 /// A minifb window. See the module docs.
 pub struct Window {
@@ -77,7 +77,7 @@ impl Screen for Window {
         self.size
     }
 
-    fn present(&mut self, frame: &Frame, damage: Damage<'_>) -> Result<(), DisplayError> {
+    fn present(&mut self, frame: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
         if let Some(blitter) = &mut self.blitter {
             let whole = [Rectangle::new(
                 Point::zero(),
@@ -159,7 +159,7 @@ impl Blitter {
     }
 
     /// Copies `areas` of `frame` to the window.
-    fn put(&mut self, frame: &Frame, areas: &[Rectangle]) {
+    fn put(&mut self, frame: &Canvas, areas: &[Rectangle]) {
         let key = (frame.pixels.as_ptr(), frame.width, frame.height);
         // SAFETY: the XImage borrows `frame.pixels` only during this call
         // (rebuilt whenever the buffer moves) and its data pointer is

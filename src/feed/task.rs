@@ -44,7 +44,7 @@ pub const DOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// Runs feed number `index` until the task is dropped. `resume` is a
 /// chained feed's position saved by an earlier run.
 pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Option<Position>) {
-    let link = Link {
+    let link = HubLink {
         index,
         hub: hub.clone(),
     };
@@ -118,12 +118,12 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
 }
 
 /// The feed's handle on the hub.
-struct Link {
+struct HubLink {
     index: usize,
     hub: Sender<HubMsg>,
 }
 
-impl Link {
+impl HubLink {
     /// Reports a state change; false if the hub is gone.
     async fn state(&self, state: FeedState) -> bool {
         self.hub
@@ -185,7 +185,7 @@ async fn connect(url: &str) -> Result<Upstream, String> {
 
 /// Subscribes, then reads until the link dies.
 async fn pump(
-    link: &Link,
+    link: &HubLink,
     feed: &FeedConfig,
     mut ws: Upstream,
     decoder: &mut Decoder,
@@ -297,7 +297,7 @@ async fn pump(
 /// Counts and (rate-limited) logs an undecodable message; false if the hub
 /// is gone.
 async fn bad_message(
-    link: &Link,
+    link: &HubLink,
     feed: &FeedConfig,
     log: &mut RateLimited,
     e: &DecodeError,
@@ -325,7 +325,7 @@ async fn bad_message(
 }
 
 /// The built-in demo market: no network, so it is up at once.
-async fn run_demo(link: &Link, feed: &FeedConfig) {
+async fn run_demo(link: &HubLink, feed: &FeedConfig) {
     if !link.state(FeedState::Connecting).await || !link.state(FeedState::Up).await {
         return;
     }

@@ -252,7 +252,7 @@ struct LastKnown {
 }
 
 #[derive(Default)]
-struct Counters {
+struct RelayCounters {
     sessions_total: u64,
     events_in: [u64; 4],
     frames_out: [u64; 4],
@@ -274,7 +274,7 @@ pub struct Hub {
     kinds: HashMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
-    counters: Counters,
+    counters: RelayCounters,
     /// The renderer's queue, when a board is shown.
     board: Option<BoardFeed>,
     heart: Arc<Heartbeat>,
@@ -294,14 +294,14 @@ pub const RING_BURST: u32 = 3;
 
 /// When the hub may flush next: [`RING_INTERVAL`] apart on average, with
 /// bursts of up to [`RING_BURST`] (the generic cell rate algorithm).
-struct Pacer {
+struct FlushPacer {
     /// When the next flush would be due at the steady pace.
     steady: Instant,
 }
 
-impl Pacer {
-    fn new(now: Instant) -> Pacer {
-        Pacer { steady: now }
+impl FlushPacer {
+    fn new(now: Instant) -> FlushPacer {
+        FlushPacer { steady: now }
     }
 
     /// The earliest instant the next flush may happen.
@@ -321,7 +321,7 @@ impl Pacer {
     clippy::large_enum_variant,
     reason = "lives for one turn of the loop; boxing would allocate per message"
 )]
-enum Next {
+enum Turn {
     /// Handle a message.
     Msg(HubMsg),
     /// Wake the writers owed a ring.
@@ -361,7 +361,7 @@ impl Hub {
                 status: vec![None; feeds.len()],
                 ..LastKnown::default()
             },
-            counters: Counters::default(),
+            counters: RelayCounters::default(),
             board: None,
             heart: Heartbeat::new("hub"),
             rings: Vec::new(),
@@ -389,20 +389,20 @@ impl Hub {
             // A deadlocked hub, as a test of the watchdog sees it.
             std::future::pending::<()>().await;
         }
-        let mut pacer = Pacer::new(Instant::now());
+        let mut pacer = FlushPacer::new(Instant::now());
         let mut timer = Timer::never();
         // Wakes an idle hub so that it beats; a message that is ready wins.
         let mut idle = Timer::interval(MAX_QUIET);
         let recv = || async {
             match inbox.recv().await {
-                Ok(msg) => Next::Msg(msg),
-                Err(_) => Next::Stop,
+                Ok(msg) => Turn::Msg(msg),
+                Err(_) => Turn::Stop,
             }
         };
         loop {
             let next = match inbox.try_recv() {
-                Ok(msg) => Next::Msg(msg),
-                Err(TryRecvError::Closed) => Next::Stop,
+                Ok(msg) => Turn::Msg(msg),
+                Err(TryRecvError::Closed) => Turn::Stop,
                 // Every waiting message is handled: the fan-out batch is
                 // complete. Flush its clients, now or when the pacer allows,
                 // unless a message comes first.
@@ -411,19 +411,19 @@ impl Hub {
                 {
                     or(recv(), async {
                         idle.next().await;
-                        Next::Idle
+                        Turn::Idle
                     })
                     .await
                 }
                 Err(TryRecvError::Empty) => {
                     let due = pacer.next_at();
                     if due <= Instant::now() {
-                        Next::Ring
+                        Turn::Ring
                     } else {
                         timer.set_at(due);
                         or(recv(), async {
                             (&mut timer).await;
-                            Next::Ring
+                            Turn::Ring
                         })
                         .await
                     }
@@ -431,20 +431,20 @@ impl Hub {
             };
             self.heart.beat();
             match next {
-                Next::Msg(msg) => {
+                Turn::Msg(msg) => {
                     if !self.handle(msg, Instant::now(), wall_ms()) {
                         break;
                     }
                 }
-                Next::Ring => {
+                Turn::Ring => {
                     for tx in self.rings.drain(..) {
                         tx.flush(&mut self.scratch);
                     }
                     self.flush_journal();
                     pacer.flushed(Instant::now());
                 }
-                Next::Idle => {}
-                Next::Stop => break,
+                Turn::Idle => {}
+                Turn::Stop => break,
             }
         }
         for client in self.clients.values() {
@@ -1101,7 +1101,7 @@ mod tests {
     fn the_pacer_lets_a_few_flushes_through_then_paces_them() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut pacer = Pacer::new(t0);
+        let mut pacer = FlushPacer::new(t0);
         // 1000 events/s: the first RING_BURST flush at once...
         for i in 0..u64::from(RING_BURST) {
             assert!(pacer.next_at() <= ms(i), "flush {i} waits");
@@ -1114,7 +1114,7 @@ mod tests {
         assert_eq!(pacer.next_at() - next, RING_INTERVAL);
         // After a pause, 100 events/s (10 ms apart) never wait, even with
         // two of them arriving together now and then.
-        let mut pacer = Pacer::new(t0);
+        let mut pacer = FlushPacer::new(t0);
         for i in 0..100 {
             let at = ms(10 * i);
             assert!(pacer.next_at() <= at);

@@ -84,7 +84,7 @@ const META_EPOCH: &[u8] = b"epoch";
 const META_SCHEMA: &[u8] = b"schema";
 /// `meta` key of the "reserved up to" mark (u64 big-endian).
 const META_RESERVED: &[u8] = b"reserved";
-/// `meta` key of the [`Counters`] (four u64 big-endian).
+/// `meta` key of the [`StoreTotals`] (four u64 big-endian).
 const META_COUNTERS: &[u8] = b"counters";
 /// Prefix of the caller's `meta` keys, so they can never clash with ours.
 const META_USER_PREFIX: &str = "user:";
@@ -323,7 +323,7 @@ impl Record {
     }
 }
 
-/// Counters of the journal, for `stats` and `/healthz`.
+/// Totals of the journal, for `stats` and `/healthz`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Events stored.
@@ -356,7 +356,7 @@ pub struct Retention {
 /// each trim batch already minus that batch (so an open after a crash
 /// finishes the batch and still trusts the counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counters {
+struct StoreTotals {
     /// Events stored.
     events: u64,
     /// Bytes of JSON stored.
@@ -369,7 +369,7 @@ struct Counters {
     high: u64,
 }
 
-impl Counters {
+impl StoreTotals {
     fn encode(&self) -> [u8; 32] {
         let mut out = [0; 32];
         for (chunk, n) in
@@ -381,12 +381,12 @@ impl Counters {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Counters> {
+    fn decode(bytes: &[u8]) -> Option<StoreTotals> {
         if bytes.len() != 32 {
             return None;
         }
         let n = |i: usize| u64_be(&bytes[i * 8..i * 8 + 8]);
-        Some(Counters {
+        Some(StoreTotals {
             events: n(0)?,
             bytes: n(1)?,
             floor: n(2)?,
@@ -412,7 +412,7 @@ pub struct Store {
     data_file: File,
     /// The "reserved up to" mark as last written (durable at the next commit).
     reserved: u64,
-    counters: Counters,
+    counters: StoreTotals,
     /// The end of the last recorded gap (0: none).
     gap_high: u64,
     /// Whether `counters` changed since they were last written to `meta`.
@@ -634,7 +634,7 @@ impl Store {
             }),
             data_file,
             reserved: 0,
-            counters: Counters::default(),
+            counters: StoreTotals::default(),
             gap_high: 0,
             counters_dirty: false,
             first: None,
@@ -748,7 +748,7 @@ impl Store {
         let sled_err = |e| StoreError::sled(&self.dir, e);
         let stored = self.sled.meta.get(META_COUNTERS).map_err(sled_err)?;
         let mut counters = match &stored {
-            Some(v) => Counters::decode(v)
+            Some(v) => StoreTotals::decode(v)
                 .ok_or_else(|| StoreError::Corrupt("its counters are malformed".into()))?,
             None => {
                 self.counters_dirty = true;
@@ -756,9 +756,9 @@ impl Store {
                 // Unknown history: treat everything below the first event as
                 // trimmed, so no resume from before it counts as complete.
                 let floor = first.map(|(k, _)| key_u64(&k)).transpose()?.unwrap_or(0);
-                Counters {
+                StoreTotals {
                     floor,
-                    ..Counters::default()
+                    ..StoreTotals::default()
                 }
             }
         };
@@ -2427,7 +2427,7 @@ mod tests {
         }
         store.commit().unwrap();
         // What a crash between trim's counter write and its removals leaves.
-        store.counters = Counters {
+        store.counters = StoreTotals {
             events: 15,
             bytes: 150,
             floor: 6,

@@ -3,7 +3,7 @@
 //! hub, the journal writer, the renderer) has come round recently.
 //!
 //! Each loop beats its [`Heartbeat`] at least every [`MAX_QUIET`], idle or
-//! not. [`Health::check`] calls a loop stuck once it has been silent for
+//! not. [`LoopHealth::check`] calls a loop stuck once it has been silent for
 //! [`STUCK_AFTER`]; while any loop is stuck no ping is sent, so systemd
 //! kills and restarts the daemon `WatchdogSec` after the last ping. A loop
 //! that comes back before then makes the pings resume and nothing happens.
@@ -102,16 +102,16 @@ pub enum Change {
 
 /// The watched loops and which of them were stuck at the last check.
 #[derive(Debug)]
-pub struct Health {
+pub struct LoopHealth {
     hearts: Vec<Arc<Heartbeat>>,
     stuck: Vec<bool>,
 }
 
-impl Health {
+impl LoopHealth {
     /// Watches `hearts`.
-    pub fn new(hearts: Vec<Arc<Heartbeat>>) -> Health {
+    pub fn new(hearts: Vec<Arc<Heartbeat>>) -> LoopHealth {
         let stuck = vec![false; hearts.len()];
-        Health { hearts, stuck }
+        LoopHealth { hearts, stuck }
     }
 
     /// Checks every loop at `now`: whether all are healthy, and what
@@ -158,7 +158,7 @@ impl Watchdog {
             every.as_millis(),
             names.join(", ")
         );
-        let mut health = Health::new(hearts);
+        let mut health = LoopHealth::new(hearts);
         let thread = std::thread::Builder::new()
             .name("watchdog".into())
             .spawn(move || run(&notifier, &mut health, every, &stopped))?;
@@ -183,7 +183,12 @@ impl Drop for Watchdog {
     }
 }
 
-fn run(notifier: &Notifier, health: &mut Health, every: Duration, stopped: &mpsc::Receiver<()>) {
+fn run(
+    notifier: &Notifier,
+    health: &mut LoopHealth,
+    every: Duration,
+    stopped: &mpsc::Receiver<()>,
+) {
     // A failing send (systemd gone, a full queue) is logged once per
     // stretch of failures: the next ping may well get through.
     let mut send_failed = false;
@@ -261,7 +266,7 @@ mod tests {
         let t0 = Instant::now();
         hub.beat_at(t0);
         journal.beat_at(t0);
-        let mut health = Health::new(vec![hub.clone(), journal.clone()]);
+        let mut health = LoopHealth::new(vec![hub.clone(), journal.clone()]);
         assert_eq!(health.check(t0 + MAX_QUIET), (true, vec![]));
 
         // The journal keeps beating; the hub goes quiet.
@@ -292,7 +297,7 @@ mod tests {
         let hub = Heartbeat::new("hub");
         let t0 = Instant::now();
         hub.beat_at(t0);
-        let mut health = Health::new(vec![hub]);
+        let mut health = LoopHealth::new(vec![hub]);
         // Beats are kept in whole milliseconds: allow for the rounding.
         assert!(health.check(t0 + STUCK_AFTER - Duration::from_millis(1)).0);
         assert!(!health.check(t0 + STUCK_AFTER + Duration::from_millis(2)).0);
@@ -300,7 +305,10 @@ mod tests {
 
     #[test]
     fn nothing_to_watch_is_healthy() {
-        assert_eq!(Health::new(vec![]).check(Instant::now()), (true, vec![]));
+        assert_eq!(
+            LoopHealth::new(vec![]).check(Instant::now()),
+            (true, vec![])
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tablo::board::{BoardState, Frame, Painter, draw};
+use tablo::board::{BoardState, Canvas, Painter, draw};
 use tablo::config::Config;
 use tablo::display::window::Window;
 use tablo::display::{Damage, Screen};
@@ -62,7 +62,7 @@ impl Drop for Xvfb {
 }
 
 /// The X screen's pixels, `0x00RRGGBB`, read with `xwd -root`.
-fn screen(display: &str) -> Frame {
+fn screen(display: &str) -> Canvas {
     let out = Command::new("xwd")
         .args(["-root", "-silent", "-display", display])
         .output()
@@ -72,7 +72,7 @@ fn screen(display: &str) -> Frame {
 }
 
 /// Decodes an XWD dump of a 24-bit true-colour screen (32 bits a pixel).
-fn parse_xwd(data: &[u8]) -> Frame {
+fn parse_xwd(data: &[u8]) -> Canvas {
     let field = |i: usize| u32::from_be_bytes(data[i * 4..i * 4 + 4].try_into().unwrap());
     let (header_size, width, height) = (field(0) as usize, field(4), field(5));
     let (byte_order, bits_per_pixel, bytes_per_line) = (field(7), field(11), field(12) as usize);
@@ -82,7 +82,7 @@ fn parse_xwd(data: &[u8]) -> Frame {
         "expected a 24-bit screen in 32-bit pixels"
     );
     let pixels_at = header_size + ncolors * 12;
-    let mut frame = Frame::new(width, height);
+    let mut frame = Canvas::new(width, height);
     for y in 0..height as usize {
         for x in 0..width as usize {
             let at = pixels_at + y * bytes_per_line + x * 4;
@@ -99,7 +99,7 @@ fn parse_xwd(data: &[u8]) -> Frame {
 }
 
 /// A board with a few prices, drawn at a fixed time.
-fn board_frame(width: u32, height: u32, price: &str) -> Frame {
+fn board_frame(width: u32, height: u32, price: &str) -> Canvas {
     let config = Config::defaults_in(Path::new("/nonexistent"));
     let mut state = BoardState::new(&config.board, &["demo"]);
     let ts = 1_700_000_000_000u64;
@@ -117,7 +117,7 @@ fn board_frame(width: u32, height: u32, price: &str) -> Frame {
         );
         state.apply(&Event::from_json(json.as_bytes()).unwrap(), ts);
     }
-    let mut frame = Frame::new(width, height);
+    let mut frame = Canvas::new(width, height);
     draw(&state, ts + 5_000, &mut Painter::new(), &mut frame).unwrap();
     frame
 }
@@ -145,8 +145,8 @@ fn await_value<T>(mut read: impl FnMut() -> Option<T>, ok: impl Fn(&T) -> bool) 
 }
 
 /// Pixels of `frame` inside `width × height` at the top left.
-fn crop(frame: &Frame, width: u32, height: u32) -> Frame {
-    let mut out = Frame::new(width, height);
+fn crop(frame: &Canvas, width: u32, height: u32) -> Canvas {
+    let mut out = Canvas::new(width, height);
     for y in 0..height {
         let from = (y * frame.width) as usize;
         out.pixels[(y * width) as usize..((y + 1) * width) as usize]
@@ -374,7 +374,7 @@ fn auto_without_a_display_or_framebuffer_writes_a_png_and_says_why() {
         || {
             std::fs::read(&png)
                 .ok()
-                .and_then(|b| Frame::decode(&b).ok())
+                .and_then(|b| Canvas::decode(&b).ok())
         },
         |f| f.pixels.get(2 * 800 + 2) == Some(&header),
     );
