@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tablo::config::{DEFAULT_CACHE_BYTES, DEFAULT_FLUSH_INTERVAL_MS};
 use tablo::journal::store::{Retention, Store};
-use tablo::journal::writer::{RESERVE_BLOCK, TRIM_BATCH};
+use tablo::journal::{RESERVE_BLOCK, TRIM_BATCH};
 
 mod support;
 

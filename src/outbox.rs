@@ -105,11 +105,13 @@ pub struct Batch {
 
 impl Batch {
     /// Whether there is nothing to send.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.slots.iter().all(Option::is_none)
     }
 
     /// The items, in order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &Item> {
         self.slots.iter().flatten()
     }
@@ -318,11 +320,6 @@ impl Outbox {
         inner.wake_for_kill();
     }
 
-    /// Whether a close has been requested.
-    pub fn is_closing(&self) -> bool {
-        self.lock().close.is_some()
-    }
-
     /// Takes the queued frames into `batch` so that the caller writes them
     /// itself, at once, without waking the writer task: only when that task
     /// is idle and nothing but frames is queued (no control bytes, replay,
@@ -400,11 +397,6 @@ impl Outbox {
         }
         inner.wait(Waiting::Kill, cx);
         Poll::Pending
-    }
-
-    /// Waits until there is something to take, a close or a kill.
-    pub async fn ready(&self) {
-        poll_fn(|cx| self.poll_work(cx)).await;
     }
 
     /// Waits until the outbox is aborted or overflows (completes at once

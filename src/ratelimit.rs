@@ -2,7 +2,7 @@
 //!
 //! Pure: the caller passes `now`. No clock reads, no I/O.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Tokens refill at `rate` per second up to `burst`; each op takes one.
 #[derive(Clone, Debug)]
@@ -36,19 +36,12 @@ impl TokenBucket {
             false
         }
     }
-
-    /// How long until the next token, from the last call's `now`.
-    pub fn wait(&self) -> Duration {
-        if self.tokens >= 1.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -61,7 +54,6 @@ mod tests {
         let t1 = t0 + Duration::from_secs(1);
         let taken = (0..150).filter(|_| bucket.try_take(t1)).count();
         assert_eq!(taken, 50);
-        assert_eq!(bucket.wait(), Duration::from_millis(20));
     }
 
     #[test]

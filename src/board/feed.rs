@@ -191,11 +191,6 @@ impl BoardFeed {
     pub fn write_metrics(&self, text: &mut MetricsText<'_>) {
         self.shared.stats.write_metrics(self.mode, text);
     }
-
-    /// The display mode's name.
-    pub fn mode(&self) -> &'static str {
-        self.mode
-    }
 }
 
 /// The renderer's end of the board's feed.

@@ -15,13 +15,13 @@
 //! display; only the sparkline's pixel heights go through `f64`.
 
 pub mod draw;
-pub mod feed;
-pub mod font;
-pub mod numbers;
-pub mod png;
-pub mod rotate;
-pub mod state;
-pub mod text;
+pub(crate) mod feed;
+pub(crate) mod font;
+pub(crate) mod numbers;
+pub(crate) mod png;
+pub(crate) mod rotate;
+pub(crate) mod state;
+pub(crate) mod text;
 
 mod layout;
 mod theme;

@@ -126,11 +126,6 @@ impl<D: DrawTarget> Rotated<D> {
         &self.inner
     }
 
-    /// The wrapped target, mutably.
-    pub fn inner_mut(&mut self) -> &mut D {
-        &mut self.inner
-    }
-
     /// Gives the wrapped target back.
     pub fn into_inner(self) -> D {
         self.inner

@@ -16,7 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::ptr::NonNull;
 
 use embedded_graphics::primitives::Rectangle;
@@ -205,7 +205,6 @@ impl Geometry {
 
 /// An open, mapped framebuffer. See the module docs.
 pub struct Fbdev {
-    path: PathBuf,
     geometry: Geometry,
     map: NonNull<u8>,
     map_len: usize,
@@ -293,7 +292,6 @@ impl Fbdev {
         let map = NonNull::new(map.cast::<u8>())
             .ok_or_else(|| fail("map", io::Error::other("null mapping")))?;
         Ok(Fbdev {
-            path: path.to_path_buf(),
             geometry,
             map,
             map_len,
@@ -302,13 +300,9 @@ impl Fbdev {
     }
 
     /// Where the screen lies in the mapping.
+    #[cfg(test)]
     pub fn geometry(&self) -> Geometry {
         self.geometry
-    }
-
-    /// The device's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Copies the rows and columns of `area` (all of the frame when `None`)

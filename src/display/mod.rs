@@ -7,8 +7,8 @@
 //! copies pixels out: it never draws, never decides when to draw, and never
 //! reads the board state. Pacing lives in `renderer`.
 
-pub mod fbdev;
-pub mod pngfile;
+pub(crate) mod fbdev;
+pub(crate) mod pngfile;
 pub mod window;
 
 use std::fmt;

@@ -5,15 +5,17 @@
 //! else (`binance` is the only place that knows Binance's field names). The
 //! decoders are pure: text in, events out, no I/O and no clock reads.
 
-pub mod backoff;
-pub mod binance;
-pub mod coinbase;
-pub mod demo;
+pub(crate) mod backoff;
+pub(crate) mod binance;
+pub(crate) mod coinbase;
+pub(crate) mod demo;
 pub(crate) mod fields;
-pub mod json;
-pub mod keepalive;
-pub mod tablo;
-pub mod task;
+pub(crate) mod json;
+pub(crate) mod keepalive;
+pub(crate) mod tablo;
+pub(crate) mod task;
+
+pub use task::MAX_UPSTREAM_MESSAGE;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -84,6 +84,7 @@ impl Export {
     }
 
     /// How many more records the export may emit.
+    #[cfg(test)]
     pub fn left(&self) -> usize {
         self.left
     }

@@ -6,6 +6,8 @@
 //! thread that owns the store, group-commits and answers reads; `export`
 //! writes records as JSON lines. Nothing here touches a socket.
 
-pub mod export;
+pub(crate) mod export;
 pub mod store;
-pub mod writer;
+pub(crate) mod writer;
+
+pub use writer::{REPLAY_PAGE, RESERVE_BLOCK, RETRY_INTERVAL, TRIM_BATCH};

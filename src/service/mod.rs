@@ -9,8 +9,8 @@
 //! the [`Service`] and calls it at a handful of points; nothing else talks
 //! to systemd.
 
-pub mod notify;
-pub mod watchdog;
+pub(crate) mod notify;
+pub(crate) mod watchdog;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

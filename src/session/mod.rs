@@ -17,7 +17,7 @@
 
 pub(crate) mod reader;
 pub(crate) mod replay;
-pub mod wire;
+pub(crate) mod wire;
 pub(crate) mod writer;
 
 use std::io;

@@ -52,6 +52,7 @@ impl Tx {
 
     /// A sending side with no socket: [`Tx::flush`] only wakes the writer.
     /// For tests that drain the outbox themselves.
+    #[cfg(test)]
     pub fn detached(outbox: Arc<Outbox>) -> Tx {
         Tx {
             outbox,

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use smol::Timer;
-use tablo::journal::writer::RETRY_INTERVAL;
+use tablo::journal::RETRY_INTERVAL;
 
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox, TABLO};
 use crate::relay::{binance_ticker, is_tick};

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use smol::Timer;
-use tablo::journal::writer::{REPLAY_PAGE, RESERVE_BLOCK};
+use tablo::journal::{REPLAY_PAGE, RESERVE_BLOCK};
 use tablo::protocol::MAX_SYMBOL_LEN;
 
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
