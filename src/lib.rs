@@ -1,8 +1,43 @@
 //! Tablo: a price board and real-time relay for Raspberry-Pi-class kiosks.
 //!
-//! The binary in `main.rs` is a thin shell over this library: it parses the
-//! command line ([`cli`]), loads a [`config::Config`] and calls [`app::run`].
-//! See ARCHITECTURE.md for the codemap and the invariants.
+//! The binary (`main.rs`) is a thin shell over this library: it parses the
+//! command line ([`cli`]), loads a [`config::Config`], binds the listener,
+//! and calls [`app::run`] with a shutdown future made of SIGTERM and
+//! SIGINT. ARCHITECTURE.md has the codemap, the invariants, and the Layers
+//! table that `tests/it/layers.rs` holds every import to. The user-visible
+//! contract is in `docs/`.
+//!
+//! # Layout
+//!
+//! From the top down; a module uses only modules below it.
+//!
+//! - [`cli`]: the commands besides `run` (`tablo journal`, `tablo render`)
+//!   and the argh types, whose doc comments are the `--help` text.
+//! - [`app`]: starts and owns everything for `tablo run`, and shuts it down
+//!   in order: [`app::run`] on a given listener and shutdown future.
+//! - `server`: the accept loop and plain HTTP on the WebSocket port.
+//! - `session`: one client's reader and writer tasks; `session::wire` is the
+//!   `sendmsg` of WebSocket frames that the hub's flush shares.
+//! - [`feed`]: upstream decoders, one per format, pure; `feed::task` is the
+//!   loop that connects, reads and reconnects, above the hub.
+//! - `renderer`: the thread that draws the board when, and only when, the
+//!   picture changes. `service`: what systemd hears (READY, watchdog).
+//! - `hub`: the one task that numbers events, keeps the last-known state and
+//!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
+//! - [`journal`]: the durable journal in sled, its writer thread and export.
+//! - [`display`]: where finished frames go (window, framebuffer, PNG file).
+//! - `outbox`: one client's bounded queue with tick conflation.
+//! - [`board`]: the board's model, drawing and text, pure, and the queue
+//!   that feeds it from the hub. `publish`: a client's publish as an event.
+//! - [`protocol`]: the client protocol's ops, subscriptions and errors.
+//! - [`event`]: the events and their wire shape.
+//! - [`config`]: the resolved settings, from defaults, the TOML file and
+//!   flags. `clock` (the wall clock and ages), `decimal` (price strings),
+//!   `metrics` (Prometheus text), `ratelimit`, `heartbeat`, [`logger`]: small
+//!   leaves that import nothing of the crate.
+//!
+//! Modules that only the daemon itself uses are `pub(crate)`; the public
+//! ones are what the binary, the integration tests and the benches drive.
 
 pub mod app;
 pub mod board;
