@@ -28,9 +28,9 @@
 //! Configurations: Tablo with its journal (default flush), Tablo without a
 //! journal, and with `TABLO_BENCH_PEER=node` a minimal Node.js relay on the
 //! `ws` package (`benches/peer/relay.js`), so ratios come from one run. The
-//! daemon has no switch to turn its journal off (SPEC §5: every event is
-//! journaled), so "journal off" is the same hub, server, sessions and feed
-//! task from the library wired without a journal, in a child process of
+//! daemon has no switch to turn its journal off (docs/durability.md §2: every
+//! event is journaled), so "journal off" is the same hub, server, sessions and
+//! feed task from the library wired without a journal, in a child process of
 //! this bench (built with the release profile, like the daemon).
 //!
 //! On a machine with 2 or more CPUs the relay is pinned to the last CPU and

@@ -86,7 +86,7 @@ fn main() {
         None => println!("  window: skipped (Xvfb is not installed)"),
     }
     println!(
-        "  for comparison (NOTES.md): a Chromium kiosk page with the same board: 432 MiB PSS, 81 % of a core at 100 updates/s"
+        "  for comparison (docs/notes.md §6): a Chromium kiosk page with the same board: 432 MiB PSS, 81 % of a core at 100 updates/s"
     );
 }
 

@@ -1,9 +1,10 @@
 //! Decimal strings, handled without floating point.
 //!
 //! Prices travel from the feed to the client and the screen as the feed's own
-//! text (SPEC §3). This module checks that a string is a plain decimal,
-//! compares two of them, and computes the change in percent against an open,
-//! all in integer arithmetic on an `i128` mantissa and a power-of-ten scale.
+//! text (docs/protocol.md §1, docs/board.md §2). This module checks that a
+//! string is a plain decimal, compares two of them, and computes the change in
+//! percent against an open, all in integer arithmetic on an `i128` mantissa and
+//! a power-of-ten scale.
 //!
 //! It must never round through `f64`, never panic on any input (overflow is
 //! `None`, not a wrap or a panic), and never do I/O.

@@ -2,8 +2,8 @@
 //!
 //! An [`Event`] is what clients receive and what the journal stores: a
 //! sequence number, a timestamp and a [`Body`]. Its JSON form is the wire
-//! format of SPEC §4, written by hand here so that field order is stable and
-//! optional fields are left out rather than sent as `null`.
+//! format of docs/protocol.md §6, written by hand here so that field order is
+//! stable and optional fields are left out rather than sent as `null`.
 //!
 //! Prices are decimal strings from the feed to the client; nothing in this
 //! module parses them into numbers. This module does no I/O.
@@ -123,7 +123,7 @@ pub enum FeedState {
     Down,
 }
 
-/// The channel families of SPEC §4, one per [`Body`] variant.
+/// The channel families of docs/protocol.md §5, one per [`Body`] variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Channel {
     /// `prices` and `prices.<SYMBOL>`.

@@ -1,5 +1,6 @@
 //! The `tablo` binary: parses the command line, loads the config, runs, and
-//! maps every error to an exit code (listed in docs/config.md) in one place.
+//! maps every error to an exit code (listed in docs/config.md §14) in one
+//! place.
 
 use std::io::{self, BufWriter};
 use std::process::ExitCode;

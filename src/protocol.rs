@@ -1,5 +1,5 @@
-//! The downstream client protocol of SPEC §4: parsing client ops and writing
-//! the server's control replies.
+//! The downstream client protocol of docs/protocol.md: parsing client ops
+//! and writing the server's control replies.
 //!
 //! Pure: text in, values out. Ops are case-sensitive and unknown fields are
 //! ignored. Nothing here touches a socket or the hub.
@@ -190,7 +190,7 @@ pub enum Op {
     },
 }
 
-/// The error codes of SPEC §4.
+/// The error codes of docs/protocol.md §15.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     /// Not JSON, not an object, missing or mistyped fields.

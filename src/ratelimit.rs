@@ -1,4 +1,4 @@
-//! A token bucket for the per-client op rate limit of SPEC §4.
+//! A token bucket for the per-client op rate limit of docs/protocol.md §16.
 //!
 //! Pure: the caller passes `now`. No clock reads, no I/O.
 

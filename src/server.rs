@@ -58,11 +58,11 @@ pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// before they are dropped (SIGTERM must exit within 2 s).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// The client's read buffer. NOTES.md: tungstenite's 128 KiB default costs
-/// ~141 KiB per idle client. Client ops are small (a subscribe is ~100
-/// bytes), so 1 KiB; a larger frame (a publish, up to `max_frame_bytes`)
-/// grows it as needed. benches/idle_clients.rs: 4 KiB → 1 KiB took an idle
-/// client from 9.9 to 7.0 KiB.
+/// The client's read buffer. docs/notes.md §1: tungstenite's 128 KiB default
+/// costs ~141 KiB per idle client. Client ops are small (a subscribe is ~100
+/// bytes), so 1 KiB; a larger frame (a publish, up to `max_frame_bytes`) grows
+/// it as needed. benches/idle_clients.rs: 4 KiB → 1 KiB took an idle client
+/// from 9.9 to 7.0 KiB.
 pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// Everything a connection needs, shared read-only.

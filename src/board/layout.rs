@@ -35,7 +35,7 @@ mod design {
     pub const LABEL: f32 = 44.0;
     pub const SUB: f32 = 27.0;
     /// Price digits: Vazirmatn's digits are 0.7 em tall, so 80 px draws
-    /// 56 px digits, over SPEC §6's 48 px at 1080p.
+    /// 56 px digits, over the 48 px at 1080p of docs/board.md §2.
     pub const PRICE: f32 = 80.0;
     pub const QUOTE: f32 = 68.0;
     pub const CHANGE: f32 = 36.0;

@@ -1,4 +1,5 @@
-//! The price board of SPEC §6: its model, its drawing, and its PNG output.
+//! The price board of docs/board.md: its model, its drawing, and its PNG
+//! output.
 //!
 //! The board is a pure core with thin edges. [`state::BoardState`] is what
 //! the screen shows, updated by events with a given `now`;

@@ -143,9 +143,9 @@ pub fn is_rtl(locale: &str, direction: Direction) -> bool {
     }
 }
 
-/// The language part of a locale name, lower case: `"tr"` of `"tr-TR"`.
-/// Locale names are ASCII (the config checks them); anything longer than a
-/// language code is not one.
+/// The language part of a locale name, as written (it is not lowercased):
+/// `"tr"` of `"tr-TR"`, `"TR"` of `"TR-tr"`. Locale names are ASCII (the
+/// config checks them); anything longer than a language code is not one.
 pub fn language(locale: &str) -> &str {
     let end = locale.find(['-', '_', '.']).unwrap_or(locale.len());
     &locale[..end]

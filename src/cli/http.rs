@@ -1,6 +1,6 @@
 //! The one small HTTP/1.1 client Tablo needs: `GET` a path from a running
-//! daemon (its `/journal/*` endpoints, docs/protocol.md) and copy the answer
-//! out as it arrives.
+//! daemon (its `/journal/*` endpoints, docs/protocol.md §19.3, §19.4) and copy
+//! the answer out as it arrives.
 //!
 //! Blocking std I/O with timeouts, one request per connection
 //! (`Connection: close`); the response head is parsed with httparse, as the

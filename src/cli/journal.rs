@@ -1,13 +1,13 @@
 //! `tablo journal`: the durable journal's records and counters as JSON
 //! lines on stdout, whether the daemon runs or not.
 //!
-//! A stopped daemon's journal is read from its files through
-//! `journal::export`; nothing in it changes, except that the seqs lost in a
-//! crash are recorded as a gap, as the daemon would at its next start (see
-//! docs/durability.md). A running daemon holds the journal's lock, so it is
-//! asked instead, over HTTP (`cli::http`), at its `/journal/stats` and
-//! `/journal/export` endpoints (docs/protocol.md). This module never writes
-//! to the journal and never starts a daemon.
+//! A stopped daemon's journal is read from its files through `journal::export`;
+//! nothing in it changes, except that the seqs lost in a crash are recorded as
+//! a gap, as the daemon would at its next start (see docs/durability.md §14). A
+//! running daemon holds the journal's lock, so it is asked instead, over HTTP
+//! (`cli::http`), at its `/journal/stats` and `/journal/export` endpoints
+//! (docs/protocol.md §19.3, §19.4). This module never writes to the journal and
+//! never starts a daemon.
 
 use std::fmt;
 use std::fs;

@@ -1,5 +1,5 @@
 //! The command line, parsed with argh: the doc comments here are the
-//! `--help` text, and docs/config.md describes every command and flag.
+//! `--help` text, and docs/config.md §13 describes every command and flag.
 //!
 //! This module describes and converts arguments; `main` builds the config,
 //! calls the command and decides exit codes, and `app` runs the daemon.

@@ -1,5 +1,5 @@
 //! Where the board's frames go: a window, the Linux framebuffer or a PNG
-//! file (SPEC §6), each a thin adapter that shows a finished
+//! file (docs/board.md §1), each a thin adapter that shows a finished
 //! [`Canvas`].
 //!
 //! [`choose`] turns `[display] mode` into a backend, resolving `auto` from

@@ -12,7 +12,7 @@ use super::{Damage, DisplayError, Screen};
 use crate::board::Canvas;
 use crate::board::png::replace;
 
-/// The shortest time between two writes of the file (SPEC §6).
+/// The shortest time between two writes of the file (docs/board.md §1).
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A PNG file of a fixed size.

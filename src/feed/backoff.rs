@@ -1,4 +1,4 @@
-//! Reconnect delays: exponential backoff with full jitter (SPEC §3).
+//! Reconnect delays: exponential backoff with full jitter (docs/config.md §12).
 //!
 //! The delay before attempt n is uniform in [0, min(MAX, BASE × 2ⁿ)]; after a
 //! link stayed up for [`RESET_AFTER`] the schedule starts again from the base.

@@ -3,7 +3,7 @@
 //! Sixteen symbols (crypto, forex and metals, with realistic starting prices
 //! and each its own number of decimals) on a random walk, plus a made-up
 //! headline now and then, so a first run shows a live board and a live relay
-//! with no setup (SPEC §1, §3).
+//! with no setup (docs/config.md §9, §11).
 //!
 //! [`Demo`] is pure and deterministic: the same seed and the same calls give
 //! the same events. It does no I/O and reads no clock (the runner passes

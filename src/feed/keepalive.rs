@@ -1,4 +1,4 @@
-//! Dead-link detection for an upstream connection (SPEC §3).
+//! Dead-link detection for an upstream connection (docs/config.md §12).
 //!
 //! A ping goes out every [`PING_INTERVAL`]; the link is dead when a ping's
 //! pong has not come back within [`PONG_TIMEOUT`] or nothing at all arrived

@@ -1,4 +1,5 @@
-//! Another Tablo as an upstream: reads its downstream protocol (SPEC §4).
+//! Another Tablo as an upstream (the `tablo` format, docs/config.md §11):
+//! reads its downstream protocol (docs/protocol.md).
 //!
 //! `tick`, `news` and `alert` events are passed on with the upstream's own
 //! `ts` and `source` (falling back to the receive time and the feed's name),
@@ -369,7 +370,8 @@ mod tests {
             r#"{"type":"alert","seq":11,"channel":"alerts","level":"critical","text":"Closed at 18:00","ts":7,"source":"publish"}"#,
             r#"alert critical "Closed at 18:00" @7 from publish"#,
         );
-        // Alerts on the wire (SPEC §4) may omit `source`.
+        // Tablo always sends an alert's `source` (docs/protocol.md §6); one
+        // without it still decodes, with the feed's name (docs/config.md §11).
         check(
             r#"{"type":"alert","seq":12,"channel":"alerts","level":"info","text":"Hi","ts":8}"#,
             r#"alert info "Hi" @8 from upstream"#,

@@ -67,7 +67,7 @@ pub const INBOX: usize = 1024;
 /// much added latency, and only when events come faster than this.
 pub const RING_INTERVAL: Duration = Duration::from_millis(5);
 
-/// The snapshot keeps this many recent news items (SPEC §4).
+/// The snapshot keeps this many recent news items (docs/protocol.md §11).
 pub const SNAPSHOT_NEWS: usize = 20;
 
 /// The snapshot keeps at most this many recent alerts.

@@ -1,4 +1,5 @@
-//! What `tablo journal` and `GET /journal/export` print (SPEC §5, §7): the
+//! What `tablo journal` and `GET /journal/export` print
+//! (docs/protocol.md §19.3, §19.4; gaps in docs/durability.md §4): the
 //! journal's records as JSON lines, one per record in seq order. An event is
 //! its stored JSON, byte for byte as it was sent to clients; a lost range is
 //! `{"type":"gap","from":A,"to":B}` in its place.

@@ -1,5 +1,5 @@
-//! The durable journal (SPEC §5): every event with its seq on disk, the
-//! latest value per key for start-up, and the seq reservation that keeps
+//! The durable journal (docs/durability.md): every event with its seq on disk,
+//! the latest value per key for start-up, and the seq reservation that keeps
 //! seqs unique across power cuts.
 //!
 //! `store` is the sled storage layer (blocking, one owner); `writer` is the

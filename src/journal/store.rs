@@ -5,12 +5,13 @@
 //! the counters, and the caller's own small values).
 //!
 //! [`Store`] is blocking and has one owner, the journal writer thread. What it
-//! guarantees (SPEC §5):
+//! guarantees (docs/durability.md §3, §5, §6, §11, §12):
 //!
-//! - **Durable commits.** [`Store::commit`] flushes sled and then fsyncs every
-//!   file of the directory and the directory itself, because sled 0.34's own
-//!   flush (`sync_file_range`) survives a process crash but not a power cut
-//!   (sled#1452).
+//! - **Durable commits.** [`Store::commit`] flushes sled and then fsyncs
+//!   sled's data file, every other file of the directory that is new or
+//!   changed, and every directory whose entries changed, because sled 0.34's
+//!   own flush (`sync_file_range`) survives a process crash but not a power
+//!   cut (sled#1452).
 //! - **Seqs are never reused.** The caller [`reserve`](Store::reserve)s seqs
 //!   ahead and commits before handing them out; [`Store::open`] continues past
 //!   the durable mark and records the seqs between the last stored event (or

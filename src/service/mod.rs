@@ -1,7 +1,7 @@
-//! The daemon's side of systemd (SPEC §8): `READY=1` once the listener is
-//! bound and the journal open, `STATUS=` lines when the feed states change,
-//! `STOPPING=1` at shutdown, and the watchdog, whose pings stop when a loop
-//! is stuck (see [`watchdog`]).
+//! The daemon's side of systemd (systemd/README.md, "What the daemon does for
+//! systemd"): `READY=1` once the listener is bound and the journal open,
+//! `STATUS=` lines when the feed states change, `STOPPING=1` at shutdown, and
+//! the watchdog, whose pings stop when a loop is stuck (see [`watchdog`]).
 //!
 //! Everything here is optional: without `$NOTIFY_SOCKET` (a run by hand,
 //! a test) every call is a no-op, and a malformed `$NOTIFY_SOCKET` or

@@ -46,9 +46,9 @@ use crate::journal::writer::JournalMsg;
 use crate::outbox::{CLOSE_NORMAL, CLOSE_TOO_BIG, Outbox};
 use crate::ratelimit::TokenBucket;
 
-/// Sustained ops per second a client may send (docs/protocol.md).
+/// Sustained ops per second a client may send (docs/protocol.md §16).
 pub const OPS_PER_S: u32 = 50;
-/// Ops a client may send in a burst (docs/protocol.md).
+/// Ops a client may send in a burst (docs/protocol.md §16).
 pub const OPS_BURST: u32 = 100;
 /// A client that sends this many more ops while rate-limited is closed with
 /// 1008: about two more seconds of flooding after the first warning.

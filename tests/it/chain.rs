@@ -1,4 +1,5 @@
-//! A chain of Tablos (SPEC §3, format `tablo`): one daemon reads another's
+//! A chain of Tablos (format `tablo`, docs/config.md §11; its position
+//! across a restart, docs/durability.md §15): one daemon reads another's
 //! downstream protocol and relays its events unchanged.
 
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
 //! The command line: `--version`, `check`, usage errors, config errors and
-//! stopping on a signal (SPEC §1, §2).
+//! stopping on a signal (docs/config.md §1, §13, §14).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,7 +12,7 @@ const EX_USAGE: i32 = 64;
 /// Exit code for a bad config (sysexits EX_CONFIG).
 const EX_CONFIG: i32 = 78;
 
-/// SPEC §8: SIGTERM stops the daemon within 2 s.
+/// docs/config.md §14: SIGTERM stops the daemon within 2 s.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 #[test]
@@ -226,7 +226,7 @@ fn kiosk_examples_pass_check() {
     examples.sort();
     assert!(
         !examples.is_empty(),
-        "kiosk/ should ship example configs (SPEC §2)"
+        "kiosk/ should ship example configs (docs/config.md §1)"
     );
     let sandbox = Sandbox::new();
     for example in &examples {

@@ -1,4 +1,5 @@
-//! HTTP on the WebSocket port: `/healthz`, `/metrics` and 404s (SPEC §7).
+//! HTTP on the WebSocket port: `/healthz`, `/metrics` and 404s
+//! (docs/protocol.md §19).
 
 use serde_json::{Value, json};
 

@@ -1,8 +1,8 @@
-//! The durable journal from the outside (SPEC §4 resume and publish, §5):
-//! `since` and `epoch` on `subscribe`, `reset`, `gap` records after a crash,
-//! seqs that are never reused, `publish` acked once durable, last-known
-//! prices after a restart, the journal's lock, a corrupt journal, and what
-//! `/healthz` and `/metrics` say about it.
+//! The durable journal from the outside (docs/durability.md; resume and publish
+//! in docs/protocol.md §8, §14): `since` and `epoch` on `subscribe`, `reset`,
+//! `gap` records after a crash, seqs that are never reused, `publish` acked
+//! once durable, last-known prices after a restart, the journal's lock, a
+//! corrupt journal, and what `/healthz` and `/metrics` say about it.
 //!
 //! A daemon is restarted on the same data dir with
 //! [`Daemon::into_stopped`] and [`Daemon::start_in`]. Something is known to
@@ -33,7 +33,7 @@ const DURABLE_WITHIN: Duration = Duration::from_secs(5);
 /// How often `/metrics` is asked whether a seq is durable yet.
 const DURABLE_POLL: Duration = Duration::from_millis(10);
 
-/// SPEC §8: SIGTERM stops the daemon within 2 s.
+/// docs/config.md §14: SIGTERM stops the daemon within 2 s.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long a SIGKILLed daemon may take to be reaped.
@@ -42,7 +42,7 @@ const KILL_WITHIN: Duration = Duration::from_secs(2);
 /// How long to listen for frames that must not come.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// sysexits EX_IOERR: the journal could not be opened (SPEC §1).
+/// sysexits EX_IOERR: the journal could not be opened (docs/config.md §14).
 const EX_IOERR: i32 = 74;
 
 /// A feed URL on which nothing listens: a feed that never connects.
@@ -731,10 +731,10 @@ fn since_older_than_retention_gets_reset() {
 /// next commit.
 const TRIM_FLUSH_MS: u64 = 1_000;
 
-/// SPEC §4: a `since` older than retention gets `reset` and a snapshot,
-/// also during the commit interval right after retention trimmed, before
-/// the journal's counters (first seq) are published again. Trimmed events
-/// are not lost seqs: they are no `gap`.
+/// docs/protocol.md §8, docs/durability.md §4, §10: a `since` older than
+/// retention gets `reset` and a snapshot, also during the commit interval right
+/// after retention trimmed, before the journal's counters (first seq) are
+/// published again. Trimmed events are not lost seqs: they are no `gap`.
 #[test]
 fn since_trimmed_a_moment_ago_gets_reset_not_a_gap() {
     smol::block_on(async {
@@ -936,11 +936,11 @@ fn bad_publishes_get_bad_request_or_unknown_channel() {
     });
 }
 
-/// SPEC §4: a publish is checked like a feed's events, so a tick for a
-/// symbol the hub refuses from every feed (whitespace, control characters,
-/// longer than `MAX_SYMBOL_LEN`), which no `prices.<SYMBOL>` subscription
-/// could name and which would get past the hub's cap on symbols, is a
-/// `bad_request`.
+/// docs/protocol.md §5, §14: a publish is checked like a feed's events, so a
+/// tick for a symbol the hub refuses from every feed (whitespace, control
+/// characters, longer than `MAX_SYMBOL_LEN`), which no `prices.<SYMBOL>`
+/// subscription could name and which would get past the hub's cap on symbols,
+/// is a `bad_request`.
 #[test]
 fn publish_of_a_symbol_no_feed_may_send_is_bad_request() {
     smol::block_on(async {

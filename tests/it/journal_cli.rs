@@ -1,8 +1,9 @@
 //! `tablo journal stats | tail | export` and the `/journal/*` endpoints
-//! (SPEC §1, §5, §7): what they print matches what clients were sent, byte
-//! for byte, whether the daemon is stopped (the journal's files are read)
-//! or running (it holds the journal's lock and is asked over HTTP); a crash
-//! shows as a `gap` record; reading a stopped journal changes nothing; a
+//! (docs/config.md §13, §14; docs/durability.md §4, §14;
+//! docs/protocol.md §19.3, §19.4): what they print matches what clients were
+//! sent, byte for byte, whether the daemon is stopped (the journal's files are
+//! read) or running (it holds the journal's lock and is asked over HTTP); a
+//! crash shows as a `gap` record; reading a stopped journal changes nothing; a
 //! closed pipe is a quiet exit 0; no journal is exit 74.
 //!
 //! Something is known to be durable once `/metrics` says
@@ -17,13 +18,13 @@ use smol::Timer;
 use crate::harness::{Client, Daemon, FakeUpstream, Output, Sandbox};
 use crate::relay::binance_ticker;
 
-/// sysexits EX_IOERR: no journal, or it cannot be read (SPEC §1).
+/// sysexits EX_IOERR: no journal, or it cannot be read (docs/config.md §14).
 const EX_IOERR: i32 = 74;
 
 /// sysexits EX_USAGE.
 const EX_USAGE: i32 = 64;
 
-/// SPEC §8: SIGTERM stops the daemon within 2 s.
+/// docs/config.md §14: SIGTERM stops the daemon within 2 s.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long a SIGKILLed daemon may take to be reaped.

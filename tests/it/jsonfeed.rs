@@ -1,5 +1,5 @@
-//! The `json` feed format (SPEC §2, §3): any JSON feed, its fields picked
-//! with JSON pointers from the config, prices kept digit for digit.
+//! The `json` feed format (docs/config.md §10, §11): any JSON feed, its fields
+//! picked with JSON pointers from the config, prices kept digit for digit.
 
 use serde_json::{Value, json};
 

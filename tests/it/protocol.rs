@@ -1,5 +1,5 @@
 //! The downstream WebSocket protocol: hello, ops, errors, limits, tokens and
-//! shutdown (SPEC §4).
+//! shutdown (docs/protocol.md).
 
 use std::time::Duration;
 
@@ -8,13 +8,14 @@ use serde_json::{Value, json};
 use crate::harness::{Daemon, VERSION};
 use crate::relay::{binance_daemon, binance_ticker, is_tick};
 
-/// SPEC §8: SIGTERM stops the daemon within 2 s.
+/// docs/config.md §14: SIGTERM stops the daemon within 2 s.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// How long a flood of ops may go on before the daemon must close.
 const FLOOD_CLOSE_WITHIN: Duration = Duration::from_secs(10);
 
-/// SPEC §4: a client may send a burst of this many ops before it is limited.
+/// docs/protocol.md §16: a client may send a burst of this many ops before
+/// it is limited.
 const OP_BURST: usize = 100;
 
 /// A config with one token and no anonymous clients.

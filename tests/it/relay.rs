@@ -1,6 +1,7 @@
 //! Upstream feeds to downstream clients: the demo feed, Binance and Coinbase
 //! through a fake upstream, filtering by symbol, bad upstream frames,
-//! reconnects, snapshots and stats (SPEC §3, §4).
+//! reconnects, snapshots and stats (docs/config.md §11, §12;
+//! docs/protocol.md §11, §12).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Client, Daemon, FakeUpstream};
 
-/// SPEC §1: the demo feed shows live ticks on a first run.
+/// docs/config.md §9, §11: the demo feed shows live ticks on a first run.
 const DEMO_TICKS_WITHIN: Duration = Duration::from_secs(2);
 
 /// Waiting for a feed to come back covers a few rounds of the reconnect

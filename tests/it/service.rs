@@ -1,8 +1,8 @@
-//! Running under systemd (SPEC §8): the real binary with `NOTIFY_SOCKET`
-//! pointing at a unix datagram socket the test owns, as systemd's would.
-//! READY=1 after the listener is bound, WATCHDOG=1 pings that stop when a
-//! loop is stuck, STATUS= lines with feed states, STOPPING=1 on SIGTERM; and
-//! the unit file itself, checked by `systemd-analyze verify`.
+//! Running under systemd (systemd/README.md): the real binary with
+//! `NOTIFY_SOCKET` pointing at a unix datagram socket the test owns, as
+//! systemd's would. READY=1 after the listener is bound, WATCHDOG=1 pings that
+//! stop when a loop is stuck, STATUS= lines with feed states, STOPPING=1 on
+//! SIGTERM; and the unit file itself, checked by `systemd-analyze verify`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{Daemon, FakeUpstream, Sandbox, TABLO};
 
-/// SPEC §8: SIGTERM stops the daemon within 2 s.
+/// docs/config.md §14: SIGTERM stops the daemon within 2 s.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
 /// `WATCHDOG_USEC` for these tests: pings every 250 ms.

@@ -1,6 +1,6 @@
-//! Slow clients (SPEC §4): a client that stops reading never slows the
-//! others; its ticks are conflated, and once its news passes the byte cap it
-//! is closed with 1013.
+//! Slow clients (docs/protocol.md §17): a client that stops reading never slows
+//! the others; its ticks are conflated, and once its news passes the byte cap
+//! it is closed with 1013.
 //!
 //! The upstream is a fake Tablo (`--feed tablo=...`), whose events may carry
 //! any `source` and `title`, so each event can be made ~2 KiB and a few
