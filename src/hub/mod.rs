@@ -18,13 +18,18 @@
 //! The hub never touches the disk, and writes to sockets only through
 //! [`Tx::flush`], which never waits.
 //!
+//! Two concepts have their own files: [`last_known`] (the latest state per
+//! key, which answers `snapshot`) and [`report`] (`stats`, `/healthz` and
+//! `/metrics`, formatted from the hub's counters).
+//!
 //! It beats its [`Heartbeat`] on every message and wakes at least every
 //! [`MAX_QUIET`] when idle, so the service watchdog can tell a quiet hub
 //! from a stuck one.
 
+mod last_known;
 mod report;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -36,6 +41,7 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::or;
 use smol::stream::StreamExt;
 
+use self::last_known::{LastKnown, MAX_SYMBOLS};
 pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
 use crate::clock::wall_ms;
@@ -67,21 +73,9 @@ pub const INBOX: usize = 1024;
 /// much added latency, and only when events come faster than this.
 pub const RING_INTERVAL: Duration = Duration::from_millis(5);
 
-/// The snapshot keeps this many recent news items (docs/protocol.md §11).
-pub const SNAPSHOT_NEWS: usize = 20;
-
-/// The snapshot keeps at most this many recent alerts.
-pub const SNAPSHOT_ALERTS: usize = 20;
-
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
-
-/// The last-known state holds at most this many symbols. A real board has
-/// dozens; Binance's `!ticker@arr` has ~2,000. Ticks for further symbols are
-/// refused (counted as bad messages), so an upstream inventing symbols cannot
-/// grow the hub without bound.
-pub const MAX_SYMBOLS: usize = 4096;
 
 /// Identifies one client connection.
 pub type ClientId = u64;
@@ -239,18 +233,6 @@ struct FeedEntry {
     events: u64,
 }
 
-/// The latest events per key, as serialized frames.
-#[derive(Default)]
-struct LastKnown {
-    /// Latest tick per symbol, in first-seen order.
-    ticks: Vec<(Arc<str>, Event, Utf8Bytes)>,
-    tick_index: HashMap<Arc<str>, usize>,
-    news: VecDeque<(Event, Utf8Bytes)>,
-    alerts: VecDeque<(Event, Utf8Bytes, Instant)>,
-    /// Latest status event per feed index.
-    status: Vec<Option<(Event, Utf8Bytes)>>,
-}
-
 #[derive(Default)]
 struct RelayCounters {
     sessions_total: u64,
@@ -357,10 +339,7 @@ impl Hub {
                     events: 0,
                 })
                 .collect(),
-            last: LastKnown {
-                status: vec![None; feeds.len()],
-                ..LastKnown::default()
-            },
+            last: LastKnown::new(feeds.len()),
             counters: RelayCounters::default(),
             board: None,
             heart: Heartbeat::new("hub"),
@@ -527,7 +506,9 @@ impl Hub {
                 channels,
                 id,
             } => {
-                let reply = self.snapshot_json(&channels, &id, now);
+                let reply = self
+                    .last
+                    .snapshot_json(&channels, self.last_seq(), &id, now);
                 if let Some(c) = self.clients.get(&client) {
                     c.outbox().push(control(reply));
                 }
@@ -573,7 +554,7 @@ impl Hub {
     ) {
         let last_seq = self.last_seq();
         let reset = since.and_then(|since| self.reset_reason(since, epoch.as_deref()));
-        let snapshot = reset.map(|_| self.snapshot_json(&channels, &None, now));
+        let snapshot = reset.map(|_| self.last.snapshot_json(&channels, last_seq, &None, now));
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
@@ -699,8 +680,7 @@ impl Hub {
     /// Whether a tick for `symbol` may enter the hub: a well-formed symbol,
     /// already known or with room for one more.
     fn accepts_symbol(&self, symbol: &str) -> bool {
-        valid_symbol(symbol)
-            && (self.last.ticks.len() < MAX_SYMBOLS || self.last.tick_index.contains_key(symbol))
+        valid_symbol(symbol) && self.last.has_room_for(symbol)
     }
 
     /// Journals a chained feed's upstream position behind the events
@@ -805,7 +785,7 @@ impl Hub {
         let channel = event.body.channel().index();
         self.counters.events_in[channel] += 1;
         let key = match &event.body {
-            Body::Tick(t) => Some(self.symbol_key(&t.symbol)),
+            Body::Tick(t) => Some(self.last.symbol_key(&t.symbol)),
             _ => None,
         };
         let frame = Frame {
@@ -844,7 +824,8 @@ impl Hub {
             board.offer(&event, || last.events());
         }
         let (seq, ts) = (event.seq, event.ts);
-        let (put, remove) = self.remember(event, text.clone(), key, now);
+        let slot = self.status_slot(&event.body);
+        let (put, remove) = self.last.remember(event, text.clone(), key, slot, now);
         if self.journal.is_some() {
             self.journal_out.push(JournalMsg::Append {
                 seq,
@@ -862,7 +843,7 @@ impl Hub {
     pub fn restore(&mut self, events: Vec<Event>, now: Instant, now_ms: u64) {
         for event in events {
             let key = match &event.body {
-                Body::Tick(t) => Some(self.symbol_key(&t.symbol)),
+                Body::Tick(t) => Some(self.last.symbol_key(&t.symbol)),
                 _ => None,
             };
             // An alert's age counts from its own ts, not from this start.
@@ -872,134 +853,17 @@ impl Hub {
             }
             let at = now.checked_sub(age).unwrap_or(now);
             let text = Utf8Bytes::from(event.to_json());
-            self.remember(event, text, key, at);
+            let slot = self.status_slot(&event.body);
+            self.last.remember(event, text, key, slot, at);
         }
     }
 
-    /// The shared key for a symbol, reusing the last-known map's allocation.
-    fn symbol_key(&self, symbol: &str) -> Arc<str> {
-        match self.last.tick_index.get_key_value(symbol) {
-            Some((key, _)) => key.clone(),
-            None => Arc::from(symbol),
+    /// Which feed's status slot a status event fills, by the feed's name.
+    fn status_slot(&self, body: &Body) -> Option<usize> {
+        match body {
+            Body::Status(s) => self.upstreams.iter().position(|u| u.name == s.feed),
+            _ => None,
         }
-    }
-
-    /// Updates the last-known state; returns the journal snapshot key this
-    /// event becomes the value of, and the key that fell out, if any.
-    fn remember(
-        &mut self,
-        event: Event,
-        text: Utf8Bytes,
-        key: Option<Arc<str>>,
-        now: Instant,
-    ) -> (Option<Box<str>>, Option<Box<str>>) {
-        let last = &mut self.last;
-        let seq = event.seq;
-        match &event.body {
-            Body::Tick(_) => {
-                let Some(key) = key else {
-                    return (None, None);
-                };
-                let put = format!("tick:{key}").into();
-                match last.tick_index.get(&key) {
-                    Some(&i) => last.ticks[i] = (key, event, text),
-                    None => {
-                        last.tick_index.insert(key.clone(), last.ticks.len());
-                        last.ticks.push((key, event, text));
-                    }
-                }
-                (Some(put), None)
-            }
-            Body::News(_) => {
-                let mut removed = None;
-                if last.news.len() == SNAPSHOT_NEWS {
-                    removed = last
-                        .news
-                        .pop_front()
-                        .map(|(old, _)| snapshot_key("news", old.seq));
-                }
-                last.news.push_back((event, text));
-                (Some(snapshot_key("news", seq)), removed)
-            }
-            Body::Alert(_) => {
-                let mut removed = None;
-                if last.alerts.len() == SNAPSHOT_ALERTS {
-                    removed = last
-                        .alerts
-                        .pop_front()
-                        .map(|(old, _, _)| snapshot_key("alert", old.seq));
-                }
-                last.alerts.push_back((event, text, now));
-                (Some(snapshot_key("alert", seq)), removed)
-            }
-            Body::Status(s) => {
-                let put = format!("status:{}", s.feed).into();
-                if let Some(i) = self.upstreams.iter().position(|u| u.name == s.feed)
-                    && let Some(slot) = last.status.get_mut(i)
-                {
-                    *slot = Some((event, text));
-                }
-                (Some(put), None)
-            }
-        }
-    }
-
-    /// `{"type":"snapshot","seq":N,"events":[..]}` built from the cached
-    /// frames, in seq order within each family.
-    fn snapshot_json(&self, channels: &[Sub], id: &Option<Value>, now: Instant) -> String {
-        let wanted = |body: &Body| channels.is_empty() || channels.iter().any(|s| s.matches(body));
-        let mut out = format!(
-            "{{\"type\":\"snapshot\",\"seq\":{},\"events\":[",
-            self.last_seq()
-        );
-        let mut first = true;
-        let mut add = |event: &Event, text: &Utf8Bytes| {
-            if wanted(&event.body) {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                out.push_str(text);
-            }
-        };
-        for (_, event, text) in &self.last.ticks {
-            add(event, text);
-        }
-        for (event, text) in &self.last.news {
-            add(event, text);
-        }
-        for (event, text, at) in &self.last.alerts {
-            if now.saturating_duration_since(*at) < ALERT_TTL {
-                add(event, text);
-            }
-        }
-        for (event, text) in self.last.status.iter().flatten() {
-            add(event, text);
-        }
-        out.push(']');
-        if let Some(id) = id {
-            out.push_str(",\"id\":");
-            out.push_str(&id.to_string());
-        }
-        out.push('}');
-        out
-    }
-}
-
-impl LastKnown {
-    /// Every remembered event, for a board that lost some: statuses, then
-    /// ticks, news and alerts, each family oldest first.
-    fn events(&self) -> Vec<Event> {
-        let status = self.status.iter().flatten().map(|(e, _)| e);
-        let ticks = self.ticks.iter().map(|(_, e, _)| e);
-        let news = self.news.iter().map(|(e, _)| e);
-        let alerts = self.alerts.iter().map(|(e, _, _)| e);
-        status
-            .chain(ticks)
-            .chain(news)
-            .chain(alerts)
-            .cloned()
-            .collect()
     }
 }
 
@@ -1015,11 +879,6 @@ fn flush_journal(journal: Option<&JournalHandle>, out: &mut Vec<JournalMsg>) -> 
         all &= journal.try_append(msg);
     }
     all
-}
-
-/// Snapshot-tree key of a news item or alert: zero-padded so keys sort by seq.
-fn snapshot_key(kind: &str, seq: u64) -> Box<str> {
-    format!("{kind}:{seq:020}").into()
 }
 
 /// A reply frame: never conflated.
