@@ -1,8 +1,9 @@
 //! The resolved, validated settings of one Tablo process.
 //!
 //! `Config` is what every other module reads. It is built once by
-//! [`Config::load`] from built-in defaults, the TOML file (SPEC §2) and the
-//! command-line [`Overrides`], in that order, and never changes afterwards.
+//! [`Config::load`] from built-in defaults, the TOML file (every key is
+//! described in `docs/config.md`) and the command-line [`Overrides`], in that
+//! order, and never changes afterwards.
 //! This module reads the config file and the environment and nothing else:
 //! it never opens the data dir, the journal, a font or a device.
 //!
@@ -292,11 +293,11 @@ pub struct Overrides {
 // ---------------------------------------------------------------------------
 
 /// Default `[server] listen`: loopback, so opening the relay to the LAN is a
-/// choice made in the config (SPEC §1).
+/// choice made in the config.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
 
 /// Default `[server] max_clients`: an idle client costs about 10 KiB with
-/// small WebSocket buffers (NOTES.md), so 1000 fit in ~10 MiB on a Pi.
+/// small WebSocket buffers, so 1000 fit in ~10 MiB on a Pi.
 pub const DEFAULT_MAX_CLIENTS: usize = 1000;
 
 /// Default `[server] max_frame_bytes`: client ops are small JSON objects;
@@ -311,15 +312,16 @@ pub const MIN_FRAME_BYTES: usize = KIB as usize;
 /// parsed, so this bounds what one client can make the server hold.
 pub const MAX_FRAME_BYTES: usize = 16 * MIB as usize;
 
-/// Default `[journal] flush_interval_ms`: the group-commit window of SPEC §5.
+/// Default `[journal] flush_interval_ms`: the journal group-commits events
+/// at most this long after they arrive, so a crash loses at most that much.
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 
 /// Largest accepted `flush_interval_ms`: past 10 s a crash loses too much,
 /// and a `publish` ack would wait that long.
 pub const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
 
-/// Default `[journal] cache_bytes`: sled's own default is 1 GiB (NOTES.md),
-/// far too much for a Pi; a few MiB keep recent events hot.
+/// Default `[journal] cache_bytes`: sled's own default is 1 GiB, far too
+/// much for a Pi; a few MiB keep recent events hot.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * MIB;
 
 /// Smallest accepted `cache_bytes`: sled needs some room for its pages.
@@ -348,7 +350,8 @@ pub const DEFAULT_FB_DEVICE: &str = "/dev/fb0";
 /// Default `[board] title`.
 pub const DEFAULT_TITLE: &str = "Tablo";
 
-/// Default `[board] stale_after` (SPEC §6).
+/// Default `[board] stale_after`: a row not updated for a minute is drawn as
+/// stale.
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// Default `[board] page_seconds`.
@@ -868,7 +871,8 @@ fn check_ws_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Checks a downstream channel name (SPEC §4).
+/// Checks a channel name of Tablo's downstream protocol, as a client would
+/// subscribe to it.
 fn check_channel(channel: &str) -> Result<(), String> {
     match channel {
         "*" | "prices" | "news" | "alerts" | "status" => Ok(()),
@@ -895,7 +899,7 @@ struct RawConfig {
     display: RawDisplay,
     board: RawBoard,
     feed: Vec<Spanned<RawFeed>>,
-    /// Planned (SPEC §2, *later*); read only to be rejected with a clear
+    /// Planned but not built yet; read only to be rejected with a clear
     /// message instead of "unknown key".
     forward: At<toml::Value>,
 }
