@@ -12,6 +12,7 @@
 //! that a bad value is reported with its file, line and key. Resolution then
 //! fills in defaults, applies the overrides and checks every value.
 
+mod keyword;
 mod units;
 
 use std::fmt;
@@ -20,13 +21,13 @@ use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
+use self::keyword::Keyword;
 use self::units::{KIB, MIB, format_duration, format_size, parse_duration, parse_size};
 
 /// Every setting, resolved. Built by [`Config::load`].
@@ -474,134 +475,6 @@ impl std::error::Error for ConfigError {
             ConfigError::Unreadable { error, .. } => Some(error),
             ConfigError::Invalid { .. } => None,
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Keywords: the enum-valued settings.
-// ---------------------------------------------------------------------------
-
-/// A setting whose value is one of a few words.
-trait Keyword: Copy + PartialEq + 'static {
-    /// Each accepted word with its value, in the order error messages list
-    /// them.
-    const ALL: &'static [(&'static str, Self)];
-
-    fn keyword(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, v)| *v == self)
-            .map_or("?", |(name, _)| name)
-    }
-
-    fn from_keyword(word: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .find(|(name, _)| *name == word)
-            .map(|(_, v)| *v)
-    }
-
-    /// `a, b, c` for error messages.
-    fn list() -> String {
-        Self::ALL
-            .iter()
-            .map(|(name, _)| *name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl Keyword for DisplayMode {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("auto", DisplayMode::Auto),
-        ("window", DisplayMode::Window),
-        ("fbdev", DisplayMode::Fbdev),
-        ("png", DisplayMode::Png),
-        ("none", DisplayMode::None),
-    ];
-}
-
-impl Keyword for Column {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("price", Column::Price),
-        ("change", Column::Change),
-        ("sparkline", Column::Sparkline),
-        ("bid", Column::Bid),
-        ("ask", Column::Ask),
-        ("volume", Column::Volume),
-    ];
-}
-
-impl Keyword for Digits {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("latin", Digits::Latin),
-        ("persian", Digits::Persian),
-        ("arabic", Digits::Arabic),
-    ];
-}
-
-impl Keyword for Direction {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("auto", Direction::Auto),
-        ("ltr", Direction::Ltr),
-        ("rtl", Direction::Rtl),
-    ];
-}
-
-impl Keyword for FeedFormat {
-    const ALL: &'static [(&'static str, Self)] = &[
-        ("binance", FeedFormat::Binance),
-        ("coinbase", FeedFormat::Coinbase),
-        ("tablo", FeedFormat::Tablo),
-        ("json", FeedFormat::Json),
-        ("demo", FeedFormat::Demo),
-    ];
-}
-
-impl DisplayMode {
-    /// The config and CLI name.
-    pub fn name(self) -> &'static str {
-        self.keyword()
-    }
-}
-
-impl fmt::Display for DisplayMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for DisplayMode {
-    type Err = String;
-
-    /// Parses `--display MODE`; the error lists the accepted modes.
-    fn from_str(s: &str) -> Result<Self, String> {
-        DisplayMode::from_keyword(s).ok_or_else(|| {
-            format!(
-                "unknown display mode {s:?}: use one of {}",
-                DisplayMode::list()
-            )
-        })
-    }
-}
-
-impl fmt::Display for FeedFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FeedFormat {
-    type Err = String;
-
-    /// Parses a feed format name; the error lists the accepted formats.
-    fn from_str(s: &str) -> Result<Self, String> {
-        FeedFormat::from_keyword(s).ok_or_else(|| {
-            format!(
-                "unknown feed format {s:?}: use one of {}",
-                FeedFormat::list()
-            )
-        })
     }
 }
 
@@ -3364,18 +3237,6 @@ format = "demo"
                 .contains("no URL")
         );
         assert!(taken.is_empty());
-    }
-
-    #[test]
-    fn display_mode_and_feed_format_parse_from_the_command_line() {
-        assert_eq!("fbdev".parse::<DisplayMode>(), Ok(DisplayMode::Fbdev));
-        assert!(
-            "tv".parse::<DisplayMode>()
-                .unwrap_err()
-                .contains("auto, window, fbdev, png, none")
-        );
-        assert_eq!("coinbase".parse::<FeedFormat>(), Ok(FeedFormat::Coinbase));
-        assert_eq!(DisplayMode::Png.to_string(), "png");
     }
 
     // --- Files and `check` output ---
