@@ -43,22 +43,6 @@ impl ConfigError {
             message: message.into(),
         }
     }
-
-    /// The 1-based line of the problem in the config file, when known.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            ConfigError::Unreadable { .. } => None,
-            ConfigError::Invalid { line, .. } => *line,
-        }
-    }
-
-    /// The config file involved, if any.
-    pub fn file(&self) -> Option<&Path> {
-        match self {
-            ConfigError::Unreadable { path, .. } => Some(path),
-            ConfigError::Invalid { file, .. } => file.as_deref(),
-        }
-    }
 }
 
 impl fmt::Display for ConfigError {

@@ -388,20 +388,15 @@ pub const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in dem
 // The data dir.
 // ---------------------------------------------------------------------------
 
-/// The default data dir from the process environment: `$STATE_DIRECTORY`
-/// (set by systemd; the first of several colon-separated paths), else
-/// `$XDG_STATE_HOME/tablo`, else `$HOME/.local/state/tablo`. `None` when none
-/// of these is set. For `tablo journal`, which has no config file.
-pub fn default_data_dir() -> Option<PathBuf> {
-    data_dir_from_env(&real_env)
-}
-
 /// The environment as `load` sees it; empty values count as unset.
 fn real_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// [`default_data_dir`] with the environment injected, for tests.
+/// The default data dir from the environment `env`: `$STATE_DIRECTORY`
+/// (set by systemd; the first of several colon-separated paths), else
+/// `$XDG_STATE_HOME/tablo`, else `$HOME/.local/state/tablo`. `None` when none
+/// of these is set.
 fn data_dir_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     if let Some(first) =
@@ -1559,7 +1554,7 @@ fn check_flag_feeds(feeds: &[FeedConfig]) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{FILE, FULL, check_err, env_of, home_env, load, load_notes};
+    use super::testing::{FILE, FULL, check_err, env_of, error_line, home_env, load, load_notes};
     use super::*;
 
     // --- Defaults and the data dir ---
@@ -2314,7 +2309,7 @@ mod tests {
         let path = dir.path().join("t.toml");
         std::fs::write(&path, b"[board]\ntitle = \"\xff\"\n").unwrap();
         let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
-        assert_eq!(err.line(), Some(2));
+        assert_eq!(error_line(&err), Some(2));
         assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 
