@@ -14,6 +14,7 @@
 
 mod error;
 mod keyword;
+mod paths;
 mod raw;
 #[cfg(test)]
 mod testing;
@@ -30,6 +31,7 @@ pub use self::error::ConfigError;
 
 use self::error::{Source, line_of};
 use self::keyword::Keyword;
+use self::paths::{Paths, real_env};
 use self::raw::{
     At, RawBoard, RawConfig, RawDisplay, RawFeed, RawJournal, RawPointers, RawServer, Strings,
 };
@@ -383,36 +385,6 @@ pub const DEMO_FEED_NAME: &str = "demo";
 /// The note [`Config::load_with_notes`] returns when it falls back to the
 /// demo feed.
 pub const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in demo feed";
-
-// ---------------------------------------------------------------------------
-// The data dir.
-// ---------------------------------------------------------------------------
-
-/// The environment as `load` sees it; empty values count as unset.
-fn real_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
-
-/// The default data dir from the environment `env`: `$STATE_DIRECTORY`
-/// (set by systemd; the first of several colon-separated paths), else
-/// `$XDG_STATE_HOME/tablo`, else `$HOME/.local/state/tablo`. `None` when none
-/// of these is set.
-fn data_dir_from_env(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    if let Some(first) =
-        var("STATE_DIRECTORY").and_then(|v| v.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
-    {
-        return Some(first);
-    }
-    // The XDG spec says a relative $XDG_STATE_HOME is invalid and ignored.
-    if let Some(xdg) = var("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-    {
-        return Some(xdg.join("tablo"));
-    }
-    var("HOME").map(|home| PathBuf::from(home).join(".local/state/tablo"))
-}
 
 // ---------------------------------------------------------------------------
 // `--feed FORMAT=URL`.
@@ -833,22 +805,8 @@ fn resolve(
         ));
     }
     let mut notes = Vec::new();
-    let paths = Paths {
-        src,
-        base: src.file.and_then(Path::parent).unwrap_or(Path::new("")),
-        env,
-    };
-
-    let data_dir = match (&overrides.data_dir, &raw.data_dir) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => paths.resolve(dir, "data_dir")?,
-        (None, None) => data_dir_from_env(env).ok_or_else(|| {
-            ConfigError::plain(
-                "cannot choose a data directory: $STATE_DIRECTORY, $XDG_STATE_HOME and $HOME are all unset; \
-                 pass --data-dir DIR or set data_dir in the config file",
-            )
-        })?,
-    };
+    let paths = Paths::new(src, env);
+    let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
 
     let server = resolve_server(raw.server, src, overrides, &mut notes)?;
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
@@ -888,50 +846,6 @@ fn resolve(
         feeds,
     };
     Ok((config, notes))
-}
-
-/// Resolves paths written in the file.
-struct Paths<'a> {
-    src: &'a Source<'a>,
-    /// The config file's directory: relative paths are taken from there.
-    base: &'a Path,
-    env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Paths<'_> {
-    fn resolve(&self, value: &Spanned<String>, what: &str) -> Result<PathBuf, ConfigError> {
-        let text = value.get_ref().as_str();
-        if text.is_empty() {
-            return Err(self.src.at(
-                value.span(),
-                format!("{what}: an empty path; give a path or leave the key out"),
-            ));
-        }
-        let home_relative = if text == "~" {
-            Some("")
-        } else {
-            text.strip_prefix("~/")
-        };
-        if let Some(rest) = home_relative {
-            let home = (self.env)("HOME")
-                .filter(|h| !h.is_empty())
-                .ok_or_else(|| {
-                    self.src.at(
-                        value.span(),
-                        format!(
-                            "{what}: cannot expand ~ because $HOME is not set; write the full path"
-                        ),
-                    )
-                })?;
-            return Ok(PathBuf::from(home).join(rest));
-        }
-        let path = PathBuf::from(text);
-        Ok(if path.is_absolute() {
-            path
-        } else {
-            self.base.join(path)
-        })
-    }
 }
 
 /// Checks that `value` lies in `lo..=hi`.
@@ -1554,7 +1468,7 @@ fn check_flag_feeds(feeds: &[FeedConfig]) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{FILE, FULL, check_err, env_of, error_line, home_env, load, load_notes};
+    use super::testing::{FILE, FULL, check_err, error_line, home_env, load, load_notes};
     use super::*;
 
     // --- Defaults and the data dir ---
@@ -1628,50 +1542,6 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/srv/tablo"));
         assert_eq!(config.journal.dir, PathBuf::from("/srv/tablo/journal"));
         assert_eq!(config.feeds.len(), 1);
-    }
-
-    #[test]
-    fn data_dir_prefers_state_directory_then_xdg_then_home() {
-        let dir = |pairs| data_dir_from_env(&env_of(pairs));
-        let all = &[
-            ("STATE_DIRECTORY", "/var/lib/tablo:/var/lib/other"),
-            ("XDG_STATE_HOME", "/x"),
-            ("HOME", "/h"),
-        ];
-        assert_eq!(dir(all), Some("/var/lib/tablo".into()));
-        assert_eq!(
-            dir(&[
-                ("STATE_DIRECTORY", ""),
-                ("XDG_STATE_HOME", "/x"),
-                ("HOME", "/h")
-            ]),
-            Some("/x/tablo".into())
-        );
-        assert_eq!(
-            dir(&[("STATE_DIRECTORY", ":/second")]),
-            Some("/second".into())
-        );
-        assert_eq!(
-            dir(&[("XDG_STATE_HOME", "relative"), ("HOME", "/h")]),
-            Some("/h/.local/state/tablo".into())
-        );
-        assert_eq!(dir(&[("HOME", "/h")]), Some("/h/.local/state/tablo".into()));
-        assert_eq!(dir(&[("HOME", "")]), None);
-        assert_eq!(dir(&[]), None);
-    }
-
-    #[test]
-    fn no_data_dir_anywhere_is_an_error_that_says_what_to_do() {
-        let err = load_from(None, &Overrides::default(), &|_| None).unwrap_err();
-        assert!(err.to_string().contains("--data-dir"), "{err}");
-        let overrides = Overrides {
-            data_dir: Some("/d".into()),
-            ..Overrides::default()
-        };
-        assert_eq!(
-            load_from(None, &overrides, &|_| None).unwrap().0.data_dir,
-            PathBuf::from("/d")
-        );
     }
 
     // --- Every section ---
@@ -1776,58 +1646,6 @@ mod tests {
         assert_eq!(c.feeds[2].channels, ["prices", "news"]);
         assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
         assert_eq!(c.feeds[4], demo_feed("demo".into()));
-    }
-
-    #[test]
-    fn relative_paths_are_taken_from_the_config_files_directory() {
-        let text = "data_dir = \"state\"\n[board]\nfont = \"fonts/v.ttf\"\n[display]\ndevice = \"fb.raw\"\n";
-        let c = load(text).unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("/etc/tablo/state"));
-        assert_eq!(c.journal.dir, PathBuf::from("/etc/tablo/state/journal"));
-        assert_eq!(
-            c.display.png_path,
-            PathBuf::from("/etc/tablo/state/board.png")
-        );
-        assert_eq!(c.board.font, Some(PathBuf::from("/etc/tablo/fonts/v.ttf")));
-        assert_eq!(c.display.device, PathBuf::from("/etc/tablo/fb.raw"));
-        let (c, _) = load_text(
-            Path::new("tablo.toml"),
-            text,
-            &Overrides::default(),
-            &home_env,
-        )
-        .unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("state"));
-    }
-
-    #[test]
-    fn tilde_means_home() {
-        let c = load("data_dir = \"~/tablo\"\n[journal]\ndir = \"~\"\n").unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("/home/pi/tablo"));
-        assert_eq!(c.journal.dir, PathBuf::from("/home/pi"));
-        let err = load_text(
-            Path::new(FILE),
-            "data_dir = \"~/t\"\n",
-            &Overrides::default(),
-            &|_| None,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("$HOME is not set"), "{err}");
-    }
-
-    #[test]
-    fn journal_dir_and_png_path_set_in_the_file_stay_put() {
-        let text = "data_dir = \"/a\"\n[journal]\ndir = \"/j\"\n[display]\npng_path = \"/p.png\"\n";
-        let overrides = Overrides {
-            data_dir: Some("/b".into()),
-            ..Overrides::default()
-        };
-        let c = load_notes(text, &overrides).unwrap().0;
-        assert_eq!(
-            (c.data_dir.as_path(), c.journal.dir.as_path()),
-            (Path::new("/b"), Path::new("/j"))
-        );
-        assert_eq!(c.display.png_path, PathBuf::from("/p.png"));
     }
 
     // --- Unknown keys ---
