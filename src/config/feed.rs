@@ -13,9 +13,8 @@ use toml::Spanned;
 use super::error::{ConfigError, Source, line_of};
 use super::keyword::Keyword;
 use super::raw::{At, RawFeed, RawPointers, Strings};
-use super::{
-    DEMO_FALLBACK_NOTE, DEMO_FEED_NAME, FeedConfig, FeedFormat, JsonPointers, Overrides, nonempty,
-};
+use super::resolve::nonempty;
+use super::{DEMO_FALLBACK_NOTE, DEMO_FEED_NAME, FeedConfig, FeedFormat, JsonPointers, Overrides};
 
 /// Parses one `--feed FORMAT=URL`. The feed is named after its format, then
 /// `FORMAT-2`, `FORMAT-3`… when `taken` already holds that name; the chosen
