@@ -1,5 +1,5 @@
 //! The words of the enum-valued settings: `mode = "png"`,
-//! `digits = "persian"`, `--display fbdev`, `--feed binance=URL`.
+//! `digits = "persian"`, `--feed binance=URL`.
 //!
 //! Each enum lists its words once, in its `Keyword::ALL`: reading the file,
 //! `--feed`, the `FromStr` impls and the errors that list the accepted words

@@ -7,10 +7,22 @@
 //! This module reads the config file and the environment and nothing else:
 //! it never opens the data dir, the journal, a font or a device.
 //!
-//! Loading goes through private `Raw*` structs that mirror the file's layout
-//! (every key optional, unknown keys rejected) and keep each value's span, so
-//! that a bad value is reported with its file, line and key. Resolution then
-//! fills in defaults, applies the overrides and checks every value.
+//! This file holds the model, its defaults and limits, and the entry points;
+//! each step of building a `Config` has a file of its own:
+//!
+//! - `raw`: the file as written, in serde types that mirror its layout
+//!   (every key optional, unknown keys rejected) and keep each value's span;
+//! - `resolve`: defaults ← file ← overrides, section by section, with every
+//!   value checked;
+//! - `feed`: the feed list, from `[[feed]]` tables and `--feed` flags
+//!   ([`parse_feed_flag`]);
+//! - `paths`: the data dir (`--data-dir`, the file, `$STATE_DIRECTORY`,
+//!   `$XDG_STATE_HOME`, `$HOME`) and paths written in the file;
+//! - `units`: durations and sizes, read and written;
+//! - `keyword`: the words of the enum-valued settings;
+//! - `error`: [`ConfigError`], and where a problem is (file, line, key);
+//! - `print`: the resolved settings as TOML, for `tablo check`
+//!   ([`Config::to_toml`]).
 
 mod error;
 mod feed;
@@ -305,23 +317,23 @@ pub struct Overrides {
 
 /// Default `[server] listen`: loopback, so opening the relay to the LAN is a
 /// choice made in the config.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7070));
 
 /// Default `[server] max_clients`: an idle client costs about 10 KiB with
 /// small WebSocket buffers, so 1000 fit in ~10 MiB on a Pi.
-pub const DEFAULT_MAX_CLIENTS: usize = 1000;
+const DEFAULT_MAX_CLIENTS: usize = 1000;
 
 /// Default `[server] max_frame_bytes`: client ops are small JSON objects;
 /// 64 KiB leaves room for a `publish` with a long alert text.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * KIB as usize;
+const DEFAULT_MAX_FRAME_BYTES: usize = 64 * KIB as usize;
 
 /// Smallest accepted `max_frame_bytes`: below 1 KiB a `subscribe` naming a
 /// few dozen channels would not fit.
-pub const MIN_FRAME_BYTES: usize = KIB as usize;
+const MIN_FRAME_BYTES: usize = KIB as usize;
 
 /// Largest accepted `max_frame_bytes`: a frame is buffered whole before it is
 /// parsed, so this bounds what one client can make the server hold.
-pub const MAX_FRAME_BYTES: usize = 16 * MIB as usize;
+const MAX_FRAME_BYTES: usize = 16 * MIB as usize;
 
 /// Default `[journal] flush_interval_ms`: the journal group-commits events
 /// at most this long after they arrive, so a crash loses at most that much.
@@ -329,64 +341,64 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 
 /// Largest accepted `flush_interval_ms`: past 10 s a crash loses too much,
 /// and a `publish` ack would wait that long.
-pub const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
+const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
 
 /// Default `[journal] cache_bytes`: sled's own default is 1 GiB, far too
 /// much for a Pi; a few MiB keep recent events hot.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * MIB;
 
 /// Smallest accepted `cache_bytes`: sled needs some room for its pages.
-pub const MIN_CACHE_BYTES: u64 = 64 * KIB;
+const MIN_CACHE_BYTES: u64 = 64 * KIB;
 
 /// Default `[display] fps_max`: smooth enough for flashes and scrolling news
 /// while leaving a Pi's CPU mostly idle.
-pub const DEFAULT_FPS_MAX: u32 = 30;
+const DEFAULT_FPS_MAX: u32 = 30;
 
 /// Largest accepted `fps_max`: no kiosk screen refreshes faster.
-pub const MAX_FPS: u32 = 120;
+const MAX_FPS: u32 = 120;
 
 /// Smallest accepted `[display] width` / `height` in pixels.
-pub const MIN_SIDE: u32 = 64;
+const MIN_SIDE: u32 = 64;
 
 /// Largest accepted `[display] width` / `height` in pixels: twice 4K, and a
 /// frame buffer of this size still fits in memory.
-pub const MAX_SIDE: u32 = 8192;
+const MAX_SIDE: u32 = 8192;
 
 /// Default `[display] theme`.
-pub const DEFAULT_THEME: &str = "dark";
+const DEFAULT_THEME: &str = "dark";
 
 /// Default `[display] device`.
-pub const DEFAULT_FB_DEVICE: &str = "/dev/fb0";
+const DEFAULT_FB_DEVICE: &str = "/dev/fb0";
 
 /// Default `[board] title`.
-pub const DEFAULT_TITLE: &str = "Tablo";
+const DEFAULT_TITLE: &str = "Tablo";
 
 /// Default `[board] stale_after`: a row not updated for a minute is drawn as
 /// stale.
-pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// Default `[board] page_seconds`.
-pub const DEFAULT_PAGE_SECONDS: Duration = Duration::from_secs(10);
+const DEFAULT_PAGE_SECONDS: Duration = Duration::from_secs(10);
 
 /// Default `[board] columns`.
-pub const DEFAULT_COLUMNS: [Column; 3] = [Column::Price, Column::Change, Column::Sparkline];
+const DEFAULT_COLUMNS: [Column; 3] = [Column::Price, Column::Change, Column::Sparkline];
 
 /// Default `[board] locale`.
-pub const DEFAULT_LOCALE: &str = "en";
+const DEFAULT_LOCALE: &str = "en";
 
 /// Largest accepted `[[board.rows]] decimals`: more than any price feed sends
 /// (Ethereum's wei has 18).
-pub const MAX_DECIMALS: u8 = 18;
+const MAX_DECIMALS: u8 = 18;
 
 /// Name of the built-in demo feed added when nothing else is configured.
-pub const DEMO_FEED_NAME: &str = "demo";
+const DEMO_FEED_NAME: &str = "demo";
 
 /// The note [`Config::load_with_notes`] returns when it falls back to the
 /// demo feed.
-pub const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in demo feed";
+const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in demo feed";
 
 // ---------------------------------------------------------------------------
-// Loading and resolving.
+// Loading.
 // ---------------------------------------------------------------------------
 
 impl Config {
@@ -398,8 +410,8 @@ impl Config {
     }
 
     /// Like [`Config::load`], and also returns notes for the log about
-    /// choices made for the user, such as [`DEMO_FALLBACK_NOTE`] when no feed
-    /// is configured and the built-in demo feed is used.
+    /// choices made for the user, such as using the built-in demo feed
+    /// because no feed is configured.
     pub fn load_with_notes(
         file: Option<&Path>,
         overrides: &Overrides,
@@ -478,8 +490,6 @@ mod tests {
     use super::testing::{FILE, error_line, home_env, load_notes};
     use super::*;
 
-    // --- Defaults and the data dir ---
-
     #[test]
     fn defaults_without_a_file() {
         let (config, notes) = load_from(None, &Overrides::default(), &home_env).unwrap();
@@ -550,20 +560,6 @@ mod tests {
         assert_eq!(config.journal.dir, PathBuf::from("/srv/tablo/journal"));
         assert_eq!(config.feeds.len(), 1);
     }
-
-    // --- Every section ---
-
-    // --- Unknown keys ---
-
-    // --- Syntax and types ---
-
-    // --- Feeds ---
-
-    // --- Overrides ---
-
-    // --- --feed ---
-
-    // --- Files and `check` output ---
 
     #[test]
     fn a_missing_file_is_unreadable_and_named() {
