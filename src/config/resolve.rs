@@ -109,6 +109,8 @@ pub(super) fn nonempty(
     }
 }
 
+/// `[server]`: `--listen` wins over the file's `listen`, and a server that
+/// no client can join is noted.
 fn resolve_server(
     raw: RawServer,
     src: &Source<'_>,
@@ -188,6 +190,7 @@ fn resolve_server(
     })
 }
 
+/// `[journal]`: `dir` defaults to `<data_dir>/journal`.
 fn resolve_journal(
     raw: RawJournal,
     src: &Source<'_>,
@@ -261,6 +264,8 @@ fn resolve_journal(
     })
 }
 
+/// `[display]`: `--display` wins over the file's `mode`, and `png_path`
+/// defaults to `<data_dir>/board.png`.
 fn resolve_display(
     raw: RawDisplay,
     src: &Source<'_>,
@@ -327,6 +332,7 @@ fn resolve_display(
     })
 }
 
+/// `[board]` and its `[[board.rows]]`.
 fn resolve_board(
     raw: RawBoard,
     src: &Source<'_>,
