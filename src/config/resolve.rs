@@ -1,0 +1,712 @@
+//! From the file as written to the resolved [`Config`]: built-in defaults,
+//! then the file, then the command-line overrides, with every value checked
+//! against its limits and the others.
+//!
+//! Each section has its resolver here; the feeds have theirs in `feed` and
+//! paths in `paths`. A resolver reads nothing: it is given the parsed file
+//! and the environment, and returns the settings or the first problem, at
+//! its line.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Source};
+use super::feed::resolve_feeds;
+use super::keyword::Keyword;
+use super::paths::Paths;
+use super::raw::{At, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
+use super::units::format_size;
+use super::{
+    BoardConfig, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_COLUMNS, DEFAULT_FB_DEVICE,
+    DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE,
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER,
+    DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction, DisplayConfig, DisplayMode, JournalConfig,
+    MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS, MAX_FRAME_BYTES, MAX_SIDE, MIN_CACHE_BYTES,
+    MIN_FRAME_BYTES, MIN_SIDE, Overrides, RowConfig, ServerConfig, TokenConfig,
+};
+
+/// Defaults ← file ← overrides, with every value checked.
+pub(super) fn resolve(
+    raw: RawConfig,
+    src: &Source<'_>,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<String>), ConfigError> {
+    if let Some(forward) = &raw.forward {
+        return Err(src.at(
+            forward.span(),
+            "[[forward]] is not supported yet: remove it (forwarding local publishes upstream is planned)",
+        ));
+    }
+    let mut notes = Vec::new();
+    let paths = Paths::new(src, env);
+    let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
+
+    let server = resolve_server(raw.server, src, overrides, &mut notes)?;
+    let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
+    let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
+    let board = resolve_board(raw.board, src, &paths)?;
+
+    let feeds = resolve_feeds(raw.feed, src, overrides, &mut notes)?;
+
+    let config = Config {
+        file: src.file.map(Path::to_path_buf),
+        data_dir,
+        server,
+        journal,
+        display,
+        board,
+        feeds,
+    };
+    Ok((config, notes))
+}
+
+/// Checks that `value` lies in `lo..=hi`.
+fn in_range(
+    src: &Source<'_>,
+    value: &Spanned<u64>,
+    what: &str,
+    lo: u64,
+    hi: u64,
+) -> Result<u64, ConfigError> {
+    let n = *value.get_ref();
+    if (lo..=hi).contains(&n) {
+        Ok(n)
+    } else {
+        Err(src.at(
+            value.span(),
+            format!("{what}: {n} is out of range; use {lo} to {hi}"),
+        ))
+    }
+}
+
+/// Checks that `value` is not zero; `hint` says what to do instead.
+fn nonzero_u64(
+    src: &Source<'_>,
+    value: &Spanned<u64>,
+    what: &str,
+    hint: &str,
+) -> Result<u64, ConfigError> {
+    match *value.get_ref() {
+        0 => Err(src.at(value.span(), format!("{what}: must not be 0; {hint}"))),
+        n => Ok(n),
+    }
+}
+
+/// Checks that a string is not empty.
+pub(super) fn nonempty(
+    src: &Source<'_>,
+    value: Spanned<String>,
+    what: &str,
+) -> Result<String, ConfigError> {
+    if value.get_ref().trim().is_empty() {
+        Err(src.at(value.span(), format!("{what}: must not be empty")))
+    } else {
+        Ok(value.into_inner())
+    }
+}
+
+/// `[server]`: `--listen` wins over the file's `listen`, and a server that
+/// no client can join is noted.
+fn resolve_server(
+    raw: RawServer,
+    src: &Source<'_>,
+    overrides: &Overrides,
+    notes: &mut Vec<String>,
+) -> Result<ServerConfig, ConfigError> {
+    let listen = overrides
+        .listen
+        .or(raw.listen.map(|a| a.0))
+        .unwrap_or(DEFAULT_LISTEN);
+    let max_clients = match &raw.max_clients {
+        Some(v) => in_range(src, v, "[server] max_clients", 1, u32::MAX.into())? as usize,
+        None => DEFAULT_MAX_CLIENTS,
+    };
+    let max_frame_bytes = match raw.max_frame_bytes {
+        Some(v) => {
+            let n = v.get_ref().0;
+            if !(MIN_FRAME_BYTES as u64..=MAX_FRAME_BYTES as u64).contains(&n) {
+                return Err(src.at(
+                    v.span(),
+                    format!(
+                        "[server] max_frame_bytes: {} is out of range; use {} to {}",
+                        format_size(n),
+                        format_size(MIN_FRAME_BYTES as u64),
+                        format_size(MAX_FRAME_BYTES as u64)
+                    ),
+                ));
+            }
+            n as usize
+        }
+        None => DEFAULT_MAX_FRAME_BYTES,
+    };
+    let allow_anonymous = raw.allow_anonymous.unwrap_or(true);
+    let mut tokens: Vec<TokenConfig> = Vec::new();
+    for entry in raw.tokens {
+        let span = entry.span();
+        let entry = entry.into_inner();
+        let Some(token) = entry.token else {
+            return Err(src.at(
+                span,
+                "[server] tokens: an entry has no token; write { token = \"a long secret\", publish = true }",
+            ));
+        };
+        let (token_span, token) = (token.span(), token.into_inner());
+        if token.is_empty() {
+            return Err(src.at(token_span, "[server] tokens: a token must not be empty"));
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(src.at(
+                token_span,
+                "[server] tokens: a token must not contain spaces or control characters",
+            ));
+        }
+        if tokens.iter().any(|t| t.token == token) {
+            return Err(src.at(
+                token_span,
+                "[server] tokens: this token is listed twice; each token must be unique",
+            ));
+        }
+        tokens.push(TokenConfig {
+            token,
+            publish: entry.publish.unwrap_or(false),
+        });
+    }
+    if !allow_anonymous && tokens.is_empty() {
+        notes.push(
+            "[server] allow_anonymous = false and no tokens are configured: no client can connect"
+                .to_owned(),
+        );
+    }
+    Ok(ServerConfig {
+        listen,
+        max_clients,
+        max_frame_bytes,
+        allow_anonymous,
+        tokens,
+    })
+}
+
+/// `[journal]`: `dir` defaults to `<data_dir>/journal`.
+fn resolve_journal(
+    raw: RawJournal,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+    data_dir: &Path,
+) -> Result<JournalConfig, ConfigError> {
+    let dir = match &raw.dir {
+        Some(dir) => paths.resolve(dir, "[journal] dir")?,
+        None => data_dir.join("journal"),
+    };
+    let max_events = match &raw.max_events {
+        Some(v) => Some(nonzero_u64(
+            src,
+            v,
+            "[journal] max_events",
+            "leave it out for no limit",
+        )?),
+        None => None,
+    };
+    let max_bytes = match &raw.max_bytes {
+        Some(v) if v.get_ref().0 == 0 => {
+            return Err(src.at(
+                v.span(),
+                "[journal] max_bytes: must not be 0; leave it out for no limit",
+            ));
+        }
+        Some(v) => Some(v.get_ref().0),
+        None => None,
+    };
+    let max_age = match &raw.max_age {
+        Some(v) if v.get_ref().0.is_zero() => {
+            return Err(src.at(
+                v.span(),
+                "[journal] max_age: must not be 0; leave it out for no limit",
+            ));
+        }
+        Some(v) => Some(v.get_ref().0),
+        None => None,
+    };
+    let flush_interval_ms = match &raw.flush_interval_ms {
+        Some(v) => in_range(
+            src,
+            v,
+            "[journal] flush_interval_ms",
+            1,
+            MAX_FLUSH_INTERVAL_MS,
+        )?,
+        None => DEFAULT_FLUSH_INTERVAL_MS,
+    };
+    let cache_bytes = match &raw.cache_bytes {
+        Some(v) if v.get_ref().0 < MIN_CACHE_BYTES => {
+            return Err(src.at(
+                v.span(),
+                format!(
+                    "[journal] cache_bytes: {} is too small; use at least {}",
+                    format_size(v.get_ref().0),
+                    format_size(MIN_CACHE_BYTES)
+                ),
+            ));
+        }
+        Some(v) => v.get_ref().0,
+        None => DEFAULT_CACHE_BYTES,
+    };
+    Ok(JournalConfig {
+        dir,
+        max_events,
+        max_bytes,
+        max_age,
+        flush_interval_ms,
+        cache_bytes,
+    })
+}
+
+/// `[display]`: `--display` wins over the file's `mode`, and `png_path`
+/// defaults to `<data_dir>/board.png`.
+fn resolve_display(
+    raw: RawDisplay,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+    overrides: &Overrides,
+    data_dir: &Path,
+) -> Result<DisplayConfig, ConfigError> {
+    let side = |v: &At<u64>, what: &str| -> Result<Option<u32>, ConfigError> {
+        v.as_ref()
+            .map(|v| in_range(src, v, what, MIN_SIDE.into(), MAX_SIDE.into()).map(|n| n as u32))
+            .transpose()
+    };
+    let rotate = match &raw.rotate {
+        Some(v) => match *v.get_ref() {
+            r @ (0 | 90 | 180 | 270) => r as u16,
+            r => {
+                return Err(src.at(
+                    v.span(),
+                    format!("[display] rotate: {r} is not one of 0, 90, 180, 270"),
+                ));
+            }
+        },
+        None => 0,
+    };
+    let fps_max = match &raw.fps_max {
+        Some(v) => in_range(src, v, "[display] fps_max", 1, MAX_FPS.into())? as u32,
+        None => DEFAULT_FPS_MAX,
+    };
+    let bpp = match &raw.bpp {
+        Some(v) => match *v.get_ref() {
+            b @ (16 | 32) => b as u8,
+            b => {
+                return Err(src.at(
+                    v.span(),
+                    format!("[display] bpp: {b} is not 16 or 32 (RGB565 or XRGB8888)"),
+                ));
+            }
+        },
+        None => 32,
+    };
+    Ok(DisplayConfig {
+        mode: overrides
+            .display
+            .or(raw.mode.map(|m| m.0))
+            .unwrap_or(DisplayMode::Auto),
+        width: side(&raw.width, "[display] width")?,
+        height: side(&raw.height, "[display] height")?,
+        rotate,
+        fps_max,
+        theme: match raw.theme {
+            Some(theme) => nonempty(src, theme, "[display] theme")?,
+            None => DEFAULT_THEME.to_owned(),
+        },
+        pixel_shift: raw.pixel_shift.unwrap_or(false),
+        device: match &raw.device {
+            Some(device) => paths.resolve(device, "[display] device")?,
+            None => PathBuf::from(DEFAULT_FB_DEVICE),
+        },
+        bpp,
+        png_path: match &raw.png_path {
+            Some(png) => paths.resolve(png, "[display] png_path")?,
+            None => data_dir.join("board.png"),
+        },
+    })
+}
+
+/// `[board]` and its `[[board.rows]]`.
+fn resolve_board(
+    raw: RawBoard,
+    src: &Source<'_>,
+    paths: &Paths<'_>,
+) -> Result<BoardConfig, ConfigError> {
+    let positive = |v: Option<(Range<usize>, Duration)>, what: &str, default: Duration| match v {
+        Some((span, d)) if d.is_zero() => {
+            Err(src.at(span, format!("{what}: must be longer than 0s")))
+        }
+        Some((_, d)) => Ok(d),
+        None => Ok(default),
+    };
+    let stale_after = positive(
+        raw.stale_after.map(|v| (v.span(), v.get_ref().0)),
+        "[board] stale_after",
+        DEFAULT_STALE_AFTER,
+    )?;
+    let page_seconds = positive(
+        raw.page_seconds.map(|v| (v.span(), v.get_ref().0)),
+        "[board] page_seconds",
+        DEFAULT_PAGE_SECONDS,
+    )?;
+    let columns = match raw.columns {
+        Some(list) => {
+            let mut columns: Vec<Column> = Vec::new();
+            for column in list {
+                let c = column.get_ref().0;
+                if columns.contains(&c) {
+                    return Err(src.at(
+                        column.span(),
+                        format!("[board] columns: {:?} is listed twice", c.keyword()),
+                    ));
+                }
+                columns.push(c);
+            }
+            columns
+        }
+        None => DEFAULT_COLUMNS.to_vec(),
+    };
+    let locale = match raw.locale {
+        Some(locale) => {
+            let text = locale.get_ref();
+            if text.is_empty()
+                || !text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(src.at(
+                    locale.span(),
+                    format!("[board] locale: {text:?} is not a locale name such as \"en\", \"fa\" or \"tr-TR\""),
+                ));
+            }
+            locale.into_inner()
+        }
+        None => DEFAULT_LOCALE.to_owned(),
+    };
+    let font = raw
+        .font
+        .as_ref()
+        .map(|font| paths.resolve(font, "[board] font"))
+        .transpose()?;
+    let mut rows: Vec<RowConfig> = Vec::new();
+    for row in raw.rows {
+        let span = row.span();
+        let row = row.into_inner();
+        let Some(symbol) = row.symbol else {
+            return Err(src.at(
+                span,
+                "[[board.rows]]: symbol is missing; write symbol = \"BTCUSDT\"",
+            ));
+        };
+        let symbol_span = symbol.span();
+        let symbol = nonempty(src, symbol, "[[board.rows]] symbol")?;
+        if rows.iter().any(|r| r.symbol == symbol) {
+            return Err(src.at(
+                symbol_span,
+                format!("[[board.rows]] symbol: {symbol:?} already has a row"),
+            ));
+        }
+        let decimals = row
+            .decimals
+            .as_ref()
+            .map(|d| {
+                in_range(src, d, "[[board.rows]] decimals", 0, MAX_DECIMALS.into()).map(|d| d as u8)
+            })
+            .transpose()?;
+        rows.push(RowConfig {
+            symbol,
+            label: row.label,
+            decimals,
+        });
+    }
+    Ok(BoardConfig {
+        title: raw.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
+        stale_after,
+        page_seconds,
+        columns,
+        locale,
+        digits: raw.digits.map_or(Digits::Latin, |d| d.0),
+        direction: raw.direction.map_or(Direction::Auto, |d| d.0),
+        font,
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::JsonPointers;
+    use crate::config::feed::demo_feed;
+    use crate::config::testing::{FILE, FULL, check_err, load, load_notes};
+
+    use super::*;
+
+    #[test]
+    fn every_section_parses() {
+        let (c, notes) = load_notes(FULL, &Overrides::default()).unwrap();
+        assert_eq!(notes, Vec::<String>::new());
+        assert_eq!(c.file, Some(PathBuf::from(FILE)));
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/tablo"));
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(
+            (
+                c.server.max_clients,
+                c.server.max_frame_bytes,
+                c.server.allow_anonymous
+            ),
+            (200, 16384, false)
+        );
+        assert_eq!(
+            c.server.tokens,
+            vec![
+                TokenConfig {
+                    token: "s3cret".into(),
+                    publish: true
+                },
+                TokenConfig {
+                    token: "reader".into(),
+                    publish: false
+                }
+            ]
+        );
+        let j = &c.journal;
+        assert_eq!(j.dir, PathBuf::from("/mnt/journal"));
+        assert_eq!(
+            (j.max_events, j.max_bytes),
+            (Some(1_000_000), Some(256 * 1024 * 1024))
+        );
+        assert_eq!(j.max_age, Some(Duration::from_secs(7 * 86400)));
+        assert_eq!((j.flush_interval_ms, j.cache_bytes), (50, 4 * 1024 * 1024));
+        let d = &c.display;
+        assert_eq!(
+            (d.mode, d.width, d.height, d.rotate, d.fps_max),
+            (DisplayMode::Png, Some(1920), Some(1080), 90, 20)
+        );
+        assert_eq!(
+            (d.theme.as_str(), d.pixel_shift, d.bpp),
+            ("light", true, 16)
+        );
+        assert_eq!(
+            (d.device.as_path(), d.png_path.as_path()),
+            (Path::new("/dev/fb1"), Path::new("/tmp/board.png"))
+        );
+        let b = &c.board;
+        assert_eq!(b.title, "صرافی");
+        assert_eq!(
+            (b.stale_after, b.page_seconds),
+            (Duration::from_secs(120), Duration::from_secs(15))
+        );
+        assert_eq!(b.columns, vec![Column::Bid, Column::Ask, Column::Change]);
+        assert_eq!(
+            (b.locale.as_str(), b.digits, b.direction),
+            ("fa", Digits::Persian, Direction::Rtl)
+        );
+        assert_eq!(
+            b.font,
+            Some(PathBuf::from("/usr/share/fonts/Vazirmatn.ttf"))
+        );
+        assert_eq!(
+            b.rows,
+            vec![
+                RowConfig {
+                    symbol: "USD".into(),
+                    label: Some("دلار".into()),
+                    decimals: Some(0)
+                },
+                RowConfig {
+                    symbol: "XAU".into(),
+                    label: None,
+                    decimals: None
+                }
+            ]
+        );
+        let names: Vec<&str> = c.feeds.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["binance", "office", "tablo", "coinbase", "demo"]);
+        assert_eq!(c.feeds[0].symbols, ["BTCUSDT", "ETHUSDT"]);
+        assert!(c.feeds[0].channels.is_empty());
+        assert_eq!(c.feeds[1].subscribe, [r#"{"op":"sub"}"#]);
+        assert_eq!(
+            c.feeds[1].pointers,
+            JsonPointers {
+                items: Some("/rates".into()),
+                symbol: Some("/code".into()),
+                price: Some("/sell".into()),
+                open: Some("/open".into()),
+                change_pct: Some("/pct".into()),
+                bid: Some("/buy".into()),
+                ask: Some("/sell".into()),
+                volume: Some("".into()),
+            }
+        );
+        assert_eq!(c.feeds[2].channels, ["prices", "news"]);
+        assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
+        assert_eq!(c.feeds[4], demo_feed("demo".into()));
+    }
+
+    #[test]
+    fn forward_is_refused_as_not_supported_yet() {
+        check_err(
+            "[server]\n\n[[forward]]\nurl = \"ws://x\"\n",
+            3,
+            "[[forward]] is not supported yet",
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        check_err(
+            "[server]\nmax_clients = 0\n",
+            2,
+            "[server] max_clients: 0 is out of range; use 1 to",
+        );
+        check_err(
+            "[server]\nmax_frame_bytes = \"512B\"\n",
+            2,
+            "[server] max_frame_bytes: 512B is out of range; use 1KiB to 16MiB",
+        );
+        check_err("[server]\nmax_frame_bytes = \"32MiB\"\n", 2, "out of range");
+        check_err(
+            "[journal]\nflush_interval_ms = 0\n",
+            2,
+            "[journal] flush_interval_ms: 0 is out of range; use 1 to 10000",
+        );
+        check_err(
+            "[journal]\nflush_interval_ms = 10001\n",
+            2,
+            "flush_interval_ms: 10001 is out of range",
+        );
+        check_err(
+            "[journal]\ncache_bytes = \"1KiB\"\n",
+            2,
+            "[journal] cache_bytes: 1KiB is too small; use at least 64KiB",
+        );
+        check_err(
+            "[display]\nfps_max = 0\n",
+            2,
+            "[display] fps_max: 0 is out of range; use 1 to 120",
+        );
+        check_err(
+            "[display]\nbpp = 24\n",
+            2,
+            "[display] bpp: 24 is not 16 or 32 (RGB565 or XRGB8888)",
+        );
+        check_err(
+            "[display]\nfps_max = 121\n",
+            2,
+            "fps_max: 121 is out of range",
+        );
+        check_err(
+            "[display]\nwidth = 63\n",
+            2,
+            "[display] width: 63 is out of range; use 64 to 8192",
+        );
+        check_err(
+            "[display]\nheight = 8193\n",
+            2,
+            "[display] height: 8193 is out of range",
+        );
+        check_err(
+            "[display]\nrotate = 45\n",
+            2,
+            "[display] rotate: 45 is not one of 0, 90, 180, 270",
+        );
+        check_err(
+            "[display]\ntheme = \"\"\n",
+            2,
+            "[display] theme: must not be empty",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"A\"\ndecimals = 19\n",
+            3,
+            "[[board.rows]] decimals: 19 is out of range; use 0 to 18",
+        );
+        check_err(
+            "[[board.rows]]\nlabel = \"A\"\n",
+            1,
+            "[[board.rows]]: symbol is missing",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"\"\n",
+            2,
+            "[[board.rows]] symbol: must not be empty",
+        );
+        check_err(
+            "[[board.rows]]\nsymbol = \"A\"\n[[board.rows]]\nsymbol = \"A\"\n",
+            4,
+            "\"A\" already has a row",
+        );
+        check_err(
+            "[board]\nlocale = \"en US\"\n",
+            2,
+            "[board] locale: \"en US\" is not a locale name",
+        );
+        check_err("[journal]\ndir = \"\"\n", 2, "[journal] dir: an empty path");
+        for ok in [
+            "[display]\nrotate = 270\n",
+            "[display]\nwidth = 64\nheight = 8192\n",
+            "[server]\nmax_frame_bytes = 1024\n",
+        ] {
+            load(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn tokens_must_be_present_non_empty_and_unique() {
+        check_err(
+            "[server]\ntokens = [{ publish = true }]\n",
+            2,
+            "[server] tokens: an entry has no token",
+        );
+        check_err(
+            "[server]\ntokens = [{ token = \"\" }]\n",
+            2,
+            "[server] tokens: a token must not be empty",
+        );
+        check_err(
+            "[server]\ntokens = [\n  { token = \"abc\" },\n  { token = \"abc\", publish = true },\n]\n",
+            4,
+            "this token is listed twice",
+        );
+        let err = load("[server]\ntokens = [{ token = \"abc\" }, { token = \"abc\" }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("abc"), "a secret leaked into an error: {err}");
+    }
+
+    #[test]
+    fn closed_server_without_tokens_is_noted() {
+        let (_, notes) =
+            load_notes("[server]\nallow_anonymous = false\n", &Overrides::default()).unwrap();
+        assert!(
+            notes.iter().any(|n| n.contains("no client can connect")),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let text = "[server]\nlisten = \"0.0.0.0:1\"\n[display]\nmode = \"window\"\n";
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9".parse().unwrap()),
+            display: Some(DisplayMode::None),
+            data_dir: Some("/flag".into()),
+            ..Overrides::default()
+        };
+        let c = load_notes(text, &overrides).unwrap().0;
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9");
+        assert_eq!(c.display.mode, DisplayMode::None);
+        assert_eq!(c.data_dir, PathBuf::from("/flag"));
+        assert_eq!(c.journal.dir, PathBuf::from("/flag/journal"));
+        assert_eq!(c.display.png_path, PathBuf::from("/flag/board.png"));
+        let c = load(text).unwrap();
+        assert_eq!(
+            (c.server.listen.to_string().as_str(), c.display.mode),
+            ("0.0.0.0:1", DisplayMode::Window)
+        );
+    }
+}
