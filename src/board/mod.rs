@@ -5,11 +5,11 @@
 //! the screen shows, updated by events with a given `now`;
 //! [`draw::draw`] turns a state and a time into pixels on any
 //! embedded-graphics `DrawTarget<Color = Rgb888>`; [`rotate::Rotated`] maps
-//! a logical (rotated, shifted) board onto a physical target; [`png`]
+//! a logical (rotated, shifted) board onto a physical target; `png`
 //! encodes a [`png::Canvas`] and writes it atomically.
 //!
-//! Nothing under `board` does I/O except [`font::painter`], which reads
-//! `[board] font` once when a painter is made, and [`png::write_atomically`];
+//! Nothing under `board` does I/O except `font::painter`, which reads
+//! `[board] font` once when a painter is made, and `png::write_atomically`;
 //! nothing here reads the clock or spawns a task: the renderer task, the
 //! window, the framebuffer and the PNG pacing live at the edges (`app`),
 //! and pass `now` in. Prices are never parsed into floating point for

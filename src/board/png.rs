@@ -53,7 +53,7 @@ impl Canvas {
         (x < self.width && y < self.height).then(|| (y * self.width + x) as usize)
     }
 
-    /// Reads a PNG written by [`encode`] (8-bit RGB or RGBA).
+    /// Reads a PNG written by `encode` (8-bit RGB or RGBA).
     pub fn decode(png: &[u8]) -> io::Result<Canvas> {
         let decoder = png::Decoder::new(io::Cursor::new(png));
         let mut reader = decoder.read_info().map_err(io::Error::other)?;

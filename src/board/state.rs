@@ -327,8 +327,8 @@ pub struct BoardState {
 impl BoardState {
     /// An empty board for these settings and feeds (their names, in the
     /// order configured). With no `[[board.rows]]`, rows are added as
-    /// symbols are seen, up to [`MAX_ROWS`]. With no feed names, feeds get a
-    /// status dot as their status events arrive, up to [`MAX_FEEDS`].
+    /// symbols are seen, up to `MAX_ROWS`. With no feed names, feeds get a
+    /// status dot as their status events arrive, up to `MAX_FEEDS`.
     pub fn new<S: AsRef<str>>(config: &BoardConfig, feeds: &[S]) -> BoardState {
         let rows: Vec<Row> = config
             .rows
@@ -428,7 +428,7 @@ impl BoardState {
     /// A tick fills its row but marks it restored: drawn as stale (with its
     /// age from the event's `ts`) until a live tick arrives, and without a
     /// flash. News and alerts are taken as they are (an alert older than
-    /// [`ALERT_SHOWN_FOR`] is not shown). Statuses are ignored: they
+    /// `ALERT_SHOWN_FOR` is not shown). Statuses are ignored: they
     /// describe connections of the previous run.
     pub fn restore(&mut self, event: &Event) {
         match &event.body {

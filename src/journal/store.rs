@@ -62,7 +62,7 @@ use sled::IVec;
 /// The layout version this code writes and reads, kept in `meta` under
 /// `schema`. A journal with another version is treated as unreadable (moved
 /// aside, see [`Store::open`]). Version 1 stored one event per key; version 2
-/// stores batches (see [`EVENTS`]).
+/// stores batches (see `EVENTS`).
 pub const SCHEMA_VERSION: u64 = 2;
 
 /// Tree of event batches: key the batch's first seq (u64 big-endian); value
