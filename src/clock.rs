@@ -5,8 +5,9 @@
 //! measured on the monotonic clock ([`std::time::Instant`]), and the wall
 //! clock only labels things: an event's `ts`, a log line, a file name.
 //!
-//! This module reads the wall clock; nothing else in the crate calls
-//! `SystemTime::now` to get milliseconds. Code below the edges takes `now`
+//! This module reads the wall clock for events and files; the only other
+//! reader is `logger`, for its line timestamps (both sit on the bottom layer,
+//! so neither can use the other). Code below the edges takes `now`
 //! as a parameter instead of reading either clock.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

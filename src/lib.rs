@@ -18,8 +18,7 @@
 //! - `server`: the accept loop and plain HTTP on the WebSocket port.
 //! - `session`: one client's reader and writer tasks; `session::wire` is the
 //!   `sendmsg` of WebSocket frames that the hub's flush shares.
-//! - [`feed`]: upstream decoders, one per format, pure; `feed::task` is the
-//!   loop that connects, reads and reconnects, above the hub.
+//! - `feed::task`: the loop per feed that connects, reads and reconnects.
 //! - `renderer`: the thread that draws the board when, and only when, the
 //!   picture changes. `service`: what systemd hears (READY, watchdog).
 //! - `hub`: the one task that numbers events, keeps the last-known state and
@@ -27,9 +26,12 @@
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
-//! - [`board`]: the board's model, drawing and text, pure, and the queue
+//! - [`board`]: the board's model, drawing and text (pure, but for
+//!   `board::font`, which reads the font file, and `board::png`, which
+//!   writes one), and the queue
 //!   that feeds it from the hub. `publish`: a client's publish as an event.
 //! - [`protocol`]: the client protocol's ops, subscriptions and errors.
+//!   [`feed`]: upstream decoders, one per format, pure.
 //! - [`event`]: the events and their wire shape.
 //! - [`config`]: the resolved settings, from defaults, the TOML file and
 //!   flags. `clock` (the wall clock and ages), `decimal` (price strings),

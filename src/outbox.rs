@@ -14,8 +14,8 @@
 //! write them itself ([`Outbox::begin_flush`], [`Outbox::end_flush`]).
 //! Waiting allocates nothing.
 //! Control bytes (pongs, pings, close frames) that the WebSocket protocol
-//! layer writes for this client are queued here too, so that only the writer
-//! ever writes to the socket.
+//! layer writes for this client are queued here too, so that only one writer
+//! at a time (the hub's flush or the writer task) touches the socket.
 //!
 //! The lock here is held only to push one frame or to swap the whole queue
 //! out; it never spans I/O, and the hub and the writer run on one executor

@@ -94,7 +94,7 @@ where
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
     target.clear(painter.theme.background)?;
-    let mut frame = Canvas {
+    let mut frame = Drawing {
         target: Mirror::new(target, state.rtl()),
         layout_rtl: state.rtl(),
         painter,
@@ -127,7 +127,7 @@ where
 {
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
-    let mut frame = Canvas {
+    let mut frame = Drawing {
         target: Mirror::new(target, state.rtl()),
         layout_rtl: state.rtl(),
         painter,
@@ -155,7 +155,7 @@ where
 {
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
-    let mut frame = Canvas {
+    let mut frame = Drawing {
         target: Mirror::new(target, state.rtl()),
         layout_rtl: state.rtl(),
         painter,
@@ -167,7 +167,7 @@ where
 }
 
 /// One frame being drawn.
-struct Canvas<'a, D> {
+struct Drawing<'a, D> {
     target: Mirror<'a, D>,
     /// The board reads right to left (the mirror may be off for a cell).
     layout_rtl: bool,
@@ -176,7 +176,7 @@ struct Canvas<'a, D> {
     now_ms: u64,
 }
 
-impl<D: DrawTarget<Color = Rgb888>> Canvas<'_, D> {
+impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
     fn theme(&self) -> Theme {
         self.painter.theme
     }
@@ -1306,7 +1306,7 @@ fn widen(area: &Rectangle, by: i32) -> Rectangle {
 /// column x lands at the mirrored column. A right-to-left board draws its
 /// header, rows, captions, alert band and news line through it, so the
 /// whole layout mirrors; text goes to `inner` at a mirrored place, so the
-/// glyphs themselves do not (see `Canvas::draw_text`).
+/// glyphs themselves do not (see `Drawing::draw_text`).
 struct Mirror<'a, D> {
     inner: &'a mut D,
     /// Left edge plus right edge of the target: column x maps to

@@ -10,10 +10,11 @@
 //!
 //! Nothing under `board` does I/O except `font::painter`, which reads
 //! `[board] font` once when a painter is made, and `png::write_atomically`;
-//! nothing here reads the clock or spawns a task: the renderer task, the
-//! window, the framebuffer and the PNG pacing live at the edges (`app`),
-//! and pass `now` in. Prices are never parsed into floating point for
-//! display; only the sparkline's pixel heights go through `f64`.
+//! nothing here reads the clock or spawns a task: the renderer thread and
+//! its pacing live in `renderer`, the screens in `display`, and they pass
+//! `now` in. `feed` is the queue the hub feeds the renderer through.
+//! Prices are never parsed into floating point for display; only the
+//! sparkline's pixel heights go through `f64`.
 
 pub mod draw;
 pub(crate) mod feed;

@@ -131,8 +131,8 @@ impl<D: DrawTarget> Rotated<D> {
         self.inner
     }
 
-    fn geometry(&self) -> Geometry {
-        Geometry {
+    fn geometry(&self) -> Mapping {
+        Mapping {
             rotation: self.rotation,
             offset: Point::new(
                 self.margin as i32 + self.shift.x,
@@ -157,14 +157,14 @@ impl<D: DrawTarget> Rotated<D> {
 /// What [`Rotated`] needs to map a point, copied out so that the wrapped
 /// target can be borrowed mutably while pixels are mapped.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
+struct Mapping {
     rotation: Rotation,
     /// Margin plus shift.
     offset: Point,
     physical: Rectangle,
 }
 
-impl Geometry {
+impl Mapping {
     fn map(&self, at: Point) -> Point {
         let (pw, ph) = (
             self.physical.size.width as i32,

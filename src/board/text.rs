@@ -279,7 +279,7 @@ impl Text {
         let glyphs = &mut self.glyphs;
         let rasterized = &mut self.rasterized;
         let metrics = &self.metrics[i];
-        let source = Source {
+        let source = FontFace {
             font,
             data: &self.data[i],
             metrics,
@@ -310,7 +310,7 @@ impl Text {
     /// glyph and its pen offset (x right, y up); returns the advance width.
     fn layout(&self, text: &str, style: &TextStyle, glyph: impl FnMut(GlyphId, f32, f32)) -> f32 {
         let i = face(style.weight);
-        Source {
+        FontFace {
             font: &self.fonts[i],
             data: &self.data[i],
             metrics: &self.metrics[i],
@@ -340,14 +340,14 @@ impl Text {
 }
 
 /// One face with what laying text out in it needs.
-struct Source<'a> {
+struct FontFace<'a> {
     font: &'a FontArc,
     data: &'a [u8],
     metrics: &'a Metrics,
     shapes: &'a RefCell<Shapes>,
 }
 
-impl Source<'_> {
+impl FontFace<'_> {
     /// Lays `text` out, shaped when it needs shaping (see the module docs).
     /// Calls `glyph` with each glyph and its pen offset in pixels (x right,
     /// y up); returns the advance width.

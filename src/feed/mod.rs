@@ -1,9 +1,11 @@
-//! Upstream feeds: one task per feed that connects, subscribes, decodes and
-//! hands events to the hub.
+//! Upstream feeds: one decoder per format, and `task`, the loop per feed
+//! that connects, subscribes, decodes and hands events to the hub.
 //!
 //! Each format has its own module that knows that format's JSON and nothing
 //! else (`binance` is the only place that knows Binance's field names). The
-//! decoders are pure: text in, events out, no I/O and no clock reads.
+//! decoders are pure: text in, events out, no I/O and no clock reads. Only
+//! `task` does I/O and knows the hub; it sits above the hub in the layering
+//! (ARCHITECTURE.md, Layers), while the rest of `feed` sits below it.
 
 pub(crate) mod backoff;
 pub(crate) mod binance;
@@ -14,8 +16,6 @@ pub(crate) mod json;
 pub(crate) mod keepalive;
 pub(crate) mod tablo;
 pub(crate) mod task;
-
-pub use task::MAX_UPSTREAM_MESSAGE;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -1,4 +1,4 @@
-//! Scaffolding for the decoders' tests: feed configs, and one `check` that
+//! Scaffolding for the decoders' tests: feed configs, and one `check_ticks` that
 //! feeds a frame in and compares what came out, as text, with what was
 //! expected.
 //!

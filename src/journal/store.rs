@@ -1440,18 +1440,18 @@ fn parse_batch(key: u64, value: &[u8], out: &mut Vec<Entry>) -> Result<(), Store
 
 /// An `events` value: from sled, or a pending batch.
 #[derive(Clone)]
-enum Value<'a> {
+enum EventsValue<'a> {
     Stored(IVec),
     Pending(&'a [u8]),
 }
 
-impl Deref for Value<'_> {
+impl Deref for EventsValue<'_> {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
         match self {
-            Value::Stored(v) => v,
-            Value::Pending(v) => v,
+            EventsValue::Stored(v) => v,
+            EventsValue::Pending(v) => v,
         }
     }
 }
@@ -1461,7 +1461,7 @@ impl Deref for Value<'_> {
 struct RawEvent<'a> {
     seq: u64,
     ts: u64,
-    value: Value<'a>,
+    value: EventsValue<'a>,
     json: Range<usize>,
 }
 
@@ -1491,20 +1491,20 @@ struct Events<'a> {
     ascending: bool,
     min: u64,
     /// The batch being read, and its events.
-    value: Option<Value<'a>>,
+    value: Option<EventsValue<'a>>,
     entries: Vec<Entry>,
     /// Ascending: the next entry. Descending: one past it.
     pos: usize,
 }
 
 impl<'a> Events<'a> {
-    fn next_batch(&mut self) -> Option<Result<(u64, Value<'a>), StoreError>> {
+    fn next_batch(&mut self) -> Option<Result<(u64, EventsValue<'a>), StoreError>> {
         let dir = self.dir;
         let stored = |item: sled::Result<(IVec, IVec)>| {
             let (k, v) = item.map_err(|e| StoreError::sled(dir, e))?;
-            Ok((key_u64(&k)?, Value::Stored(v)))
+            Ok((key_u64(&k)?, EventsValue::Stored(v)))
         };
-        let pending = |b: &'a PendingBatch| Ok((b.first, Value::Pending(&b.value)));
+        let pending = |b: &'a PendingBatch| Ok((b.first, EventsValue::Pending(&b.value)));
         if self.ascending {
             if let Some(iter) = &mut self.stored {
                 match iter.next() {

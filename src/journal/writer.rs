@@ -324,7 +324,7 @@ struct Writer {
 }
 
 /// What woke the writer.
-enum Wake {
+enum WriterWake {
     Msg(JournalMsg),
     /// The commit deadline, or [`MAX_QUIET`] since the last round.
     Timer,
@@ -348,20 +348,20 @@ impl Writer {
             let wake = or(
                 async {
                     match rx.recv().await {
-                        Ok(msg) => Wake::Msg(msg),
-                        Err(_) => Wake::Closed,
+                        Ok(msg) => WriterWake::Msg(msg),
+                        Err(_) => WriterWake::Closed,
                     }
                 },
                 async {
                     Timer::at(wake_at).await;
-                    Wake::Timer
+                    WriterWake::Timer
                 },
             )
             .await;
             match wake {
-                Wake::Msg(msg) => self.handle(msg),
-                Wake::Timer => {}
-                Wake::Closed => break,
+                WriterWake::Msg(msg) => self.handle(msg),
+                WriterWake::Timer => {}
+                WriterWake::Closed => break,
             }
             now = Instant::now();
             self.heart.beat_at(now);

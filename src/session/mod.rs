@@ -81,7 +81,7 @@ pub struct Session {
 }
 
 /// What woke the reader.
-enum Wake {
+enum ReaderWake {
     Frame(Option<Result<Message, WsError>>),
     WriterDone,
     Idle,
@@ -141,25 +141,25 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
     let mut writer_done = false;
     loop {
         let wake = or(
-            async { Wake::Frame(stream.next().await) },
+            async { ReaderWake::Frame(stream.next().await) },
             or(
                 async {
                     (&mut writer).await;
-                    Wake::WriterDone
+                    ReaderWake::WriterDone
                 },
                 async {
                     (&mut idle).await;
-                    Wake::Idle
+                    ReaderWake::Idle
                 },
             ),
         )
         .await;
         let flow = match wake {
-            Wake::WriterDone => {
+            ReaderWake::WriterDone => {
                 writer_done = true;
                 Flow::Stop
             }
-            Wake::Idle => {
+            ReaderWake::Idle => {
                 log::debug!(
                     "client {:016x} silent for {IDLE_TIMEOUT:?}; dropping it",
                     session.id
@@ -167,8 +167,8 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
                 outbox.abort(CLOSE_NORMAL, "idle");
                 Flow::Stop
             }
-            Wake::Frame(None) => Flow::Stop,
-            Wake::Frame(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
+            ReaderWake::Frame(None) => Flow::Stop,
+            ReaderWake::Frame(Some(Err(WsError::Capacity(CapacityError::MessageTooLong {
                 size,
                 max_size,
             })))) => {
@@ -179,11 +179,11 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
                 outbox.close(CLOSE_TOO_BIG, "frame larger than max_frame_bytes");
                 Flow::Stop
             }
-            Wake::Frame(Some(Err(e))) => {
+            ReaderWake::Frame(Some(Err(e))) => {
                 log::debug!("client {:016x}: {e}", session.id);
                 Flow::Stop
             }
-            Wake::Frame(Some(Ok(msg))) => {
+            ReaderWake::Frame(Some(Ok(msg))) => {
                 idle.set_after(IDLE_TIMEOUT);
                 Box::pin(reader.on_message(msg)).await
             }

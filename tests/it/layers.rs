@@ -215,7 +215,7 @@ fn join(prefix: &str, rest: &str) -> String {
 /// The crate-relative module path `path` names, seen from `module` (with
 /// `inline` the inline `mod` block the line is in, if any), or `None` for
 /// paths outside the crate (std, other crates).
-fn resolve(path: &str, module: &str, inline: Option<&str>) -> Option<String> {
+fn resolve(path: &str, module: &str, inline: Option<&str>, children: &[String]) -> Option<String> {
     let here = match inline {
         Some(name) if module.is_empty() => name.to_owned(),
         Some(name) => format!("{module}::{name}"),
@@ -237,6 +237,8 @@ fn resolve(path: &str, module: &str, inline: Option<&str>) -> Option<String> {
         Some("self") => {
             rest.next();
         }
+        // `use child::X` names a module declared in this file.
+        Some(first) if inline.is_none() && children.iter().any(|c| c == first) => {}
         _ => return None,
     }
     base.extend(rest.filter(|s| *s != "*" && *s != "self"));
@@ -246,6 +248,18 @@ fn resolve(path: &str, module: &str, inline: Option<&str>) -> Option<String> {
 /// The crate paths one file uses, with their line numbers.
 fn imports(text: &str, module: &str) -> Vec<(usize, String)> {
     let code = code_only(text);
+    // Modules this file declares (`mod x;`, `pub(crate) mod x;`): a path
+    // may start with one of them.
+    let children: Vec<String> = code
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = ["pub mod ", "pub(crate) mod ", "pub(super) mod ", "mod "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))?;
+            Some(l.strip_suffix(';')?.trim().to_owned())
+        })
+        .collect();
     let mut found = Vec::new();
     let mut inline: Option<String> = None;
     let mut statement: Option<(usize, String)> = None;
@@ -274,7 +288,7 @@ fn imports(text: &str, module: &str) -> Vec<(usize, String)> {
         if let Some((start, s)) = statement.take() {
             if let Some(end) = s.find(';') {
                 for path in expand_use(&s[..end]) {
-                    if let Some(p) = resolve(&path, module, inline.as_deref()) {
+                    if let Some(p) = resolve(&path, module, inline.as_deref(), &children) {
                         found.push((start, p));
                     }
                 }
@@ -297,7 +311,12 @@ fn imports(text: &str, module: &str) -> Vec<(usize, String)> {
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
                     .collect();
-                if let Some(p) = resolve(path.trim_end_matches(':'), module, inline.as_deref()) {
+                if let Some(p) = resolve(
+                    path.trim_end_matches(':'),
+                    module,
+                    inline.as_deref(),
+                    &children,
+                ) {
                     found.push((number, p));
                 }
             }
@@ -407,9 +426,9 @@ fn every_import_in_src_points_down() {
 #[test]
 fn the_check_catches_an_upward_import_in_every_form() {
     let rooms = rooms_from(
-        "## Layers\n\n| layer | rooms |\n|---|---|\n| 3 | `hub` |\n| 2 | `session::wire`, `journal` |\n| 4 | `session` |\n| 1 | `event` |\n\n## Next\n| 9 | `ignored` |\n",
+        "## Layers\n\n| layer | rooms |\n|---|---|\n| 3 | `hub` |\n| 2 | `session::wire`, `journal` |\n| 4 | `session` |\n| 1 | `event` |\n| 5 | `journal::task` |\n\n## Next\n| 9 | `ignored` |\n",
     );
-    assert_eq!(rooms.len(), 5, "{rooms:?}");
+    assert_eq!(rooms.len(), 6, "{rooms:?}");
     let file =
         |module: &str, text: &str| (format!("{module}.rs"), module.to_owned(), text.to_owned());
     let files = [
@@ -430,6 +449,11 @@ fn the_check_catches_an_upward_import_in_every_form() {
         ),
         // Up through super: session::wire is below session.
         file("session::wire", "use super::Session;\n"),
+        // Up through a child module declared in the file.
+        file(
+            "journal",
+            "pub mod task;\nmod other;\npub use task::Thing;\n",
+        ),
         // Comments, strings and tests' `use super::*` do not count.
         file(
             "event",
@@ -447,6 +471,7 @@ fn the_check_catches_an_upward_import_in_every_form() {
             ("journal.rs", 1, "hub"),
             ("journal::writer.rs", 1, "session::wire"),
             ("session::wire.rs", 1, "session"),
+            ("journal.rs", 3, "journal::task"),
         ]
     );
 }

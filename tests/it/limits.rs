@@ -31,7 +31,7 @@ const LOG_WITHIN: Duration = Duration::from_secs(5);
 /// backoff (0.5 s doubling, full jitter).
 const RECONNECT_WITHIN: Duration = Duration::from_secs(10);
 
-/// docs/config.md §12 / `tablo::feed::MAX_UPSTREAM_MESSAGE`.
+/// docs/config.md §12 (the daemon's `feed::task::MAX_UPSTREAM_MESSAGE`).
 const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
 
 fn is_status(feed: &'static str, state: &'static str) -> impl Fn(&Value) -> bool {
