@@ -1,7 +1,7 @@
 //! The renderer: one thread that keeps its own copy of the board state and
 //! draws it onto a [`Screen`] when, and only when, the picture changes.
 //!
-//! The hub hands every event to a [`BoardFeed`](board::feed::BoardFeed) (a bounded queue; the hub
+//! The hub hands every event to a [`BoardFeed`] (a bounded queue; the hub
 //! never waits on it). The renderer takes in everything queued before each
 //! frame, so a burst of ticks becomes one frame (the state is conflated),
 //! and a slow frame or a stuck display never delays relaying. If the queue
