@@ -97,11 +97,14 @@ pub struct TokenConfig {
 pub struct JournalConfig {
     /// Journal directory; default `<data_dir>/journal`.
     pub dir: PathBuf,
-    /// Keep at most this many events (oldest trimmed first).
+    /// Keep at most this many events (oldest trimmed first); default
+    /// [`DEFAULT_MAX_EVENTS`], `None` when the file says `"off"`.
     pub max_events: Option<u64>,
-    /// Keep at most this many bytes of events.
+    /// Keep at most this many bytes of event JSON; default
+    /// [`DEFAULT_MAX_BYTES`], `None` when the file says `"off"`.
     pub max_bytes: Option<u64>,
-    /// Trim events older than this.
+    /// Trim events older than this; default [`DEFAULT_MAX_AGE`], `None`
+    /// when the file says `"off"`.
     pub max_age: Option<Duration>,
     /// Group-commit interval; default 100 ms.
     pub flush_interval_ms: u64,
@@ -343,6 +346,32 @@ pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 /// and a `publish` ack would wait that long.
 const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
 
+/// Default `[journal] max_bytes`: 512 MiB of event JSON, about 1.1 GiB on
+/// disk. Sled takes about 2.1 times the payload of append-only data
+/// (docs/notes.md §2), so the journal needs about 512 MiB × 2.1 ≈ 1.05 GiB
+/// plus a few tens of MiB of sled's own (the snapshot and meta trees,
+/// segments not yet reclaimed). A 16 GB SD card (about 14.9 GiB) with
+/// Raspberry Pi OS on it has roughly 8 to 12 GiB free, less with a desktop:
+/// the journal then takes at most about a tenth of that, leaving room for
+/// logs and updates. At the demo's ~30 events/s of ~225 bytes (about
+/// 580 MB a day) it holds the last ~22 hours; a board at a few events a
+/// second is bounded by [`DEFAULT_MAX_AGE`] first.
+pub const DEFAULT_MAX_BYTES: u64 = 512 * MIB;
+
+/// Default `[journal] max_events`: 2,000,000 events. With typical 200 to
+/// 250-byte ticks, [`DEFAULT_MAX_BYTES`] holds 2.1 to 2.7 million of them,
+/// so the two limits bind at about the same point; for small events, whose
+/// 20 bytes of framing each (seq, ts, length) are not counted in
+/// `max_bytes`, this keeps the count, and so the framing and what a replay
+/// or an export may walk, bounded too.
+pub const DEFAULT_MAX_EVENTS: u64 = 2_000_000;
+
+/// Default `[journal] max_age`: a week. A price board rarely needs older
+/// history (a client that resumes from further back gets a snapshot), and a
+/// quiet board stays far below [`DEFAULT_MAX_BYTES`]: at 1 event/s of
+/// ~225 bytes, a week is 605k events, about 136 MB of JSON.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// Default `[journal] cache_bytes`: sled's own default is 1 GiB, far too
 /// much for a Pi; a few MiB keep recent events hot.
 pub const DEFAULT_CACHE_BYTES: u64 = 8 * MIB;
@@ -508,7 +537,11 @@ mod tests {
                 config.journal.max_bytes,
                 config.journal.max_age
             ),
-            (None, None, None)
+            (
+                Some(2_000_000),
+                Some(512 * 1024 * 1024),
+                Some(Duration::from_secs(7 * 86400))
+            )
         );
         assert_eq!(config.journal.flush_interval_ms, 100);
         assert_eq!(config.journal.cache_bytes, 8 * 1024 * 1024);

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use super::keyword::Keyword;
+use super::raw::OFF;
 use super::units::{format_duration, format_size};
 use super::{Config, JsonPointers};
 
@@ -53,15 +54,15 @@ impl Config {
         key(&mut out, "dir", q_path(&j.dir));
         match j.max_events {
             Some(n) => key(&mut out, "max_events", n.to_string()),
-            None => out.push_str("# max_events: no limit\n"),
+            None => key(&mut out, "max_events", q(OFF)),
         }
         match j.max_bytes {
             Some(n) => key(&mut out, "max_bytes", q(&format_size(n))),
-            None => out.push_str("# max_bytes: no limit\n"),
+            None => key(&mut out, "max_bytes", q(OFF)),
         }
         match j.max_age {
             Some(d) => key(&mut out, "max_age", q(&format_duration(d))),
-            None => out.push_str("# max_age: no limit\n"),
+            None => key(&mut out, "max_age", q(OFF)),
         }
         key(
             &mut out,
@@ -246,6 +247,12 @@ mod tests {
         odd.journal.max_bytes = Some(1_000_001);
         odd.journal.max_age = Some(Duration::from_millis(1500));
         assert_eq!(round_trip(&odd), odd);
+        let mut off = defaults.clone();
+        off.journal.max_events = None;
+        off.journal.max_bytes = None;
+        off.journal.max_age = None;
+        assert_eq!(round_trip(&off), off);
+        assert!(off.to_toml().contains("max_bytes = \"off\"\n"));
     }
 
     #[test]

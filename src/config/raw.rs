@@ -62,9 +62,9 @@ pub(super) struct RawToken {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawJournal {
     pub(super) dir: At<String>,
-    pub(super) max_events: At<u64>,
-    pub(super) max_bytes: At<Size>,
-    pub(super) max_age: At<Dur>,
+    pub(super) max_events: At<Limit<Count>>,
+    pub(super) max_bytes: At<Limit<Size>>,
+    pub(super) max_age: At<Limit<Dur>>,
     pub(super) flush_interval_ms: At<u64>,
     pub(super) cache_bytes: At<Size>,
 }
@@ -249,6 +249,75 @@ impl<'de> Deserialize<'de> for Size {
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
                 Ok(Size(n))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The word that turns a retention limit off: `max_bytes = "off"`.
+pub(super) const OFF: &str = "off";
+
+/// A retention limit as written: `"off"`, or a value that `T` reads. Every
+/// other input goes to `T`, so a wrong value gets `T`'s own message.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Limit<T> {
+    /// `"off"`: no limit.
+    Off,
+    /// A limit.
+    On(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Limit<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Limit<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a limit or \"{OFF}\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Limit<T>, E> {
+                if s.trim().eq_ignore_ascii_case(OFF) {
+                    return Ok(Limit::Off);
+                }
+                T::deserialize(de::value::StrDeserializer::new(s)).map(Limit::On)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Limit<T>, E> {
+                T::deserialize(de::value::I64Deserializer::new(n)).map(Limit::On)
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Limit<T>, E> {
+                T::deserialize(de::value::U64Deserializer::new(n)).map(Limit::On)
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Limit<T>, E> {
+                T::deserialize(de::value::BoolDeserializer::new(b)).map(Limit::On)
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Limit<T>, E> {
+                T::deserialize(de::value::F64Deserializer::new(n)).map(Limit::On)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A whole number of events (`max_events`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Count(pub(super) u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a number of events such as 1000000, or \"{OFF}\"")
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Count, E> {
+                u64::try_from(n)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{n} is negative; use a number of events")))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Count, E> {
+                Ok(Count(n))
             }
         }
         d.deserialize_any(V)

@@ -17,15 +17,16 @@ use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
 use super::keyword::Keyword;
 use super::paths::Paths;
-use super::raw::{At, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
+use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;
 use super::{
     BoardConfig, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_COLUMNS, DEFAULT_FB_DEVICE,
-    DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE,
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER,
-    DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction, DisplayConfig, DisplayMode, JournalConfig,
-    MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS, MAX_FRAME_BYTES, MAX_SIDE, MIN_CACHE_BYTES,
-    MIN_FRAME_BYTES, MIN_SIDE, Overrides, RowConfig, ServerConfig, TokenConfig,
+    DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE, DEFAULT_MAX_AGE,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_EVENTS, DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
+    DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS,
+    MAX_FRAME_BYTES, MAX_SIDE, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides, RowConfig,
+    ServerConfig, TokenConfig,
 };
 
 /// Defaults ← file ← overrides, with every value checked.
@@ -80,19 +81,6 @@ fn in_range(
             value.span(),
             format!("{what}: {n} is out of range; use {lo} to {hi}"),
         ))
-    }
-}
-
-/// Checks that `value` is not zero; `hint` says what to do instead.
-fn nonzero_u64(
-    src: &Source<'_>,
-    value: &Spanned<u64>,
-    what: &str,
-    hint: &str,
-) -> Result<u64, ConfigError> {
-    match *value.get_ref() {
-        0 => Err(src.at(value.span(), format!("{what}: must not be 0; {hint}"))),
-        n => Ok(n),
     }
 }
 
@@ -201,35 +189,15 @@ fn resolve_journal(
         Some(dir) => paths.resolve(dir, "[journal] dir")?,
         None => data_dir.join("journal"),
     };
-    let max_events = match &raw.max_events {
-        Some(v) => Some(nonzero_u64(
-            src,
-            v,
-            "[journal] max_events",
-            "leave it out for no limit",
-        )?),
-        None => None,
-    };
-    let max_bytes = match &raw.max_bytes {
-        Some(v) if v.get_ref().0 == 0 => {
-            return Err(src.at(
-                v.span(),
-                "[journal] max_bytes: must not be 0; leave it out for no limit",
-            ));
-        }
-        Some(v) => Some(v.get_ref().0),
-        None => None,
-    };
-    let max_age = match &raw.max_age {
-        Some(v) if v.get_ref().0.is_zero() => {
-            return Err(src.at(
-                v.span(),
-                "[journal] max_age: must not be 0; leave it out for no limit",
-            ));
-        }
-        Some(v) => Some(v.get_ref().0),
-        None => None,
-    };
+    let max_events = limit(
+        src,
+        &raw.max_events,
+        "max_events",
+        DEFAULT_MAX_EVENTS,
+        |v| v.0,
+    )?;
+    let max_bytes = limit(src, &raw.max_bytes, "max_bytes", DEFAULT_MAX_BYTES, |v| v.0)?;
+    let max_age = limit(src, &raw.max_age, "max_age", DEFAULT_MAX_AGE, |v| v.0)?;
     let flush_interval_ms = match &raw.flush_interval_ms {
         Some(v) => in_range(
             src,
@@ -262,6 +230,35 @@ fn resolve_journal(
         flush_interval_ms,
         cache_bytes,
     })
+}
+
+/// A `[journal]` retention limit: `default` when the key is left out, `None`
+/// for `"off"`, else the value (`get` takes it out of its raw type), which
+/// must not be 0.
+fn limit<T, V: Default + PartialEq>(
+    src: &Source<'_>,
+    raw: &At<Limit<T>>,
+    key: &str,
+    default: V,
+    get: impl Fn(&T) -> V,
+) -> Result<Option<V>, ConfigError> {
+    let Some(written) = raw else {
+        return Ok(Some(default));
+    };
+    match written.get_ref() {
+        Limit::Off => Ok(None),
+        Limit::On(value) => {
+            let value = get(value);
+            if value == V::default() {
+                Err(src.at(
+                    written.span(),
+                    format!("[journal] {key}: must not be 0; write \"{OFF}\" for no limit"),
+                ))
+            } else {
+                Ok(Some(value))
+            }
+        }
+    }
 }
 
 /// `[display]`: `--display` wins over the file's `mode`, and `png_path`
@@ -708,5 +705,81 @@ mod tests {
             (c.server.listen.to_string().as_str(), c.display.mode),
             ("0.0.0.0:1", DisplayMode::Window)
         );
+    }
+
+    #[test]
+    fn retention_limits_default_to_a_bounded_journal_and_turn_off_with_off() {
+        let j = load("").unwrap().journal;
+        assert_eq!(
+            (j.max_events, j.max_bytes, j.max_age),
+            (
+                Some(DEFAULT_MAX_EVENTS),
+                Some(DEFAULT_MAX_BYTES),
+                Some(DEFAULT_MAX_AGE)
+            )
+        );
+        let j = load("[journal]\nmax_events = \"off\"\nmax_bytes = \"OFF\"\nmax_age = \"off\"\n")
+            .unwrap()
+            .journal;
+        assert_eq!((j.max_events, j.max_bytes, j.max_age), (None, None, None));
+        let j = load("[journal]\nmax_bytes = \"off\"\n").unwrap().journal;
+        assert_eq!(
+            (j.max_events, j.max_bytes, j.max_age),
+            (Some(DEFAULT_MAX_EVENTS), None, Some(DEFAULT_MAX_AGE)),
+            "turning one limit off leaves the others at their defaults"
+        );
+        let j = load("[journal]\nmax_events = 10\nmax_bytes = 4096\nmax_age = \"1h\"\n")
+            .unwrap()
+            .journal;
+        assert_eq!(
+            (j.max_events, j.max_bytes, j.max_age),
+            (Some(10), Some(4096), Some(Duration::from_secs(3600)))
+        );
+        for key in ["max_events", "max_bytes"] {
+            check_err(
+                &format!("[journal]\n{key} = 0\n"),
+                2,
+                &format!("[journal] {key}: must not be 0; write \"off\" for no limit"),
+            );
+        }
+        check_err(
+            "[journal]\nmax_age = \"0s\"\n",
+            2,
+            "[journal] max_age: must not be 0; write \"off\" for no limit",
+        );
+        check_err(
+            "[journal]\nmax_age = \"of\"\n",
+            2,
+            "[journal] max_age: \"of\" is not a duration",
+        );
+        check_err(
+            "[journal]\nmax_events = \"many\"\n",
+            2,
+            "[journal] max_events: expected a number of events such as 1000000, or \"off\", found string \"many\"",
+        );
+    }
+
+    #[test]
+    fn the_default_limits_fit_beside_an_os_on_a_16_gb_card() {
+        // docs/notes.md §2: sled takes about 2.1 times the payload on disk.
+        let on_disk = DEFAULT_MAX_BYTES as f64 * 2.1;
+        let gib = (1u64 << 30) as f64;
+        assert!(
+            on_disk < 1.5 * gib,
+            "{:.2} GiB on disk is too much for a 16 GB card with an OS",
+            on_disk / gib
+        );
+        // Ticks of 200 to 250 bytes: max_bytes and max_events bind at about
+        // the same point (within a factor of 1.5 either way).
+        for tick in [200, 250] {
+            let fit = DEFAULT_MAX_BYTES / tick;
+            assert!(
+                fit * 2 / 3 <= DEFAULT_MAX_EVENTS && DEFAULT_MAX_EVENTS <= fit * 3 / 2,
+                "{fit} ticks of {tick} B"
+            );
+        }
+        // A quiet board (1 event/s of 225 B) is bounded by max_age, well
+        // before max_bytes.
+        assert!(DEFAULT_MAX_AGE.as_secs() * 225 < DEFAULT_MAX_BYTES / 2);
     }
 }

@@ -52,6 +52,67 @@ symbols = ["BTCUSDT"]
     }
 }
 
+/// The retention limits of the `[journal]` example in the README.
+fn readme_limits() -> toml::Table {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = std::fs::read_to_string(&readme)
+        .unwrap_or_else(|e| panic!("read {}: {e}", readme.display()));
+    let block = text
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block))
+        .find(|block| block.starts_with("[journal]"))
+        .expect("the README's config section has a [journal] example");
+    let table: toml::Table = toml::from_str(block)
+        .unwrap_or_else(|e| panic!("the README's [journal] example is TOML: {e}\n{block}"));
+    table["journal"]
+        .as_table()
+        .expect("a [journal] table")
+        .clone()
+}
+
+/// Issue 16: with no config the journal is bounded, `check` says by what, and
+/// the README's example shows those same limits.
+#[test]
+fn check_without_a_config_prints_the_default_limits_the_readme_shows() {
+    let readme = readme_limits();
+    let sandbox = Sandbox::new();
+    let out = sandbox.tablo(&["check"]);
+    out.assert_code(0);
+    let resolved: toml::Table = toml::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("`check` should print TOML: {e}\n{out}"));
+    let journal = &resolved["journal"];
+    assert_eq!(
+        journal["max_events"].as_integer(),
+        Some(2_000_000),
+        "\n{out}"
+    );
+    assert_eq!(journal["max_bytes"].as_str(), Some("512MiB"), "\n{out}");
+    assert_eq!(journal["max_age"].as_str(), Some("7d"), "\n{out}");
+    for key in ["max_events", "max_bytes", "max_age"] {
+        assert_eq!(
+            readme.get(key),
+            Some(&journal[key]),
+            "README's [journal] {key} should be the default `tablo check` prints\n{out}"
+        );
+    }
+}
+
+/// `"off"` turns one limit off and leaves the others at their defaults; the
+/// output says `"off"` so that it loads back the same.
+#[test]
+fn check_shows_a_limit_turned_off() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.write("tablo.toml", "[journal]\nmax_age = \"off\"\n");
+    let out = sandbox.tablo(&["check", "--config", path_str(&config)]);
+    out.assert_code(0);
+    let resolved: toml::Table = toml::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("`check` should print TOML: {e}\n{out}"));
+    let journal = &resolved["journal"];
+    assert_eq!(journal["max_age"].as_str(), Some("off"), "\n{out}");
+    assert_eq!(journal["max_bytes"].as_str(), Some("512MiB"), "\n{out}");
+}
+
 /// `check` on `config` exits 78 and its message names the file, `line` and
 /// `key`.
 #[track_caller]
