@@ -11,7 +11,10 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
@@ -28,6 +31,7 @@ use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
@@ -359,6 +363,7 @@ fn open_journal(
         start.next_seq,
         restored.len()
     );
+    warn_if_the_disk_is_short(config);
     let writer = WriterConfig {
         dir: dir.clone(),
         cache_bytes: config.journal.cache_bytes,
@@ -381,6 +386,65 @@ fn open_journal(
         ..start
     };
     Ok((journal, start, restored, positions))
+}
+
+/// Logs a warning when the journal's filesystem has less free space than
+/// the journal may still grow by under `[journal] max_bytes`
+/// (`journal::space`). Only a warning: the daemon runs either way, and a disk
+/// that does fill puts the journal in degraded mode (docs/durability.md §13).
+fn warn_if_the_disk_is_short(config: &Config) {
+    let Some(max_bytes) = config.journal.max_bytes else {
+        return;
+    };
+    let dir = &config.journal.dir;
+    let free = match free_bytes(dir) {
+        Ok(free) => free,
+        Err(e) => {
+            log::debug!("cannot read the free space under {}: {e}", dir.display());
+            return;
+        }
+    };
+    if let Some(warning) = space::low_space_warning(dir, max_bytes, free, disk_use(dir)) {
+        log::warn!("{warning}");
+    }
+}
+
+/// The bytes an unprivileged process may still write on the filesystem that
+/// holds `dir` (`statvfs`: available blocks × fragment size).
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a zeroed statvfs is a valid value of a plain C struct, which
+    // statvfs(3) only writes; `path` is a NUL-terminated string that lives
+    // across the call.
+    let (rc, stat) = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(path.as_ptr(), &mut stat), stat)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "the field types differ between 32- and 64-bit targets"
+    )]
+    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// The disk the files under `dir` take (like `du`): what the journal
+/// already uses counts as room it has. Unreadable entries count as empty.
+fn disk_use(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => disk_use(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.blocks() * 512),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Picks and opens the board's screen and starts the renderer on the
@@ -453,5 +517,31 @@ fn raise_open_file_limit() {
                 log::debug!("open-file limit raised from {old} to {}", limit.rlim_cur);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_bytes_reads_the_filesystem_of_a_dir_and_fails_for_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        let missing = dir.path().join("nope");
+        let err = free_bytes(&missing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn disk_use_counts_the_files_below_a_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(disk_use(dir.path()), 0);
+        assert_eq!(disk_use(&dir.path().join("nope")), 0);
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        std::fs::write(dir.path().join("db"), vec![1u8; 64 * 1024]).unwrap();
+        std::fs::write(dir.path().join("blobs/1"), vec![1u8; 64 * 1024]).unwrap();
+        let used = disk_use(dir.path());
+        assert!(used >= 128 * 1024, "{used}");
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! `store` is the sled storage layer (blocking, one owner); `writer` is the
 //! thread that owns the store, group-commits and answers reads; `export`
-//! writes records as JSON lines. Nothing here touches a socket.
+//! writes records as JSON lines; `space` decides whether the disk has room
+//! for the retention limits. Nothing here touches a socket.
 
 pub(crate) mod export;
+pub(crate) mod space;
 pub mod store;
 pub(crate) mod writer;
 

@@ -1182,3 +1182,24 @@ fn healthz_and_metrics_report_the_journal() {
         assert!(journal["first_seq"].as_u64() <= Some(seq), "{health}");
     });
 }
+
+/// Issue 16: a journal whose limits need more disk than its filesystem has
+/// free is warned about at start, naming the dir and what to do; the daemon
+/// runs on.
+#[test]
+fn limits_larger_than_the_free_space_are_warned_about_at_start() {
+    // No filesystem here has a pebibyte free.
+    let daemon = Daemon::start_with_config("[journal]\nmax_bytes = \"1024TiB\"\n", &[]);
+    let dir = daemon.data_dir().join("journal");
+    daemon.wait_stderr(
+        &format!("the journal in {} may fill its disk", dir.display()),
+        STOP_WITHIN,
+    );
+    daemon.wait_stderr("lower [journal] max_bytes", STOP_WITHIN);
+    assert!(
+        !daemon.stderr().contains("ERROR"),
+        "only a warning\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(daemon.http_get("/healthz").0, 200, "the daemon runs on");
+}
