@@ -352,7 +352,7 @@ const MAX_FLUSH_INTERVAL_MS: u64 = 10_000;
 /// plus a few tens of MiB of sled's own (the snapshot and meta trees,
 /// segments not yet reclaimed). A 16 GB SD card (about 14.9 GiB) with
 /// Raspberry Pi OS on it has roughly 8 to 12 GiB free, less with a desktop:
-/// the journal then takes at most about a tenth of that, leaving room for
+/// the journal then takes about 10 to 15 % of that, leaving room for
 /// logs and updates. At the demo's ~30 events/s of ~225 bytes (about
 /// 580 MB a day) it holds the last ~22 hours; a board at a few events a
 /// second is bounded by [`DEFAULT_MAX_AGE`] first.
