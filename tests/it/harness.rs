@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::frame::Frame;
+use async_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
@@ -851,6 +853,13 @@ impl Client {
     /// Sends a text frame as is.
     pub async fn send_text(&mut self, text: &str) {
         self.send(Message::text(text)).await;
+    }
+
+    /// Sends a text frame whose payload is `bytes` as is, valid UTF-8 or
+    /// not.
+    pub async fn send_raw_text(&mut self, bytes: &[u8]) {
+        let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        self.send(Message::Frame(frame)).await;
     }
 
     /// Sends a binary frame.
