@@ -635,10 +635,16 @@ impl Daemon {
     /// Sends a WebSocket upgrade request for `path_and_query` over raw TCP
     /// and returns the HTTP status of the answer (101 if accepted).
     pub fn upgrade_status(&self, path_and_query: &str) -> u16 {
+        self.upgrade_status_with_key(path_and_query, "dGhlIHNhbXBsZSBub25jZQ==")
+    }
+
+    /// Like [`Daemon::upgrade_status`], with `key` as the
+    /// `Sec-WebSocket-Key`.
+    pub fn upgrade_status_with_key(&self, path_and_query: &str, key: &str) -> u16 {
         let mut stream = self.http_connect();
         let request = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n",
             self.addr
         );

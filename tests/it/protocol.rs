@@ -269,6 +269,31 @@ fn anonymous_is_allowed_by_default() {
 }
 
 #[test]
+fn malformed_websocket_key_gets_400() {
+    smol::block_on(async {
+        let daemon = Daemon::start(&[]);
+        for key in [
+            "",
+            "not base64 at all!!!!!==",
+            // The base64 of 15 and of 17 bytes.
+            "AAECAwQFBgcICQoLDA0O",
+            "AAECAwQFBgcICQoLDA0ODxA=",
+        ] {
+            assert_eq!(
+                daemon.upgrade_status_with_key("/ws?client=bot", key),
+                400,
+                "Sec-WebSocket-Key: {key:?}"
+            );
+        }
+        // The base64 of 16 bytes.
+        assert_eq!(
+            daemon.upgrade_status_with_key("/ws?client=bot", "AAECAwQFBgcICQoLDA0ODw=="),
+            101
+        );
+    });
+}
+
+#[test]
 fn upgrade_past_max_clients_gets_503() {
     smol::block_on(async {
         let daemon = Daemon::start_with_config("[server]\nmax_clients = 1\n", &[]);
