@@ -38,7 +38,9 @@ use crate::session::{self, Session};
 /// ~1 KiB, and the cap keeps a connection's memory small.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// A client must finish sending its request head within this time.
+/// A client must finish sending its request head within this time, or it is
+/// answered 408 and closed: a slowloris client holds a connection at most
+/// this long.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After an accept error (e.g. EMFILE), wait this long first, doubling up to
@@ -276,6 +278,17 @@ async fn serve_http<'a>(
             let _ = respond(stream, 431, "text/plain", "request head too large\n").await;
             return None;
         }
+        // A connection that never sent a byte gets no answer (it may be a
+        // browser's speculative connection, which never made a request);
+        // one that started a head and stalled is told why it is closed.
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && !buf.is_empty() => {
+            let body = format!(
+                "request head not complete within {} s\n",
+                HEAD_TIMEOUT.as_secs()
+            );
+            let _ = respond(stream, 408, "text/plain", &body).await;
+            return None;
+        }
         Err(_) => return None,
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -403,6 +416,7 @@ async fn respond_with(
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",

@@ -654,6 +654,35 @@ impl Daemon {
         self.read_head(&mut stream, path_and_query).0
     }
 
+    /// Sends `partial` (the start of a request head) and then nothing,
+    /// and returns the status and lower-cased headers the daemon answers
+    /// with, waiting up to `limit`.
+    pub fn stalled_head_answer(
+        &self,
+        partial: &str,
+        limit: Duration,
+    ) -> (u16, Vec<(String, String)>) {
+        let mut stream = self.http_connect();
+        stream
+            .set_read_timeout(Some(limit))
+            .expect("set a read timeout");
+        stream
+            .write_all(partial.as_bytes())
+            .expect("send the start of a head");
+        let (status, headers, _) = self.read_head(&mut stream, "a stalled head");
+        (status, headers)
+    }
+
+    /// A raw TCP connection to the daemon whose reads give up after
+    /// `read_timeout`.
+    pub fn raw_connect(&self, read_timeout: Duration) -> StdTcpStream {
+        let stream = self.http_connect();
+        stream
+            .set_read_timeout(Some(read_timeout))
+            .expect("set a read timeout");
+        stream
+    }
+
     fn http_connect(&self) -> StdTcpStream {
         let stream = StdTcpStream::connect_timeout(&self.addr, HTTP_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr));
