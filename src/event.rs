@@ -181,6 +181,77 @@ impl Body {
             Body::Status(_) => "status",
         }
     }
+
+    /// Strips [`is_hidden`] characters from a news title or an alert text
+    /// (docs/protocol.md §6), as [`strip_hidden`] does. False if nothing is
+    /// left of the text: such an event has no text and is refused.
+    pub fn strip_hidden(&mut self) -> bool {
+        let text = match self {
+            Body::News(news) => &mut news.title,
+            Body::Alert(alert) => &mut alert.text,
+            Body::Tick(_) | Body::Status(_) => return true,
+        };
+        strip_hidden(text);
+        !text.is_empty()
+    }
+}
+
+/// Whether `c` is a control or format character that symbols may not hold
+/// and that news titles and alert texts are stripped of (docs/protocol.md
+/// §6). They are invisible, and the bidi controls among them reorder the
+/// text around them, so on a public board one symbol or headline could pass
+/// for another (`USD\u{202E}RRI` shows as `USDIRR`).
+///
+/// - Control characters (Cc): U+0000–U+001F, U+007F–U+009F.
+/// - Format characters (Cf): U+00AD soft hyphen; U+0600–U+0605, U+06DD,
+///   U+070F and U+180E (Arabic, Syriac and Mongolian marks drawn apart from
+///   the text); U+061C Arabic letter mark; U+200B zero width space; U+200E
+///   and U+200F left-to-right and right-to-left marks; U+202A–U+202E bidi
+///   embeddings and overrides; U+2060–U+2064 word joiner and invisible
+///   operators; U+2066–U+2069 bidi isolates and U+206A–U+206F deprecated
+///   format characters; U+FEFF byte order mark; U+FFF9–U+FFFB interlinear
+///   annotation.
+///
+/// U+200C ZERO WIDTH NON-JOINER and U+200D ZERO WIDTH JOINER are Cf too, but
+/// they are kept: Persian writes ZWNJ inside words (`می\u{200C}خواهم`), and
+/// both joiners steer the shaping of Arabic-script text (and emoji); without
+/// them the words would be misspelled. Listed by hand rather than taken from
+/// a Unicode table crate: the list is short and changes rarely.
+pub fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{0000}'..='\u{001F}'
+        | '\u{007F}'..='\u{009F}'
+        | '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{180E}'
+        | '\u{200B}'
+        | '\u{200E}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Removes the [`is_hidden`] characters from `text`, keeping the rest; a
+/// line break, tab or other control that is whitespace becomes a space, so
+/// the words on either side stay apart. Allocates only when there is
+/// something to remove.
+pub fn strip_hidden(text: &mut String) {
+    if !text.chars().any(is_hidden) {
+        return;
+    }
+    *text = text
+        .chars()
+        .filter_map(|c| match c {
+            c if !is_hidden(c) => Some(c),
+            c if c.is_whitespace() => Some(' '),
+            _ => None,
+        })
+        .collect();
 }
 
 impl Level {
@@ -394,6 +465,62 @@ impl Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_characters_are_stripped_and_joiners_kept() {
+        #[track_caller]
+        fn check(text: &str, expected: &str) {
+            let mut text = text.to_owned();
+            strip_hidden(&mut text);
+            assert_eq!(text, expected);
+        }
+        // Bidi embeddings, overrides and isolates, marks, invisible spaces.
+        check("USD\u{202E}RRI", "USDRRI");
+        for c in [
+            '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{2066}', '\u{2067}', '\u{2068}',
+            '\u{2069}', '\u{200B}', '\u{200E}', '\u{200F}', '\u{FEFF}', '\u{00AD}', '\u{061C}',
+            '\u{2060}', '\u{0000}', '\u{001B}', '\u{007F}', '\u{009F}',
+        ] {
+            check(&format!("a{c}b"), "ab");
+            assert!(is_hidden(c), "{c:?}");
+        }
+        // Line breaks and tabs part words.
+        check("Gold\nsteady\tahead\r\n", "Gold steady ahead  ");
+        // Persian with ZWNJ, Arabic, emoji with ZWJ: untouched.
+        for kept in [
+            "نرخ\u{200C}های جدید ارز",
+            "أسعار الذهب اليوم",
+            "\u{1F468}\u{200D}\u{1F469}",
+            "Gold steady ahead of the fix",
+        ] {
+            check(kept, kept);
+        }
+        assert!(!is_hidden('\u{200C}') && !is_hidden('\u{200D}'));
+        assert!(!is_hidden(' ') && !is_hidden('\u{00A0}') && !is_hidden('\u{2028}'));
+    }
+
+    #[test]
+    fn news_and_alert_texts_are_stripped_and_an_empty_one_refused() {
+        let news = |title: &str| {
+            Body::News(News {
+                title: title.into(),
+                url: Some("https://example.net/\u{202E}".into()),
+                source: "demo".into(),
+            })
+        };
+        let mut body = news("\u{202E}Gold steady");
+        assert!(body.strip_hidden());
+        // The url is not a text on the board; it is left as sent.
+        assert_eq!(body, news("Gold steady"));
+        assert!(!news("\u{202E}\u{2066}").strip_hidden());
+        let mut alert = Body::Alert(Alert {
+            level: Level::Critical,
+            text: "Market\u{2067} closed".into(),
+            source: "publish".into(),
+        });
+        assert!(alert.strip_hidden());
+        assert!(matches!(&alert, Body::Alert(a) if a.text == "Market closed"));
+    }
 
     #[track_caller]
     fn check(event: Event, expected: &str) {

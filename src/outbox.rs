@@ -44,6 +44,9 @@ pub const MAX_QUEUED_BYTES: usize = 512 * 1024;
 
 /// WebSocket close code: the server is going away (shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close code: invalid frame payload data (a text frame that is
+/// not valid UTF-8; RFC 6455 §7.4.1).
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 /// WebSocket close code: policy violation (op flood).
 pub const CLOSE_POLICY: u16 = 1008;
 /// WebSocket close code: message too big.

@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::event::{Body, Channel};
+use crate::event::{Body, Channel, is_hidden};
 
 /// A request may name at most this many channels; more is `too_large`. 256
 /// covers `*`, the four families and a board's worth of single symbols.
@@ -63,11 +63,18 @@ impl Sub {
 }
 
 /// Whether `s` can be a symbol: 1 to [`MAX_SYMBOL_LEN`] bytes, no
-/// whitespace or control characters (any script is fine).
+/// whitespace, control or format characters (any script is fine).
+///
+/// Format characters are the [`is_hidden`] ones and also the joiners U+200C
+/// and U+200D, which news titles keep: a symbol is a name to tell
+/// instruments apart, and with an invisible character or a bidi override in
+/// it one symbol could show as another (`USD\u{202E}RRI` as `USDIRR`).
 pub fn valid_symbol(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_SYMBOL_LEN
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || is_hidden(c) || matches!(c, '\u{200C}' | '\u{200D}'))
 }
 
 /// A client's set of subscriptions; matching an event is O(1).
@@ -573,6 +580,16 @@ mod tests {
         assert!(valid_symbol("BTC-USD"));
         assert!(valid_symbol("دلار"));
         assert!(!valid_symbol("a b"));
+        for hidden in [
+            "USD\u{202E}RRI",
+            "\u{2066}BTC",
+            "US\u{200B}D",
+            "US\u{200C}D",
+            "A\u{200D}B",
+        ] {
+            assert!(!valid_symbol(hidden), "{hidden:?}");
+        }
+        assert!(!valid_symbol("BTC\u{0007}") && !valid_symbol("BTC\u{0085}"));
         assert!(!valid_symbol(""));
         assert!(!valid_symbol(&"x".repeat(MAX_SYMBOL_LEN + 1)));
     }

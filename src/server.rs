@@ -38,7 +38,9 @@ use crate::session::{self, Session};
 /// ~1 KiB, and the cap keeps a connection's memory small.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// A client must finish sending its request head within this time.
+/// A client must finish sending its request head within this time, or it is
+/// answered 408 and closed: a slowloris client holds a connection at most
+/// this long.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After an accept error (e.g. EMFILE), wait this long first, doubling up to
@@ -276,6 +278,17 @@ async fn serve_http<'a>(
             let _ = respond(stream, 431, "text/plain", "request head too large\n").await;
             return None;
         }
+        // A connection that never sent a byte gets no answer (it may be a
+        // browser's speculative connection, which never made a request);
+        // one that started a head and stalled is told why it is closed.
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && !buf.is_empty() => {
+            let body = format!(
+                "request head not complete within {} s\n",
+                HEAD_TIMEOUT.as_secs()
+            );
+            let _ = respond(stream, 408, "text/plain", &body).await;
+            return None;
+        }
         Err(_) => return None,
     };
     let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -403,6 +416,7 @@ async fn respond_with(
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
@@ -584,8 +598,9 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Decides an upgrade request: 426 if it is not one, 401 for a bad or
-/// missing token, 503 past `max_clients`.
+/// Decides an upgrade request: 426 if it is not one, 400 for a malformed
+/// `Sec-WebSocket-Key`, 401 for a bad or missing token, 503 past
+/// `max_clients`.
 async fn check_upgrade<'a>(
     stream: &mut TcpStream,
     peer: SocketAddr,
@@ -614,6 +629,17 @@ async fn check_upgrade<'a>(
         .await;
         return None;
     };
+    let key = key.trim();
+    if !valid_key(key) {
+        let _ = respond(
+            stream,
+            400,
+            "text/plain",
+            "Sec-WebSocket-Key must be the base64 of 16 bytes (24 characters ending in ==)\n",
+        )
+        .await;
+        return None;
+    }
     let mut token = None;
     let mut kind = None;
     for pair in query.split('&') {
@@ -666,12 +692,25 @@ async fn check_upgrade<'a>(
         return None;
     }
     Some(Upgrade {
-        accept_key: derive_accept_key(key.trim().as_bytes()),
+        accept_key: derive_accept_key(key.as_bytes()),
         kind: clean_kind(kind.as_deref()),
         can_publish,
         leftover,
         slot,
     })
+}
+
+/// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 §4.1 requires: the
+/// base64 of 16 bytes, which is always 22 characters of the base64 alphabet
+/// followed by `==`. Like most decoders this does not insist that the unused
+/// low bits of the 22nd character are zero.
+fn valid_key(key: &str) -> bool {
+    let key = key.as_bytes();
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
 }
 
 /// Whether a rate-limited line may be logged now, and how many were held
@@ -811,6 +850,29 @@ mod tests {
         ] {
             let err = parse_export_query(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn websocket_keys() {
+        // RFC 6455 §1.3's example, and the base64 of 16 other bytes.
+        assert!(valid_key("dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(valid_key("AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(valid_key("+/+/+/+/+/+/+/+/+/+/+w=="));
+        for bad in [
+            "",
+            // 15 and 17 bytes.
+            "dGhlIHNhbXBsZSBub25j",
+            "dGhlIHNhbXBsZSBub25jZXg=",
+            // Not base64: a character outside the alphabet, URL-safe
+            // base64, padding in the middle, no padding.
+            "dGhlIHNhbXBsZSBub25j!Q==",
+            "-_-_-_-_-_-_-_-_-_-_-w==",
+            "dGhlIHNhbX=sZSBub25jZQ==",
+            "dGhlIHNhbXBsZSBub25jZQAA",
+            "dGhlIHNhbXBsZSBub25j\u{e9}==",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
         }
     }
 

@@ -444,9 +444,13 @@ impl Hub {
         match msg {
             HubMsg::FeedEvent {
                 feed,
-                incoming,
+                mut incoming,
                 position,
             } => {
+                // Every event of every decoder (and every publish, below)
+                // passes here, so the symbol check and the stripping of
+                // hidden characters (docs/protocol.md §6.1) are done once,
+                // here, rather than in each format.
                 if let Body::Tick(t) = &incoming.body
                     && !self.accepts_symbol(&t.symbol)
                 {
@@ -454,6 +458,11 @@ impl Hub {
                         up.bad_messages += 1;
                     }
                     self.counters.refused_symbols += 1;
+                } else if !incoming.body.strip_hidden() {
+                    // A title or text of nothing but hidden characters.
+                    if let Some(up) = self.upstreams.get_mut(feed) {
+                        up.bad_messages += 1;
+                    }
                 } else {
                     if let Some(up) = self.upstreams.get_mut(feed) {
                         up.last_event = Some(now);
@@ -650,17 +659,23 @@ impl Hub {
                 "too many publishes waiting for the disk; retry shortly".into(),
             );
         }
-        let body = match publish::body(channel, data) {
+        let mut body = match publish::body(channel, data) {
             Ok(body) => body,
             Err((code, message)) => return refuse(code, message),
         };
+        if !body.strip_hidden() {
+            return refuse(
+                ErrorCode::BadRequest,
+                "the text has nothing but control or format characters".into(),
+            );
+        }
         if let Body::Tick(t) = &body
             && !self.accepts_symbol(&t.symbol)
         {
             return refuse(
                 ErrorCode::BadRequest,
                 format!(
-                    "symbol must be 1 to {MAX_SYMBOL_LEN} bytes without spaces, and at most {MAX_SYMBOLS} symbols are kept"
+                    "symbol must be 1 to {MAX_SYMBOL_LEN} bytes without spaces or control or format characters, and at most {MAX_SYMBOLS} symbols are kept"
                 ),
             );
         }
@@ -1188,8 +1203,18 @@ mod tests {
             now,
             0,
         );
+        // A bidi override would let it show as `USDIRR`.
+        hub.handle(
+            HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("USD\u{202E}RRI", "1"),
+                position: None,
+            },
+            now,
+            0,
+        );
         assert!(drain(&outbox).is_empty());
-        assert!(hub.metrics().contains("tablo_refused_symbols_total 1"));
+        assert!(hub.metrics().contains("tablo_refused_symbols_total 2"));
     }
 
     #[test]

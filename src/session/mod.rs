@@ -43,7 +43,7 @@ use self::wire::Tx;
 use self::writer::write_loop;
 use crate::hub::{ClientId, HubMsg};
 use crate::journal::writer::JournalMsg;
-use crate::outbox::{CLOSE_NORMAL, CLOSE_TOO_BIG, Outbox};
+use crate::outbox::{CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_TOO_BIG, Outbox};
 use crate::ratelimit::TokenBucket;
 
 /// Sustained ops per second a client may send (docs/protocol.md §16).
@@ -177,6 +177,14 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
                     session.id
                 );
                 outbox.close(CLOSE_TOO_BIG, "frame larger than max_frame_bytes");
+                Flow::Stop
+            }
+            ReaderWake::Frame(Some(Err(WsError::Utf8(e)))) => {
+                log::debug!(
+                    "client {:016x} sent a text frame that is not UTF-8: {e}",
+                    session.id
+                );
+                outbox.close(CLOSE_INVALID_DATA, "text frame is not valid UTF-8");
                 Flow::Stop
             }
             ReaderWake::Frame(Some(Err(e))) => {

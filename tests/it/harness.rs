@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::frame::Frame;
+use async_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
@@ -633,10 +635,16 @@ impl Daemon {
     /// Sends a WebSocket upgrade request for `path_and_query` over raw TCP
     /// and returns the HTTP status of the answer (101 if accepted).
     pub fn upgrade_status(&self, path_and_query: &str) -> u16 {
+        self.upgrade_status_with_key(path_and_query, "dGhlIHNhbXBsZSBub25jZQ==")
+    }
+
+    /// Like [`Daemon::upgrade_status`], with `key` as the
+    /// `Sec-WebSocket-Key`.
+    pub fn upgrade_status_with_key(&self, path_and_query: &str, key: &str) -> u16 {
         let mut stream = self.http_connect();
         let request = format!(
             "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
              Sec-WebSocket-Version: 13\r\n\r\n",
             self.addr
         );
@@ -644,6 +652,35 @@ impl Daemon {
             .write_all(request.as_bytes())
             .expect("send the upgrade");
         self.read_head(&mut stream, path_and_query).0
+    }
+
+    /// Sends `partial` (the start of a request head) and then nothing,
+    /// and returns the status and lower-cased headers the daemon answers
+    /// with, waiting up to `limit`.
+    pub fn stalled_head_answer(
+        &self,
+        partial: &str,
+        limit: Duration,
+    ) -> (u16, Vec<(String, String)>) {
+        let mut stream = self.http_connect();
+        stream
+            .set_read_timeout(Some(limit))
+            .expect("set a read timeout");
+        stream
+            .write_all(partial.as_bytes())
+            .expect("send the start of a head");
+        let (status, headers, _) = self.read_head(&mut stream, "a stalled head");
+        (status, headers)
+    }
+
+    /// A raw TCP connection to the daemon whose reads give up after
+    /// `read_timeout`.
+    pub fn raw_connect(&self, read_timeout: Duration) -> StdTcpStream {
+        let stream = self.http_connect();
+        stream
+            .set_read_timeout(Some(read_timeout))
+            .expect("set a read timeout");
+        stream
     }
 
     fn http_connect(&self) -> StdTcpStream {
@@ -851,6 +888,13 @@ impl Client {
     /// Sends a text frame as is.
     pub async fn send_text(&mut self, text: &str) {
         self.send(Message::text(text)).await;
+    }
+
+    /// Sends a text frame whose payload is `bytes` as is, valid UTF-8 or
+    /// not.
+    pub async fn send_raw_text(&mut self, bytes: &[u8]) {
+        let frame = Frame::message(bytes.to_vec(), OpCode::Data(Data::Text), true);
+        self.send(Message::Frame(frame)).await;
     }
 
     /// Sends a binary frame.

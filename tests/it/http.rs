@@ -1,6 +1,9 @@
 //! HTTP on the WebSocket port: `/healthz`, `/metrics` and 404s
 //! (docs/protocol.md §19).
 
+use std::io::Read;
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use crate::harness::Daemon;
@@ -79,4 +82,41 @@ fn unknown_path_is_404() {
     let daemon = Daemon::start(&[]);
     let (status, body) = daemon.http_get("/nope");
     assert_eq!(status, 404, "{body}");
+}
+
+/// docs/protocol.md §16: a request head must be complete within 10 s.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn stalled_request_head_gets_408_after_the_head_timeout() {
+    let daemon = Daemon::start(&[]);
+    let started = Instant::now();
+    // A connection that says nothing is closed without an answer; it
+    // waits alongside the stalled one, so the test takes the timeout once.
+    let mut silent = daemon.raw_connect(HEAD_TIMEOUT * 2);
+    let (status, headers) = daemon.stalled_head_answer(
+        "GET /healthz HTTP/1.1\r\nHost: tablo\r\nX-Slow: ",
+        HEAD_TIMEOUT * 2,
+    );
+    let mut got = Vec::new();
+    if let Err(e) = silent.read_to_end(&mut got) {
+        panic!("a silent connection was not closed: {e}");
+    }
+    assert!(
+        got.is_empty(),
+        "a connection that sent nothing got an answer: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(status, 408, "{headers:?}");
+    assert!(
+        started.elapsed() >= HEAD_TIMEOUT,
+        "answered after {:?}, before the head timeout",
+        started.elapsed()
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|(name, value)| name == "connection" && value.trim() == "close"),
+        "{headers:?}"
+    );
 }

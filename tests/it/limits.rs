@@ -1,5 +1,6 @@
 //! Limits and hostile input the daemon must survive: running out of file
-//! descriptors, an oversized upstream message, upstream error replies.
+//! descriptors, an oversized upstream message, upstream error replies,
+//! symbols and texts with hidden characters.
 
 use std::time::Duration;
 
@@ -168,5 +169,101 @@ fn upstream_error_reply_is_skipped() {
             1.0
         );
         daemon.wait_stderr("Failed to subscribe", LOG_WITHIN);
+    });
+}
+
+/// A daemon reading one `tablo` feed named `up` from a fake upstream it has
+/// connected to, with a publishing token `pub`.
+async fn tablo_feed_daemon() -> (FakeUpstream, Daemon) {
+    let upstream = FakeUpstream::start().await;
+    let config = format!(
+        "[server]\ntokens = [{{ token = \"pub\", publish = true }}]\n\n\
+         [[feed]]\nname = \"up\"\nformat = \"tablo\"\nurl = \"{}\"\n",
+        upstream.url("/ws")
+    );
+    let daemon = Daemon::start_with_config(&config, &[]);
+    upstream.wait_connection().await;
+    (upstream, daemon)
+}
+
+/// An upstream Tablo's event: `body` with `seq`, `ts` and `source`.
+fn upstream_event(seq: u64, mut body: Value) -> String {
+    body["seq"] = json!(seq);
+    body["ts"] = json!(1_795_362_390_000u64 + seq);
+    body["source"] = json!("up");
+    body.to_string()
+}
+
+#[test]
+fn hidden_characters_are_refused_in_symbols_and_stripped_from_texts() {
+    smol::block_on(async {
+        let (upstream, daemon) = tablo_feed_daemon().await;
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices", "news", "alerts"]).await;
+
+        // `USD\u{202E}RRI` would show as `USDIRR`: refused, and the tick
+        // after it is the first one relayed.
+        upstream.send(&upstream_event(
+            1,
+            json!({"type": "tick", "channel": "prices", "symbol": "USD\u{202E}RRI", "price": "1"}),
+        ));
+        upstream.send(&upstream_event(
+            2,
+            json!({"type": "tick", "channel": "prices", "symbol": "USDIRR", "price": "585000"}),
+        ));
+        let tick = client.recv_until(is_tick).await;
+        assert_eq!(tick["symbol"], "USDIRR", "{tick}");
+        assert_eq!(tick["price"], "585000", "{tick}");
+        assert_eq!(daemon.metric("tablo_refused_symbols_total"), 1.0);
+        assert_eq!(
+            daemon.metric(r#"tablo_feed_bad_messages_total{feed="up"}"#),
+            1.0
+        );
+
+        // A title with a bidi override is relayed without it; Persian with
+        // its ZWNJ is relayed as sent.
+        let persian = "نرخ\u{200C}های جدید ارز از ساعت ۹";
+        upstream.send(&upstream_event(
+            3,
+            json!({"type": "news", "channel": "news", "title": "Gold \u{202E}steady\u{202C} ahead"}),
+        ));
+        upstream.send(&upstream_event(
+            4,
+            json!({"type": "news", "channel": "news", "title": persian}),
+        ));
+        let news = client.recv_until(|f| f["type"] == "news").await;
+        assert_eq!(news["title"], "Gold steady ahead", "{news}");
+        let news = client.recv_until(|f| f["type"] == "news").await;
+        assert_eq!(news["title"], persian, "{news}");
+
+        // A publish goes through the same checks.
+        let mut publisher = daemon.ws("/ws?client=bot&token=pub").await;
+        let publish = |channel: &str, data: Value, id: u64| json!({"op": "publish", "channel": channel, "data": data, "id": id});
+        publisher
+            .send_json(publish(
+                "alerts",
+                json!({"level": "info", "text": "\u{2066}\u{2069}"}),
+                1,
+            ))
+            .await;
+        let refused = publisher.expect_error("bad_request").await;
+        assert_eq!(refused["id"], 1, "{refused}");
+        publisher
+            .send_json(publish(
+                "prices",
+                json!({"symbol": "BTC\u{200B}USDT", "price": "1"}),
+                2,
+            ))
+            .await;
+        publisher.expect_error("bad_request").await;
+        publisher
+            .send_json(publish(
+                "alerts",
+                json!({"level": "critical", "text": "Market\u{FEFF} closed\u{200F}"}),
+                3,
+            ))
+            .await;
+        let alert = client.recv_until(|f| f["type"] == "alert").await;
+        assert_eq!(alert["text"], "Market closed", "{alert}");
     });
 }

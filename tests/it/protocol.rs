@@ -185,6 +185,20 @@ fn frame_over_max_frame_bytes_closes_with_1009() {
 }
 
 #[test]
+fn text_frame_that_is_not_utf8_closes_with_1007() {
+    smol::block_on(async {
+        let daemon = Daemon::start(&[]);
+        let mut client = daemon.bot().await;
+        client.ping_expect_pong_next(json!(1)).await;
+        // A ping whose id holds a lone continuation byte.
+        client
+            .send_raw_text(b"{\"op\":\"ping\",\"id\":\"\x80\"}")
+            .await;
+        assert_eq!(client.expect_close().await, 1007);
+    });
+}
+
+#[test]
 fn flooding_ops_gets_rate_limited_then_closed_with_1008() {
     smol::block_on(async {
         let daemon = Daemon::start(&[]);
@@ -251,6 +265,31 @@ fn anonymous_is_allowed_by_default() {
     smol::block_on(async {
         let daemon = Daemon::start_with_config("[server]\nmax_clients = 10\n", &[]);
         assert_eq!(daemon.upgrade_status("/ws?client=bot"), 101);
+    });
+}
+
+#[test]
+fn malformed_websocket_key_gets_400() {
+    smol::block_on(async {
+        let daemon = Daemon::start(&[]);
+        for key in [
+            "",
+            "not base64 at all!!!!!==",
+            // The base64 of 15 and of 17 bytes.
+            "AAECAwQFBgcICQoLDA0O",
+            "AAECAwQFBgcICQoLDA0ODxA=",
+        ] {
+            assert_eq!(
+                daemon.upgrade_status_with_key("/ws?client=bot", key),
+                400,
+                "Sec-WebSocket-Key: {key:?}"
+            );
+        }
+        // The base64 of 16 bytes.
+        assert_eq!(
+            daemon.upgrade_status_with_key("/ws?client=bot", "AAECAwQFBgcICQoLDA0ODw=="),
+            101
+        );
     });
 }
 
