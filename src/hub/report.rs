@@ -229,18 +229,6 @@ impl Hub {
                     load(&j.commits),
                 ),
                 (
-                    "journal_commit_microseconds_total",
-                    Kind::Counter,
-                    "Time spent in group commits.",
-                    load(&j.commit_us_total),
-                ),
-                (
-                    "journal_last_commit_microseconds",
-                    Kind::Gauge,
-                    "Duration of the last group commit (flush latency).",
-                    load(&j.last_commit_us),
-                ),
-                (
                     "journal_dropped_total",
                     Kind::Counter,
                     "Events the journal could not store.",
@@ -256,6 +244,17 @@ impl Hub {
             for (name, kind, help, value) in rows {
                 text.single(name, kind, help, value);
             }
+            text.histogram(
+                "journal_commit_seconds",
+                "Time to write, flush and fsync a group commit (the flush latency).",
+                &j.commit_times.0,
+            );
+            text.single(
+                "journal_last_commit_seconds",
+                Kind::Gauge,
+                "Duration of the last group commit.",
+                load(&j.last_commit_us) as f64 / 1e6,
+            );
         }
         text.single(
             "last_seq",

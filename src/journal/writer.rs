@@ -34,6 +34,7 @@ use crate::clock::wall_ms;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
+use crate::metrics::Histogram;
 use crate::outbox::{Frame, Outbox};
 use crate::protocol::{ErrorCode, ProtoError};
 
@@ -122,6 +123,24 @@ pub enum JournalMsg {
     },
 }
 
+/// Upper bounds of the commit-time histogram in µs (0.5 ms to 2.5 s): a
+/// flush and fsync takes about a millisecond on an SSD, tens of them on an SD
+/// card, and past a second on a card that is wearing out.
+pub const COMMIT_BUCKETS_US: [u64; 12] = [
+    500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000,
+];
+
+/// Group-commit durations in buckets of [`COMMIT_BUCKETS_US`].
+#[derive(Debug)]
+pub struct CommitTimes(pub Histogram);
+
+impl Default for CommitTimes {
+    fn default() -> CommitTimes {
+        CommitTimes(Histogram::new(&COMMIT_BUCKETS_US))
+    }
+}
+
 /// The writer's health and counters, written only by the writer thread and
 /// read by the hub for stats, `/healthz` and `/metrics`.
 #[derive(Debug, Default)]
@@ -153,8 +172,8 @@ pub struct JournalStatus {
     pub commits: AtomicU64,
     /// Duration of the last commit, µs.
     pub last_commit_us: AtomicU64,
-    /// Sum of commit durations, µs.
-    pub commit_us_total: AtomicU64,
+    /// Every commit's duration, for the `/metrics` histogram.
+    pub commit_times: CommitTimes,
     /// Events the journal could not store (disk failure or full inbox).
     pub dropped: AtomicU64,
     /// Publishes waiting for their commit.
@@ -500,7 +519,7 @@ impl Writer {
         let us = took.as_micros() as u64;
         self.status.commits.fetch_add(1, Ordering::Relaxed);
         self.status.last_commit_us.store(us, Ordering::Relaxed);
-        self.status.commit_us_total.fetch_add(us, Ordering::Relaxed);
+        self.status.commit_times.0.record(took);
         self.status.reserved.store(self.reserved, Ordering::Release);
         self.status
             .durable_seq

@@ -120,3 +120,52 @@ fn stalled_request_head_gets_408_after_the_head_timeout() {
         "{headers:?}"
     );
 }
+
+/// Runs `promtool check metrics` on `text`: `None` when promtool is not on
+/// PATH, else whether it passed and what it said.
+fn promtool_check(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(text.as_bytes()).expect("write to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), said))
+}
+
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    // A board too (as a PNG), so the render metrics are checked with the rest.
+    let daemon = Daemon::start(&["--display", "png"]);
+    let (status, body) = daemon.http_get("/metrics");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tablo_render_seconds_count"), "{body}");
+    match promtool_check(&body) {
+        Some((passed, said)) => assert!(passed, "promtool check metrics:\n{said}\n{body}"),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "promtool is not on PATH under CI=true; .ci/run installs it (apt-get install prometheus)"
+            )
+        }
+        None => eprintln!(
+            "SKIPPED: promtool is not on PATH (apt-get install prometheus); .ci/run installs it"
+        ),
+    }
+}

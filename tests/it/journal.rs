@@ -1161,7 +1161,13 @@ fn healthz_and_metrics_report_the_journal() {
         wait_durable(&daemon, seq).await;
 
         assert!(daemon.metric("tablo_journal_commits_total") > commits);
-        assert!(daemon.metric("tablo_journal_last_commit_microseconds") > 0.0);
+        assert!(daemon.metric("tablo_journal_last_commit_seconds") > 0.0);
+        assert_eq!(
+            daemon.metric("tablo_journal_commit_seconds_count"),
+            daemon.metric("tablo_journal_commit_seconds_bucket{le=\"+Inf\"}"),
+        );
+        assert!(daemon.metric("tablo_journal_commit_seconds_count") > commits);
+        assert!(daemon.metric("tablo_journal_commit_seconds_sum") > 0.0);
         // The feed's status events and the tick.
         assert!(daemon.metric("tablo_journal_events") >= 1.0);
         assert!(daemon.metric("tablo_journal_durable_seq") >= seq as f64);
