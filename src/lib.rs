@@ -35,7 +35,8 @@
 //! - [`event`]: the events and their wire shape.
 //! - [`config`]: the resolved settings, from defaults, the TOML file and
 //!   flags. `clock` (the wall clock and ages), `decimal` (price strings),
-//!   `metrics` (Prometheus text), `ratelimit`, `heartbeat`, [`logger`]: small
+//!   `metrics` (Prometheus text; `metrics::process`, the `process_*`
+//!   metrics from `/proc`), `ratelimit`, `heartbeat`, [`logger`]: small
 //!   leaves that import nothing of the crate.
 //!
 //! Modules that only the daemon itself uses are `pub(crate)`; the public

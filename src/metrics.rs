@@ -5,11 +5,15 @@
 //! owner describes its metrics to a [`MetricsText`] at the moment of a
 //! scrape: a metric's `# HELP` and `# TYPE` lines are written once, by
 //! [`MetricsText::family`], followed by its rows. Names are given without
-//! the `tablo_` prefix, which the writer adds.
+//! the `tablo_` prefix, which the writer adds; the few standard names that
+//! carry no prefix (`process_*`) go through [`MetricsText::standard`].
 //! A [`Histogram`] is a set of atomics one thread records into and a scrape
 //! reads.
 //!
-//! This module knows the text format and nothing about what is measured.
+//! This module knows the text format and nothing about what is measured,
+//! but for [`process`], which reads the process's own figures from `/proc`.
+
+pub mod process;
 
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +88,13 @@ impl<'a> MetricsText<'a> {
     /// A metric with one row and no labels.
     pub fn single(&mut self, name: &'static str, kind: Kind, help: &str, value: impl Display) {
         self.family(name, kind, help).row(&[], value);
+    }
+
+    /// A metric with one row, no labels and a name of Prometheus's own
+    /// conventions, written as given, without the `tablo_` prefix (such as
+    /// `process_open_fds`).
+    pub fn standard(&mut self, name: &'static str, kind: Kind, help: &str, value: impl Display) {
+        self.family_with("", name, kind, help).row(&[], value);
     }
 
     /// Histogram `name` in seconds: its `_bucket` rows (cumulative, `+Inf`
@@ -230,6 +241,16 @@ mod tests {
              tablo_x_seconds_bucket{le=\"+Inf\"} 4\n\
              tablo_x_seconds_sum 2.012\n\
              tablo_x_seconds_count 4\n"
+        );
+    }
+
+    #[test]
+    fn standard_names_have_no_prefix() {
+        let mut out = String::new();
+        MetricsText::new(&mut out).standard("process_open_fds", Kind::Gauge, "Open fds.", 7);
+        assert_eq!(
+            out,
+            "# HELP process_open_fds Open fds.\n# TYPE process_open_fds gauge\nprocess_open_fds 7\n"
         );
     }
 

@@ -32,6 +32,7 @@ use crate::journal::export::{self, DEFAULT_LIMIT, Export, MAX_LIMIT, MAX_TAIL};
 use crate::journal::store::Record;
 use crate::journal::writer::{JournalMsg, JournalStatus, REPLAY_PAGE};
 use crate::logger::RateLimited;
+use crate::metrics::{MetricsText, process};
 use crate::session::{self, Session};
 
 /// A request head larger than this is refused with 431: browsers send
@@ -318,7 +319,11 @@ async fn serve_http<'a>(
             let _ = respond_with(stream, status, "application/json", &body, !head_only).await;
         }
         "/metrics" => match ask_hub(shared, |reply| HubMsg::Metrics { reply }).await {
-            Some(text) => {
+            Some(mut text) => {
+                // Here, not in the hub, which never touches a file.
+                if let Some(figures) = process::Figures::read() {
+                    figures.write_metrics(&mut MetricsText::new(&mut text));
+                }
                 let _ =
                     respond_with(stream, 200, "text/plain; version=0.0.4", &text, !head_only).await;
             }

@@ -100,11 +100,18 @@ impl Hub {
         }
     }
 
-    /// `/metrics`: the relay's, the journal's and the board's.
+    /// `/metrics`: the relay's, the journal's and the board's (the server
+    /// adds the process's, which come from `/proc`).
     pub(super) fn metrics(&self) -> String {
         let mut out = String::with_capacity(4096);
         let mut text = MetricsText::new(&mut out);
         let c = &self.counters;
+        text.family(
+            "build_info",
+            Kind::Gauge,
+            "Always 1; labelled with the version of tablo that runs.",
+        )
+        .row(&[("version", env!("CARGO_PKG_VERSION"))], 1);
         text.single(
             "clients",
             Kind::Gauge,

@@ -169,3 +169,28 @@ fn metrics_pass_promtool_check_metrics() {
         ),
     }
 }
+
+#[test]
+fn metrics_tell_the_version_and_the_process_figures() {
+    let daemon = Daemon::start(&[]);
+    let version = format!(
+        "tablo_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(daemon.metric(&version), 1.0);
+    // The listener, the journal's files, stdio: well more than three.
+    assert!(daemon.metric("process_open_fds") > 3.0);
+    assert!(daemon.metric("process_resident_memory_bytes") > 1e6);
+    assert!(daemon.metric("process_virtual_memory_bytes") > 1e6);
+    assert!(daemon.metric("process_cpu_seconds_total") >= 0.0);
+    // Started within the last ten minutes, by the wall clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let started = daemon.metric("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "started {started}, now {now}"
+    );
+}
