@@ -18,7 +18,7 @@ use smol::future::or;
 use crate::clock::wall_ms;
 use crate::config::{FeedConfig, FeedFormat};
 use crate::event::{FeedState, Incoming, Position};
-use crate::feed::backoff::Backoff;
+use crate::feed::backoff::{self, Backoff, Outage, Report};
 use crate::feed::demo::{DEMO_STEP, Demo};
 use crate::feed::keepalive::{Action, Keepalive};
 use crate::feed::{DecodeError, Decoder};
@@ -37,9 +37,6 @@ pub const MAX_UPSTREAM_MESSAGE: usize = 4 << 20;
 /// Undecodable upstream messages are logged at most this often (with a count
 /// of the ones not logged), so a feed that sends garbage cannot flood the log.
 pub const BAD_MESSAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// While a feed stays down, a warning repeats at most this often.
-pub const DOWN_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Runs feed number `index` until the task is dropped. `resume` is a
 /// chained feed's position saved by an earlier run.
@@ -66,7 +63,7 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
     let mut backoff = Backoff::new();
     let mut rng = fastrand::Rng::new();
     let mut bad_log = RateLimited::new(BAD_MESSAGE_LOG_INTERVAL);
-    let mut down_log = RateLimited::new(DOWN_LOG_INTERVAL);
+    let mut outage = Outage::new();
     loop {
         if !link.state(FeedState::Connecting).await {
             return;
@@ -74,6 +71,7 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
         let started = Instant::now();
         let end = match connect(&feed.url).await {
             Ok(ws) => {
+                outage.connected();
                 log::info!("feed {}: connected to {}", feed.name, feed.url);
                 pump(&link, &feed, ws, &mut decoder, &mut bad_log).await
             }
@@ -87,24 +85,24 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
         let delay = backoff.next_delay(rng.f64());
         match &end {
             LinkEnd::HubGone => return,
-            LinkEnd::ConnectFailed(why) => {
-                if let Some(suppressed) = down_log.should_log(Instant::now()) {
-                    log::warn!(
-                        "feed {}: cannot connect to {}: {why}; retrying in {} ms{}",
-                        feed.name,
-                        feed.url,
-                        delay.as_millis(),
-                        if suppressed > 0 {
-                            format!(" ({suppressed} failed attempts not shown)")
-                        } else {
-                            String::new()
-                        }
-                    );
-                } else {
-                    log::debug!("feed {}: cannot connect: {why}", feed.name);
-                }
-            }
+            LinkEnd::ConnectFailed(why) => match outage.failed(Instant::now()) {
+                Report::First => log::warn!(
+                    "feed {}: cannot connect to {}: {why}; retrying in {} ms",
+                    feed.name,
+                    feed.url,
+                    delay.as_millis()
+                ),
+                Report::StillDown { down_for, attempts } => log::warn!(
+                    "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
+                     retrying in {} ms",
+                    feed.name,
+                    backoff::minutes(down_for),
+                    delay.as_millis()
+                ),
+                Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
+            },
             LinkEnd::Lost(why) => {
+                outage.lost(Instant::now());
                 log::warn!(
                     "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
                     feed.name,
