@@ -49,6 +49,7 @@ use crate::config::FeedConfig;
 use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
+use crate::logger::RateLimited;
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
 use crate::protocol::{
     ErrorCode, MAX_SUBSCRIPTIONS, MAX_SYMBOL_LEN, ProtoError, Sub, Subscriptions, channels_reply,
@@ -72,6 +73,11 @@ pub const INBOX: usize = 1024;
 /// events at 100/s wait too (p50 0.9 → 6.5 ms). The cost is at most this
 /// much added latency, and only when events come faster than this.
 pub const RING_INTERVAL: Duration = Duration::from_millis(5);
+
+/// A tick refused because [`MAX_SYMBOLS`] are already kept is logged at
+/// most this often (with a count of the ones not logged): the first one
+/// says the cap is reached, the repeats that it still refuses.
+pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
@@ -257,6 +263,8 @@ pub struct Hub {
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
     counters: RelayCounters,
+    /// Refusals for the symbol cap, logged now and then.
+    symbol_cap_log: RateLimited,
     /// The renderer's queue, when a board is shown.
     board: Option<BoardFeed>,
     heart: Arc<Heartbeat>,
@@ -341,6 +349,7 @@ impl Hub {
                 .collect(),
             last: LastKnown::new(feeds.len()),
             counters: RelayCounters::default(),
+            symbol_cap_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
             board: None,
             heart: Heartbeat::new("hub"),
             rings: Vec::new(),
@@ -458,6 +467,7 @@ impl Hub {
                         up.bad_messages += 1;
                     }
                     self.counters.refused_symbols += 1;
+                    self.log_symbol_cap(&t.symbol, Some(feed), now);
                 } else if !incoming.body.strip_hidden() {
                     // A title or text of nothing but hidden characters.
                     if let Some(up) = self.upstreams.get_mut(feed) {
@@ -672,6 +682,7 @@ impl Hub {
         if let Body::Tick(t) = &body
             && !self.accepts_symbol(&t.symbol)
         {
+            self.log_symbol_cap(&t.symbol, None, now);
             return refuse(
                 ErrorCode::BadRequest,
                 format!(
@@ -696,6 +707,31 @@ impl Hub {
     /// already known or with room for one more.
     fn accepts_symbol(&self, symbol: &str) -> bool {
         valid_symbol(symbol) && self.last.has_room_for(symbol)
+    }
+
+    /// Warns, now and then, that a tick for `symbol` from feed number
+    /// `feed` (`None`: a client's publish) was refused because
+    /// [`MAX_SYMBOLS`] are kept (malformed symbols are only counted).
+    fn log_symbol_cap(&mut self, symbol: &str, feed: Option<usize>, now: Instant) {
+        if !valid_symbol(symbol) {
+            return;
+        }
+        if let Some(suppressed) = self.symbol_cap_log.should_log(now) {
+            let from = match feed.and_then(|f| self.upstreams.get(f)) {
+                Some(up) => format!("feed {}", up.name),
+                None => "a publish".to_owned(),
+            };
+            log::warn!(
+                "{MAX_SYMBOLS} symbols are kept, the most there may be: a tick for the new \
+                 symbol {symbol} from {from} was dropped, as are ticks for any other new \
+                 symbol until a restart{}",
+                if suppressed > 0 {
+                    format!(" ({suppressed} more dropped since the last of these lines)")
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
 
     /// Journals a chained feed's upstream position behind the events

@@ -1,6 +1,6 @@
 //! Limits and hostile input the daemon must survive: running out of file
 //! descriptors, an oversized upstream message, upstream error replies,
-//! symbols and texts with hidden characters.
+//! symbols and texts with hidden characters, the cap on symbols.
 
 use std::time::Duration;
 
@@ -265,5 +265,29 @@ fn hidden_characters_are_refused_in_symbols_and_stripped_from_texts() {
             .await;
         let alert = client.recv_until(|f| f["type"] == "alert").await;
         assert_eq!(alert["text"], "Market closed", "{alert}");
+    });
+}
+
+#[test]
+fn the_symbol_cap_is_logged_when_a_tick_is_dropped_for_it() {
+    /// docs/protocol.md §16: at most this many symbols are kept.
+    const MAX_SYMBOLS: u64 = 4096;
+    smol::block_on(async {
+        let (upstream, daemon) = tablo_feed_daemon().await;
+        for seq in 1..=MAX_SYMBOLS + 1 {
+            upstream.send(&upstream_event(
+                seq,
+                json!({"type": "tick", "channel": "prices", "symbol": format!("S{seq}"), "price": "1"}),
+            ));
+        }
+        daemon.wait_stderr(
+            &format!(
+                "4096 symbols are kept, the most there may be: a tick for the new symbol S{} \
+                 from feed up was dropped",
+                MAX_SYMBOLS + 1
+            ),
+            LOG_WITHIN,
+        );
+        assert_eq!(daemon.metric("tablo_refused_symbols_total"), 1.0);
     });
 }
