@@ -8,8 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::error::CapacityError;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
 use futures_util::StreamExt;
 use smol::Timer;
 use smol::channel::Sender;
@@ -223,7 +224,7 @@ async fn pump(
         let now = Instant::now();
         let text = match next {
             None => return LinkEnd::Lost("upstream closed the connection".into()),
-            Some(Err(e)) => return LinkEnd::Lost(e.to_string()),
+            Some(Err(e)) => return LinkEnd::Lost(link_error(&e)),
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
                 Ok(text) => text.into(),
@@ -322,6 +323,19 @@ async fn bad_message(
         .is_ok()
 }
 
+/// Why a link ended, for the log: an oversized message names the cap and
+/// says the message was dropped; other errors are as the library says them.
+fn link_error(e: &WsError) -> String {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => format!(
+            "the upstream sent a message of {size} bytes, over the cap of {max_size} bytes \
+             ({} MiB, MAX_UPSTREAM_MESSAGE); the message was dropped",
+            max_size >> 20
+        ),
+        e => e.to_string(),
+    }
+}
+
 /// The built-in demo market: no network, so it is up at once.
 async fn run_demo(link: &HubLink, feed: &FeedConfig) {
     if !link.state(FeedState::Connecting).await || !link.state(FeedState::Up).await {
@@ -340,5 +354,27 @@ async fn run_demo(link: &HubLink, feed: &FeedConfig) {
         if !link.publish(&mut events, None).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_message_names_the_cap_and_says_it_was_dropped() {
+        let e = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 52_428_847,
+            max_size: MAX_UPSTREAM_MESSAGE,
+        });
+        assert_eq!(
+            link_error(&e),
+            "the upstream sent a message of 52428847 bytes, over the cap of 4194304 bytes \
+             (4 MiB, MAX_UPSTREAM_MESSAGE); the message was dropped"
+        );
+        assert_eq!(
+            link_error(&WsError::ConnectionClosed),
+            WsError::ConnectionClosed.to_string()
+        );
     }
 }

@@ -103,6 +103,10 @@ fn oversized_upstream_message_is_survived() {
         huge["pad"] = json!("x".repeat(MAX_UPSTREAM_MESSAGE));
         upstream.send(&huge.to_string());
         client.recv_until(is_status("binance", "down")).await;
+        daemon.wait_stderr(
+            "over the cap of 4194304 bytes (4 MiB, MAX_UPSTREAM_MESSAGE); the message was dropped",
+            LOG_WITHIN,
+        );
         client
             .recv_until_within(RECONNECT_WITHIN, is_status("binance", "up"))
             .await;
