@@ -247,7 +247,7 @@ async fn pump(
             Some(Ok(Message::Close(frame))) => {
                 let why = frame.map_or_else(
                     || "upstream sent close".to_string(),
-                    |f| format!("upstream sent close {} {}", u16::from(f.code), f.reason),
+                    |f| close_reason(u16::from(f.code), &f.reason),
                 );
                 return LinkEnd::Lost(why);
             }
@@ -336,6 +336,15 @@ fn link_error(e: &WsError) -> String {
     }
 }
 
+/// An upstream's close frame, for the log: `upstream sent close 1001`, with
+/// the reason in parentheses when there is one.
+fn close_reason(code: u16, reason: &str) -> String {
+    match reason.trim() {
+        "" => format!("upstream sent close {code}"),
+        reason => format!("upstream sent close {code} ({reason})"),
+    }
+}
+
 /// The built-in demo market: no network, so it is up at once.
 async fn run_demo(link: &HubLink, feed: &FeedConfig) {
     if !link.state(FeedState::Connecting).await || !link.state(FeedState::Up).await {
@@ -360,6 +369,16 @@ async fn run_demo(link: &HubLink, feed: &FeedConfig) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_close_without_a_reason_has_no_stray_separator() {
+        assert_eq!(close_reason(1001, ""), "upstream sent close 1001");
+        assert_eq!(close_reason(1001, " "), "upstream sent close 1001");
+        assert_eq!(
+            close_reason(1008, "policy"),
+            "upstream sent close 1008 (policy)"
+        );
+    }
 
     #[test]
     fn an_oversized_message_names_the_cap_and_says_it_was_dropped() {
