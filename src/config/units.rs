@@ -46,8 +46,30 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60 * 1000,
             "h" => 60 * 60 * 1000,
             "d" => 24 * 60 * 60 * 1000,
-            "" => return Err(format!("{text:?} has a number without a unit: {HINT}")),
-            unit => return Err(format!("{text:?} has an unknown unit {unit:?}: {HINT}")),
+            "" => {
+                let spaced = rest.trim_start();
+                let word: String = spaced
+                    .chars()
+                    .take_while(char::is_ascii_alphabetic)
+                    .collect();
+                return Err(if spaced.len() < rest.len() && !word.is_empty() {
+                    format!(
+                        "{text:?} has a space between {number} and its unit {word:?}: {}",
+                        unit_fix(number, &word)
+                    )
+                } else {
+                    format!(
+                        "{text:?} has a number without a unit: {}",
+                        unit_fix(number, "")
+                    )
+                });
+            }
+            unit => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {unit:?}: {}",
+                    unit_fix(number, unit)
+                ));
+            }
         };
         rest = &rest[letters..];
         let ms = number
@@ -58,6 +80,23 @@ pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("{text:?} is too long a duration"))?;
     }
     Ok(total)
+}
+
+/// How to write `number` with a duration unit, for an error: the units,
+/// and `number` with the one that `word` (such as `days`, `min`) means, or
+/// with `s`.
+fn unit_fix(number: u64, word: &str) -> String {
+    let unit = match word.to_ascii_lowercase().as_str() {
+        "d" | "day" | "days" => "d",
+        "h" | "hr" | "hrs" | "hour" | "hours" => "h",
+        "m" | "min" | "mins" | "minute" | "minutes" => "m",
+        "ms" | "msec" | "millisecond" | "milliseconds" => "ms",
+        _ => "s",
+    };
+    format!(
+        "the units are ms, s, m, h and d, written right after the number, \
+         as in \"{number}{unit}\" or \"1h30m\""
+    )
 }
 
 /// Writes a duration the way [`parse_duration`] reads it, in the largest unit
@@ -170,6 +209,29 @@ mod tests {
             parse_duration("18446744073709551615d")
                 .unwrap_err()
                 .contains("too long")
+        );
+    }
+
+    #[test]
+    fn a_duration_without_a_unit_lists_the_units() {
+        let units = "the units are ms, s, m, h and d, written right after the number";
+        assert_eq!(
+            parse_duration("7 days").unwrap_err(),
+            format!(
+                "\"7 days\" has a space between 7 and its unit \"days\": {units}, as in \"7d\" or \"1h30m\""
+            )
+        );
+        assert_eq!(
+            parse_duration("60").unwrap_err(),
+            format!("\"60\" has a number without a unit: {units}, as in \"60s\" or \"1h30m\"")
+        );
+        assert_eq!(
+            parse_duration("10min").unwrap_err(),
+            format!("\"10min\" has an unknown unit \"min\": {units}, as in \"10m\" or \"1h30m\"")
+        );
+        assert_eq!(
+            parse_duration("5 ").unwrap_err(),
+            format!("\"5 \" has a number without a unit: {units}, as in \"5s\" or \"1h30m\"")
         );
     }
 
