@@ -724,7 +724,7 @@ impl Hub {
             log::warn!(
                 "{MAX_SYMBOLS} symbols are kept, the most there may be: a tick for the new \
                  symbol {symbol} from {from} was dropped, as are ticks for any other new \
-                 symbol until a restart{}",
+                 symbol{}",
                 if suppressed > 0 {
                     format!(" ({suppressed} more dropped since the last of these lines)")
                 } else {
