@@ -17,15 +17,17 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use crate::event::Event;
-use crate::metrics::{Kind, MetricsText};
+use crate::metrics::{Histogram, Kind, MetricsText};
 
 /// Events queued for the renderer: at 1,000 events a second, four seconds
 /// of a renderer that does not drain (a display that hangs) before the hub
 /// starts counting drops and falls back to a resync.
 pub const BOARD_INBOX: usize = 4096;
 
-/// Frame-time histogram bounds in milliseconds, for `/metrics`.
-pub const FRAME_BUCKETS_MS: [u64; 8] = [1, 2, 5, 10, 20, 50, 100, 250];
+/// Frame-time histogram bounds in µs (1 ms to 250 ms), for `/metrics`.
+pub const FRAME_BUCKETS_US: [u64; 8] = [
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000,
+];
 
 /// What the hub sends the renderer.
 #[derive(Debug)]
@@ -37,22 +39,33 @@ pub enum BoardMsg {
 }
 
 /// Counters the renderer keeps and `/metrics` reads.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RenderStats {
     /// Whole frames drawn.
     pub frames: AtomicU64,
     /// Frames that redrew only the header and/or the news strip.
     pub partial_frames: AtomicU64,
-    /// Nanoseconds spent drawing and presenting, in total.
-    pub busy_ns: AtomicU64,
     /// The last frame's draw and present time in nanoseconds.
     pub last_ns: AtomicU64,
-    /// Frames per bucket of [`FRAME_BUCKETS_MS`] (the last counts the rest).
-    pub buckets: [AtomicU64; FRAME_BUCKETS_MS.len() + 1],
+    /// Draw and present times, in buckets of [`FRAME_BUCKETS_US`].
+    pub times: Histogram,
     /// Events the hub could not queue.
     pub dropped_events: AtomicU64,
     /// Frames the screen failed to show.
     pub present_errors: AtomicU64,
+}
+
+impl Default for RenderStats {
+    fn default() -> RenderStats {
+        RenderStats {
+            frames: AtomicU64::new(0),
+            partial_frames: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            times: Histogram::new(&FRAME_BUCKETS_US),
+            dropped_events: AtomicU64::new(0),
+            present_errors: AtomicU64::new(0),
+        }
+    }
 }
 
 impl RenderStats {
@@ -64,15 +77,9 @@ impl RenderStats {
             &self.frames
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let ns = took.as_nanos() as u64;
-        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
-        self.last_ns.store(ns, Ordering::Relaxed);
-        let ms = took.as_millis() as u64;
-        let bucket = FRAME_BUCKETS_MS
-            .iter()
-            .position(|&b| ms < b)
-            .unwrap_or(FRAME_BUCKETS_MS.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.last_ns
+            .store(took.as_nanos() as u64, Ordering::Relaxed);
+        self.times.record(took);
     }
 
     /// Appends the render metrics; `mode` labels the frame counts.
@@ -88,22 +95,11 @@ impl RenderStats {
             &[("mode", mode), ("kind", "strips")],
             get(&self.partial_frames),
         );
-        let mut seconds = text.family(
+        text.histogram(
             "render_seconds",
-            Kind::Histogram,
             "Time to draw and show a board frame.",
+            &self.times,
         );
-        let mut cumulative = 0;
-        for (i, bound) in FRAME_BUCKETS_MS.iter().enumerate() {
-            cumulative += get(&self.buckets[i]);
-            let le = (*bound as f64 / 1000.0).to_string();
-            seconds.suffixed_row("_bucket", &[("le", &le)], cumulative);
-        }
-        cumulative += get(&self.buckets[FRAME_BUCKETS_MS.len()]);
-        seconds
-            .suffixed_row("_bucket", &[("le", "+Inf")], cumulative)
-            .suffixed_row("_sum", &[], get(&self.busy_ns) as f64 / 1e9)
-            .suffixed_row("_count", &[], cumulative);
         text.single(
             "render_last_seconds",
             Kind::Gauge,
