@@ -12,7 +12,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -363,7 +362,7 @@ fn open_journal(
         start.next_seq,
         restored.len()
     );
-    warn_if_the_disk_is_short(config);
+    warn_if_the_disk_is_short(config, opened.store.stats().disk_bytes);
     let writer = WriterConfig {
         dir: dir.clone(),
         cache_bytes: config.journal.cache_bytes,
@@ -392,7 +391,9 @@ fn open_journal(
 /// the journal may still grow by under `[journal] max_bytes`
 /// (`journal::space`). Only a warning: the daemon runs either way, and a disk
 /// that does fill puts the journal in degraded mode (docs/durability.md §13).
-fn warn_if_the_disk_is_short(config: &Config) {
+/// `used` is what the journal already takes, as the store measured it at
+/// open.
+fn warn_if_the_disk_is_short(config: &Config, used: u64) {
     let Some(max_bytes) = config.journal.max_bytes else {
         return;
     };
@@ -404,7 +405,7 @@ fn warn_if_the_disk_is_short(config: &Config) {
             return;
         }
     };
-    if let Some(warning) = space::low_space_warning(dir, max_bytes, free, disk_use(dir)) {
+    if let Some(warning) = space::low_space_warning(dir, max_bytes, free, used) {
         log::warn!("{warning}");
     }
 }
@@ -429,22 +430,6 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
         reason = "the field types differ between 32- and 64-bit targets"
     )]
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
-/// The disk the files under `dir` take (like `du`): what the journal
-/// already uses counts as room it has. Unreadable entries count as empty.
-fn disk_use(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => disk_use(&entry.path()),
-            Ok(_) => entry.metadata().map_or(0, |m| m.blocks() * 512),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Picks and opens the board's screen and starts the renderer on the
@@ -531,17 +516,5 @@ mod tests {
         let missing = dir.path().join("nope");
         let err = free_bytes(&missing).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
-    }
-
-    #[test]
-    fn disk_use_counts_the_files_below_a_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(disk_use(dir.path()), 0);
-        assert_eq!(disk_use(&dir.path().join("nope")), 0);
-        std::fs::create_dir(dir.path().join("blobs")).unwrap();
-        std::fs::write(dir.path().join("db"), vec![1u8; 64 * 1024]).unwrap();
-        std::fs::write(dir.path().join("blobs/1"), vec![1u8; 64 * 1024]).unwrap();
-        let used = disk_use(dir.path());
-        assert!(used >= 128 * 1024, "{used}");
     }
 }
