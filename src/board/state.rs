@@ -1066,4 +1066,28 @@ BTCUSDT 10.0 0.0 0.00 Flat
             assert_eq!(age_label(ms), expected, "{ms}");
         }
     }
+
+    #[test]
+    fn a_restored_row_stamped_after_the_clock_has_no_age_but_stays_stale() {
+        let mut state = BoardState::new(&board_config(&["BTC"]), &["feed"]);
+        let in_a_year = 1_780_000_000_000 + 365 * 86_400_000;
+        state.restore(&Event {
+            seq: 1,
+            ts: in_a_year,
+            body: tick("BTC", "1"),
+        });
+        state.mark_restored();
+        // The clock is a year behind the journal: no false "0s ago".
+        let now = 1_780_000_000_000;
+        let row = &state.rows[0];
+        assert_eq!(row.age_ms(now), None);
+        assert!(row.is_stale(now, 60_000));
+        assert_eq!(row.age_ms(in_a_year + 5_000), Some(5_000));
+        // And the header says the clock is not set once it is known.
+        assert!(!state.clock_not_set());
+        send(&mut state, now, Body::Clock(ClockState::Unsynchronized));
+        assert!(state.clock_not_set());
+        send(&mut state, now, Body::Clock(ClockState::Synchronized));
+        assert!(!state.clock_not_set());
+    }
 }

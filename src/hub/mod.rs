@@ -1482,4 +1482,91 @@ mod tests {
         assert_eq!(stats["journal"]["last_seq"], 5);
         assert!(hub.metrics().contains("tablo_feed_up{feed=\"binance\"} 1"));
     }
+
+    #[test]
+    fn ts_never_goes_back_when_the_clock_steps_90_days_either_way() {
+        let (mut hub, outbox) = hub_with_client(&["*"]);
+        drain(&outbox);
+        let t0 = Instant::now();
+        let day = 86_400_000;
+        let wall = 1_780_000_000_000;
+        // Received at these wall times, these many ms into the run.
+        let steps = [
+            (wall, 0),
+            (wall + 1_000, 1_000),
+            (wall - 90 * day + 2_000, 2_000), // stepped back 90 days
+            (wall - 90 * day + 3_000, 3_000),
+            (wall + 90 * day, 4_000), // and forward 180
+        ];
+        for (ts, at) in steps {
+            let mut incoming = tick("BTC", "1");
+            incoming.ts = ts;
+            let now = t0 + Duration::from_millis(at);
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming,
+                position: None,
+            };
+            hub.handle(msg, now, ts);
+        }
+        let ts: Vec<u64> = drain(&outbox)
+            .iter()
+            .filter_map(|f| f["ts"].as_u64())
+            .collect();
+        // After the backward step, labels go on from the last one at the
+        // pace of real time; the forward step is taken as it comes.
+        assert_eq!(
+            ts,
+            [
+                wall,
+                wall + 1_000,
+                wall + 2_000,
+                wall + 3_000,
+                wall + 90 * day
+            ]
+        );
+        let mut incoming = tick("BTC", "2");
+        incoming.ts = wall;
+        let now = t0 + Duration::from_millis(5_000);
+        let msg = HubMsg::FeedEvent {
+            feed: 0,
+            incoming,
+            position: None,
+        };
+        hub.handle(msg, now, wall);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["clock"]["ts_ahead_ms"], 90 * day + 1_000, "{stats}");
+    }
+
+    #[test]
+    fn a_change_of_the_clock_state_is_one_status_event_and_in_the_snapshot() {
+        let (mut hub, outbox) = hub_with_client(&["status"]);
+        drain(&outbox);
+        let now = Instant::now();
+        for state in [
+            ClockState::Unsynchronized,
+            ClockState::Unsynchronized,
+            ClockState::Synchronized,
+        ] {
+            hub.handle(HubMsg::Clock { state }, now, 1_780_000_000_000);
+        }
+        let frames = drain(&outbox);
+        let clocks: Vec<&str> = frames.iter().filter_map(|f| f["clock"].as_str()).collect();
+        assert_eq!(clocks, ["unsynchronized", "synchronized"], "{frames:?}");
+        assert_eq!(frames[0]["type"], "status");
+        assert_eq!(frames[0]["channel"], "status");
+        assert_eq!(hub.stats_json(now)["clock"]["state"], "synchronized");
+        assert!(hub.metrics().contains("tablo_clock_synchronized 1"));
+        hub.handle(
+            HubMsg::Snapshot {
+                client: 1,
+                channels: vec![],
+                id: None,
+            },
+            now,
+            0,
+        );
+        let snapshot = &drain(&outbox)[0];
+        assert_eq!(snapshot["events"][0]["clock"], "synchronized", "{snapshot}");
+    }
 }

@@ -977,6 +977,7 @@ impl Store {
         let sled_err = |e| StoreError::sled(&self.dir, e);
         let (mut lo, mut hi, mut handed) = (from, to, handed);
         let mut batch = sled::Batch::default();
+        let mut merged_before = None;
         if let Some(item) = self.sled.gaps.range(..=be(lo)).next_back() {
             let (k, v) = item.map_err(sled_err)?;
             let (start, end, h) = gap_value(&k, &v)?;
@@ -984,12 +985,16 @@ impl Store {
                 lo = start;
                 hi = hi.max(end);
                 handed = handed.saturating_add(h);
+                merged_before = Some(start);
                 batch.remove(k);
             }
         }
         for item in self.sled.gaps.range(be(lo)..) {
             let (k, v) = item.map_err(sled_err)?;
             let (start, end, h) = gap_value(&k, &v)?;
+            if merged_before == Some(start) {
+                continue;
+            }
             if start > hi.saturating_add(1) {
                 break;
             }
@@ -3110,5 +3115,104 @@ mod tests {
         assert!(opened.created && moved.join("db").exists());
         assert_ne!(opened.epoch, "0123456789abcdef");
         assert_eq!((opened.next_seq, opened.store.stats().events), (1, 0));
+    }
+
+    #[test]
+    fn a_crash_reports_how_many_lost_seqs_the_lease_let_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.reserve(10).unwrap();
+        store.lease(500).unwrap(); // Never past the reservation.
+        assert_eq!(store.leased(), Some(10));
+        store.reserve(100_000).unwrap();
+        store.lease(30).unwrap();
+        store.commit().unwrap();
+        for seq in 1..=10 {
+            store.append(seq, seq, &json_for(seq)).unwrap();
+        }
+        store.lease(20).unwrap(); // Never lowers.
+        assert_eq!(store.leased(), Some(30));
+        store.commit().unwrap();
+        drop(store);
+        // The lease on disk is 30: of 11..=100000, at most 20 were ever
+        // handed out.
+        let opened = open(&dir);
+        assert_eq!(opened.lost, Some((11, 100_000)));
+        assert_eq!(opened.lost_handed_out_max, 20);
+        let gap = Record::Gap {
+            from: 11,
+            to: 100_000,
+            handed_out_max: 20,
+        };
+        assert_eq!(opened.store.read(10, 5).unwrap(), [gap.clone()]);
+        let mut out = Vec::new();
+        crate::journal::export::push_line(&mut out, &gap, 0);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"gap\",\"from\":11,\"to\":100000,\"handed_out_max\":20}\n"
+        );
+        // A later gap that touches it merges, and adds its own count.
+        let mut store = opened.store;
+        store.record_gap(100_001, 100_004).unwrap();
+        assert_eq!(
+            store.read(10, 5).unwrap(),
+            [Record::Gap {
+                from: 11,
+                to: 100_004,
+                handed_out_max: 24,
+            }]
+        );
+        // A clean close brings the lease down with the mark: nothing lost.
+        store.close_clean(100_004).unwrap();
+        let opened = open(&dir);
+        assert_eq!((opened.lost, opened.lost_handed_out_max), (None, 0));
+        assert_eq!(opened.store.leased(), Some(100_004));
+    }
+
+    #[test]
+    fn without_a_lease_every_lost_seq_counts_as_handed_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.reserve(50).unwrap();
+        store.append(1, 1, b"{}").unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let opened = open(&dir);
+        assert_eq!(
+            (opened.lost, opened.lost_handed_out_max),
+            (Some((2, 50)), 49)
+        );
+        assert_eq!(opened.store.read(1, 5).unwrap(), [gap_record(2, 50)]);
+    }
+
+    #[test]
+    fn events_of_the_wall_clock_batch_format_read_with_journal_time_zero() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.append(1, 5, b"{}").unwrap();
+        store.commit().unwrap();
+        // Rewrite the batch as format 1 wrote it: the same bytes, with a
+        // wall-clock ts where journal time now goes.
+        let mut value = store.sled.events.get(be(1)).unwrap().unwrap().to_vec();
+        value[0] = BATCH_FORMAT_WALL_TS;
+        value[9..17].copy_from_slice(&1_780_000_000_000u64.to_be_bytes());
+        store.sled.events.insert(be(1), value).unwrap();
+        store.append(2, 7, b"{}").unwrap();
+        assert_eq!(
+            store.read(0, 5).unwrap(),
+            [event(1, 0, b"{}"), event(2, 7, b"{}")]
+        );
+        // So it ages from the start of journal time, not from a wall clock
+        // that may be months off.
+        let max_age = Retention {
+            max_age_ms: Some(10),
+            ..Retention::default()
+        };
+        assert_eq!(store.trim(&max_age, 9, 10).unwrap(), 0);
+        assert_eq!(store.trim(&max_age, 11, 10).unwrap(), 1);
+        assert_eq!(store.first_seq(), Some(2));
     }
 }

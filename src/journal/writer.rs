@@ -840,3 +840,123 @@ fn ack_frame(seq: u64, id: Option<Value>) -> Frame {
         key: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    #[test]
+    fn downtime_counts_only_when_the_clock_was_set_at_both_ends() {
+        let mark = |wall_ms, synced| {
+            Some(TimeMark {
+                at: 5_000,
+                wall_ms,
+                synced,
+            })
+        };
+        let wall = 1_780_000_000_000;
+        assert_eq!(TimeMark::resume(None, wall, true), 0);
+        // Off for an hour, the clock set before and after.
+        assert_eq!(
+            TimeMark::resume(mark(wall - 3_600_000, true), wall, true),
+            5_000 + 3_600_000
+        );
+        // A clock that stepped back, or was not set at one end: no downtime.
+        assert_eq!(
+            TimeMark::resume(mark(wall + DAY_MS, true), wall, true),
+            5_000
+        );
+        assert_eq!(
+            TimeMark::resume(mark(wall - DAY_MS, false), wall, true),
+            5_000
+        );
+        assert_eq!(
+            TimeMark::resume(mark(wall - DAY_MS, true), wall, false),
+            5_000
+        );
+        let encoded = mark(wall, true).unwrap().encode();
+        assert_eq!(TimeMark::decode(&encoded), mark(wall, true));
+        assert_eq!(TimeMark::decode(&encoded[1..]), None);
+    }
+
+    /// A journal of 5 events stored at journal time 1,000..=1,004 whose
+    /// last run ended at journal time 2,000 with the wall clock at
+    /// `wall_step` from now (synchronized or not), restarted now with the
+    /// clock `clock` and `max_age` one hour; one more event goes in. How
+    /// many events it keeps once the commit after it has trimmed.
+    fn events_kept_after_a_step(wall_step: i64, synced: bool, clock: ClockState) -> u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = Store::open(&dir, 1 << 20).unwrap().store;
+        for seq in 1..=5 {
+            store.append(seq, 999 + seq, b"{}").unwrap();
+        }
+        let mark = TimeMark {
+            at: 2_000,
+            wall_ms: wall_ms().saturating_add_signed(wall_step),
+            synced,
+        };
+        store.put_meta(TIME_MARK_KEY, &mark.encode()).unwrap();
+        store.close_clean(5).unwrap();
+        let store = Store::open(&dir, 1 << 20).unwrap().store;
+        let config = WriterConfig {
+            dir,
+            cache_bytes: 1 << 20,
+            flush_interval: Duration::from_millis(5),
+            retention: Retention {
+                max_age_ms: Some(3_600_000),
+                ..Retention::default()
+            },
+            clock,
+        };
+        let journal = Journal::start(store, "0123456789abcdef".into(), 5, config).unwrap();
+        let handle = journal.handle();
+        let append = JournalMsg::Append {
+            seq: 6,
+            json: Utf8Bytes::from_static("{}"),
+            put: None,
+            remove: None,
+        };
+        handle.tx.send_blocking(append).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The trim runs right after the commit that makes seq 6 durable,
+        // in the same round; the next event's commit comes after it.
+        while handle.status.durable_seq.load(Ordering::Acquire) < 6 {
+            assert!(Instant::now() < deadline, "seq 6 was never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let append = JournalMsg::Append {
+            seq: 7,
+            json: Utf8Bytes::from_static("{}"),
+            put: None,
+            remove: None,
+        };
+        handle.tx.send_blocking(append).unwrap();
+        while handle.status.durable_seq.load(Ordering::Acquire) < 7 {
+            assert!(Instant::now() < deadline, "seq 7 was never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let kept = handle.status.events.load(Ordering::Acquire);
+        drop(handle);
+        journal.close();
+        kept - 1
+    }
+
+    #[test]
+    fn a_wall_clock_step_of_90_days_either_way_trims_nothing() {
+        let ninety = 90 * DAY_MS as i64;
+        use ClockState::*;
+        // The clock jumped 90 days forward since the last run (NTP after a
+        // boot at an old time): the events are seconds old, all kept.
+        assert_eq!(events_kept_after_a_step(-ninety, false, Synchronized), 6);
+        assert_eq!(events_kept_after_a_step(-ninety, true, Unsynchronized), 6);
+        // It jumped back 90 days: nothing is older than before.
+        assert_eq!(events_kept_after_a_step(ninety, true, Synchronized), 6);
+        assert_eq!(events_kept_after_a_step(ninety, false, Unknown), 6);
+        // Truly off for 90 days, the clock set at both ends: the old events
+        // are 90 days old and go; the new one stays.
+        assert_eq!(events_kept_after_a_step(-ninety, true, Synchronized), 1);
+    }
+}
