@@ -344,7 +344,9 @@ fn open_journal(
     }
     if let Some((from, to)) = opened.lost {
         log::warn!(
-            "the last stop was not clean: seqs {from}..={to} were never made durable and are recorded as a gap"
+            "the last stop was not clean: seqs {from}..={to} were never made durable and are \
+             recorded as a gap; at most {} of them were handed out to clients",
+            opened.lost_handed_out_max
         );
     }
     let snapshot = opened.store.snapshot().map_err(RunError::Journal)?;

@@ -63,12 +63,14 @@ pub const INBOX: usize = 16 * 1024;
 pub const RESERVE_BLOCK: u64 = 100_000;
 
 /// The lease runs at least this many seqs ahead of the last stored event:
-/// the hub fans out up to it without waiting for a commit. 256 covers a
-/// default commit window (100 ms) of 2,500 events/s with room to spare, and
-/// ten times the demo's; it bounds what a crash reports as possibly handed
-/// out to clients but not stored (`handed_out_max` of the lost range) to
-/// about that.
-pub const LEASE_MIN: u64 = 256;
+/// the hub fans out up to it without waiting for a commit. 64 covers a
+/// default commit window (100 ms) of 640 events/s, twenty times the demo's,
+/// and a feed's first burst of a few dozen symbols; a bigger burst waits for
+/// the next commit (at most one window) while [`LEASE_WINDOWS`] catches up.
+/// It is what a crash reports as possibly handed out to clients but not
+/// stored (`handed_out_max` of the lost range) when events come slowly: a
+/// truthful bound needs a small one.
+pub const LEASE_MIN: u64 = 64;
 
 /// The lease runs this many commit windows' worth of events ahead (counted
 /// at the last commit) when that is more than [`LEASE_MIN`], so a steady
