@@ -4,10 +4,10 @@
 
 mod chain;
 mod cli;
+mod clock;
 mod disk;
 mod display;
 mod embedded;
-mod faketime;
 mod harness;
 mod http;
 mod journal;
