@@ -1569,4 +1569,96 @@ mod tests {
         let snapshot = &drain(&outbox)[0];
         assert_eq!(snapshot["events"][0]["clock"], "synchronized", "{snapshot}");
     }
+
+    #[test]
+    fn publishes_and_seqs_past_the_lease_wait_for_the_journal_in_order() {
+        use crate::journal::writer::JournalStatus;
+        let (tx, _rx) = smol::channel::bounded(64);
+        let status = Arc::new(JournalStatus::default());
+        status.healthy.store(true, Ordering::Release);
+        status.lease.store(2, Ordering::Release);
+        let start = Start {
+            epoch: "e".into(),
+            next_seq: 1,
+            journal: Some(JournalHandle {
+                tx,
+                status: status.clone(),
+            }),
+        };
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start, now);
+        let outbox = Outbox::new();
+        let join = HubMsg::Join {
+            client: 1,
+            kind: "bot".into(),
+            tx: Tx::detached(outbox.clone()),
+        };
+        hub.handle(join, now, 0);
+        let subscribe = HubMsg::Subscribe {
+            client: 1,
+            channels: vec![Sub::All],
+            names: vec!["*".into()],
+            since: None,
+            epoch: None,
+            id: None,
+        };
+        hub.handle(subscribe, now, 0);
+        drain(&outbox);
+        let publish = |hub: &mut Hub, text: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("level".into(), json!("info"));
+            data.insert("text".into(), json!(text));
+            let msg = HubMsg::ClientPublish {
+                client: 1,
+                channel: "alerts".into(),
+                data,
+                id: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let feed_tick = |hub: &mut Hub, price: &str| {
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("BTC", price),
+                position: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let seqs = |outbox: &Outbox| -> Vec<(String, u64)> {
+            drain(outbox)
+                .iter()
+                .map(|f| {
+                    let kind = f["type"].as_str().unwrap_or("").to_owned();
+                    (kind, f["seq"].as_u64().or(f["from"].as_u64()).unwrap_or(0))
+                })
+                .collect()
+        };
+        // The publish (seq 1) waits for its commit, and the tick behind it
+        // (seq 2) waits with it.
+        publish(&mut hub, "one");
+        feed_tick(&mut hub, "1");
+        assert_eq!(seqs(&outbox), []);
+        assert_eq!(hub.out_seq(), 0);
+        status.durable_seq.store(1, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("alert".into(), 1), ("tick".into(), 2)]);
+        // Seq 3 is past the lease: it waits for a commit to cover it.
+        feed_tick(&mut hub, "2");
+        assert_eq!(seqs(&outbox), []);
+        status.lease.store(100, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("tick".into(), 3)]);
+        // A publish whose commit never comes (the journal failed) is a gap
+        // of one seq in its place; what followed it goes out.
+        publish(&mut hub, "two");
+        feed_tick(&mut hub, "3");
+        status.healthy.store(false, Ordering::Release);
+        hub.release();
+        let frames = drain(&outbox);
+        assert_eq!(
+            frames[0],
+            json!({"type": "gap", "from": 4, "to": 4, "handed_out_max": 1})
+        );
+        assert_eq!(frames[1]["seq"], 5);
+    }
 }
