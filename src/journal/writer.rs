@@ -72,6 +72,13 @@ pub const RESERVE_BLOCK: u64 = 100_000;
 /// truthful bound needs a small one.
 pub const LEASE_MIN: u64 = 64;
 
+/// The writer commits early, renewing the lease, when the stored events come
+/// within this many seqs of it (see `Writer::lease_running_out`): half of
+/// [`LEASE_MIN`], so a burst waits for a commit of its own, not for the
+/// deadline, and each such commit at least doubles the headroom
+/// ([`LEASE_WINDOWS`] times the events since the last one).
+pub const LEASE_EARLY: u64 = LEASE_MIN / 2;
+
 /// The lease runs this many commit windows' worth of events ahead (counted
 /// at the last commit) when that is more than [`LEASE_MIN`], so a steady
 /// stream never waits for the lease; only a sudden burst past it waits for
@@ -529,7 +536,7 @@ impl Writer {
             }
             now = Instant::now();
             self.heart.beat_at(now);
-            if now >= deadline {
+            if now >= deadline || self.lease_running_out() {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
             }
@@ -634,6 +641,14 @@ impl Writer {
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the stored events have come within [`LEASE_EARLY`] of the
+    /// lease: then the writer commits at once instead of at its deadline,
+    /// renewing the lease, so the hub does not wait a whole commit window
+    /// (up to 10 s with a long `flush_interval_ms`) to fan out a burst.
+    fn lease_running_out(&self) -> bool {
+        self.store.is_some() && self.last_appended.saturating_add(LEASE_EARLY) > self.lease
     }
 
     /// Commit (if anything changed), answer durable publishes, trim, and
