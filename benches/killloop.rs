@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use smol::Timer;
 use smol::net::TcpStream;
@@ -290,7 +290,9 @@ async fn connect(daemon: &Daemon) -> Result<(WebSocketStream<TcpStream>, Value),
             Err(why) if Instant::now() > deadline => {
                 return Err(format!("no hello within {HELLO_WITHIN:?}: {why}"));
             }
-            Err(_) => Timer::after(Duration::from_millis(2)).await,
+            Err(_) => {
+                Timer::after(Duration::from_millis(2)).await;
+            }
         }
     }
 }
