@@ -3,10 +3,11 @@
 //! what was acked, with `tablo journal export` (docs/durability.md).
 //!
 //! Each round starts the daemon on the same data dir (the demo feed runs
-//! too, so the journal moves between publishes), connects a publisher,
-//! which sends `alerts` one at a time and waits for each `ack`, for a
-//! random 50–500 ms; then one more publish goes out and the daemon is
-//! killed at once, with that publish in flight. At the end
+//! too, so the journal moves between publishes) and connects
+//! `TABLO_KILL_PUBLISHERS` publishers (default 4); each sends `alerts` one
+//! at a time and waits for each `ack`, for a random 200–1000 ms; then each
+//! sends one more and the daemon is killed at once, with those publishes
+//! in flight. At the end
 //! `tablo journal export` must show:
 //!
 //! - every acked publish at its acked seq, with its text: 0 acked events
@@ -18,7 +19,8 @@
 //!
 //! It prints the restart time (spawn to the first client's `hello`) p50 and
 //! max, and the gaps' sizes. Settings: `TABLO_KILLS` (default 100;
-//! `TABLO_BENCH_QUICK=1` makes it 10), `TABLO_KILL_SEED`. Exits 1 when a
+//! `TABLO_BENCH_QUICK=1` makes it 10), `TABLO_KILL_PUBLISHERS`,
+//! `TABLO_KILL_SEED`. Exits 1 when a
 //! check fails.
 
 #[allow(
@@ -57,7 +59,10 @@ fn main() {
     let quick = std::env::var_os("TABLO_BENCH_QUICK").is_some();
     let kills: usize = env_num("TABLO_KILLS", if quick { 10 } else { 100 });
     let seed: u64 = env_num("TABLO_KILL_SEED", 16);
-    println!("kill loop: {kills} SIGKILLs under a publisher waiting for acks (seed {seed})");
+    let publishers: usize = env_num("TABLO_KILL_PUBLISHERS", 4).max(1);
+    println!(
+        "kill loop: {kills} SIGKILLs under {publishers} publishers, each waiting for its acks (seed {seed})"
+    );
     println!("machine: {}", support::machine());
     let mut rng = fastrand::Rng::with_seed(seed);
 
@@ -67,33 +72,41 @@ fn main() {
     let mut restart_ms = Vec::new();
     let mut epoch: Option<String> = None;
     let mut failures = Vec::new();
-    let mut next_id: u64 = 0;
     for round in 0..kills {
         let started = Instant::now();
         let daemon = Daemon::start_in(sandbox, Some(CONFIG), &[]);
         let listening_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let deadline = Instant::now() + Duration::from_millis(rng.u64(200..=1000));
         let run = smol::block_on(async {
-            let (mut ws, hello) = connect(&daemon).await?;
+            let (ws, hello) = connect(&daemon).await?;
             let hello_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let mut acks = Vec::new();
-            let deadline = Instant::now() + Duration::from_millis(rng.u64(50..=500));
-            while Instant::now() < deadline {
-                next_id += 1;
-                let text = format!("kill-loop alert {next_id}");
-                let seq = publish(&mut ws, next_id, &text).await?;
-                acks.push((seq, text));
+            let mut sessions = vec![ws];
+            for _ in 1..publishers {
+                sessions.push(connect(&daemon).await?.0);
             }
-            // One more, in flight when the kill comes.
-            next_id += 1;
-            let text = format!("kill-loop alert {next_id} (in flight)");
-            send_publish(&mut ws, next_id, &text).await?;
-            Ok::<_, String>((hello, hello_ms, acks, text))
+            // Each publisher its own ids: round, publisher, count.
+            let runs = sessions.into_iter().enumerate().map(|(p, ws)| {
+                let base = (round as u64 * 100 + p as u64) * 1_000_000;
+                smol::spawn(publisher(ws, base, deadline))
+            });
+            let mut acks = Vec::new();
+            let mut flying = Vec::new();
+            let mut open = Vec::new();
+            for task in runs.collect::<Vec<_>>() {
+                let (mut got, text, ws) = task.await?;
+                acks.append(&mut got);
+                flying.push(text);
+                open.push(ws);
+            }
+            Ok::<_, String>((hello, hello_ms, acks, flying, open))
         });
         daemon.sigkill();
         let stopped = daemon.into_stopped(KILL_WITHIN);
         sandbox = stopped.sandbox;
         match run {
-            Ok((hello, hello_ms, acks, flying)) => {
+            Ok((hello, hello_ms, acks, flying, open)) => {
+                // The publishers' sockets, open until the kill.
+                drop(open);
                 restart_ms.push((listening_ms, hello_ms));
                 let this = hello["epoch"].as_str().unwrap_or_default().to_owned();
                 match &epoch {
@@ -108,7 +121,7 @@ fn main() {
                         failures.push(format!("seq {seq} acked twice: {old:?} and {text:?}"));
                     }
                 }
-                in_flight.push(flying);
+                in_flight.extend(flying);
             }
             Err(why) => failures.push(format!("round {round}: {why}")),
         }
@@ -269,7 +282,30 @@ fn check_export(
     }
 }
 
-/// Connects the publisher, retrying until the daemon answers with a hello.
+/// One publisher's part of a round: alerts one at a time, each waiting for
+/// its ack, until `deadline`; then one more that is in flight when the kill
+/// comes. Its acks as (seq, text), the in-flight text, and the connection,
+/// which stays open until the kill.
+async fn publisher(
+    mut ws: WebSocketStream<TcpStream>,
+    base: u64,
+    deadline: Instant,
+) -> Result<(Vec<(u64, String)>, String, WebSocketStream<TcpStream>), String> {
+    let mut acks = Vec::new();
+    let mut id = base;
+    while Instant::now() < deadline {
+        id += 1;
+        let text = format!("kill-loop alert {id}");
+        let seq = publish(&mut ws, id, &text).await?;
+        acks.push((seq, text));
+    }
+    id += 1;
+    let text = format!("kill-loop alert {id} (in flight)");
+    send_publish(&mut ws, id, &text).await?;
+    Ok((acks, text, ws))
+}
+
+/// Connects a publisher, retrying until the daemon answers with a hello.
 async fn connect(daemon: &Daemon) -> Result<(WebSocketStream<TcpStream>, Value), String> {
     let deadline = Instant::now() + HELLO_WITHIN;
     let url = format!("ws://{}/ws?client=bot&token=pub", daemon.addr());

@@ -10,9 +10,9 @@
 //! drops every connection for a few seconds every `TABLO_SOAK_FLAP_SECS`
 //! (default 60), so the daemon's feed goes down and reconnects. Ten clients
 //! stay subscribed to `*` the whole time; another connects every 200 ms,
-//! resumes `prices` with `since`, reads a little and leaves. Retention is
-//! small (`max_events = 20000`, `max_age = "2m"`), so the journal trims
-//! from the second minute on.
+//! resumes `prices` with `since`, reads for half a second and leaves.
+//! Retention is small (`max_events = 20000`, `max_age = "2m"`), so the
+//! journal trims from the second minute on.
 //!
 //! The verdict: from the samples after a warm-up (the first third, at
 //! least one sample), a least-squares line per figure; a figure is flat when
@@ -21,8 +21,9 @@
 //! Exits 1 when one is not.
 //!
 //! Settings: `TABLO_SOAK_MINUTES` (default 30), `TABLO_SOAK_SAMPLE_SECS`
-//! (default 60), `TABLO_SOAK_RATE`, `TABLO_SOAK_FLAP_SECS`;
-//! `TABLO_BENCH_QUICK=1` is 2 minutes sampled every 10 s, flapping every 20.
+//! (default 60), `TABLO_SOAK_RATE`, `TABLO_SOAK_FLAP_SECS`,
+//! `TABLO_SOAK_MAX_EVENTS`; `TABLO_BENCH_QUICK=1` is 2 minutes sampled
+//! every 10 s, flapping every 20, with `max_events = 4000`.
 
 #[allow(
     dead_code,
@@ -61,8 +62,15 @@ const CHURN_STAY: Duration = Duration::from_millis(500);
 /// How long the upstream stays away when it drops.
 const FLAP_DOWN: Duration = Duration::from_secs(3);
 
-/// The daemon's retention in the soak: small, so trimming runs all along.
-const RETENTION: &str = "max_events = 20000\nmax_age = \"2m\"";
+/// The journal's `max_events` in the soak (`TABLO_SOAK_MAX_EVENTS`): small,
+/// so trimming runs from the second minute on.
+const MAX_EVENTS: u64 = 20_000;
+
+/// `max_events` in a quick run: reached within its first half minute.
+const QUICK_MAX_EVENTS: u64 = 4_000;
+
+/// The journal's `max_age` in the soak.
+const MAX_AGE: &str = "2m";
 
 /// One sample of the daemon.
 #[derive(Clone, Copy)]
@@ -99,16 +107,28 @@ fn main() {
     );
     println!("machine: {}", support::machine());
 
-    let samples = smol::block_on(soak(total, sample_every, rate, flap_every));
+    let max_events = env_f64(
+        "TABLO_SOAK_MAX_EVENTS",
+        (if quick { QUICK_MAX_EVENTS } else { MAX_EVENTS }) as f64,
+    ) as u64;
+    let retention = format!("max_events = {max_events}\nmax_age = \"{MAX_AGE}\"");
+    println!("retention: {}", retention.replace('\n', ", "));
+    let samples = smol::block_on(soak(total, sample_every, rate, flap_every, &retention));
     if !verdict(&samples) {
         std::process::exit(1);
     }
 }
 
-async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f64) -> Vec<Sample> {
+async fn soak(
+    total: Duration,
+    sample_every: Duration,
+    rate: f64,
+    flap_every: f64,
+    retention: &str,
+) -> Vec<Sample> {
     let mut upstream = FakeUpstream::start().await;
     let config = format!(
-        "[journal]\n{RETENTION}\n\n[[feed]]\nname = \"fake\"\nformat = \"binance\"\nurl = \"{}\"\n\n[[feed]]\nname = \"demo\"\nformat = \"demo\"\n",
+        "[journal]\n{retention}\n\n[[feed]]\nname = \"fake\"\nformat = \"binance\"\nurl = \"{}\"\n\n[[feed]]\nname = \"demo\"\nformat = \"demo\"\n",
         upstream.url("/ws")
     );
     let daemon = Daemon::start_with_config(&config, &[]);
@@ -131,9 +151,8 @@ async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f6
     let mut samples = Vec::new();
     let mut next_sample = start;
     let mut next_flap = start + Duration::from_secs_f64(flap_every);
-    let mut prices = [67_000_00_i64; SYMBOLS];
+    let mut prices = [6_700_000_i64; SYMBOLS];
     let tick = Duration::from_millis(10);
-    let mut owed = 0.0;
     let mut k: u64 = 0;
     println!(
         "\n{:>6} {:>9} {:>5} {:>7} {:>11} {:>9} {:>10} {:>8}",
@@ -143,17 +162,7 @@ async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f6
         let now = Instant::now();
         if now >= next_sample {
             let s = sample(&daemon, start);
-            println!(
-                "{:>6.1} {:>9.2} {:>5} {:>7} {:>11.2} {:>9} {:>10} {:>8}",
-                s.at_s / 60.0,
-                s.rss_kib / 1024.0,
-                s.fds,
-                s.threads,
-                s.journal_bytes / 1_048_576.0,
-                s.events,
-                counters.received.load(Ordering::Relaxed),
-                counters.churned.load(Ordering::Relaxed),
-            );
+            print_sample(&s, &counters);
             samples.push(s);
             next_sample += sample_every;
         }
@@ -165,9 +174,9 @@ async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f6
             next_flap = Instant::now() + Duration::from_secs_f64(flap_every);
             continue;
         }
-        owed += rate * tick.as_secs_f64();
-        while owed >= 1.0 {
-            owed -= 1.0;
+        // Paced by the clock, not by the loop: a slow turn sends more.
+        let due = (rate * start.elapsed().as_secs_f64()) as u64;
+        while k < due {
             k += 1;
             let i = (k as usize * 7) % SYMBOLS;
             prices[i] += if fastrand::bool() { 1 } else { -1 } * fastrand::i64(0..50);
@@ -179,7 +188,9 @@ async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f6
         Timer::after(tick).await;
     }
     // The last sample, at the end of the span.
-    samples.push(sample(&daemon, start));
+    let s = sample(&daemon, start);
+    print_sample(&s, &counters);
+    samples.push(s);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.cancel().await;
@@ -197,6 +208,21 @@ async fn soak(total: Duration, sample_every: Duration, rate: f64, flap_every: f6
     let (status, health) = daemon.http_get("/healthz");
     println!("/healthz at the end: {status} {}", health.trim());
     samples
+}
+
+/// One line of the samples table.
+fn print_sample(s: &Sample, counters: &Counters) {
+    println!(
+        "{:>6.1} {:>9.2} {:>5} {:>7} {:>11.2} {:>9} {:>10} {:>8}",
+        s.at_s / 60.0,
+        s.rss_kib / 1024.0,
+        s.fds,
+        s.threads,
+        s.journal_bytes / 1_048_576.0,
+        s.events,
+        counters.received.load(Ordering::Relaxed),
+        counters.churned.load(Ordering::Relaxed),
+    );
 }
 
 /// A `24hrTicker` for symbol `i` at `cents`.
@@ -301,29 +327,36 @@ async fn steady_client(addr: std::net::SocketAddr, counters: Arc<Counters>, stop
 /// close frame, half by dropping the socket).
 async fn churn(addr: std::net::SocketAddr, counters: Arc<Counters>, stop: Arc<AtomicBool>) {
     let mut n: u64 = 0;
+    let mut visits: Vec<smol::Task<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         Timer::after(CHURN_EVERY).await;
         n += 1;
-        let visit = async {
-            let (mut ws, hello) = connect(addr, "client=churn").await?;
-            let since = hello["seq"].as_u64().unwrap_or(0).saturating_sub(200);
-            let subscribe = json!({"op": "subscribe", "channels": ["prices"], "since": since, "epoch": hello["epoch"]});
-            ws.send(Message::text(subscribe.to_string())).await.ok()?;
-            let read = async { while next_json(&mut ws).await.is_some() {} };
-            smol::future::or(read, async {
-                Timer::after(CHURN_STAY).await;
-            })
-            .await;
-            if n % 2 == 0 {
-                let _ = ws.close(None).await;
-            }
-            Some(())
-        };
-        match visit.await {
-            Some(()) => counters.churned.fetch_add(1, Ordering::Relaxed),
-            None => counters.churn_failed.fetch_add(1, Ordering::Relaxed),
-        };
+        visits.retain(|v| !v.is_finished());
+        visits.push(smol::spawn(visit(addr, counters.clone(), n)));
     }
+}
+
+/// One short-lived client.
+async fn visit(addr: std::net::SocketAddr, counters: Arc<Counters>, n: u64) {
+    let stay = async {
+        let (mut ws, hello) = connect(addr, "client=churn").await?;
+        let since = hello["seq"].as_u64().unwrap_or(0).saturating_sub(200);
+        let subscribe = json!({"op": "subscribe", "channels": ["prices"], "since": since, "epoch": hello["epoch"]});
+        ws.send(Message::text(subscribe.to_string())).await.ok()?;
+        let read = async { while next_json(&mut ws).await.is_some() {} };
+        smol::future::or(read, async {
+            Timer::after(CHURN_STAY).await;
+        })
+        .await;
+        if n % 2 == 0 {
+            let _ = ws.close(None).await;
+        }
+        Some(())
+    };
+    match stay.await {
+        Some(()) => counters.churned.fetch_add(1, Ordering::Relaxed),
+        None => counters.churn_failed.fetch_add(1, Ordering::Relaxed),
+    };
 }
 
 /// Prints each figure's slope and whether it is flat; true if all are.

@@ -1907,6 +1907,9 @@ impl Head {
     }
 }
 
+/// How much of an answer a failure message shows, in characters.
+const SHOWN_ANSWER: usize = 400;
+
 /// The statuses the server ever answers.
 const STATUSES: &[u16] = &[101, 200, 400, 401, 404, 405, 408, 426, 431, 503];
 
@@ -1944,7 +1947,11 @@ fn head_target(ctx: &Ctx, runner: &mut TestRunner) -> Result<(), String> {
     check(runner, head(), |head| {
         let text = head.text();
         let answer = exchange(addr, &text)?;
-        let shown = String::from_utf8_lossy(&answer);
+        // The answer as a failure shows it: its head and the start of its body.
+        let shown: String = String::from_utf8_lossy(&answer)
+            .chars()
+            .take(SHOWN_ANSWER)
+            .collect();
         let status: Option<u16> = answer
             .strip_prefix(b"HTTP/1.1 ")
             .and_then(|rest| std::str::from_utf8(rest.get(..3)?).ok())
