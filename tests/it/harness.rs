@@ -1246,7 +1246,10 @@ impl FakeUpstream {
 
     /// Sends a text frame to every connected daemon; false, instead of a
     /// failure, when none is (a soak sends through its upstream's drops).
-    #[allow(dead_code, reason = "benches/soak.rs, which includes this file, uses it")]
+    #[allow(
+        dead_code,
+        reason = "benches/soak.rs, which includes this file, uses it"
+    )]
     pub fn try_send(&self, text: &str) -> bool {
         let mut outs = self.shared.outs.lock().unwrap();
         outs.retain(|out| out.try_send(text.to_owned()).is_ok());

@@ -810,7 +810,9 @@ fn publish_one(channel: &str, data: &Map<String, Value>) -> Result<(), String> {
                     );
                     "alert"
                 }
-                Body::Status(_) => return Err(format!("a publish to {channel:?} made a status")),
+                Body::Status(_) | Body::Clock(_) => {
+                    return Err(format!("a publish to {channel:?} made {body:?}"));
+                }
             };
             let expected = match channel {
                 "prices" => "tick",
@@ -1102,7 +1104,9 @@ fn decode_one(
             }
             Body::News(n) => ensure!(!n.title.is_empty(), "news without a title: {n:?}"),
             Body::Alert(a) => ensure!(!a.text.is_empty(), "an alert without text: {a:?}"),
-            Body::Status(s) => return Err(format!("a decoder made a status event: {s:?}")),
+            Body::Status(_) | Body::Clock(_) => {
+                return Err(format!("a decoder made {:?}", event.body));
+            }
         }
     }
     Ok(events)
