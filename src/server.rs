@@ -386,7 +386,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Opti
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
@@ -443,7 +443,7 @@ const JOURNAL_UNAVAILABLE: &str = "journal not available in this daemon\n";
 
 /// What `/journal/export` was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ExportQuery {
+pub(crate) enum ExportQuery {
     /// `since=N&limit=M`: the first `limit` records with seq > `since`.
     Range {
         /// Records after this seq.
@@ -457,15 +457,16 @@ enum ExportQuery {
 
 /// Parses the query of `/journal/export`; the error is the 400 message.
 /// Unknown parameters are ignored, like everywhere on this server.
-fn parse_export_query(query: &str) -> Result<ExportQuery, String> {
+pub(crate) fn parse_export_query(query: &str) -> Result<ExportQuery, String> {
     let (mut since, mut limit, mut tail) = (None, None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
         let number = |min: u64, max: u64| {
-            value
-                .parse::<u64>()
-                .ok()
+            // Digits only: `u64::from_str` would also take a `+` sign.
+            Some(value.as_str())
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
                     format!("{name}={value:?} is not a whole number from {min} to {max}")
@@ -709,7 +710,7 @@ async fn check_upgrade<'a>(
 /// base64 of 16 bytes, which is always 22 characters of the base64 alphabet
 /// followed by `==`. Like most decoders this does not insist that the unused
 /// low bits of the 22nd character are zero.
-fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     let key = key.as_bytes();
     key.len() == 24
         && key.ends_with(b"==")
@@ -756,7 +757,7 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
 }
 
 /// `client=` as a short printable label; `unknown` when absent.
-fn clean_kind(kind: Option<&str>) -> String {
+pub(crate) fn clean_kind(kind: Option<&str>) -> String {
     let kind: String = kind
         .unwrap_or("")
         .chars()
@@ -770,7 +771,7 @@ fn clean_kind(kind: Option<&str>) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -778,15 +779,14 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
+                // Two hex digits, nothing else: `u8::from_str_radix` would
+                // also take a sign, so `%+1` would decode to a byte 0x01.
+                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
                         i += 2;
                     }
-                    None => out.push(b'%'),
+                    _ => out.push(b'%'),
                 }
             }
             b => out.push(b),
@@ -794,6 +794,13 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one hex digit, either case.
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -811,6 +818,16 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
         assert_eq!(percent_decode("%E2%82%AC"), "€");
+    }
+
+    /// Found by the fuzzer (tests/it/fuzz.rs, http-query): `%+0` decoded
+    /// to a NUL byte, because `u8::from_str_radix` takes a leading sign.
+    #[test]
+    fn percent_escape_with_a_sign_is_not_an_escape() {
+        assert_eq!(percent_decode("%+0"), "% 0");
+        assert_eq!(percent_decode("%-1"), "%-1");
+        assert_eq!(percent_decode("%+41x"), "% 41x");
+        assert_eq!(percent_decode("%4a%4A"), "JJ");
     }
 
     #[test]
@@ -852,6 +869,20 @@ mod tests {
             ),
             ("tail=5&since=3", "cannot be combined"),
             ("limit=5&tail=5", "cannot be combined"),
+        ] {
+            let err = parse_export_query(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    /// Found by the fuzzer (tests/it/fuzz.rs, http-query): a `+` sign,
+    /// sent as `%2B`, passed as a whole number (`since=%2B5` was seq 5).
+    #[test]
+    fn export_query_numbers_take_no_sign() {
+        for (bad, says) in [
+            ("since=%2B5", "since=\"+5\" is not a whole number"),
+            ("limit=%2b10", "limit=\"+10\""),
+            ("tail=%2B1", "tail=\"+1\""),
         ] {
             let err = parse_export_query(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");

@@ -1244,6 +1244,18 @@ impl FakeUpstream {
         );
     }
 
+    /// Sends a text frame to every connected daemon; false, instead of a
+    /// failure, when none is (a soak sends through its upstream's drops).
+    #[allow(
+        dead_code,
+        reason = "benches/soak.rs, which includes this file, uses it"
+    )]
+    pub fn try_send(&self, text: &str) -> bool {
+        let mut outs = self.shared.outs.lock().unwrap();
+        outs.retain(|out| out.try_send(text.to_owned()).is_ok());
+        !outs.is_empty()
+    }
+
     /// The next text frame the daemon sent, if one has already arrived.
     pub fn try_recv(&self) -> Option<String> {
         self.received.try_recv().ok()

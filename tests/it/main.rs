@@ -8,6 +8,7 @@ mod clock;
 mod disk;
 mod display;
 mod embedded;
+mod fuzz;
 mod harness;
 mod http;
 mod journal;
