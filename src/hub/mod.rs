@@ -29,7 +29,7 @@
 mod last_known;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -83,6 +83,11 @@ pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
 
+/// `stats` lists the open connections of at most this many JWT users (the
+/// first by name; `users` counts them all), so the reply stays small with
+/// a thousand phones connected.
+pub const MAX_USERS_LISTED: usize = 32;
+
 /// Identifies one client connection.
 pub type ClientId = u64;
 
@@ -124,6 +129,8 @@ pub enum HubMsg {
         client: ClientId,
         /// Its `client=` kind.
         kind: String,
+        /// Its JWT's `sub`, if it has one.
+        user: Option<String>,
         /// Where its frames go.
         tx: Tx,
     },
@@ -219,6 +226,7 @@ pub struct Start {
 
 struct Client {
     kind: Arc<str>,
+    user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
 }
@@ -260,6 +268,8 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
+    /// Open connections per JWT `sub`: at most one entry per client.
+    users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
     counters: RelayCounters,
@@ -335,6 +345,7 @@ impl Hub {
             event_bytes: 0,
             clients: HashMap::new(),
             kinds: HashMap::new(),
+            users: BTreeMap::new(),
             upstreams: feeds
                 .iter()
                 .map(|f| FeedEntry {
@@ -491,7 +502,12 @@ impl Hub {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
+            HubMsg::Join {
+                client,
+                kind,
+                user,
+                tx,
+            } => self.join(client, kind, user, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -755,7 +771,7 @@ impl Hub {
         self.next_seq - 1
     }
 
-    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
+    fn join(&mut self, client: ClientId, kind: String, user: Option<String>, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -763,18 +779,27 @@ impl Hub {
         };
         *self.kinds.entry(kind.clone()).or_insert(0) += 1;
         self.counters.sessions_total += 1;
-        let hello = json!({
+        let mut hello = json!({
             "type": "hello",
             "session": format!("{client:016x}"),
             "epoch": self.epoch,
             "seq": self.last_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
+        let user: Option<Arc<str>> = user.map(|u| match self.users.get_key_value(u.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(u),
+        });
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_insert(0) += 1;
+            hello["user"] = (**user).into();
+        }
         tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
+                user,
                 tx,
                 subs: Subscriptions::default(),
             },
@@ -785,12 +810,21 @@ impl Hub {
     }
 
     fn leave(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.remove(&client)
-            && let Some(n) = self.kinds.get_mut(&c.kind)
-        {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.kinds.remove(&c.kind);
+            }
+        }
+        if let Some(user) = &c.user
+            && let Some(n) = self.users.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.users.remove(user);
             }
         }
         if let Some(board) = &self.board {
@@ -986,6 +1020,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1126,6 +1161,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
