@@ -309,3 +309,82 @@ fn read_public_key(path: &Path) -> Result<PublicKey, String> {
         pem: bytes.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::config::testing::load;
+    use crate::config::{Config, Overrides};
+
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jwt");
+        path.join(name).display().to_string()
+    }
+
+    #[test]
+    fn keys_are_read_and_their_type_decides_the_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("jwt.secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let text = format!(
+            "[server.jwt]\nhs256_secret_file = {:?}\npublic_key_files = [{:?}, {:?}, {:?}]\nissuer = \"office\"\n",
+            secret.display().to_string(),
+            fixture("rsa-2026.pem"),
+            fixture("ec-2026.pem"),
+            fixture("ed-2026.pem"),
+        );
+        let config = load(&text).unwrap();
+        let jwt = config.server.jwt.as_ref().unwrap();
+        assert_eq!(
+            jwt.hs256.as_ref().unwrap().bytes(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        let kinds: Vec<(&str, Algorithm)> = jwt
+            .public_keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.algorithm))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("rsa-2026", Algorithm::RS256),
+                ("ec-2026", Algorithm::ES256),
+                ("ed-2026", Algorithm::EdDSA)
+            ]
+        );
+        assert_eq!(
+            (jwt.issuer.as_deref(), jwt.audience.as_deref()),
+            (Some("office"), None)
+        );
+        assert_eq!(jwt.leeway, DEFAULT_LEEWAY);
+        assert!(
+            !format!("{jwt:?}").contains("0123456789abcdef"),
+            "Debug shows the secret"
+        );
+
+        // `tablo check` prints the paths, never the secret, and loads back.
+        let printed = config.to_toml();
+        assert!(!printed.contains("0123456789abcdef"), "{printed}");
+        let again = dir.path().join("check.toml");
+        std::fs::write(&again, &printed).unwrap();
+        let back = Config::load(Some(&again), &Overrides::default()).unwrap();
+        assert_eq!(back.server.jwt, config.server.jwt);
+    }
+
+    #[test]
+    fn two_keys_with_one_kid_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("ed-2026.pem");
+        std::fs::copy(fixture("ed-2026.pem"), &copy).unwrap();
+        let text = format!(
+            "[server.jwt]\npublic_key_files = [{:?}, {:?}]\n",
+            fixture("ed-2026.pem"),
+            copy.display().to_string()
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("two files give kid \"ed-2026\""), "{err}");
+    }
+}

@@ -297,6 +297,72 @@ mod tests {
     }
 
     #[test]
+    fn refresh_keeps_the_sub_narrows_what_is_held_and_moves_the_deadline() {
+        use jsonwebtoken::{EncodingKey, Header, encode};
+        use serde_json::json;
+
+        use crate::config::{Config, Hs256Secret, JwtConfig};
+
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let mut server = Config::defaults_in("/tmp/unused").server;
+        server.jwt = Some(JwtConfig {
+            hs256: Some(Hs256Secret::new("s".into(), secret.to_vec())),
+            public_keys: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway: Duration::ZERO,
+        });
+        let auth = Auth::new(&server);
+        let sign = |claims: serde_json::Value| {
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        let (now, now_ms) = (Instant::now(), 1_000_000u64);
+        let access = auth
+            .admit(Some(&sign(json!({"sub": "kiosk", "exp": 1_010}))), now_ms)
+            .unwrap();
+        let mut rights = Rights::new(access, now, now_ms);
+        let names: Vec<String> = ["prices", "news", "prices.BTC"].map(String::from).to_vec();
+        let subs: Vec<Sub> = names.iter().map(|n| Sub::parse(n).unwrap()).collect();
+        rights.held_add(&subs, &names);
+
+        let other = sign(json!({"sub": "someone", "exp": 2_000}));
+        let refused = rights
+            .refresh(&auth, &other, &None, now, now_ms)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Unauthorized);
+        assert_eq!(
+            rights.deadline(),
+            Some(now + Duration::from_secs(10)),
+            "unchanged"
+        );
+
+        let narrower = sign(json!({"sub": "kiosk", "exp": 2_000, "channels": ["prices.BTC*"]}));
+        let mut done = rights
+            .refresh(&auth, &narrower, &None, now, now_ms)
+            .unwrap();
+        done.dropped.1.sort();
+        assert_eq!(done.dropped.1, ["news", "prices"]);
+        assert!(done.reply.contains("\"refreshed\""), "{}", done.reply);
+        assert_eq!(rights.deadline(), Some(now + Duration::from_secs(1_000)));
+        let again = rights
+            .refresh(&auth, &narrower, &None, now, now_ms)
+            .unwrap();
+        assert!(again.dropped.0.is_empty(), "prices.BTC is still granted");
+        assert!(rights.refresh(&auth, "junk", &None, now, now_ms).is_err());
+        let mut anonymous = Rights::new(Access::Anonymous, now, now_ms);
+        assert!(
+            anonymous
+                .refresh(&auth, &narrower, &None, now, now_ms)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn subscribe_splits_by_the_claims_and_snapshot_all_names_what_is_granted() {
         let rights = Rights::new(jwt(&["prices.*", "news"], 9_000), Instant::now(), 0);
         let names: Vec<String> = ["prices.BTC", "alerts", "news", "*"]
