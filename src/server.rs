@@ -3,8 +3,10 @@
 //! The accept loop owns every connection task. Each connection reads one
 //! HTTP request head (parsed with httparse) and is either answered
 //! (`/healthz`, `/metrics`, `/journal/stats`, `/journal/export`, errors) or
-//! upgraded to a WebSocket [`session`]. Auth (401) and capacity (503) are
-//! decided here, before the upgrade. `/journal/export` streams its answer
+//! upgraded to a WebSocket [`session`]. The token is taken from its carrier
+//! here (`token=`, `Authorization: Bearer`, `Sec-WebSocket-Protocol`) and
+//! judged by `auth` (401); capacity (503) is decided here too, all before
+//! the upgrade. `/journal/export` streams its answer
 //! page by page from the journal writer (chunked), so an export of any
 //! length holds one page at a time.
 //!
