@@ -84,6 +84,15 @@ impl Reader<'_> {
 
     async fn on_request(&mut self, Request { id, op }: Request) -> Flow {
         let client = self.session.id;
+        // An expired token reads on until the grace ends, but takes on
+        // nothing new (docs/protocol.md §3.1).
+        if matches!(
+            op,
+            Op::Subscribe { .. } | Op::Snapshot { .. } | Op::Publish { .. }
+        ) && let Some(expired) = self.rights.expired(&id)
+        {
+            return self.reply_error(expired).await;
+        }
         let msg = match op {
             Op::Ping => HubMsg::Reply {
                 client,
@@ -95,9 +104,6 @@ impl Reader<'_> {
                 since,
                 epoch,
             } => {
-                if let Some(expired) = self.rights.expired(&id) {
-                    return self.reply_error(expired).await;
-                }
                 let ((channels, names), refused) = self.rights.split(channels, names);
                 if !refused.is_empty()
                     && let Flow::Stop = self.refuse_channels(&refused, &id).await

@@ -459,6 +459,10 @@ fn refresh_extends_and_narrows_a_live_connection() {
         c.send_json(json!({"op": "subscribe", "channels": ["news"], "id": 3}))
             .await;
         error_for(&mut c, json!(3), "token_expired").await;
+        c.send_json(json!({"op": "snapshot", "id": "s"})).await;
+        error_for(&mut c, json!("s"), "token_expired").await;
+        c.send_json(json!({"op": "ping", "id": "still open"})).await;
+        c.recv_until(|f| f["type"] == "pong").await;
         // A bad refresh is refused and changes nothing.
         let other_user = hs256(&claims("someone-else", 300));
         for (id, token) in [(4, "garbage".to_owned()), (5, other_user)] {
