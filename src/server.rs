@@ -947,6 +947,40 @@ mod tests {
     }
 
     #[test]
+    fn tokens_come_from_the_first_carrier_and_the_subprotocol_is_chosen() {
+        let carried = |head: &str, query: Option<&str>| {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut req = httparse::Request::new(&mut headers);
+            let text = format!("GET /ws HTTP/1.1\r\n{head}\r\n");
+            assert!(req.parse(text.as_bytes()).unwrap().is_complete());
+            carried_token(&req, query.map(str::to_owned))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(carried("", None), (None, None));
+        assert_eq!(
+            carried("Authorization: bearer  a.b.c \r\n", None),
+            (some("a.b.c"), None)
+        );
+        assert_eq!(carried("Authorization: Basic eA==\r\n", None), (None, None));
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: tablo, bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("tablo"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("bearer.a.b.c"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: graphql-ws\r\n", None),
+            (None, None)
+        );
+        // The query wins over a header, a header over the subprotocol.
+        let both = "Authorization: Bearer h.h.h\r\nSec-WebSocket-Protocol: bearer.p.p.p\r\n";
+        assert_eq!(carried(both, Some("q.q.q")).0, some("q.q.q"));
+        assert_eq!(carried(both, None).0, some("h.h.h"));
+    }
+
+    #[test]
     fn kinds_are_cleaned() {
         assert_eq!(clean_kind(None), "unknown");
         assert_eq!(clean_kind(Some("bot\n")), "bot");
