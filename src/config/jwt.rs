@@ -330,10 +330,11 @@ mod tests {
         let secret = dir.path().join("jwt.secret");
         std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
         let text = format!(
-            "[server.jwt]\nhs256_secret_file = {:?}\npublic_key_files = [{:?}, {:?}, {:?}]\nissuer = \"office\"\n",
+            "[server.jwt]\nhs256_secret_file = {:?}\npublic_key_files = [{:?}, {:?}, {:?}, {:?}]\nissuer = \"office\"\n",
             secret.display().to_string(),
             fixture("rsa-2026.pem"),
             fixture("ec-2026.pem"),
+            fixture("ec384-2026.pem"),
             fixture("ed-2026.pem"),
         );
         let config = load(&text).unwrap();
@@ -352,6 +353,7 @@ mod tests {
             [
                 ("rsa-2026", Algorithm::RS256),
                 ("ec-2026", Algorithm::ES256),
+                ("ec384-2026", Algorithm::ES384),
                 ("ed-2026", Algorithm::EdDSA)
             ]
         );

@@ -521,6 +521,29 @@ fn tablo_token_prints_a_token_the_daemon_accepts() {
     out.assert_code(0);
     let token = out.stdout.trim().to_owned();
     assert_eq!(token.split('.').count(), 3, "{out}");
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    let printed = jsonwebtoken::decode::<Value>(
+        &token,
+        &jsonwebtoken::DecodingKey::from_secret(SECRET.trim_end().as_bytes()),
+        &validation,
+    )
+    .unwrap_or_else(|e| panic!("tablo token printed a token that does not verify: {e}\n{out}"))
+    .claims;
+    assert_eq!(printed["sub"], "lobby-tv");
+    assert_eq!(printed["channels"], json!(["prices.*", "news"]));
+    assert_eq!(printed["publish"], json!(["alerts"]));
+    assert_eq!(
+        (&printed["iss"], &printed["aud"]),
+        (&json!(ISSUER), &json!(AUDIENCE))
+    );
+    let (iat, exp) = (
+        printed["iat"].as_u64().unwrap(),
+        printed["exp"].as_u64().unwrap(),
+    );
+    assert_eq!(exp - iat, 30 * 24 * 3600, "{printed}");
+    assert!(iat.abs_diff(now_s()) < 60, "{printed}");
     let check = sandbox.tablo(&["check", "--config", file]);
     check.assert_code(0);
     assert!(
