@@ -1244,6 +1244,46 @@ mod tests {
     }
 
     #[test]
+    fn users_count_subs_not_sockets_and_hello_names_the_user() {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start("epoch1"), now);
+        let mut outboxes = Vec::new();
+        for (client, user) in [
+            (1, Some("tv")),
+            (2, Some("tv")),
+            (3, Some("app")),
+            (4, None),
+        ] {
+            let outbox = Outbox::new();
+            let join = HubMsg::Join {
+                client,
+                kind: "kiosk".into(),
+                user: user.map(str::to_owned),
+                tx: Tx::detached(outbox.clone()),
+            };
+            hub.handle(join, now, 0);
+            let hello = drain(&outbox).remove(0);
+            assert_eq!(
+                hello["user"],
+                user.map_or(Value::Null, Value::from),
+                "{hello}"
+            );
+            outboxes.push(outbox);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["users"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(stats["user_connections"], json!({"app": 1, "tv": 2}));
+        hub.handle(HubMsg::Leave { client: 1 }, now, 0);
+        hub.handle(HubMsg::Leave { client: 3 }, now, 0);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["users"], 1);
+        assert_eq!(stats["user_connections"], json!({"tv": 1}));
+    }
+
+    #[test]
     fn the_pacer_lets_a_few_flushes_through_then_paces_them() {
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
