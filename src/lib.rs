@@ -45,6 +45,7 @@
 //! ones are what the binary, the integration tests and the benches drive.
 
 pub mod app;
+pub(crate) mod auth;
 pub mod board;
 pub mod cli;
 pub(crate) mod clock;

@@ -447,7 +447,9 @@ impl FramePacer {
             || state.scrolling() != self.news_in_full;
         let header = now_ms / 1_000 != self.shown_second;
         let news = state.scrolling() && self.news_in_full;
-        let after = |last: Option<Instant>, gap| last.map_or(now, |t: Instant| (t + gap).max(now));
+        let after = |last: Option<Instant>, gap: Duration| {
+            last.map_or(now, |t: Instant| (t + gap).max(now))
+        };
         let frame_ready = after(self.last_frame, self.min_gap);
         let full_ready = after(self.last_full, self.full_gap).max(frame_ready);
         if full && now >= full_ready {

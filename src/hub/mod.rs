@@ -38,7 +38,7 @@
 mod last_known;
 mod report;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -91,6 +91,11 @@ pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
+
+/// `stats` lists the open connections of at most this many JWT users (the
+/// first by name; `users` counts them all), so the reply stays small with
+/// a thousand phones connected.
+pub const MAX_USERS_LISTED: usize = 32;
 
 /// While events are held for the journal (see the module docs), the hub
 /// looks this often whether they may go out. A commit comes every
@@ -146,6 +151,8 @@ pub enum HubMsg {
         client: ClientId,
         /// Its `client=` kind.
         kind: String,
+        /// Its JWT's `sub`, if it has one.
+        user: Option<String>,
         /// Where its frames go.
         tx: Tx,
     },
@@ -248,6 +255,7 @@ pub struct Start {
 
 struct Client {
     kind: Arc<str>,
+    user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
 }
@@ -289,6 +297,8 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
+    /// Open connections per JWT `sub`: at most one entry per client.
+    users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
     counters: RelayCounters,
@@ -386,6 +396,7 @@ impl Hub {
             event_bytes: 0,
             clients: HashMap::new(),
             kinds: HashMap::new(),
+            users: BTreeMap::new(),
             upstreams: feeds
                 .iter()
                 .map(|f| FeedEntry {
@@ -562,7 +573,12 @@ impl Hub {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
+            HubMsg::Join {
+                client,
+                kind,
+                user,
+                tx,
+            } => self.join(client, kind, user, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -877,7 +893,7 @@ impl Hub {
             .map_or_else(|| self.last_seq(), |h| h.seq - 1)
     }
 
-    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
+    fn join(&mut self, client: ClientId, kind: String, user: Option<String>, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -885,18 +901,27 @@ impl Hub {
         };
         *self.kinds.entry(kind.clone()).or_insert(0) += 1;
         self.counters.sessions_total += 1;
-        let hello = json!({
+        let mut hello = json!({
             "type": "hello",
             "session": format!("{client:016x}"),
             "epoch": self.epoch,
             "seq": self.out_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
+        let user: Option<Arc<str>> = user.map(|u| match self.users.get_key_value(u.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(u),
+        });
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_insert(0) += 1;
+            hello["user"] = (**user).into();
+        }
         tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
+                user,
                 tx,
                 subs: Subscriptions::default(),
             },
@@ -907,12 +932,21 @@ impl Hub {
     }
 
     fn leave(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.remove(&client)
-            && let Some(n) = self.kinds.get_mut(&c.kind)
-        {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.kinds.remove(&c.kind);
+            }
+        }
+        if let Some(user) = &c.user
+            && let Some(n) = self.users.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.users.remove(user);
             }
         }
         if let Some(board) = &self.board {
@@ -1187,6 +1221,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1206,6 +1241,46 @@ mod tests {
             0,
         );
         (hub, outbox)
+    }
+
+    #[test]
+    fn users_count_subs_not_sockets_and_hello_names_the_user() {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start("epoch1"), now);
+        let mut outboxes = Vec::new();
+        for (client, user) in [
+            (1, Some("tv")),
+            (2, Some("tv")),
+            (3, Some("app")),
+            (4, None),
+        ] {
+            let outbox = Outbox::new();
+            let join = HubMsg::Join {
+                client,
+                kind: "kiosk".into(),
+                user: user.map(str::to_owned),
+                tx: Tx::detached(outbox.clone()),
+            };
+            hub.handle(join, now, 0);
+            let hello = drain(&outbox).remove(0);
+            assert_eq!(
+                hello["user"],
+                user.map_or(Value::Null, Value::from),
+                "{hello}"
+            );
+            outboxes.push(outbox);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["users"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(stats["user_connections"], json!({"app": 1, "tv": 2}));
+        hub.handle(HubMsg::Leave { client: 1 }, now, 0);
+        hub.handle(HubMsg::Leave { client: 3 }, now, 0);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["users"], 1);
+        assert_eq!(stats["user_connections"], json!({"tv": 1}));
     }
 
     #[test]
@@ -1327,6 +1402,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,

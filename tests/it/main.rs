@@ -14,6 +14,7 @@ mod http;
 mod journal;
 mod journal_cli;
 mod jsonfeed;
+mod jwt;
 mod kiosk;
 mod layers;
 mod limits;
