@@ -1667,6 +1667,7 @@ mod tests {
         let join = HubMsg::Join {
             client: 1,
             kind: "bot".into(),
+            user: None,
             tx: Tx::detached(outbox.clone()),
         };
         hub.handle(join, now, 0);

@@ -769,6 +769,13 @@ fn protocol_one(text: &str, sent: Option<&Value>) -> Result<(), String> {
                     );
                     publish_one(channel, data)?;
                 }
+                Op::Refresh { token } => {
+                    ensure!(
+                        op == "refresh"
+                            && Some(token.as_str()) == obj.get("token").and_then(Value::as_str),
+                        "{text} parsed as a refresh with {token:?}"
+                    );
+                }
             }
         }
     }
