@@ -167,8 +167,13 @@ fn main() {
         in_flight.len()
     );
     println!(
-        "gaps: {} (at most one per kill allowed), {} seqs in all, largest {}",
-        report.gaps, report.gap_seqs, report.largest_gap
+        "gaps: {} (at most one per kill allowed), {} seqs in all, largest {}; \
+         of them at most {} handed out to clients (handed_out_max), largest {}",
+        report.gaps,
+        report.gap_seqs,
+        report.largest_gap,
+        report.handed_out,
+        report.largest_handed_out
     );
     println!(
         "epoch: {} in every hello and in journal stats: {}",
@@ -205,6 +210,9 @@ struct Report {
     gaps: usize,
     gap_seqs: u64,
     largest_gap: u64,
+    /// The gaps' `handed_out_max`, summed, and the largest.
+    handed_out: u64,
+    largest_handed_out: u64,
     failures: Vec<String>,
 }
 
@@ -218,6 +226,7 @@ fn check_export(
     let mut failures = Vec::new();
     let mut alerts: BTreeMap<u64, String> = BTreeMap::new();
     let mut gaps: Vec<(u64, u64)> = Vec::new();
+    let mut handed: Vec<u64> = Vec::new();
     let mut last: Option<u64> = None;
     let mut records = 0;
     for line in export.lines() {
@@ -232,6 +241,10 @@ fn check_export(
                 continue;
             };
             gaps.push((from, to));
+            match record["handed_out_max"].as_u64() {
+                Some(h) if h <= to - from + 1 => handed.push(h),
+                _ => failures.push(format!("a gap without a valid handed_out_max: {line}")),
+            }
             (from, to)
         } else {
             let Some(seq) = record["seq"].as_u64() else {
@@ -278,6 +291,8 @@ fn check_export(
             .map(|(from, to)| to - from + 1)
             .max()
             .unwrap_or(0),
+        handed_out: handed.iter().sum(),
+        largest_handed_out: handed.iter().copied().max().unwrap_or(0),
         failures,
     }
 }
