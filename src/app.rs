@@ -36,6 +36,7 @@ use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
 use crate::server::{self, Shared};
 use crate::service::Service;
+use crate::web::Site;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -167,6 +168,7 @@ pub async fn run(
         Some(journal.handle().tx),
     );
     shared.set_journal_info(journal.handle().status, epoch);
+    shared.set_site(Site::new(&config.board));
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
     // Bound and journal open: systemd may send traffic our way. Every
     // loop that must not get stuck is in the watchdog's list, the

@@ -64,3 +64,4 @@ pub(crate) mod renderer;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;
+pub(crate) mod web;

@@ -81,6 +81,10 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Tokens clients may present with `?token=`.
     pub tokens: Vec<TokenConfig>,
+    /// Web origins (`https://example.org`) whose pages may read `/api/*`
+    /// and open `/ws`; empty (the default) means CORS off and any origin
+    /// may open `/ws`. `"*"` allows every origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// One entry of `[server] tokens`.

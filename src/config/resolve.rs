@@ -169,13 +169,48 @@ fn resolve_server(
                 .to_owned(),
         );
     }
+    let mut cors_origins = Vec::new();
+    for origin in raw.cors_origins {
+        let span = origin.span();
+        let origin = origin.into_inner();
+        if !valid_origin(&origin) {
+            return Err(src.at(
+                span,
+                format!(
+                    "[server] cors_origins: {origin:?} is not an origin; write the scheme and host \
+                     as a browser sends them, such as \"https://example.org\" or \"http://10.0.0.5:8080\" \
+                     (no path, no trailing slash), or \"*\" for any"
+                ),
+            ));
+        }
+        cors_origins.push(origin);
+    }
     Ok(ServerConfig {
         listen,
         max_clients,
         max_frame_bytes,
         allow_anonymous,
         tokens,
+        cors_origins,
     })
+}
+
+/// Whether `s` is a web origin as browsers send it in `Origin`
+/// (`scheme://host[:port]`, http or https), or `*`.
+fn valid_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(host) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
 /// `[journal]`: `dir` defaults to `<data_dir>/journal`.

@@ -203,6 +203,16 @@ pub enum HubMsg {
         /// Where to send it.
         reply: Sender<String>,
     },
+    /// `/api/snapshot` asks for the `snapshot` reply of every channel.
+    ApiSnapshot {
+        /// Where to send its JSON.
+        reply: Sender<String>,
+    },
+    /// `/api/stats` asks for the `stats` reply.
+    ApiStats {
+        /// Where to send its JSON.
+        reply: Sender<String>,
+    },
     /// Close every client with 1001 and stop.
     Shutdown,
 }
@@ -551,6 +561,12 @@ impl Hub {
             }
             HubMsg::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics());
+            }
+            HubMsg::ApiSnapshot { reply } => {
+                let _ = reply.try_send(self.last.snapshot_json(&[], self.last_seq(), &None, now));
+            }
+            HubMsg::ApiStats { reply } => {
+                let _ = reply.try_send(self.stats_json(now).to_string());
             }
             HubMsg::Shutdown => return false,
         }

@@ -19,3 +19,4 @@ mod protocol;
 mod relay;
 mod service;
 mod slow;
+mod web;
