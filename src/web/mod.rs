@@ -166,6 +166,7 @@ fn page_settings(board: &BoardConfig, title: &str) -> Value {
         },
         "words": {
             "news": w.news,
+            "client": w.client,
             "clients": w.clients,
             "no_data": w.no_data,
             "offline_since": w.offline_since,

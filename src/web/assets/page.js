@@ -268,7 +268,7 @@ function status() {
     if (!tablo.ws && left > 0) words += " · " + W.reconnecting_in + " " + digits(String(left)) + " " + W.units[0];
   }
   $("conn").textContent = words;
-  $("online").textContent = online === null ? "" : digits(String(online)) + " " + W.clients;
+  $("online").textContent = online === null ? "" : digits(String(online)) + " " + (online === 1 ? W.client : W.clients);
 }
 
 tablo.on("state", (s) => {
@@ -335,6 +335,10 @@ function restoreRows() {
   }
 }
 
+// Column captions (buy / sell on an exchange office's board).
+const head = element("div", "caps", $("rows"));
+element("span", "", head);
+for (const c of S.columns) element("span", "", head).textContent = c.caption;
 for (const conf of S.rows) addRow(conf);
 $("waiting").textContent = W.waiting;
 $("news-label").textContent = W.news;

@@ -1,0 +1,387 @@
+//! The web page in a real browser (docs/web.md §6): headless Chromium
+//! against a real daemon, checked through the DOM and the seqs the page
+//! exposes (`window.tabloSeqs`).
+//!
+//! Screenshots go to the test's temp dir; with `TABLO_UPDATE_SCREENSHOTS=1`
+//! they are also written to `docs/img/` (the README's pictures).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::chromium::{self, Chromium};
+use crate::harness::{Client, Daemon, Sandbox};
+
+/// docs/web.md §6: live prices on the page within 2 s of its load.
+const FIRST_PRICES: Duration = Duration::from_secs(2);
+
+/// How long a published tick may take to reach the DOM.
+const TO_THE_DOM: Duration = Duration::from_secs(5);
+
+/// How long the page may take to see the daemon gone, and to come back:
+/// the page's backoff is capped at 1 s in these tests (`backoff_max_ms`).
+const RECONNECT: Duration = Duration::from_secs(10);
+
+/// A config with a publishing token and a short `stale_after`.
+const CONFIG: &str = r#"
+[server]
+tokens = [{ token = "pub", publish = true }]
+
+[board]
+title = "Web test"
+stale_after = "2s"
+"#;
+
+/// A feed that never answers: no events but its own status.
+const DEAD_FEED: &str = "binance=ws://127.0.0.1:1/ws";
+
+/// Saves a screenshot in `dir` and, when asked, in `docs/img/`.
+fn keep_screenshot(dir: &std::path::Path, name: &str, png: &[u8]) -> PathBuf {
+    assert!(png.starts_with(b"\x89PNG"), "a screenshot is a PNG");
+    let path = dir.join(name);
+    std::fs::write(&path, png).expect("write the screenshot");
+    if std::env::var("TABLO_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+        std::fs::create_dir_all(&docs).expect("docs/img");
+        std::fs::write(docs.join(name), png).expect("write docs/img");
+    }
+    path
+}
+
+async fn publisher(daemon: &Daemon) -> Client {
+    daemon.ws("/ws?token=pub&client=bot").await
+}
+
+async fn publish_tick(bot: &mut Client, symbol: &str, price: &str, open: &str) -> u64 {
+    let ack = bot
+        .request(json!({"op": "publish", "channel": "prices", "id": 1,
+            "data": {"symbol": symbol, "price": price, "open": open}}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    ack["seq"].as_u64().expect("an ack has a seq")
+}
+
+/// The text of a row's cell, in JavaScript.
+fn cell(symbol: &str, cell: &str) -> String {
+    format!("document.querySelector('.row[data-symbol=\"{symbol}\"] .{cell}')?.textContent")
+}
+
+#[test]
+fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
+    if !chromium::available("live_prices_show_within_two_seconds") {
+        return;
+    }
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(CONFIG, &["--feed", "demo="]);
+        let mut browser = Chromium::launch().await;
+        let loaded = Instant::now();
+        browser.open(&format!("http://{}/", daemon.addr())).await;
+        browser
+            .wait_for(
+                "[...document.querySelectorAll('.row .price')].some((p) => /\\d/.test(p.textContent))",
+                FIRST_PRICES.saturating_sub(loaded.elapsed()),
+                "document.querySelector('main').innerHTML",
+            )
+            .await;
+        assert_eq!(
+            browser.eval("document.body.dataset.conn").await,
+            "connected"
+        );
+
+        let mut bot = publisher(&daemon).await;
+        publish_tick(&mut bot, "WEBTEST", "1234.5", "1000").await;
+        browser
+            .wait_for(
+                &format!("{} === '1,234.5'", cell("WEBTEST", "price")),
+                TO_THE_DOM,
+                &cell("WEBTEST", "price"),
+            )
+            .await;
+        publish_tick(&mut bot, "WEBTEST", "999.25", "1000").await;
+        let row = "document.querySelector('.row[data-symbol=\"WEBTEST\"]')";
+        browser
+            .wait_for(
+                &format!("{} === '999.25'", cell("WEBTEST", "price")),
+                TO_THE_DOM,
+                &cell("WEBTEST", "price"),
+            )
+            .await;
+        // Down against the open, with the change and its percent, and a
+        // downward flash.
+        let state = browser
+            .eval(&format!(
+                "({{cls: {row}.className, change: {}, flash: {row}.querySelector('.price').className}})",
+                cell("WEBTEST", "change")
+            ))
+            .await;
+        assert!(
+            state["cls"].as_str().unwrap_or("").contains("down"),
+            "{state}"
+        );
+        assert_eq!(state["change"], "-0.75-0.08%", "{state}");
+        assert!(
+            state["flash"].as_str().unwrap_or("").contains("fd"),
+            "{state}"
+        );
+
+        // Every event once, in seq order.
+        let seqs = browser.eval("window.tabloSeqs").await;
+        assert_increasing(&seqs);
+    });
+}
+
+#[test]
+fn a_stopped_daemon_turns_the_page_offline_and_stale_and_a_restart_resumes_without_gap() {
+    if !chromium::available("a_stopped_daemon_turns_the_page_offline") {
+        return;
+    }
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(CONFIG, &["--feed", "demo="]);
+        let addr = daemon.addr();
+        let mut browser = Chromium::launch().await;
+        browser
+            .open(&format!("http://{addr}/?backoff_max_ms=1000"))
+            .await;
+        browser
+            .wait_for(
+                "window.tabloSeqs.length > 5",
+                TO_THE_DOM,
+                "window.tabloSeqs",
+            )
+            .await;
+
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        assert!(stopped.status.success(), "{}", stopped.stderr);
+        browser
+            .wait_for(
+                "document.body.dataset.conn === 'offline' && /\\d\\d:\\d\\d/.test(document.getElementById('conn').textContent)",
+                RECONNECT,
+                "document.getElementById('conn').textContent",
+            )
+            .await;
+        // After stale_after (2 s) with no update every row is stale, with
+        // its age.
+        let stale = browser
+            .wait_for(
+                "[...document.querySelectorAll('.row')].every((r) => r.classList.contains('stale')) && document.querySelector('.row .age').textContent",
+                Duration::from_secs(5),
+                "document.querySelector('main').innerHTML",
+            )
+            .await;
+        assert!(stale.as_str().unwrap_or("").ends_with("ago"), "{stale}");
+        let before = browser.eval("window.tabloSeqs.length").await;
+
+        // The same journal on the same address; the demo feed goes on, so
+        // events arrive while the page is still away.
+        let port = addr.to_string();
+        let daemon = Daemon::start_in(
+            stopped.sandbox,
+            Some(CONFIG),
+            &["--feed", "demo=", "--listen", &port],
+        );
+        browser
+            .wait_for(
+                &format!("document.body.dataset.conn === 'connected' && window.tabloSeqs.length > {before} + 20"),
+                RECONNECT,
+                "[document.body.dataset.conn, window.tabloSeqs.length]",
+            )
+            .await;
+        let seqs = browser.eval("window.tabloSeqs").await;
+        assert_increasing(&seqs);
+        assert_contiguous(&seqs);
+        assert_eq!(browser.eval("window.tabloGaps").await, json!([]));
+        assert_eq!(browser.eval("window.tabloResets").await, 0);
+        // Fresh again.
+        browser
+            .wait_for(
+                "document.querySelectorAll('.row.stale').length === 0",
+                TO_THE_DOM,
+                "document.querySelectorAll('.row.stale').length",
+            )
+            .await;
+        drop(daemon);
+    });
+}
+
+#[test]
+fn a_phone_gets_one_column_without_horizontal_scroll_and_a_tv_large_prices() {
+    if !chromium::available("a_phone_gets_one_column") {
+        return;
+    }
+    smol::block_on(async {
+        let sandbox = Sandbox::new();
+        let shots = sandbox.path().to_owned();
+        let config = r#"
+[board]
+title = "Market board"
+
+[[board.rows]]
+symbol = "BTCUSDT"
+label = "Bitcoin"
+
+[[board.rows]]
+symbol = "ETHUSDT"
+label = "Ether"
+
+[[board.rows]]
+symbol = "XAUUSD"
+label = "Gold"
+decimals = 2
+
+[[board.rows]]
+symbol = "EURUSD"
+label = "EUR/USD"
+"#;
+        let daemon = Daemon::start_in(sandbox, Some(config), &["--feed", "demo="]);
+        let mut browser = Chromium::launch().await;
+        browser.viewport(360, 640, true).await;
+        browser.open(&format!("http://{}/", daemon.addr())).await;
+        let filled =
+            "[...document.querySelectorAll('.row .price')].every((p) => /\\d/.test(p.textContent))";
+        browser
+            .wait_for(
+                filled,
+                TO_THE_DOM,
+                "document.querySelector('main').innerHTML",
+            )
+            .await;
+        let widths = browser
+            .eval("({scroll: document.documentElement.scrollWidth, inner: innerWidth, rows: [...document.querySelectorAll('.row')].map((r) => r.getBoundingClientRect().right)})")
+            .await;
+        assert_eq!(widths["inner"], 360, "{widths}");
+        assert!(
+            widths["scroll"].as_u64() <= Some(360),
+            "horizontal scroll: {widths}"
+        );
+        for right in widths["rows"].as_array().expect("rows") {
+            assert!(right.as_f64() <= Some(360.0), "a row overflows: {widths}");
+        }
+        keep_screenshot(&shots, "phone-latin.png", &browser.screenshot().await);
+
+        browser.viewport(1920, 1080, false).await;
+        let size = browser
+            .eval("parseFloat(getComputedStyle(document.querySelector('.row .price')).fontSize)")
+            .await;
+        // docs/board.md: legible across a room, at least 48 px at 1080p.
+        assert!(
+            size.as_f64() >= Some(48.0),
+            "price font {size} px at 1920×1080"
+        );
+        keep_screenshot(&shots, "tv-latin.png", &browser.screenshot().await);
+    });
+}
+
+#[test]
+fn a_persian_board_is_right_to_left_with_persian_digits() {
+    if !chromium::available("a_persian_board_is_right_to_left") {
+        return;
+    }
+    smol::block_on(async {
+        let sandbox = Sandbox::new();
+        let shots = sandbox.path().to_owned();
+        let config = r#"
+[server]
+tokens = [{ token = "pub", publish = true }]
+
+[board]
+title = "صرافی نمونه"
+locale = "fa"
+digits = "persian"
+columns = ["bid", "ask", "change"]
+
+[[board.rows]]
+symbol = "USDIRR"
+label = "دلار آمریکا"
+decimals = 0
+
+[[board.rows]]
+symbol = "EURIRR"
+label = "یورو"
+decimals = 0
+
+[[board.rows]]
+symbol = "GOLD18"
+label = "طلای ۱۸ عیار"
+decimals = 0
+"#;
+        let daemon = Daemon::start_in(sandbox, Some(config), &["--feed", DEAD_FEED]);
+        let mut bot = publisher(&daemon).await;
+        for (symbol, bid, ask, open) in [
+            ("USDIRR", "1052300", "1054100", "1040000"),
+            ("EURIRR", "1189500", "1192000", "1195000"),
+            ("GOLD18", "68450000", "68900000", "68450000"),
+        ] {
+            let ack = bot
+                .request(
+                    json!({"op": "publish", "channel": "prices", "id": 1, "data":
+                    {"symbol": symbol, "price": bid, "bid": bid, "ask": ask, "open": open}}),
+                )
+                .await;
+            assert_eq!(ack["type"], "ack", "{ack}");
+        }
+        let mut browser = Chromium::launch().await;
+        browser.viewport(360, 640, true).await;
+        browser.open(&format!("http://{}/", daemon.addr())).await;
+        browser
+            .wait_for(
+                &format!("{} === '۱٬۰۵۲٬۳۰۰'", cell("USDIRR", "bid")),
+                TO_THE_DOM,
+                &cell("USDIRR", "bid"),
+            )
+            .await;
+        let page = browser
+            .eval("({dir: getComputedStyle(document.body).direction, lang: document.documentElement.lang,
+                     text: document.querySelector('main').innerText,
+                     label: document.querySelector('.label').getBoundingClientRect().left,
+                     ask: document.querySelector('.ask').getBoundingClientRect().left,
+                     scroll: document.documentElement.scrollWidth})")
+            .await;
+        assert_eq!(page["dir"], "rtl", "{page}");
+        assert_eq!(page["lang"], "fa", "{page}");
+        let text = page["text"].as_str().unwrap_or("");
+        assert!(text.contains('۰') || text.contains('۵'), "{page}");
+        assert!(
+            !text.chars().any(|c| c.is_ascii_digit()),
+            "Latin digits in {text}"
+        );
+        // Right to left: the label is right of the numbers.
+        assert!(page["label"].as_f64() > page["ask"].as_f64(), "{page}");
+        assert!(page["scroll"].as_u64() <= Some(360), "{page}");
+        let status = browser
+            .eval("document.getElementById('conn').textContent")
+            .await;
+        assert_eq!(status, "وصل");
+        keep_screenshot(&shots, "phone-persian.png", &browser.screenshot().await);
+        browser.viewport(1920, 1080, false).await;
+        keep_screenshot(&shots, "tv-persian.png", &browser.screenshot().await);
+    });
+}
+
+#[track_caller]
+fn seq_list(seqs: &Value) -> Vec<u64> {
+    seqs.as_array()
+        .unwrap_or_else(|| panic!("not a list: {seqs}"))
+        .iter()
+        .map(|s| s.as_u64().unwrap_or_else(|| panic!("not a seq: {s}")))
+        .collect()
+}
+
+#[track_caller]
+fn assert_increasing(seqs: &Value) {
+    let seqs = seq_list(seqs);
+    assert!(!seqs.is_empty(), "no events reached the page");
+    for pair in seqs.windows(2) {
+        assert!(pair[0] < pair[1], "{} then {}: {seqs:?}", pair[0], pair[1]);
+    }
+}
+
+/// With `*` subscribed, every seq from the first to the last, once.
+#[track_caller]
+fn assert_contiguous(seqs: &Value) {
+    let seqs = seq_list(seqs);
+    for pair in seqs.windows(2) {
+        assert_eq!(pair[0] + 1, pair[1], "a hole after {}: {seqs:?}", pair[0]);
+    }
+}
