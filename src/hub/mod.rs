@@ -48,6 +48,7 @@ use crate::clock::wall_ms;
 use crate::config::FeedConfig;
 use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::keys::RecentKeys;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::logger::RateLimited;
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
@@ -155,6 +156,8 @@ pub enum HubMsg {
         channel: String,
         /// The event's fields.
         data: serde_json::Map<String, Value>,
+        /// Its idempotency key.
+        key: Option<String>,
         /// The request id to echo in the ack.
         id: Option<Value>,
     },
@@ -272,6 +275,8 @@ pub struct Hub {
     kinds: HashMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
+    /// The idempotency keys of recent publishes.
+    keys: RecentKeys,
     counters: RelayCounters,
     /// Refusals for the symbol cap, logged now and then.
     symbol_cap_log: RateLimited,
@@ -358,6 +363,7 @@ impl Hub {
                 })
                 .collect(),
             last: LastKnown::new(feeds.len()),
+            keys: RecentKeys::new(),
             counters: RelayCounters::default(),
             symbol_cap_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
             board: None,
@@ -515,8 +521,9 @@ impl Hub {
                 client,
                 channel,
                 data,
+                key,
                 id,
-            } => self.client_publish(client, &channel, data, id, now_ms, now),
+            } => self.client_publish(client, &channel, data, key, id, now_ms, now),
             HubMsg::Unsubscribe {
                 client,
                 channels,
@@ -650,11 +657,16 @@ impl Hub {
         None
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one HubMsg::ClientPublish"
+    )]
     fn client_publish(
         &mut self,
         client: ClientId,
         channel: &str,
         data: serde_json::Map<String, Value>,
+        key: Option<String>,
         id: Option<Value>,
         now_ms: u64,
         now: Instant,
@@ -685,6 +697,19 @@ impl Hub {
                 "too many publishes waiting for the disk; retry shortly".into(),
             );
         }
+        // A repeat of a key in the window is answered with the first
+        // publish's seq, once that is durable, and publishes nothing.
+        if let Some(seq) = key.as_deref().and_then(|k| self.keys.get(k)) {
+            let ack = JournalMsg::Ack {
+                seq,
+                id: id.clone(),
+                outbox: outbox.clone(),
+            };
+            if journal.tx.try_send(ack).is_err() {
+                outbox.push(ack_failed(id));
+            }
+            return;
+        }
         let mut body = match publish::body(channel, data) {
             Ok(body) => body,
             Err((code, message)) => return refuse(code, message),
@@ -709,6 +734,12 @@ impl Hub {
         let seq = self.next_seq;
         self.publish(Incoming { ts: now_ms, body }, now);
         let journaled = self.flush_journal();
+        if let (true, Some(key)) = (journaled, key) {
+            let evicted = self.keys.insert(&key, seq);
+            let key = key.into_boxed_str();
+            // Lost only with a full journal inbox, which fails the ack too.
+            let _ = journal.tx.try_send(JournalMsg::Key { seq, key, evicted });
+        }
         let ack = JournalMsg::Ack {
             seq,
             id: id.clone(),
@@ -902,6 +933,11 @@ impl Hub {
                 remove,
             });
         }
+    }
+
+    /// Takes the idempotency keys the journal remembered (`journal::keys`).
+    pub fn restore_keys(&mut self, keys: RecentKeys) {
+        self.keys = keys;
     }
 
     /// Restores the last-known state from the journal's snapshot tree, so a

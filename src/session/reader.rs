@@ -109,12 +109,15 @@ impl Reader<'_> {
                 id,
             },
             Op::Stats => HubMsg::Stats { client, id },
-            Op::Publish { channel, data } if self.session.can_publish => HubMsg::ClientPublish {
-                client,
-                channel,
-                data,
-                id,
-            },
+            Op::Publish { channel, data, key } if self.session.can_publish => {
+                HubMsg::ClientPublish {
+                    client,
+                    channel,
+                    data,
+                    key,
+                    id,
+                }
+            }
             Op::Publish { .. } => {
                 return self
                     .reply_error(ProtoError::new(

@@ -385,3 +385,175 @@ fn assert_contiguous(seqs: &Value) {
         assert_eq!(pair[0] + 1, pair[1], "a hole after {}: {seqs:?}", pair[0]);
     }
 }
+
+/// The alerts with `text` in the daemon's journal.
+fn journaled(daemon: &Daemon, text: &str) -> Vec<u64> {
+    let (status, body) = daemon.http_get("/journal/export");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "alert" && e["text"] == text)
+        .filter_map(|e| e["seq"].as_u64())
+        .collect()
+}
+
+#[test]
+fn publishes_made_offline_or_racing_their_ack_are_applied_exactly_once() {
+    if !chromium::available("publishes_made_offline_are_applied_exactly_once") {
+        return;
+    }
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
+        let addr = daemon.addr();
+        let mut browser = Chromium::launch().await;
+        browser.open(&format!("http://{addr}/")).await;
+        // A publishing client of its own, beside the page's read-only one.
+        browser
+            .eval(
+                "import('/tablo.js').then(({ Tablo }) => {
+                   window.pub = new Tablo(location.href, { token: 'pub', client: 'bot',
+                     channels: ['alerts'], backoffMaxMs: 500 });
+                   window.sent = 0;
+                   const send = window.pub.send.bind(window.pub);
+                   window.pub.send = (m) => { if (m.op === 'publish') window.sent++; send(m); };
+                   window.pub.connect();
+                 })",
+            )
+            .await;
+        browser
+            .wait_for(
+                "window.pub.state === 'connected'",
+                TO_THE_DOM,
+                "window.pub.state",
+            )
+            .await;
+
+        // Racing the ack: the socket closes right after the publish went
+        // out, so the ack is lost and the publish is sent again after the
+        // reconnect, with the same key.
+        browser
+            .eval(
+                "window.raced = window.pub.publish('alerts', { level: 'info', text: 'raced' });
+                 window.pub.ws.close(); true",
+            )
+            .await;
+        let raced = browser.eval("window.raced").await;
+        let raced = raced.as_u64().expect("the publish resolves with its seq");
+        // Sent twice (the ack of the first was lost with its socket),
+        // applied once.
+        assert_eq!(browser.eval("window.sent").await, 2);
+        assert_eq!(journaled(&daemon, "raced"), [raced]);
+
+        // Offline: queued (in localStorage too), sent after the restart.
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        browser
+            .wait_for(
+                "window.pub.state === 'offline'",
+                RECONNECT,
+                "window.pub.state",
+            )
+            .await;
+        let queued = browser
+            .eval(
+                "window.later = window.pub.publish('alerts', { level: 'warning', text: 'offline' });
+                 window.pub.queued.length + ':' + localStorage.getItem(window.pub.queueKey).includes('offline')",
+            )
+            .await;
+        assert_eq!(queued, "1:true");
+        let port = addr.to_string();
+        let daemon = Daemon::start_in(
+            stopped.sandbox,
+            Some(CONFIG),
+            &["--feed", DEAD_FEED, "--listen", &port],
+        );
+        let later = browser.eval("window.later").await;
+        let later = later.as_u64().expect("the publish resolves with its seq");
+        assert!(later > raced);
+        assert_eq!(browser.eval("window.sent").await, 3);
+        assert_eq!(journaled(&daemon, "offline"), [later]);
+        assert_eq!(journaled(&daemon, "raced"), [raced]);
+        let left = browser
+            .eval("window.pub.queued.length + ':' + localStorage.getItem(window.pub.queueKey)")
+            .await;
+        assert_eq!(left, "0:null");
+    });
+}
+
+#[test]
+fn a_reload_with_the_daemon_down_shows_the_last_known_rows_through_the_service_worker() {
+    if !chromium::available("a_reload_with_the_daemon_down") {
+        return;
+    }
+    smol::block_on(async {
+        let config = r#"
+[board]
+title = "Offline test"
+
+[[board.rows]]
+symbol = "BTCUSDT"
+label = "Bitcoin"
+
+[[board.rows]]
+symbol = "EURUSD"
+label = "EUR/USD"
+"#;
+        let daemon = Daemon::start_with_config(config, &["--feed", "demo="]);
+        let mut browser = Chromium::launch().await;
+        // 127.0.0.1 is a secure context, so the page registers its worker.
+        browser.open(&format!("http://{}/", daemon.addr())).await;
+        browser
+            .wait_for(
+                "navigator.serviceWorker.controller !== null",
+                TO_THE_DOM,
+                "navigator.serviceWorker.controller",
+            )
+            .await;
+        let prices = "[...document.querySelectorAll('.row .price')].map((p) => p.textContent)";
+        let live = browser
+            .wait_for(
+                &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
+                TO_THE_DOM,
+                prices,
+            )
+            .await;
+
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        assert!(stopped.status.success(), "{}", stopped.stderr);
+        browser
+            .wait_for(
+                "document.body.dataset.conn === 'offline'",
+                RECONNECT,
+                "document.body.dataset.conn",
+            )
+            .await;
+        let kept = browser.eval(prices).await;
+
+        browser.reload().await;
+        let shown = browser
+            .wait_for(
+                &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
+                TO_THE_DOM,
+                "document.documentElement.outerHTML",
+            )
+            .await;
+        assert_eq!(shown, kept, "the last-known rows (live before: {live})");
+        let page = browser
+            .eval(
+                "({stale: [...document.querySelectorAll('.row')].every((r) => r.classList.contains('stale')),
+                   age: document.querySelector('.row .age').textContent,
+                   conn: document.getElementById('conn').textContent,
+                   title: document.title})",
+            )
+            .await;
+        assert_eq!(page["stale"], true, "{page}");
+        assert!(
+            page["age"].as_str().unwrap_or("").ends_with("ago"),
+            "{page}"
+        );
+        let conn = page["conn"].as_str().unwrap_or("");
+        assert!(conn.starts_with("OFFLINE since "), "{page}");
+        assert_eq!(page["title"], "Offline test");
+    });
+}

@@ -14,6 +14,7 @@ mod http;
 mod journal;
 mod journal_cli;
 mod jsonfeed;
+mod keys;
 mod kiosk;
 mod layers;
 mod limits;
