@@ -1,4 +1,4 @@
-//! Idempotency keys of publishes (docs/durability.md §12): which seq a
+//! Idempotency keys of publishes (docs/durability.md §17): which seq a
 //! `publish` with a `key` got, so that a repeat (a client that resends
 //! after a lost ack) is answered with the first seq instead of becoming a
 //! second event.

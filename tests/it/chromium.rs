@@ -63,6 +63,11 @@ pub fn available(test: &str) -> bool {
 impl Chromium {
     /// Starts Chromium and attaches to a blank page.
     pub async fn launch() -> Chromium {
+        Chromium::launch_with(&[]).await
+    }
+
+    /// Like [`Chromium::launch`], with `extra` command-line switches.
+    pub async fn launch_with(extra: &[&str]) -> Chromium {
         let profile = tempfile::tempdir().expect("a temp dir for the profile");
         let mut child = Command::new(CHROMIUM)
             .args([
@@ -81,6 +86,7 @@ impl Chromium {
                 "--remote-debugging-port=0",
                 "--lang=en-US",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -146,6 +152,7 @@ impl Chromium {
         browser.session = attached["sessionId"].as_str().map(str::to_owned);
         browser.call("Page.enable", json!({})).await;
         browser.call("Runtime.enable", json!({})).await;
+        browser.call("Log.enable", json!({})).await;
         browser
     }
 
@@ -173,11 +180,7 @@ impl Chromium {
                     break value;
                 }
                 if value.get("method").is_some() {
-                    self.events.push_back(value);
-                    // Only the newest events matter to the tests.
-                    if self.events.len() > 1000 {
-                        self.events.pop_front();
-                    }
+                    self.keep(value);
                 }
             }
         })
@@ -187,6 +190,36 @@ impl Chromium {
             panic!("{method} failed: {error}");
         }
         reply["result"].clone()
+    }
+
+    /// Fails the test if the page threw an uncaught exception or the
+    /// browser logged an error (a CSP violation among them) so far, but
+    /// for failed WebSocket connections, which a page whose daemon is down
+    /// is expected to have.
+    #[track_caller]
+    pub fn assert_no_errors(&self) {
+        let errors: Vec<&Value> = self
+            .events
+            .iter()
+            .filter(|e| {
+                e["method"] == "Runtime.exceptionThrown"
+                    || (e["method"] == "Log.entryAdded"
+                        && e["params"]["entry"]["level"] == "error"
+                        && !e["params"]["entry"]["text"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("WebSocket connection")))
+            })
+            .collect();
+        assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    }
+
+    /// Keeps an event for [`Chromium::assert_no_errors`] and the waits.
+    fn keep(&mut self, event: Value) {
+        self.events.push_back(event);
+        // Only the newest events matter to the tests.
+        if self.events.len() > 1000 {
+            self.events.pop_front();
+        }
     }
 
     /// Loads `url` and waits for its load event.
@@ -220,6 +253,9 @@ impl Chromium {
                 let value: Value = serde_json::from_str(&text).expect("CDP sends JSON");
                 if value["method"] == method {
                     break value;
+                }
+                if value.get("method").is_some() {
+                    self.keep(value);
                 }
             }
         })
@@ -305,6 +341,51 @@ impl Chromium {
                 (name, m["value"].as_f64().unwrap_or(f64::NAN))
             })
             .collect()
+    }
+}
+
+impl Chromium {
+    /// CPU time (user + system) of Chromium and every process under it
+    /// (the page's renderer, the GPU and network processes), from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let root = self.child.id();
+        let mut stats = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // After the command's closing parenthesis: state, ppid, ... with
+            // utime and stime the 12th and 13th fields.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            stats.push((pid, num(1) as u32, num(11) + num(12)));
+        }
+        let mut tree = vec![root];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(stats.iter().filter(|s| s.1 == parent).map(|s| s.0));
+            i += 1;
+        }
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let total: u64 = stats
+            .iter()
+            .filter(|s| tree.contains(&s.0))
+            .map(|s| s.2)
+            .sum();
+        total as f64 / ticks
     }
 }
 

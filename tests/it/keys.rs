@@ -1,5 +1,5 @@
-//! Idempotency keys on `publish` (docs/protocol.md §11,
-//! docs/durability.md §12): a repeated key is acked with the first seq and
+//! Idempotency keys on `publish` (docs/protocol.md §14.1,
+//! docs/durability.md §17): a repeated key is acked with the first seq and
 //! publishes nothing, also after a restart.
 
 use std::time::Duration;
