@@ -257,6 +257,9 @@ function alert(a) {
 $("band").addEventListener("click", () => ($("band").hidden = true));
 
 function feed(s) {
+  // The kiosk's clock state is a status event too; the page shows the
+  // phone's own clock, so only feeds are listed.
+  if (s.feed === undefined) return;
   feeds.set(s.feed, s.state);
   const box = $("feeds");
   box.textContent = "";
