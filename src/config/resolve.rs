@@ -711,6 +711,39 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_are_origins() {
+        let c = load(
+            "[server]\ncors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.cors_origins,
+            ["https://screens.example", "http://10.0.0.5:8080", "*"]
+        );
+        assert!(
+            c.to_toml().contains(
+                "cors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]"
+            ),
+            "{}",
+            c.to_toml()
+        );
+        assert!(load("").unwrap().server.cors_origins.is_empty());
+        for bad in [
+            "screens.example",
+            "https://",
+            "https://a.example/",
+            "ftp://a.example",
+            "https://a b",
+        ] {
+            check_err(
+                &format!("[server]\ncors_origins = [{bad:?}]\n"),
+                2,
+                "is not an origin",
+            );
+        }
+    }
+
+    #[test]
     fn closed_server_without_tokens_is_noted() {
         let (_, notes) =
             load_notes("[server]\nallow_anonymous = false\n", &Overrides::default()).unwrap();

@@ -770,3 +770,68 @@ fn a_frozen_link_is_found_within_two_ping_intervals() {
             .await;
     });
 }
+
+#[test]
+fn a_new_journal_behind_the_same_address_is_a_reset_and_the_page_carries_on() {
+    if !chromium::available("a_new_journal_behind_the_same_address") {
+        return;
+    }
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
+        let addr = daemon.addr();
+        let mut bot = publisher(&daemon).await;
+        publish_tick(&mut bot, "OLD", "1.00", "1.00").await;
+        let mut browser = Chromium::launch().await;
+        browser
+            .open(&format!("http://{addr}/?backoff_max_ms=500"))
+            .await;
+        browser
+            .wait_for(
+                &format!("{} === '1.00'", cell("OLD", "price")),
+                TO_THE_DOM,
+                "0",
+            )
+            .await;
+        let old_epoch = browser.eval("window.tablo.epoch").await;
+        drop(bot);
+        daemon.sigterm();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        browser
+            .wait_for("document.body.dataset.conn === 'offline'", RECONNECT, "0")
+            .await;
+
+        // Another journal (another epoch) on the same address: the resume is
+        // answered with reset and a snapshot, and the page goes on from it.
+        let port = addr.to_string();
+        let daemon = Daemon::start_in(
+            Sandbox::new(),
+            Some(CONFIG),
+            &["--feed", DEAD_FEED, "--listen", &port],
+        );
+        let mut bot = publisher(&daemon).await;
+        publish_tick(&mut bot, "NEW", "2.00", "2.00").await;
+        browser
+            .wait_for(
+                &format!(
+                    "window.tabloResets === 1 && {} === '2.00'",
+                    cell("NEW", "price")
+                ),
+                RECONNECT,
+                "[window.tabloResets, document.querySelector('main').innerText]",
+            )
+            .await;
+        let epoch = browser.eval("window.tablo.epoch").await;
+        assert_ne!(epoch, old_epoch);
+        assert_eq!(epoch, bot.hello["epoch"]);
+        // Live events after the reset arrive too.
+        publish_tick(&mut bot, "NEW", "3.00", "2.00").await;
+        browser
+            .wait_for(
+                &format!("{} === '3.00'", cell("NEW", "price")),
+                TO_THE_DOM,
+                &cell("NEW", "price"),
+            )
+            .await;
+        drop(stopped);
+    });
+}
