@@ -359,6 +359,36 @@ decimals = 0
         keep_screenshot(&shots, "phone-persian.png", &browser.screenshot().await);
         browser.viewport(1920, 1080, false).await;
         keep_screenshot(&shots, "tv-persian.png", &browser.screenshot().await);
+        // News on the news line, an alert as a toast, a critical one as
+        // the band.
+        for (channel, data) in [
+            ("news", json!({"title": "نرخ‌های تازه از ساعت ۹"})),
+            (
+                "alerts",
+                json!({"level": "warning", "text": "نرخ‌ها تا ظهر به‌روز نمی‌شوند"}),
+            ),
+            (
+                "alerts",
+                json!({"level": "critical", "text": "بازار بسته است"}),
+            ),
+        ] {
+            let ack = bot
+                .request(json!({"op": "publish", "channel": channel, "id": 2, "data": data}))
+                .await;
+            assert_eq!(ack["type"], "ack", "{ack}");
+        }
+        browser
+            .wait_for(
+                "document.getElementById('headline').textContent === 'نرخ‌های تازه از ساعت ۹'
+                 && !document.getElementById('news').hidden
+                 && document.querySelector('.toast.warning')?.textContent === 'نرخ‌ها تا ظهر به‌روز نمی‌شوند'
+                 && !document.getElementById('band').hidden
+                 && document.getElementById('band').textContent === 'بازار بسته است'",
+                TO_THE_DOM,
+                "[document.getElementById('news').outerHTML, document.getElementById('toasts').innerHTML, document.getElementById('band').outerHTML]",
+            )
+            .await;
+
         browser.assert_no_errors();
     });
 }

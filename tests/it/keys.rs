@@ -100,3 +100,35 @@ fn a_key_that_is_not_a_short_string_is_bad_request() {
         }
     });
 }
+
+#[test]
+fn a_key_stored_before_a_crash_is_remembered_after_it() {
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
+        let mut publisher = daemon.ws("/ws?token=pub&client=bot").await;
+        let reply = publish(&mut publisher, "before the crash", Some("k-crash"), 1).await;
+        let seq = acked(&publisher, &reply, 1);
+        // The key goes to disk with the commit after its event's: wait for
+        // two more commits, then kill.
+        let commits = "tablo_journal_commit_seconds_count";
+        let at_ack = daemon.metric(commits);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // Publishes make commits happen; each is acked after its own.
+        let mut id = 10;
+        while daemon.metric(commits) < at_ack + 2.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no commits after the ack"
+            );
+            id += 1;
+            let reply = publish(&mut publisher, "filler", None, id).await;
+            acked(&publisher, &reply, id);
+        }
+        daemon.sigkill();
+        let stopped = daemon.into_stopped(Duration::from_secs(5));
+        let daemon = Daemon::start_in(stopped.sandbox, Some(CONFIG), &["--feed", DEAD_FEED]);
+        let mut publisher = daemon.ws("/ws?token=pub&client=bot").await;
+        let reply = publish(&mut publisher, "resent after the crash", Some("k-crash"), 2).await;
+        assert_eq!(acked(&publisher, &reply, 2), seq, "{reply}");
+    });
+}
