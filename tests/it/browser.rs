@@ -1,4 +1,4 @@
-//! The web page in a real browser (docs/web.md §2 to §5): headless Chromium
+//! The web page in a real browser (docs/web.md §5): headless Chromium
 //! against a real daemon, checked through the DOM and the seqs the page
 //! exposes (`window.tabloSeqs`).
 //!
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::chromium::{self, Chromium};
 use crate::harness::{Client, Daemon, Sandbox};
 
-/// docs/web.md §6: live prices on the page within 2 s of its load.
+/// docs/web.md §5: live prices on the page within 2 s of its load.
 const FIRST_PRICES: Duration = Duration::from_secs(2);
 
 /// How long a published tick may take to reach the DOM.

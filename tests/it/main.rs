@@ -10,6 +10,7 @@ mod disk;
 mod display;
 mod embedded;
 mod faketime;
+mod firefox;
 mod harness;
 mod http;
 mod journal;
