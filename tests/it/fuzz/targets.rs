@@ -1901,7 +1901,8 @@ impl Head {
                     Err(Err(())) => 400,
                 });
             }
-            "/healthz" | "/journal/stats" => return Some(200),
+            // The web page's files (docs/web.md §1) answer like /healthz.
+            "/healthz" | "/journal/stats" | "/" => return Some(200),
             _ => return Some(404),
         }
         let Some((upgrade, connection, key, version)) = &self.upgrade else {
