@@ -202,6 +202,7 @@ fn with_alerts(state: &mut BoardState, now: u64) {
             level: Level::Critical,
             text: (*text).into(),
             source: "publish".into(),
+            fired: None,
         });
         let at = now - 60_000 + i as u64 * 30_000;
         state.apply(
@@ -374,6 +375,7 @@ fn persian_cut_stale_and_offline_800x480() {
             level: Level::Critical,
             text: text.into(),
             source: "publish".into(),
+            fired: None,
         });
         apply(&mut state, NOW - 10_000, alert);
     }

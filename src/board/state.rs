@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::numbers::{Numbers, is_rtl, language};
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
-use crate::event::{Body, Event, FeedState, Level, Tick};
+use crate::event::{Body, Event, FeedState, Level, Tick, alert_ttl};
 
 /// Most rows shown when `[[board.rows]]` is empty and rows are added as
 /// symbols are seen: four pages of a 1080p board. A feed sending thousands
@@ -45,7 +45,8 @@ pub const MAX_FEEDS: usize = 16;
 pub const FLASH_MS: u64 = 900;
 
 /// A critical alert stays on the band this long after its `ts`, like it stays
-/// in the hub's snapshot: alerts carry no expiry of their own.
+/// in the hub's snapshot, unless the `[[alert]]` rule that fired it set its
+/// own `expires`.
 pub const ALERT_SHOWN_FOR: Duration = crate::event::ALERT_TTL;
 
 /// Longest text kept from a headline, alert, symbol or label, in bytes: a
@@ -243,6 +244,9 @@ pub struct AlertItem {
     pub text: String,
     /// When it was stamped.
     pub ts: u64,
+    /// When it leaves the band, ms since the epoch: `ts` plus
+    /// [`ALERT_SHOWN_FOR`], or a rule's own `expires`.
+    pub until: u64,
 }
 
 /// One upstream feed's status dot.
@@ -402,9 +406,11 @@ impl BoardState {
                 if self.alerts.len() == MAX_ALERTS {
                     self.alerts.pop_back();
                 }
+                let until = ts.saturating_add(millis(alert_ttl(alert, ts)));
                 self.alerts.push_front(AlertItem {
                     text: one_line(&alert.text),
                     ts,
+                    until,
                 });
             }
             Body::Alert(_) => {}
@@ -528,10 +534,7 @@ impl BoardState {
 
     /// Critical alerts still shown at `now_ms`, latest first.
     pub fn critical_alerts(&self, now_ms: u64) -> impl Iterator<Item = &AlertItem> {
-        let shown_for = millis(ALERT_SHOWN_FOR);
-        self.alerts
-            .iter()
-            .filter(move |a| now_ms.saturating_sub(a.ts) < shown_for)
+        self.alerts.iter().filter(move |a| now_ms < a.until)
     }
 
     /// When every feed is down (or retrying after being down): since when,
@@ -603,9 +606,8 @@ impl BoardState {
                 }
             }
         }
-        let shown_for = millis(ALERT_SHOWN_FOR);
         for alert in &self.alerts {
-            consider(alert.ts.saturating_add(shown_for));
+            consider(alert.until);
         }
         next
     }
@@ -980,6 +982,7 @@ BTCUSDT 10.0 0.0 0.00 Flat
                 level,
                 text: text.into(),
                 source: "publish".into(),
+                fired: None,
             });
             send(&mut state, T0, body);
         }

@@ -264,6 +264,7 @@ fn alert(obj: &Object, source: String) -> Result<Alert, DecodeError> {
         level,
         text: fields::text(obj, "text")?,
         source,
+        fired: None,
     })
 }
 

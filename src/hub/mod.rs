@@ -46,7 +46,7 @@ pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
 use crate::clock::wall_ms;
 use crate::config::FeedConfig;
-use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
+use crate::event::{Body, Event, FeedState, Incoming, Position, Status, alert_ttl};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::logger::RateLimited;
@@ -899,7 +899,9 @@ impl Hub {
             };
             // An alert's age counts from its own ts, not from this start.
             let age = Duration::from_millis(now_ms.saturating_sub(event.ts));
-            if matches!(event.body, Body::Alert(_)) && age >= ALERT_TTL {
+            if let Body::Alert(alert) = &event.body
+                && age >= alert_ttl(alert, event.ts)
+            {
                 continue;
             }
             let at = now.checked_sub(age).unwrap_or(now);
