@@ -133,7 +133,10 @@ impl Decimal {
     /// grows by two instead of rounding. `None` on overflow.
     pub fn percent_of(self, base: Decimal) -> Option<Decimal> {
         let product = self.checked_mul(base)?;
-        Some(Decimal::new(product.mantissa, product.scale.checked_add(2)?))
+        Some(Decimal::new(
+            product.mantissa,
+            product.scale.checked_add(2)?,
+        ))
     }
 
     /// The absolute value; `None` only for the one mantissa that has none
@@ -453,10 +456,19 @@ mod tests {
     fn sub_mul_percent_and_order_are_exact() {
         let d = |s: &str| Decimal::parse(s).unwrap();
         let show = |x: Option<Decimal>| x.map(|x| x.to_string());
-        assert_eq!(show(d("60000").checked_sub(d("0.5"))).as_deref(), Some("59999.5"));
-        assert_eq!(show(d("1.5").checked_mul(d("-0.25"))).as_deref(), Some("-0.375"));
+        assert_eq!(
+            show(d("60000").checked_sub(d("0.5"))).as_deref(),
+            Some("59999.5")
+        );
+        assert_eq!(
+            show(d("1.5").checked_mul(d("-0.25"))).as_deref(),
+            Some("-0.375")
+        );
         // 0.5 % of 60000 is 300, at a scale that rounds nothing away.
-        assert_eq!(show(d("0.5").percent_of(d("60000"))).as_deref(), Some("300.000"));
+        assert_eq!(
+            show(d("0.5").percent_of(d("60000"))).as_deref(),
+            Some("300.000")
+        );
         assert_eq!(show(d("-2.5").checked_abs()).as_deref(), Some("2.5"));
         assert_eq!(Decimal::new(i128::MIN, 0).checked_abs(), None);
         assert_eq!(d("1.50").try_cmp(d("1.5")), Some(Ordering::Equal));

@@ -699,7 +699,10 @@ mod tests {
             event.clone(),
             r#"{"type":"alert","seq":42,"channel":"alerts","level":"critical","text":"USD dropped 5.00%","rule":"usd-drop","kind":"drop","trigger_seq":41,"symbol":"USD","old_price":"60000","new_price":"57000","percent":"5.00","expires":61000,"ts":1000,"source":"rules"}"#,
         );
-        assert_eq!(Event::from_json(event.to_json().as_bytes()), Some(event.clone()));
+        assert_eq!(
+            Event::from_json(event.to_json().as_bytes()),
+            Some(event.clone())
+        );
         let Body::Alert(alert) = &event.body else {
             unreachable!()
         };

@@ -24,6 +24,7 @@
 //! - `hub`: the one task that numbers events, keeps the last-known state and
 //!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
+//!   [`rules`]: the `[[alert]]` rules, a pure engine the hub feeds.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
 //! - [`board`]: the board's model, drawing and text (pure, but for
@@ -61,6 +62,7 @@ pub mod protocol;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
+pub mod rules;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;

@@ -44,11 +44,6 @@ pub const MAX_FEEDS: usize = 16;
 /// How long a price change flashes its row.
 pub const FLASH_MS: u64 = 900;
 
-/// A critical alert stays on the band this long after its `ts`, like it stays
-/// in the hub's snapshot, unless the `[[alert]]` rule that fired it set its
-/// own `expires`.
-pub const ALERT_SHOWN_FOR: Duration = crate::event::ALERT_TTL;
-
 /// Longest text kept from a headline, alert, symbol or label, in bytes: a
 /// line on the board holds far less, and a hostile feed must not make the
 /// board hold megabytes.
@@ -245,7 +240,8 @@ pub struct AlertItem {
     /// When it was stamped.
     pub ts: u64,
     /// When it leaves the band, ms since the epoch: `ts` plus
-    /// [`ALERT_SHOWN_FOR`], or a rule's own `expires`.
+    /// `event::ALERT_TTL` (as in the hub's snapshot), or the `expires` of
+    /// the rule that fired it (`event::alert_ttl`).
     pub until: u64,
 }
 
@@ -434,7 +430,7 @@ impl BoardState {
     /// A tick fills its row but marks it restored: drawn as stale (with its
     /// age from the event's `ts`) until a live tick arrives, and without a
     /// flash. News and alerts are taken as they are (an alert older than
-    /// `ALERT_SHOWN_FOR` is not shown). Statuses are ignored: they
+    /// its time is not shown). Statuses are ignored: they
     /// describe connections of the previous run.
     pub fn restore(&mut self, event: &Event) {
         match &event.body {
@@ -988,7 +984,7 @@ BTCUSDT 10.0 0.0 0.00 Flat
         }
         let shown: Vec<&str> = state.critical_alerts(T0).map(|a| a.text.as_str()).collect();
         assert_eq!(shown, ["closed"]);
-        let gone = T0 + millis(ALERT_SHOWN_FOR);
+        let gone = T0 + millis(crate::event::ALERT_TTL);
         assert_eq!(state.critical_alerts(gone).count(), 0);
         assert_eq!(state.next_change_ms(gone - 10), gone);
     }

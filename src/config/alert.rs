@@ -491,9 +491,7 @@ fn resolve_one(
         Some(name) => {
             let at = name.span();
             let text = name.into_inner();
-            if text.trim().is_empty()
-                || text.len() > MAX_NAME
-                || text.chars().any(char::is_control)
+            if text.trim().is_empty() || text.len() > MAX_NAME || text.chars().any(char::is_control)
             {
                 return Err(src.at(
                     at,
@@ -601,11 +599,7 @@ fn check_symbol(
 }
 
 /// A `text`: not empty, not too long, and only known placeholders.
-fn check_text(
-    src: &Source<'_>,
-    text: Spanned<String>,
-    key: &str,
-) -> Result<String, ConfigError> {
+fn check_text(src: &Source<'_>, text: Spanned<String>, key: &str) -> Result<String, ConfigError> {
     let at = text.span();
     let text = text.into_inner();
     if text.trim().is_empty() {
@@ -733,7 +727,10 @@ fn bounded(
     if d <= min {
         return Err(src.at(
             value.span(),
-            format!("[[alert]] {key}: must be longer than {}", format_duration(min)),
+            format!(
+                "[[alert]] {key}: must be longer than {}",
+                format_duration(min)
+            ),
         ));
     }
     if d > max {
@@ -809,8 +806,8 @@ pub(super) fn print_alerts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{FULL, check_err, load, load_notes};
     use crate::config::Overrides;
+    use crate::config::testing::{FULL, check_err, load, load_notes};
 
     #[test]
     fn every_kind_resolves_with_its_defaults() {
