@@ -34,6 +34,7 @@ use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
+use crate::rules::{self, Rules};
 use crate::server::{self, Shared};
 use crate::service::Service;
 
@@ -136,7 +137,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions) = open_journal(&config)?;
+    let (journal, start, restored, positions, rule_state) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -148,7 +149,9 @@ pub async fn run(
     let (hub_tx, hub_rx) = bounded(INBOX);
     let epoch = start.epoch.clone();
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    let rules = start_rules(&config, &rule_state, &restored);
     hub.restore(restored, Instant::now(), clock::wall_ms());
+    hub.attach_rules(rules);
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -239,7 +242,9 @@ pub async fn run_relay(
         next_seq: 1,
         journal: None,
     };
-    let mut hub = spawn_hub(Hub::new(&config.feeds, start, Instant::now()), hub_rx);
+    let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.attach_rules(start_rules(&config, &[], &[]));
+    let mut hub = spawn_hub(hub, hub_rx);
     let feeds = spawn_feeds(&config, &hub_tx, &[]);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
@@ -272,6 +277,22 @@ pub async fn run_relay(
 fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
     let hub_run = hub.run(inbox);
     smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
+}
+
+/// The `[[alert]]` rules, with the state saved beside the journal
+/// (`saved`: meta key and value) and the previous prices from the
+/// last-known events (`restored`), so a restart fires nothing whose
+/// condition merely still holds (docs/durability.md §14).
+fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event]) -> Rules {
+    let (now, now_ms) = (Instant::now(), clock::wall_ms());
+    let mut rules = Rules::new(config, now);
+    let stored = |key: &str| saved.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    rules.load(stored, now, now_ms);
+    rules.restore(restored, now, now_ms);
+    if !rules.is_empty() {
+        log::info!("{} alert rule(s) watching", config.alerts.len());
+    }
+    rules
 }
 
 /// One task per configured feed; a chained feed resumes from its saved
@@ -310,14 +331,24 @@ fn log_feeds(config: &Config) {
 
 /// Opens the journal (quarantining a corrupt one), reads the last-known
 /// state and starts the writer. Returns the writer, where numbering starts,
-/// and the events to restore, in seq order.
+/// the events to restore, in seq order, the chained feeds' positions and
+/// the alert rules' saved state.
 #[allow(
     clippy::type_complexity,
-    reason = "the four things start-up needs from the journal"
+    reason = "the five things start-up needs from the journal"
 )]
 fn open_journal(
     config: &Config,
-) -> Result<(Journal, Start, Vec<Event>, Vec<Option<Position>>), RunError> {
+) -> Result<
+    (
+        Journal,
+        Start,
+        Vec<Event>,
+        Vec<Option<Position>>,
+        Vec<(String, Vec<u8>)>,
+    ),
+    RunError,
+> {
     let dir = &config.journal.dir;
     let started = Instant::now();
     let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
@@ -347,6 +378,15 @@ fn open_journal(
             }
             let saved = opened.store.get_meta(&Position::key(&f.name)).ok()??;
             Position::decode(&saved)
+        })
+        .collect();
+    let rule_state: Vec<(String, Vec<u8>)> = config
+        .alerts
+        .iter()
+        .filter_map(|rule| {
+            let key = rules::state_key(&rule.name);
+            let value = opened.store.get_meta(&key).ok()??;
+            Some((key, value))
         })
         .collect();
     let start = Start {
@@ -384,7 +424,7 @@ fn open_journal(
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions))
+    Ok((journal, start, restored, positions, rule_state))
 }
 
 /// Logs a warning when the journal's filesystem has less free space than

@@ -52,6 +52,8 @@ pub struct Rules {
     next_check: Option<Instant>,
     /// Scratch space for what fires.
     triggers: Vec<(usize, Trigger)>,
+    /// Whether some rule's state changed since [`Rules::take_saves`].
+    dirty: bool,
 }
 
 impl Rules {
@@ -84,6 +86,7 @@ impl Rules {
             numbers: Numbers::new(&config.board.locale, config.board.digits),
             next_check: Some(now),
             triggers: Vec::new(),
+            dirty: false,
         }
     }
 
@@ -178,6 +181,7 @@ impl Rules {
             }
         }
         self.next_check = earliest(self.next_check, soonest);
+        self.dirty |= self.watches.iter().any(|w| w.dirty);
         let alerts = self.alerts(&triggers, now_ms);
         triggers.clear();
         self.triggers = triggers;
@@ -223,15 +227,24 @@ impl Rules {
             triggers.extend(out.into_iter().map(|t| (i, t)));
         }
         self.next_check = next;
+        self.dirty |= !triggers.is_empty();
         let alerts = self.alerts(&triggers, now_ms);
         triggers.clear();
         self.triggers = triggers;
         alerts
     }
 
+    /// Whether [`Rules::take_saves`] has something.
+    pub fn has_saves(&self) -> bool {
+        self.dirty
+    }
+
     /// The state of every rule that changed since the last call, as
     /// (journal meta key, value) pairs. Empty, and cheap, when nothing did.
     pub fn take_saves(&mut self, now_ms: u64) -> Vec<(String, Vec<u8>)> {
+        if !std::mem::take(&mut self.dirty) {
+            return Vec::new();
+        }
         self.watches
             .iter_mut()
             .filter(|w| w.dirty)
@@ -292,6 +305,10 @@ impl Rules {
         };
         let mut text = fill(template, &values, style);
         crate::event::strip_hidden(&mut text);
+        if text.trim().is_empty() {
+            // Every placeholder of the text was empty: say which rule.
+            text = rule.name.clone();
+        }
         let ttl = rule.expires.unwrap_or(ALERT_TTL);
         let feed = matches!(watch.target, Target::Feed(_));
         Alert {

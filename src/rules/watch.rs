@@ -379,9 +379,7 @@ impl Watch {
         let Test::Stale { after } = self.test else {
             return None;
         };
-        let Some(state) = self.key_state(key, now) else {
-            return None;
-        };
+        let state = self.key_state(key, now)?;
         let fresh = state.last_seq.is_none() || state.stale;
         state.last_seen = now;
         state.last_seq = Some(seq);
