@@ -17,5 +17,6 @@ mod layers;
 mod limits;
 mod protocol;
 mod relay;
+mod rules;
 mod service;
 mod slow;
