@@ -282,7 +282,7 @@ fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
 /// The `[[alert]]` rules, with the state saved beside the journal
 /// (`saved`: meta key and value) and the previous prices from the
 /// last-known events (`restored`), so a restart fires nothing whose
-/// condition merely still holds (docs/durability.md §14).
+/// condition merely still holds (docs/durability.md §17).
 fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event]) -> Rules {
     let (now, now_ms) = (Instant::now(), clock::wall_ms());
     let mut rules = Rules::new(config, now);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::numbers::{Numbers, is_rtl, language};
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
-use crate::event::{Body, Event, FeedState, Level, Tick, alert_ttl};
+use crate::event::{Alert, Body, Event, FeedState, Level, Tick, alert_ttl};
 
 /// Most rows shown when `[[board.rows]]` is empty and rows are added as
 /// symbols are seen: four pages of a 1080p board. A feed sending thousands
@@ -243,6 +243,9 @@ pub struct AlertItem {
     /// `event::ALERT_TTL` (as in the hub's snapshot), or the `expires` of
     /// the rule that fired it (`event::alert_ttl`).
     pub until: u64,
+    /// The rule that fired it and the symbol or feed it is about, when a
+    /// rule did: a `back` alert of the same rule and key takes it off.
+    pub from_rule: Option<(String, String)>,
 }
 
 /// One upstream feed's status dot.
@@ -398,6 +401,12 @@ impl BoardState {
                     ts,
                 });
             }
+            Body::Alert(alert) if alert.fired.as_ref().is_some_and(|f| f.kind == "back") => {
+                // The symbol or feed a stale alert was about is back: that
+                // alert is no longer news on the band.
+                let back = rule_key(alert);
+                self.alerts.retain(|a| a.from_rule.is_none() || a.from_rule != back);
+            }
             Body::Alert(alert) if alert.level == Level::Critical => {
                 if self.alerts.len() == MAX_ALERTS {
                     self.alerts.pop_back();
@@ -407,6 +416,7 @@ impl BoardState {
                     text: one_line(&alert.text),
                     ts,
                     until,
+                    from_rule: rule_key(alert),
                 });
             }
             Body::Alert(_) => {}
@@ -636,6 +646,13 @@ pub fn age_label(age_ms: u64) -> (u64, char) {
         _ => 'd',
     };
     (age_ms / unit, suffix)
+}
+
+/// The rule that fired `alert` and the symbol or feed it is about.
+fn rule_key(alert: &Alert) -> Option<(String, String)> {
+    let fired = alert.fired.as_deref()?;
+    let key = fired.symbol.as_ref().or(fired.feed.as_ref())?;
+    Some((fired.rule.clone(), key.clone()))
 }
 
 /// A price string with exactly `decimals` decimals, cut or padded as text
@@ -957,6 +974,36 @@ BTCUSDT 10.0 0.0 0.00 Flat
         // Feeds not named up front (an upstream Tablo's) get no dot.
         set(&mut state, "elsewhere", FeedState::Down);
         assert_eq!(state.feeds().len(), 2);
+    }
+
+    #[test]
+    fn a_rules_alert_stays_until_its_expiry_and_a_back_alert_takes_it_off() {
+        use crate::event::Fired;
+        let mut state = BoardState::new(&board_config(&[]), &["feed"]);
+        let alert = |kind: &str, level: Level, key: &str, expires: u64| {
+            Body::Alert(Alert {
+                level,
+                text: format!("{key} {kind}"),
+                source: "rules".into(),
+                fired: Some(Box::new(Fired {
+                    rule: "quiet".into(),
+                    kind: kind.into(),
+                    feed: Some(key.into()),
+                    expires: Some(expires),
+                    ..Fired::default()
+                })),
+            })
+        };
+        send(&mut state, T0, alert("stale", Level::Critical, "gold", T0 + 300_000));
+        send(&mut state, T0, alert("stale", Level::Critical, "fx", T0 + 300_000));
+        assert_eq!(state.critical_alerts(T0 + 299_999).count(), 2);
+        assert_eq!(state.critical_alerts(T0 + 300_000).count(), 0, "expired");
+        send(&mut state, T0 + 10, alert("back", Level::Info, "gold", T0 + 3_600_000));
+        let shown: Vec<&str> = state
+            .critical_alerts(T0 + 20)
+            .map(|a| a.text.as_str())
+            .collect();
+        assert_eq!(shown, ["fx stale"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `[[alert]]` tables: the rules the daemon evaluates itself (docs/config.md
-//! §14), as written and resolved.
+//! §15), as written and resolved.
 //!
 //! A rule is checked here as far as the file can tell: its kind and the
 //! keys that kind takes, each decimal (`price`, `hysteresis`, `percent`), each

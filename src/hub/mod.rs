@@ -847,7 +847,7 @@ impl Hub {
 
     /// Publishes the alerts rules fired (stamped `ts`), then queues the rule
     /// state they changed for the journal, in the same batch
-    /// (docs/durability.md §14).
+    /// (docs/durability.md §17).
     fn fire(&mut self, fired: Vec<Alert>, ts: u64, now: Instant) {
         for alert in fired {
             self.publish(

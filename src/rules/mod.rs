@@ -1,5 +1,5 @@
 //! The `[[alert]]` rules at work: a pure engine over events and a given
-//! `now` that says which alerts to fire (docs/config.md §14,
+//! `now` that says which alerts to fire (docs/config.md §15,
 //! docs/protocol.md §6).
 //!
 //! [`Rules`] is owned by the hub. The hub hands it every event it numbers

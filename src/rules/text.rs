@@ -1,5 +1,5 @@
 //! An alert's text: a rule's `text` with its placeholders filled in
-//! (docs/config.md §14).
+//! (docs/config.md §15).
 //!
 //! `{price}`, `{old_price}` and `{percent}` are written as the board writes
 //! numbers (the row's `decimals`, the locale's digits and separators, through
