@@ -405,7 +405,8 @@ impl BoardState {
                 // The symbol or feed a stale alert was about is back: that
                 // alert is no longer news on the band.
                 let back = rule_key(alert);
-                self.alerts.retain(|a| a.from_rule.is_none() || a.from_rule != back);
+                self.alerts
+                    .retain(|a| a.from_rule.is_none() || a.from_rule != back);
             }
             Body::Alert(alert) if alert.level == Level::Critical => {
                 if self.alerts.len() == MAX_ALERTS {
@@ -994,11 +995,23 @@ BTCUSDT 10.0 0.0 0.00 Flat
                 })),
             })
         };
-        send(&mut state, T0, alert("stale", Level::Critical, "gold", T0 + 300_000));
-        send(&mut state, T0, alert("stale", Level::Critical, "fx", T0 + 300_000));
+        send(
+            &mut state,
+            T0,
+            alert("stale", Level::Critical, "gold", T0 + 300_000),
+        );
+        send(
+            &mut state,
+            T0,
+            alert("stale", Level::Critical, "fx", T0 + 300_000),
+        );
         assert_eq!(state.critical_alerts(T0 + 299_999).count(), 2);
         assert_eq!(state.critical_alerts(T0 + 300_000).count(), 0, "expired");
-        send(&mut state, T0 + 10, alert("back", Level::Info, "gold", T0 + 3_600_000));
+        send(
+            &mut state,
+            T0 + 10,
+            alert("back", Level::Info, "gold", T0 + 3_600_000),
+        );
         let shown: Vec<&str> = state
             .critical_alerts(T0 + 20)
             .map(|a| a.text.as_str())

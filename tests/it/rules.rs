@@ -289,3 +289,32 @@ fn check_prints_the_rules_and_warns_about_a_symbol_without_a_row() {
     assert_eq!(rule["hysteresis"].as_str(), Some("0.5%"), "{out}");
     assert_eq!(rule["cooldown"].as_str(), Some("1m"), "{out}");
 }
+
+/// Every `[[alert]]` example in the README and docs/config.md passes
+/// `tablo check`, so the documented keys are the real ones.
+#[test]
+fn the_documented_alert_examples_pass_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut blocks = Vec::new();
+    for doc in ["README.md", "docs/config.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        blocks.extend(
+            text.split("```toml\n")
+                .skip(1)
+                .filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_owned()))
+                .filter(|block| block.contains("[[alert]]"))
+                .map(|block| (doc, block)),
+        );
+    }
+    assert!(blocks.len() >= 2, "no [[alert]] examples found");
+    for (doc, block) in blocks {
+        let sandbox = Sandbox::new();
+        let path = sandbox.write("tablo.toml", &block);
+        let out = sandbox.tablo(&["check", "--config", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{doc}'s example fails check:\n{block}\n{out}"
+        );
+        assert!(out.stdout.contains("[[alert]]"), "{out}");
+    }
+}
