@@ -170,6 +170,9 @@ impl Decimal {
 
     /// The mantissa at a scale at least as large as this one.
     fn rescaled(self, scale: u32) -> Option<i128> {
+        if scale == self.scale {
+            return Some(self.mantissa);
+        }
         let factor = 10_i128.checked_pow(scale.checked_sub(self.scale)?)?;
         self.mantissa.checked_mul(factor)
     }

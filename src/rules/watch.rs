@@ -275,13 +275,16 @@ impl Watch {
         let kind = self.rule.kind.name();
         let test = &self.test;
         let dirty = &mut self.dirty;
-        if !self.keys.contains_key(symbol) {
-            if self.keys.len() >= MAX_KEYS {
-                return None;
-            }
-            self.keys.insert(symbol.to_owned(), KeyState::new(now));
-        }
-        let state = self.keys.get_mut(symbol)?;
+        // One lookup for a known symbol; the key is copied only for a new one.
+        let full = self.keys.len() >= MAX_KEYS;
+        let state = match self.keys.get_mut(symbol) {
+            Some(state) => state,
+            None if full => return None,
+            None => self
+                .keys
+                .entry(symbol.to_owned())
+                .or_insert_with(|| KeyState::new(now)),
+        };
         let previous = state.last.map(|(p, _)| p);
         let fired: Option<Option<Decimal>> = match *test {
             Test::Above { line, rearm } | Test::Below { line, rearm } => {
