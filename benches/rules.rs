@@ -61,7 +61,9 @@ fn board_rules() -> String {
             "[[alert]]\nkind = \"above\"\nsymbol = \"{s}\"\nprice = \"1100\"\nhysteresis = \"0.5%\"\n\n[[alert]]\nkind = \"below\"\nsymbol = \"{s}\"\nprice = \"900\"\nhysteresis = \"5\"\n\n"
         ));
     }
-    out.push_str("[[alert]]\nkind = \"move\"\nsymbol = \"*\"\npercent = \"2\"\nwindow = \"5m\"\n\n");
+    out.push_str(
+        "[[alert]]\nkind = \"move\"\nsymbol = \"*\"\npercent = \"2\"\nwindow = \"5m\"\n\n",
+    );
     out.push_str("[[alert]]\nkind = \"drop\"\nsymbol = \"*\"\npercent = \"3\"\n\n");
     out.push_str("[[alert]]\nkind = \"stale\"\nfeed = \"spot\"\nafter = \"2m\"\n\n");
     out
@@ -170,7 +172,13 @@ fn main() {
     };
     row("baseline: serialize the event once", serialize);
     row("no rules (the hub holds no engine)", 0.0);
-    row(&format!("11 rules, a board's worth ({board_fired} fired)"), board_ns);
-    row(&format!("64 rules, the most allowed ({max_fired} fired)"), max_ns);
+    row(
+        &format!("11 rules, a board's worth ({board_fired} fired)"),
+        board_ns,
+    );
+    row(
+        &format!("64 rules, the most allowed ({max_fired} fired)"),
+        max_ns,
+    );
     row("Rules::due, once per hub turn", due);
 }

@@ -30,7 +30,7 @@ mod theme;
 mod words;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -560,3 +560,59 @@ fn a_tick_that_is_not_a_decimal_and_a_rules_own_alert_fire_nothing() {
     let own = d.tick(1, "USD", "61000").remove(0);
     assert!(d.event(2, Body::Alert(own), None).is_empty());
 }
+
+/// kiosk/fa-exchange.toml's own rule fires on the dollar passing 60,000 and
+/// the board shows it on its band, in Persian with Persian digits.
+#[test]
+fn golden_persian_exchange_with_a_rule_alert_1920x1080() {
+    use crate::board::golden::{check_golden, kiosk_board, render};
+    use crate::board::testing::NOW;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kiosk/fa-exchange.toml");
+    let config = Config::load(Some(&path), &Overrides::default()).unwrap();
+    let mut state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "60250", "60450", "3.10"),
+            ("EUR", "63120", "63480", "-0.35"),
+            ("AED", "16390", "16460", "3.05"),
+            ("COIN", "45200000", "45900000", "1.25"),
+            ("HALF", "25100000", "25600000", "0.90"),
+            ("GOLD18", "3948000", "3991000", "-0.40"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت",
+        210,
+    );
+    let t0 = Instant::now();
+    let mut rules = Rules::new(&config, t0);
+    let tick = |seq: u64, price: &str| Event {
+        seq,
+        ts: NOW - 10_000,
+        body: Body::Tick(Tick {
+            symbol: "USD".into(),
+            price: price.into(),
+            source: "rates".into(),
+            ..Tick::default()
+        }),
+    };
+    assert!(
+        rules
+            .on_event(&tick(1, "59800"), Some("rates"), t0, NOW - 20_000)
+            .is_empty()
+    );
+    let alerts = rules.on_event(&tick(2, "60250"), Some("rates"), t0, NOW - 10_000);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        alerts[0].text,
+        "دلار از مرز ۶۰ هزار تومان گذشت: ۶۰٬۲۵۰ تومان"
+    );
+    let alert = Event {
+        seq: 3,
+        ts: NOW - 10_000,
+        body: Body::Alert(alerts.into_iter().next().unwrap()),
+    };
+    state.apply(&alert, NOW - 10_000);
+    check_golden(
+        "rule_alert_fa_exchange_1920x1080",
+        &render(&state, NOW, 1920, 1080),
+    );
+}
