@@ -168,8 +168,9 @@ impl Rules {
                 soonest = self.life(&status.feed, event.seq, now, &mut triggers);
             }
             Body::Status(_) => {}
-            // A rule's own alert is not a sign of life of anything.
-            Body::Alert(alert) if alert.fired.is_some() => {}
+            // A rule's own alert is not a sign of life of anything (one
+            // relayed from an upstream Tablo's rules is, of that feed).
+            Body::Alert(alert) if alert.fired.is_some() && feed.is_none() => {}
             Body::News(_) | Body::Alert(_) => {
                 let source = match &event.body {
                     Body::News(n) => &n.source,
