@@ -92,7 +92,7 @@ fn max_rules() -> String {
 
 /// The tick stream: a random walk around 1000 per symbol, 2 decimals.
 fn events(n: usize) -> Vec<Event> {
-    let mut prices = vec![100_000i64; SYMBOLS];
+    let mut prices = [100_000i64; SYMBOLS];
     let mut rng = fastrand::Rng::with_seed(12);
     (0..n)
         .map(|k| {
