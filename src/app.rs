@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
 use futures_util::{FutureExt, StreamExt};
-use smol::Task;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::future::or;
 use smol::net::TcpListener;
+use smol::{Task, Timer};
 
 use crate::board::feed::BoardFeed;
 use crate::clock;
@@ -162,6 +162,7 @@ pub async fn run(
         None => (None, None),
     };
     let mut hub = spawn_hub(hub, hub_rx);
+    let clock_watch = smol::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
     let feeds = spawn_feeds(&config, &hub_tx, &positions);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
@@ -211,6 +212,7 @@ pub async fn run(
     };
     drop(stop_tx);
     drop(feeds);
+    drop(clock_watch);
     let _ = hub_tx.send(HubMsg::Shutdown).await;
     drop(hub_tx);
     if result.is_ok() {
@@ -269,6 +271,18 @@ pub async fn run_relay(
     }
     server.await;
     if died { Err(RunError::HubDied) } else { Ok(()) }
+}
+
+/// Tells the hub the wall clock's state (`check`: the probe, an edge a test
+/// can replace) now and every [`clock::sync::CHECK_INTERVAL`]; the hub turns
+/// each change into a clock `status` event. Ends when the hub is gone.
+async fn watch_clock(hub: Sender<HubMsg>, check: fn() -> clock::ClockState) {
+    loop {
+        if hub.send(HubMsg::Clock { state: check() }).await.is_err() {
+            return;
+        }
+        Timer::after(clock::sync::CHECK_INTERVAL).await;
+    }
 }
 
 /// Runs the hub in its own task. A panic in the hub is caught there, so
@@ -412,6 +426,7 @@ fn open_journal(
             max_bytes: config.journal.max_bytes,
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
+        clock: clock::sync::check(),
     };
     let journal = Journal::start(
         opened.store,

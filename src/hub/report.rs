@@ -58,6 +58,18 @@ impl Hub {
         })
     }
 
+    /// `{"state","wall_ms","ts_ahead_ms"}`: the wall clock's state as last
+    /// checked (`null` before the first check), the wall clock as of the
+    /// last message, and how far event `ts` labels run ahead of it because
+    /// the clock stepped back (docs/protocol.md §6.2).
+    fn clock_json(&self, now: Instant) -> Value {
+        json!({
+            "state": self.clock.map(|c| c.name()),
+            "wall_ms": self.now_ms,
+            "ts_ahead_ms": self.stamps.ahead_of(self.now_ms, now),
+        })
+    }
+
     /// The `stats` reply, without its `id`.
     pub(super) fn stats_json(&self, now: Instant) -> Value {
         let kinds: serde_json::Map<String, Value> = self
@@ -73,6 +85,7 @@ impl Hub {
             "client_types": kinds,
             "upstreams": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "clock": self.clock_json(now),
             "uptime_s": clock::age(self.started, now).as_secs(),
         })
     }
@@ -87,6 +100,7 @@ impl Hub {
             "reason": problem,
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "clock": self.clock_json(now),
             "clients": self.clients.len(),
         });
         HealthReport {
@@ -161,6 +175,14 @@ impl Hub {
         ];
         for (name, help, value) in relay {
             text.single(name, Kind::Counter, help, value);
+        }
+        if let Some(state) = self.clock {
+            text.single(
+                "clock_synchronized",
+                Kind::Gauge,
+                "1 when the wall clock is synchronized, 0 when it is not known to be.",
+                u64::from(state == crate::clock::ClockState::Synchronized),
+            );
         }
         type PerFeed = fn(&super::FeedEntry) -> u64;
         let per_feed: [(&str, Kind, &str, PerFeed); 4] = [

@@ -167,7 +167,7 @@ impl Rules {
             Body::Status(status) if status.state == FeedState::Up => {
                 soonest = self.life(&status.feed, event.seq, now, &mut triggers);
             }
-            Body::Status(_) => {}
+            Body::Status(_) | Body::Clock(_) => {}
             // A rule's own alert is not a sign of life of anything (one
             // relayed from an upstream Tablo's rules is, of that feed).
             Body::Alert(alert) if alert.fired.is_some() && feed.is_none() => {}

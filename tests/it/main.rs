@@ -7,6 +7,7 @@ mod cli;
 mod disk;
 mod display;
 mod embedded;
+mod faketime;
 mod harness;
 mod http;
 mod journal;
