@@ -3145,7 +3145,7 @@ mod tests {
             to: 100_000,
             handed_out_max: 20,
         };
-        assert_eq!(opened.store.read(10, 5).unwrap(), [gap.clone()]);
+        assert_eq!(opened.store.read(10, 5).unwrap(), std::slice::from_ref(&gap));
         let mut out = Vec::new();
         crate::journal::export::push_line(&mut out, &gap, 0);
         assert_eq!(
