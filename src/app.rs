@@ -30,6 +30,7 @@ use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::keys::{self, RecentKeys};
 use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
@@ -37,6 +38,7 @@ use crate::renderer::{self, Renderer};
 use crate::rules::{self, Rules};
 use crate::server::{self, Shared};
 use crate::service::Service;
+use crate::web::Site;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -137,7 +139,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions, rule_state) = open_journal(&config)?;
+    let (journal, start, restored, positions, keys, rule_state) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -158,6 +160,7 @@ pub async fn run(
         state: clock::sync::check(),
     };
     hub.handle(clock_state, Instant::now(), clock::wall_ms());
+    hub.restore_keys(keys);
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -177,6 +180,7 @@ pub async fn run(
         Some(journal.handle().tx),
     );
     shared.set_journal_info(journal.handle().status, epoch);
+    shared.set_site(Site::new(&config.board));
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
     // Bound and journal open: systemd may send traffic our way. Every
     // loop that must not get stuck is in the watchdog's list, the
@@ -302,7 +306,7 @@ fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
 /// The `[[alert]]` rules, with the state saved beside the journal
 /// (`saved`: meta key and value) and the previous prices from the
 /// last-known events (`restored`), so a restart fires nothing whose
-/// condition merely still holds (docs/durability.md §17).
+/// condition merely still holds (docs/durability.md §18).
 fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event]) -> Rules {
     let (now, now_ms) = (Instant::now(), clock::wall_ms());
     let mut rules = Rules::new(config, now);
@@ -351,27 +355,27 @@ fn log_feeds(config: &Config) {
 
 /// Opens the journal (quarantining a corrupt one), reads the last-known
 /// state and starts the writer. Returns the writer, where numbering starts,
-/// the events to restore, in seq order, the chained feeds' positions and
-/// the alert rules' saved state.
+/// and the events to restore, in seq order.
 #[allow(
     clippy::type_complexity,
-    reason = "the five things start-up needs from the journal"
+    reason = "the six things start-up needs from the journal"
 )]
-fn open_journal(
-    config: &Config,
-) -> Result<
-    (
-        Journal,
-        Start,
-        Vec<Event>,
-        Vec<Option<Position>>,
-        Vec<(String, Vec<u8>)>,
-    ),
-    RunError,
-> {
+/// What [`open_journal`] hands the hub: where numbering starts, the
+/// last-known events, the chained feeds' positions, the publish keys and
+/// the alert rules' saved state.
+type Opening = (
+    Journal,
+    Start,
+    Vec<Event>,
+    Vec<Option<Position>>,
+    RecentKeys,
+    Vec<(String, Vec<u8>)>,
+);
+
+fn open_journal(config: &Config) -> Result<Opening, RunError> {
     let dir = &config.journal.dir;
     let started = Instant::now();
-    let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
+    let mut opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
     if let Some(moved) = &opened.quarantined {
         log::error!(
             "the journal in {} could not be read and was moved to {}; started a new one (clients will get a reset)",
@@ -411,6 +415,11 @@ fn open_journal(
             Some((key, value))
         })
         .collect();
+    let keys = opened
+        .store
+        .with_tree(keys::TREE, keys::load)
+        .map(RecentKeys::from_loaded)
+        .map_err(RunError::Journal)?;
     let start = Start {
         epoch: opened.epoch.clone(),
         next_seq: opened.next_seq,
@@ -447,7 +456,7 @@ fn open_journal(
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions, rule_state))
+    Ok((journal, start, restored, positions, keys, rule_state))
 }
 
 /// Logs a warning when the journal's filesystem has less free space than

@@ -1,4 +1,4 @@
-//! A rule's state as stored beside the journal (docs/durability.md §17):
+//! A rule's state as stored beside the journal (docs/durability.md §18):
 //! per symbol or feed, whether it is disarmed, whether a stale alert is
 //! out, and when it last fired (for the cooldown).
 //!

@@ -1,5 +1,5 @@
 //! `[[alert]]` rules in a real daemon (docs/config.md §15, docs/protocol.md
-//! §6, docs/durability.md §17): a fake Binance upstream sends ticks, a real
+//! §6, docs/durability.md §18): a fake Binance upstream sends ticks, a real
 //! WebSocket client gets the alerts with their fields and seqs, a restart on
 //! the same data dir fires nothing whose condition still holds, stale rules
 //! fire and come back, and `tablo check` reports bad rules by line.
