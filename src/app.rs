@@ -35,6 +35,7 @@ use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
+use crate::rules::{self, Rules};
 use crate::server::{self, Shared};
 use crate::service::Service;
 use crate::web::Site;
@@ -138,7 +139,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions, keys) = open_journal(&config)?;
+    let (journal, start, restored, positions, keys, rule_state) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -150,7 +151,9 @@ pub async fn run(
     let (hub_tx, hub_rx) = bounded(INBOX);
     let epoch = start.epoch.clone();
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    let rules = start_rules(&config, &rule_state, &restored);
     hub.restore(restored, Instant::now(), clock::wall_ms());
+    hub.attach_rules(rules);
     // The clock's state before any client can ask (and then every
     // CHECK_INTERVAL, below).
     let clock_state = HubMsg::Clock {
@@ -251,7 +254,9 @@ pub async fn run_relay(
         next_seq: 1,
         journal: None,
     };
-    let mut hub = spawn_hub(Hub::new(&config.feeds, start, Instant::now()), hub_rx);
+    let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.attach_rules(start_rules(&config, &[], &[]));
+    let mut hub = spawn_hub(hub, hub_rx);
     let feeds = spawn_feeds(&config, &hub_tx, &[]);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
@@ -298,6 +303,22 @@ fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
     smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
 }
 
+/// The `[[alert]]` rules, with the state saved beside the journal
+/// (`saved`: meta key and value) and the previous prices from the
+/// last-known events (`restored`), so a restart fires nothing whose
+/// condition merely still holds (docs/durability.md §18).
+fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event]) -> Rules {
+    let (now, now_ms) = (Instant::now(), clock::wall_ms());
+    let mut rules = Rules::new(config, now);
+    let stored = |key: &str| saved.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    rules.load(stored, now, now_ms);
+    rules.restore(restored, now, now_ms);
+    if !rules.is_empty() {
+        log::info!("{} alert rule(s) watching", config.alerts.len());
+    }
+    rules
+}
+
 /// One task per configured feed; a chained feed resumes from its saved
 /// position (`positions`, in config order, when there are any).
 fn spawn_feeds(
@@ -337,16 +358,18 @@ fn log_feeds(config: &Config) {
 /// and the events to restore, in seq order.
 #[allow(
     clippy::type_complexity,
-    reason = "the four things start-up needs from the journal"
+    reason = "the six things start-up needs from the journal"
 )]
 /// What [`open_journal`] hands the hub: where numbering starts, the
-/// last-known events, the chained feeds' positions and the publish keys.
+/// last-known events, the chained feeds' positions, the publish keys and
+/// the alert rules' saved state.
 type Opening = (
     Journal,
     Start,
     Vec<Event>,
     Vec<Option<Position>>,
     RecentKeys,
+    Vec<(String, Vec<u8>)>,
 );
 
 fn open_journal(config: &Config) -> Result<Opening, RunError> {
@@ -381,6 +404,15 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
             }
             let saved = opened.store.get_meta(&Position::key(&f.name)).ok()??;
             Position::decode(&saved)
+        })
+        .collect();
+    let rule_state: Vec<(String, Vec<u8>)> = config
+        .alerts
+        .iter()
+        .filter_map(|rule| {
+            let key = rules::state_key(&rule.name);
+            let value = opened.store.get_meta(&key).ok()??;
+            Some((key, value))
         })
         .collect();
     let keys = opened
@@ -424,7 +456,7 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions, keys))
+    Ok((journal, start, restored, positions, keys, rule_state))
 }
 
 /// Logs a warning when the journal's filesystem has less free space than

@@ -25,6 +25,7 @@
 //! - `hub`: the one task that numbers events, keeps the last-known state and
 //!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
+//!   [`rules`]: the `[[alert]]` rules, a pure engine the hub feeds.
 //!   `web`: the board as a web page and `tablo.js`, built once at start-up.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
@@ -68,6 +69,7 @@ pub mod protocol;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
+pub mod rules;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;

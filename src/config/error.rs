@@ -179,10 +179,10 @@ impl Source<'_> {
                         },
                     ));
                 }
-                "feed" if !value.is_array() => {
+                "feed" | "alert" if !value.is_array() => {
                     return Some(self.at(
                         key.span(),
-                        "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+                        format!("[[{name}]] is a list of tables: start each one with [[{name}]], not [{name}]"),
                     ));
                 }
                 "board" => {
@@ -226,7 +226,7 @@ fn backticked(text: &str) -> Vec<&str> {
 /// How an error names a dotted key path: `[server] listen`, `[[feed]]
 /// pointers`, `[feed.pointers] price`, `data_dir`.
 fn place(path: &str) -> String {
-    const TABLES: [(&str, &str); 8] = [
+    const TABLES: [(&str, &str); 9] = [
         ("board.rows", "[[board.rows]]"),
         ("server.jwt", "[server.jwt]"),
         ("feed.pointers", "[feed.pointers]"),
@@ -235,6 +235,7 @@ fn place(path: &str) -> String {
         ("display", "[display]"),
         ("board", "[board]"),
         ("feed", "[[feed]]"),
+        ("alert", "[[alert]]"),
     ];
     for (table, shown) in TABLES {
         if path == table {
@@ -416,7 +417,7 @@ mod tests {
         check_err(
             "[feed]\nformat = \"demo\"\n",
             1,
-            "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+            "[[feed]] is a list of tables: start each one with [[feed]], not [feed]",
         );
         check_err(
             "[board]\ntitle = \"t\"\n[board.rows]\nsymbol = \"A\"\n",

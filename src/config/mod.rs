@@ -15,6 +15,7 @@
 //!   (every key optional, unknown keys rejected) and keep each value's span;
 //! - `resolve`: defaults ← file ← overrides, section by section, with every
 //!   value checked;
+//! - `alert`: the `[[alert]]` rules, read and checked;
 //! - `feed`: the feed list, from `[[feed]]` tables and `--feed` flags
 //!   ([`parse_feed_flag`]);
 //! - `paths`: the data dir (`--data-dir`, the file, `$STATE_DIRECTORY`,
@@ -28,6 +29,7 @@
 //! - `print`: the resolved settings as TOML, for `tablo check`
 //!   ([`Config::to_toml`]).
 
+mod alert;
 mod error;
 mod feed;
 mod jwt;
@@ -44,6 +46,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::alert::{
+    ANY_SYMBOL, AlertKind, AlertLevel, AlertRule, Hysteresis, MAX_RULES, MoveDirection,
+    PLACEHOLDERS,
+};
 pub use self::error::ConfigError;
 pub use self::feed::parse_feed_flag;
 pub use self::jwt::{
@@ -74,6 +80,8 @@ pub struct Config {
     pub board: BoardConfig,
     /// Upstream feeds, in the order configured.
     pub feeds: Vec<FeedConfig>,
+    /// `[[alert]]` rules, in the order configured.
+    pub alerts: Vec<AlertRule>,
 }
 
 /// `[server]`.

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::alert::print_alerts;
 use super::keyword::Keyword;
 use super::raw::OFF;
 use super::units::{format_duration, format_size};
@@ -202,6 +203,7 @@ impl Config {
                 }
             }
         }
+        print_alerts(&self.alerts, &mut out, key, q);
         out
     }
 }

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
+use super::alert::RawAlert;
 use super::keyword::Keyword;
 use super::units::{parse_duration, parse_size};
 use super::{Column, Digits, Direction, DisplayMode, FeedFormat};
@@ -33,6 +34,8 @@ pub(super) struct RawConfig {
     pub(super) display: RawDisplay,
     pub(super) board: RawBoard,
     pub(super) feed: Vec<Spanned<RawFeed>>,
+    /// `[[alert]]` rules, read and checked in `alert`.
+    pub(super) alert: Vec<Spanned<RawAlert>>,
     /// Planned but not built yet; read only to be rejected with a clear
     /// message instead of "unknown key".
     pub(super) forward: At<toml::Value>,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::alert::resolve_alerts;
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
 use super::jwt::resolve_jwt;
@@ -63,6 +64,7 @@ pub(super) fn resolve(
     let board = resolve_board(raw.board, src, &paths)?;
 
     let feeds = resolve_feeds(raw.feed, src, overrides, &mut notes)?;
+    let alerts = resolve_alerts(raw.alert, src, &board, &feeds, &mut notes)?;
 
     let config = Config {
         file: src.file.map(Path::to_path_buf),
@@ -72,6 +74,7 @@ pub(super) fn resolve(
         display,
         board,
         feeds,
+        alerts,
     };
     Ok((config, notes))
 }

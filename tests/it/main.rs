@@ -24,6 +24,7 @@ mod layers;
 mod limits;
 mod protocol;
 mod relay;
+mod rules;
 mod service;
 mod slow;
 mod web;
