@@ -27,6 +27,7 @@
 mod error;
 mod feed;
 mod keyword;
+mod mqtt;
 mod paths;
 mod print;
 mod raw;
@@ -41,6 +42,7 @@ use std::time::Duration;
 
 pub use self::error::ConfigError;
 pub use self::feed::parse_feed_flag;
+pub use self::mqtt::{TOPIC_SYMBOL_PREFIX, topic_level};
 
 use self::error::Source;
 use self::paths::real_env;
@@ -243,8 +245,28 @@ pub struct FeedConfig {
     pub subscribe: Vec<String>,
     /// Channels to subscribe to on an upstream Tablo; default `["*"]`.
     pub channels: Vec<String>,
-    /// Where the fields are in a `json` feed's messages.
+    /// Where the fields are in a `json` or `mqtt` feed's messages.
     pub pointers: JsonPointers,
+    /// The broker side of an `mqtt` feed (topics, QoS, client id, login).
+    pub mqtt: MqttFeed,
+}
+
+/// The broker side of a `format = "mqtt"` feed (docs/config.md §11).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MqttFeed {
+    /// Topic filters to subscribe to, with `+` and `#` wildcards.
+    pub topics: Vec<String>,
+    /// The QoS asked for: 0 or 1; default 1, so that what is published
+    /// while this Tablo is off waits in its persistent session.
+    pub qos: u8,
+    /// The MQTT client id; `None`: `tablo-<machine id>-<feed name>`, made
+    /// when connecting.
+    pub client_id: Option<String>,
+    /// The user name to log in with.
+    pub username: Option<String>,
+    /// A file holding the password (read at each connect, trailing
+    /// newline dropped).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[[feed]] format`.
@@ -258,6 +280,8 @@ pub enum FeedFormat {
     Tablo,
     /// Any JSON feed, fields picked with JSON pointers.
     Json,
+    /// An MQTT broker: topics, each message's payload mapped like `json`.
+    Mqtt,
     /// The built-in simulated market.
     Demo,
 }
@@ -270,6 +294,7 @@ impl FeedFormat {
             FeedFormat::Coinbase => "coinbase",
             FeedFormat::Tablo => "tablo",
             FeedFormat::Json => "json",
+            FeedFormat::Mqtt => "mqtt",
             FeedFormat::Demo => "demo",
         }
     }

@@ -150,6 +150,25 @@ impl Config {
                     q_array(feed.channels.iter().map(String::as_str)),
                 );
             }
+            let m = &feed.mqtt;
+            if !m.topics.is_empty() {
+                key(
+                    &mut out,
+                    "topics",
+                    q_array(m.topics.iter().map(String::as_str)),
+                );
+                key(&mut out, "qos", m.qos.to_string());
+                match &m.client_id {
+                    Some(id) => key(&mut out, "client_id", q(id)),
+                    None => out.push_str("# client_id: tablo-<machine id>-<feed name>\n"),
+                }
+                if let Some(user) = &m.username {
+                    key(&mut out, "username", q(user));
+                }
+                if let Some(file) = &m.password_file {
+                    key(&mut out, "password_file", q(&file.display().to_string()));
+                }
+            }
             if feed.pointers != JsonPointers::default() {
                 out.push_str("\n[feed.pointers]\n");
                 let p = &feed.pointers;

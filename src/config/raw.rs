@@ -120,6 +120,11 @@ pub(super) struct RawFeed {
     pub(super) subscribe: At<Strings>,
     pub(super) channels: At<Vec<Spanned<String>>>,
     pub(super) pointers: At<RawPointers>,
+    pub(super) topics: At<Vec<Spanned<String>>>,
+    pub(super) qos: At<u64>,
+    pub(super) client_id: At<String>,
+    pub(super) username: At<String>,
+    pub(super) password_file: At<String>,
 }
 
 /// `[feed.pointers]` as written.
@@ -428,7 +433,7 @@ mod tests {
         check_err(
             "[[feed]]\nformat = \"kraken\"\n",
             2,
-            "[[feed]] format: \"kraken\" is not one of binance, coinbase, tablo, json, demo",
+            "[[feed]] format: \"kraken\" is not one of binance, coinbase, tablo, json, mqtt, demo",
         );
         check_err(
             "[board]\ncolumns = [\"price\", \"price\"]\n",

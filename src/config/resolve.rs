@@ -51,7 +51,7 @@ pub(super) fn resolve(
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
     let board = resolve_board(raw.board, src, &paths)?;
 
-    let feeds = resolve_feeds(raw.feed, src, overrides, &mut notes)?;
+    let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
 
     let config = Config {
         file: src.file.map(Path::to_path_buf),

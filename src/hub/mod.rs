@@ -1263,6 +1263,7 @@ mod tests {
             subscribe: vec![],
             channels: vec![],
             pointers: Default::default(),
+            mqtt: Default::default(),
         }];
         let now = Instant::now();
         let mut hub = Hub::new(&feeds, start("e"), now);
