@@ -67,6 +67,60 @@ pub struct Config {
     pub board: BoardConfig,
     /// Upstream feeds, in the order configured.
     pub feeds: Vec<FeedConfig>,
+    /// This Tablo's name in a fleet (`site`, for `{site}` in forwarded
+    /// topics); default [`DEFAULT_SITE`].
+    pub site: String,
+    /// `[[forward]]` rules: events published to a broker feed.
+    pub forwards: Vec<ForwardConfig>,
+}
+
+/// `site` when the file does not say.
+pub const DEFAULT_SITE: &str = "tablo";
+
+/// One `[[forward]]` rule (docs/config.md §13).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Channels whose events it forwards, as a client subscribes.
+    pub channels: Vec<String>,
+    /// The name of the `mqtt` feed whose broker gets them.
+    pub to: String,
+    /// The topic template: `{site}`, `{channel}`, `{symbol}`.
+    pub topic: String,
+    /// 0 or 1; default 1.
+    pub qos: u8,
+    /// Whether the broker keeps the last message per topic; default false.
+    pub retain: bool,
+    /// The outbox holds at most this many bytes of messages; the oldest go
+    /// first. Default [`DEFAULT_FORWARD_MAX_BYTES`].
+    pub max_bytes: u64,
+    /// Messages older than this are dropped unsent; default
+    /// [`DEFAULT_FORWARD_MAX_AGE`].
+    pub max_age: Duration,
+}
+
+/// The default topic of a forwarded event.
+pub const DEFAULT_FORWARD_TOPIC: &str = "tablo/{site}/{channel}";
+
+/// An outbox's bytes by default: a day of a busy office's alerts and rates
+/// (about 100 messages a minute of 300 bytes is 43 MiB) fits.
+pub const DEFAULT_FORWARD_MAX_BYTES: u64 = 64 * MIB;
+
+/// How long a message waits for its broker by default: a weekend without a
+/// network is caught up on Monday.
+pub const DEFAULT_FORWARD_MAX_AGE: Duration = Duration::from_secs(3 * 86400);
+
+impl Default for ForwardConfig {
+    fn default() -> ForwardConfig {
+        ForwardConfig {
+            channels: Vec::new(),
+            to: String::new(),
+            topic: DEFAULT_FORWARD_TOPIC.to_owned(),
+            qos: 1,
+            retain: false,
+            max_bytes: DEFAULT_FORWARD_MAX_BYTES,
+            max_age: DEFAULT_FORWARD_MAX_AGE,
+        }
+    }
 }
 
 /// `[server]`.

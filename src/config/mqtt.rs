@@ -1,7 +1,8 @@
 //! The MQTT parts of the config: a `format = "mqtt"` feed's broker keys
 //! (`topics`, `qos`, `client_id`, `username`, `password_file`), its URL
 //! (`mqtt://`, `mqtts://`, `ws://`, `wss://`) and its `symbol = "topic:N"`
-//! pointer.
+//! pointer; the `[[forward]]` rules that publish to such a feed's broker,
+//! and the top-level `site`.
 //!
 //! Like the rest of `config`, this only checks what is written: it never
 //! reads the password file or connects to a broker.
@@ -10,10 +11,14 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use super::MqttFeed;
 use super::error::{ConfigError, Source};
 use super::paths::Paths;
-use super::raw::At;
+use super::raw::{At, RawForward};
+use super::{DEFAULT_SITE, FeedConfig, FeedFormat, ForwardConfig, MqttFeed};
+
+/// `[[forward]]` rules at most: each has an outbox tree in the journal and
+/// is matched against every event.
+pub const MAX_FORWARDS: usize = 32;
 
 /// The `symbol` pointer of an `mqtt` feed that takes the symbol from the
 /// topic: `topic:N` is the Nth level, counted from 1.
@@ -224,6 +229,155 @@ pub fn topic_level(pointer: &str) -> Option<Result<usize, String>> {
     })
 }
 
+/// The top-level `site`: a name for topics, one level (no `/`, `+`, `#`).
+pub(super) fn resolve_site(site: At<String>, src: &Source<'_>) -> Result<String, ConfigError> {
+    let Some(site) = site else {
+        return Ok(DEFAULT_SITE.to_owned());
+    };
+    let text = site.get_ref();
+    if text.is_empty() || text.contains(['/', '+', '#', '\0']) || text.chars().any(char::is_control)
+    {
+        return Err(src.at(
+            site.span(),
+            format!("site: {text:?} cannot be one topic level; use a name such as \"office-7\" (no /, + or #)"),
+        ));
+    }
+    Ok(site.into_inner())
+}
+
+/// The `[[forward]]` rules, each checked against the `feeds` it names.
+pub(super) fn resolve_forwards(
+    raw: Vec<Spanned<RawForward>>,
+    src: &Source<'_>,
+    feeds: &[FeedConfig],
+) -> Result<Vec<ForwardConfig>, ConfigError> {
+    if let Some(extra) = raw.get(MAX_FORWARDS) {
+        return Err(src.at(
+            extra.span(),
+            format!("[[forward]]: more than {MAX_FORWARDS} rules; list several channels in one rule"),
+        ));
+    }
+    let mut rules = Vec::new();
+    for rule in raw {
+        let span = rule.span();
+        let r = rule.into_inner();
+        let defaults = ForwardConfig::default();
+        let Some(to) = r.to else {
+            return Err(src.at(
+                span,
+                "[[forward]]: to is missing; name the mqtt feed whose broker gets the events, e.g. to = \"hq\"",
+            ));
+        };
+        match feeds.iter().find(|f| f.name == *to.get_ref()) {
+            Some(f) if f.format == FeedFormat::Mqtt => {}
+            Some(f) => {
+                return Err(src.at(
+                    to.span(),
+                    format!(
+                        "[[forward]] to: the feed {:?} is a {} feed; forwarding needs a format = \"mqtt\" feed",
+                        f.name, f.format
+                    ),
+                ));
+            }
+            None => {
+                let mqtt: Vec<&str> = feeds
+                    .iter()
+                    .filter(|f| f.format == FeedFormat::Mqtt)
+                    .map(|f| f.name.as_str())
+                    .collect();
+                return Err(src.at(
+                    to.span(),
+                    format!(
+                        "[[forward]] to: no feed is named {:?}; {}",
+                        to.get_ref(),
+                        if mqtt.is_empty() {
+                            "add a [[feed]] with format = \"mqtt\" and name it".to_owned()
+                        } else {
+                            format!("the mqtt feeds are {}", mqtt.join(", "))
+                        }
+                    ),
+                ));
+            }
+        }
+        let Some(list) = r.channels else {
+            return Err(src.at(
+                span,
+                "[[forward]]: channels is missing; e.g. channels = [\"alerts\", \"prices.*\"]",
+            ));
+        };
+        if list.get_ref().is_empty() {
+            return Err(src.at(list.span(), "[[forward]] channels: empty; list at least one channel"));
+        }
+        let mut channels = Vec::new();
+        for channel in list.into_inner() {
+            let c = channel.get_ref();
+            let ok = matches!(c.as_str(), "*" | "prices" | "prices.*" | "news" | "alerts" | "status")
+                || c.strip_prefix("prices.").is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+            if !ok {
+                return Err(src.at(
+                    channel.span(),
+                    format!("[[forward]] channels: {c:?} is not a channel: use prices, prices.SYMBOL, prices.*, news, alerts, status or *"),
+                ));
+            }
+            channels.push(channel.into_inner());
+        }
+        let topic = match r.topic {
+            Some(topic) => {
+                let sample = topic
+                    .get_ref()
+                    .replace("{site}", "s")
+                    .replace("{channel}", "c")
+                    .replace("{symbol}", "y");
+                if let Err(why) = check_topic_name(&sample) {
+                    return Err(src.at(topic.span(), format!("[[forward]] topic: {why}")));
+                }
+                if sample.contains(['{', '}']) {
+                    return Err(src.at(
+                        topic.span(),
+                        format!("[[forward]] topic: {:?} has an unknown placeholder; use {{site}}, {{channel}} and {{symbol}}", topic.get_ref()),
+                    ));
+                }
+                topic.into_inner()
+            }
+            None => defaults.topic.clone(),
+        };
+        let qos = match r.qos {
+            None => defaults.qos,
+            Some(q) if *q.get_ref() <= 1 => *q.get_ref() as u8,
+            Some(q) => {
+                return Err(src.at(
+                    q.span(),
+                    format!("[[forward]] qos: {} is not supported; use 1 (kept until the broker acknowledges) or 0", q.get_ref()),
+                ));
+            }
+        };
+        let max_bytes = match r.max_bytes {
+            None => defaults.max_bytes,
+            Some(b) if b.get_ref().0 >= 4096 => b.get_ref().0,
+            Some(b) => {
+                return Err(src.at(b.span(), "[[forward]] max_bytes: at least 4 KiB (e.g. \"64MiB\")"));
+            }
+        };
+        let max_age = match r.max_age {
+            None => defaults.max_age,
+            Some(a) if !a.get_ref().0.is_zero() => a.get_ref().0,
+            Some(a) => {
+                return Err(src.at(a.span(), "[[forward]] max_age: must not be 0 (e.g. \"3d\")"));
+            }
+        };
+        rules.push(ForwardConfig {
+            channels,
+            to: to.into_inner(),
+            topic,
+            qos,
+            retain: r.retain.unwrap_or(defaults.retain),
+            max_bytes,
+            max_age,
+        });
+    }
+    Ok(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +469,60 @@ mod tests {
         for bad in ["mqtt://", "mqtt://:1883", "tcp://b", "mqtt://b/x", "mqtt://b c"] {
             assert!(check_mqtt_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn forward_rules() {
+        let text = format!(
+            "site = \"office-7\"\n{BASE}topics = [\"a\"]\n\n[[forward]]\nchannels = [\"alerts\", \"prices.*\"]\nto = \"hq\"\ntopic = \"t/{{site}}/{{channel}}/{{symbol}}\"\nretain = true\nmax_bytes = \"1MiB\"\nmax_age = \"1h\"\n"
+        );
+        let config = load(&text).unwrap();
+        assert_eq!(config.site, "office-7");
+        let rule = &config.forwards[0];
+        assert_eq!(rule.channels, ["alerts", "prices.*"]);
+        assert_eq!((rule.to.as_str(), rule.qos, rule.retain), ("hq", 1, true));
+        assert_eq!(rule.max_bytes, 1 << 20);
+        assert_eq!(rule.max_age, std::time::Duration::from_secs(3600));
+        let plain = format!("{BASE}topics = [\"a\"]\n[[forward]]\nchannels = [\"*\"]\nto = \"hq\"\n");
+        let config = load(&plain).unwrap();
+        assert_eq!(config.site, "tablo");
+        assert_eq!(config.forwards[0], ForwardConfig {
+            channels: vec!["*".into()],
+            to: "hq".into(),
+            ..ForwardConfig::default()
+        });
+    }
+
+    #[test]
+    fn bad_forward_rules_are_named() {
+        let feeds = format!("{BASE}topics = [\"a\"]\n[[feed]]\nname = \"b\"\nformat = \"demo\"\n");
+        check_err(
+            &format!("{feeds}[[forward]]\nchannels = [\"*\"]\nto = \"nope\"\n"),
+            10,
+            "no feed is named \"nope\"; the mqtt feeds are hq",
+        );
+        check_err(
+            &format!("{feeds}[[forward]]\nchannels = [\"*\"]\nto = \"b\"\n"),
+            10,
+            "is a demo feed; forwarding needs a format = \"mqtt\" feed",
+        );
+        check_err(&format!("{feeds}[[forward]]\nto = \"hq\"\n"), 8, "channels is missing");
+        check_err(
+            &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"trades\"]\n"),
+            10,
+            "\"trades\" is not a channel",
+        );
+        check_err(
+            &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"*\"]\ntopic = \"t/{{who}}\"\n"),
+            11,
+            "unknown placeholder",
+        );
+        check_err(
+            &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"*\"]\ntopic = \"t/#\"\n"),
+            11,
+            "may not hold #",
+        );
+        check_err("site = \"a/b\"\n", 1, "cannot be one topic level");
     }
 
     #[test]

@@ -33,9 +33,21 @@ pub(super) struct RawConfig {
     pub(super) display: RawDisplay,
     pub(super) board: RawBoard,
     pub(super) feed: Vec<Spanned<RawFeed>>,
-    /// Planned but not built yet; read only to be rejected with a clear
-    /// message instead of "unknown key".
-    pub(super) forward: At<toml::Value>,
+    pub(super) site: At<String>,
+    pub(super) forward: Vec<Spanned<RawForward>>,
+}
+
+/// One `[[forward]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForward {
+    pub(super) channels: At<Vec<Spanned<String>>>,
+    pub(super) to: At<String>,
+    pub(super) topic: At<String>,
+    pub(super) qos: At<u64>,
+    pub(super) retain: Option<bool>,
+    pub(super) max_bytes: At<Size>,
+    pub(super) max_age: At<Dur>,
 }
 
 /// `[server]` as written.

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
+use super::mqtt::{resolve_forwards, resolve_site};
 use super::keyword::Keyword;
 use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
@@ -36,12 +37,6 @@ pub(super) fn resolve(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    if let Some(forward) = &raw.forward {
-        return Err(src.at(
-            forward.span(),
-            "[[forward]] is not supported yet: remove it (forwarding local publishes upstream is planned)",
-        ));
-    }
     let mut notes = Vec::new();
     let paths = Paths::new(src, env);
     let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
@@ -52,6 +47,8 @@ pub(super) fn resolve(
     let board = resolve_board(raw.board, src, &paths)?;
 
     let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
+    let site = resolve_site(raw.site, src)?;
+    let forwards = resolve_forwards(raw.forward, src, &feeds)?;
 
     let config = Config {
         file: src.file.map(Path::to_path_buf),
@@ -61,6 +58,8 @@ pub(super) fn resolve(
         display,
         board,
         feeds,
+        site,
+        forwards,
     };
     Ok((config, notes))
 }
@@ -543,15 +542,6 @@ mod tests {
         assert_eq!(c.feeds[2].channels, ["prices", "news"]);
         assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
         assert_eq!(c.feeds[4], demo_feed("demo".into()));
-    }
-
-    #[test]
-    fn forward_is_refused_as_not_supported_yet() {
-        check_err(
-            "[server]\n\n[[forward]]\nurl = \"ws://x\"\n",
-            3,
-            "[[forward]] is not supported yet",
-        );
     }
 
     #[test]
