@@ -29,7 +29,9 @@ use crate::config::{Config, DisplayMode, FeedFormat};
 use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
+use crate::forward::Rule;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::forward::Outboxes;
 use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
@@ -136,7 +138,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions) = open_journal(&config)?;
+    let (journal, start, restored, positions, outboxes) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -159,7 +161,7 @@ pub async fn run(
         None => (None, None),
     };
     let mut hub = spawn_hub(hub, hub_rx);
-    let feeds = spawn_feeds(&config, &hub_tx, &positions);
+    let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
         config.server.clone(),
@@ -240,7 +242,10 @@ pub async fn run_relay(
         journal: None,
     };
     let mut hub = spawn_hub(Hub::new(&config.feeds, start, Instant::now()), hub_rx);
-    let feeds = spawn_feeds(&config, &hub_tx, &[]);
+    if !config.forwards.is_empty() {
+        log::warn!("the relay alone has no journal, so [[forward]] rules are not run");
+    }
+    let feeds = spawn_feeds(&config, &hub_tx, &[], None);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
@@ -275,17 +280,23 @@ fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
 }
 
 /// One task per configured feed; a chained feed resumes from its saved
-/// position (`positions`, in config order, when there are any).
+/// position (`positions`, in config order, when there are any); a broker
+/// feed also sends what `[[forward]]` queued for it in `outboxes`.
 fn spawn_feeds(
     config: &Config,
     hub: &Sender<HubMsg>,
     positions: &[Option<Position>],
+    outboxes: Option<&Outboxes>,
 ) -> Vec<Task<()>> {
     config
         .feeds
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            if f.format == FeedFormat::Mqtt {
+                let outbox = outboxes.and_then(|o| o.for_feed(&f.name));
+                return smol::spawn(feed::task::mqtt::run(i, f.clone(), hub.clone(), outbox));
+            }
             let resume = positions.get(i).cloned().flatten();
             smol::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
         })
@@ -315,9 +326,7 @@ fn log_feeds(config: &Config) {
     clippy::type_complexity,
     reason = "the four things start-up needs from the journal"
 )]
-fn open_journal(
-    config: &Config,
-) -> Result<(Journal, Start, Vec<Event>, Vec<Option<Position>>), RunError> {
+fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
     let dir = &config.journal.dir;
     let started = Instant::now();
     let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
@@ -363,6 +372,16 @@ fn open_journal(
         restored.len()
     );
     warn_if_the_disk_is_short(config, opened.store.stats().disk_bytes);
+    let outboxes = if config.forwards.is_empty() {
+        None
+    } else {
+        let rules = config
+            .forwards
+            .iter()
+            .map(|r| Rule::new(r, &config.site))
+            .collect();
+        Some(Outboxes::open(&opened.store, rules).map_err(RunError::Journal)?)
+    };
     let writer = WriterConfig {
         dir: dir.clone(),
         cache_bytes: config.journal.cache_bytes,
@@ -372,6 +391,7 @@ fn open_journal(
             max_bytes: config.journal.max_bytes,
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
+        forward: outboxes.clone(),
     };
     let journal = Journal::start(
         opened.store,
@@ -384,8 +404,18 @@ fn open_journal(
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions))
+    Ok((journal, start, restored, positions, outboxes))
 }
+
+/// What [`open_journal`] gives: the writer, where the hub starts, the
+/// last-known events, the chained feeds' positions and the forward outboxes.
+type JournalOpened = (
+    Journal,
+    Start,
+    Vec<Event>,
+    Vec<Option<Position>>,
+    Option<Outboxes>,
+);
 
 /// Logs a warning when the journal's filesystem has less free space than
 /// the journal may still grow by under `[journal] max_bytes`

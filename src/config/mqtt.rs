@@ -89,7 +89,9 @@ pub(super) fn resolve_mqtt(
     if list.get_ref().len() > MAX_TOPICS {
         return Err(src.at(
             list.span(),
-            format!("[[feed]] topics: more than {MAX_TOPICS} topic filters; use wildcards (+ and #)"),
+            format!(
+                "[[feed]] topics: more than {MAX_TOPICS} topic filters; use wildcards (+ and #)"
+            ),
         ));
     }
     let mut topics = Vec::new();
@@ -118,7 +120,12 @@ pub(super) fn resolve_mqtt(
                 "[[feed]] client_id: give 1 to 256 characters, or leave it out for tablo-<machine id>-<feed name>",
             ));
         }
-        Some(id) if id.get_ref().chars().any(|c| c.is_control() || c.is_whitespace()) => {
+        Some(id)
+            if id
+                .get_ref()
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace()) =>
+        {
             return Err(src.at(
                 id.span(),
                 "[[feed]] client_id: no spaces or control characters",
@@ -207,11 +214,9 @@ pub(super) fn check_mqtt_url(url: &str) -> Result<(), String> {
             Err(format!("{url:?} has no host"))
         }
         Some(_) if url.chars().any(char::is_whitespace) => Err(format!("{url:?} contains a space")),
-        Some(rest) if lower.starts_with("mqtt") && rest.trim_end_matches('/').contains('/') => {
-            Err(format!(
-                "{url:?}: an mqtt:// URL has no path; give the topics in topics = [...]"
-            ))
-        }
+        Some(rest) if lower.starts_with("mqtt") && rest.trim_end_matches('/').contains('/') => Err(
+            format!("{url:?}: an mqtt:// URL has no path; give the topics in topics = [...]"),
+        ),
         Some(_) => Ok(()),
     }
 }
@@ -254,7 +259,9 @@ pub(super) fn resolve_forwards(
     if let Some(extra) = raw.get(MAX_FORWARDS) {
         return Err(src.at(
             extra.span(),
-            format!("[[forward]]: more than {MAX_FORWARDS} rules; list several channels in one rule"),
+            format!(
+                "[[forward]]: more than {MAX_FORWARDS} rules; list several channels in one rule"
+            ),
         ));
     }
     let mut rules = Vec::new();
@@ -306,13 +313,20 @@ pub(super) fn resolve_forwards(
             ));
         };
         if list.get_ref().is_empty() {
-            return Err(src.at(list.span(), "[[forward]] channels: empty; list at least one channel"));
+            return Err(src.at(
+                list.span(),
+                "[[forward]] channels: empty; list at least one channel",
+            ));
         }
         let mut channels = Vec::new();
         for channel in list.into_inner() {
             let c = channel.get_ref();
-            let ok = matches!(c.as_str(), "*" | "prices" | "prices.*" | "news" | "alerts" | "status")
-                || c.strip_prefix("prices.").is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace));
+            let ok = matches!(
+                c.as_str(),
+                "*" | "prices" | "prices.*" | "news" | "alerts" | "status"
+            ) || c
+                .strip_prefix("prices.")
+                .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace));
             if !ok {
                 return Err(src.at(
                     channel.span(),
@@ -355,7 +369,10 @@ pub(super) fn resolve_forwards(
             None => defaults.max_bytes,
             Some(b) if b.get_ref().0 >= 4096 => b.get_ref().0,
             Some(b) => {
-                return Err(src.at(b.span(), "[[forward]] max_bytes: at least 4 KiB (e.g. \"64MiB\")"));
+                return Err(src.at(
+                    b.span(),
+                    "[[forward]] max_bytes: at least 4 KiB (e.g. \"64MiB\")",
+                ));
             }
         };
         let max_age = match r.max_age {
@@ -422,7 +439,11 @@ mod tests {
             5,
             "# must be a whole level and the last one",
         );
-        check_err(&format!("{BASE}topics = [\"a/b+\"]\n"), 5, "+ must be a whole level");
+        check_err(
+            &format!("{BASE}topics = [\"a/b+\"]\n"),
+            5,
+            "+ must be a whole level",
+        );
         check_err(
             &format!("{BASE}topics = [\"a\"]\nqos = 2\n"),
             6,
@@ -449,7 +470,9 @@ mod tests {
             "is not a WebSocket URL",
         );
         check_err(
-            &format!("{BASE}topics = [\"a\"]\n[feed.pointers]\nsymbol = \"topic:0\"\nprice = \"/p\"\n"),
+            &format!(
+                "{BASE}topics = [\"a\"]\n[feed.pointers]\nsymbol = \"topic:0\"\nprice = \"/p\"\n"
+            ),
             7,
             "topic:N takes a level number from 1",
         );
@@ -466,7 +489,13 @@ mod tests {
         ] {
             assert_eq!(check_mqtt_url(good), Ok(()), "{good}");
         }
-        for bad in ["mqtt://", "mqtt://:1883", "tcp://b", "mqtt://b/x", "mqtt://b c"] {
+        for bad in [
+            "mqtt://",
+            "mqtt://:1883",
+            "tcp://b",
+            "mqtt://b/x",
+            "mqtt://b c",
+        ] {
             assert!(check_mqtt_url(bad).is_err(), "{bad}");
         }
     }
@@ -483,14 +512,18 @@ mod tests {
         assert_eq!((rule.to.as_str(), rule.qos, rule.retain), ("hq", 1, true));
         assert_eq!(rule.max_bytes, 1 << 20);
         assert_eq!(rule.max_age, std::time::Duration::from_secs(3600));
-        let plain = format!("{BASE}topics = [\"a\"]\n[[forward]]\nchannels = [\"*\"]\nto = \"hq\"\n");
+        let plain =
+            format!("{BASE}topics = [\"a\"]\n[[forward]]\nchannels = [\"*\"]\nto = \"hq\"\n");
         let config = load(&plain).unwrap();
         assert_eq!(config.site, "tablo");
-        assert_eq!(config.forwards[0], ForwardConfig {
-            channels: vec!["*".into()],
-            to: "hq".into(),
-            ..ForwardConfig::default()
-        });
+        assert_eq!(
+            config.forwards[0],
+            ForwardConfig {
+                channels: vec!["*".into()],
+                to: "hq".into(),
+                ..ForwardConfig::default()
+            }
+        );
     }
 
     #[test]
@@ -498,28 +531,34 @@ mod tests {
         let feeds = format!("{BASE}topics = [\"a\"]\n[[feed]]\nname = \"b\"\nformat = \"demo\"\n");
         check_err(
             &format!("{feeds}[[forward]]\nchannels = [\"*\"]\nto = \"nope\"\n"),
-            10,
+            11,
             "no feed is named \"nope\"; the mqtt feeds are hq",
         );
         check_err(
             &format!("{feeds}[[forward]]\nchannels = [\"*\"]\nto = \"b\"\n"),
-            10,
+            11,
             "is a demo feed; forwarding needs a format = \"mqtt\" feed",
         );
-        check_err(&format!("{feeds}[[forward]]\nto = \"hq\"\n"), 8, "channels is missing");
+        check_err(
+            &format!("{feeds}[[forward]]\nto = \"hq\"\n"),
+            9,
+            "channels is missing",
+        );
         check_err(
             &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"trades\"]\n"),
-            10,
+            11,
             "\"trades\" is not a channel",
         );
         check_err(
-            &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"*\"]\ntopic = \"t/{{who}}\"\n"),
-            11,
+            &format!(
+                "{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"*\"]\ntopic = \"t/{{who}}\"\n"
+            ),
+            12,
             "unknown placeholder",
         );
         check_err(
             &format!("{feeds}[[forward]]\nto = \"hq\"\nchannels = [\"*\"]\ntopic = \"t/#\"\n"),
-            11,
+            12,
             "may not hold #",
         );
         check_err("site = \"a/b\"\n", 1, "cannot be one topic level");

@@ -15,8 +15,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
-use super::mqtt::{resolve_forwards, resolve_site};
 use super::keyword::Keyword;
+use super::mqtt::{resolve_forwards, resolve_site};
 use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;

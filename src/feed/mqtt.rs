@@ -221,7 +221,12 @@ mod tests {
     #[test]
     fn the_symbol_from_a_pointer() {
         let f = feed(&[("symbol", "/s"), ("price", "/p")]);
-        check(&f, "any/thing", r#"[{"s":"A","p":"1.5"},{"s":"B","p":"2"}]"#, "A 1.5 ts=7\nB 2 ts=7");
+        check(
+            &f,
+            "any/thing",
+            r#"[{"s":"A","p":"1.5"},{"s":"B","p":"2"}]"#,
+            "A 1.5 ts=7\nB 2 ts=7",
+        );
     }
 
     #[test]
@@ -239,21 +244,41 @@ mod tests {
             r#"{"type":"alert","seq":10,"ts":6,"level":"critical","text":"Closed","source":"hq"}"#,
             "alert critical Closed (hq)",
         );
-        check(&f, "tablo/hq/status", r#"{"type":"status","feed":"x","state":"up"}"#, "");
-        check(&f, "tablo/hq/prices", r#"{"type":"tick","symbol":"X","price":1.5}"#, "Unexpected");
+        check(
+            &f,
+            "tablo/hq/status",
+            r#"{"type":"status","feed":"x","state":"up"}"#,
+            "",
+        );
+        check(
+            &f,
+            "tablo/hq/prices",
+            r#"{"type":"tick","symbol":"X","price":1.5}"#,
+            "Unexpected",
+        );
     }
 
     #[test]
     fn news_and_alerts_topics() {
         let f = feed(&[]);
-        check(&f, "news/world", " Markets open \n", "news Markets open (hq)");
+        check(
+            &f,
+            "news/world",
+            " Markets open \n",
+            "news Markets open (hq)",
+        );
         check(
             &f,
             "site/news",
             r#"{"title":"Rates up","url":"https://x"}"#,
             "news Rates up (hq)",
         );
-        check(&f, "alerts", "Back at 14:00", "alert info Back at 14:00 (hq)");
+        check(
+            &f,
+            "alerts",
+            "Back at 14:00",
+            "alert info Back at 14:00 (hq)",
+        );
         check(
             &f,
             "alerts",

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::Hub;
 use crate::clock;
 use crate::event::{Channel, FeedState};
+use crate::journal::forward;
 use crate::metrics::{Kind, MetricsText};
 
 /// What `/healthz` reports.
@@ -87,6 +88,7 @@ impl Hub {
             "reason": problem,
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "forward": self.journal.as_ref().map(|j| forward::to_json(&j.status.forward)),
             "clients": self.clients.len(),
         });
         HealthReport {
@@ -262,6 +264,7 @@ impl Hub {
                 "Duration of the last group commit.",
                 load(&j.last_commit_us) as f64 / 1e6,
             );
+            forward::write_metrics(&j.forward, &mut text);
         }
         text.single(
             "last_seq",

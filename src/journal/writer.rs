@@ -32,6 +32,7 @@ use smol::future::or;
 
 use crate::clock::wall_ms;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::forward::{OutboxStats, Outboxes};
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
 use crate::metrics::Histogram;
@@ -178,6 +179,8 @@ pub struct JournalStatus {
     pub dropped: AtomicU64,
     /// Publishes waiting for their commit.
     pub pending_acks: AtomicU64,
+    /// Each `[[forward]]` rule's outbox counters, in config order.
+    pub forward: Vec<Arc<OutboxStats>>,
 }
 
 impl JournalStatus {
@@ -223,6 +226,9 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Retention limits.
     pub retention: Retention,
+    /// The outboxes of `[[forward]]`, filled with the events they forward
+    /// before the commit that holds them (`journal::forward`).
+    pub forward: Option<Outboxes>,
 }
 
 /// What the hub and sessions hold of the writer: its inbox and its status.
@@ -268,7 +274,14 @@ impl Journal {
     ) -> Result<Journal, StoreError> {
         store.reserve(last_seq + RESERVE_BLOCK)?;
         store.commit()?;
-        let status = Arc::new(JournalStatus::default());
+        let status = Arc::new(JournalStatus {
+            forward: config
+                .forward
+                .as_ref()
+                .map(Outboxes::stats)
+                .unwrap_or_default(),
+            ..JournalStatus::default()
+        });
         let (tx, rx) = bounded(INBOX);
         let heart = Heartbeat::new("journal");
         let mut writer = Writer {
@@ -279,6 +292,7 @@ impl Journal {
             last_appended: last_seq,
             reserved: last_seq + RESERVE_BLOCK,
             dirty: false,
+            forwarded: false,
             acks: Vec::new(),
             skip_through: 0,
             error_log: RateLimited::new(ERROR_LOG_INTERVAL),
@@ -331,6 +345,8 @@ struct Writer {
     last_appended: u64,
     reserved: u64,
     dirty: bool,
+    /// Whether a forward outbox got something since the last commit.
+    forwarded: bool,
     acks: Vec<(u64, Option<Value>, Arc<Outbox>)>,
     /// After a reopen, seqs up to this are inside the recorded lost range.
     skip_through: u64,
@@ -475,6 +491,15 @@ impl Writer {
         if stored.is_some() {
             self.last_appended = seq;
             self.dirty = true;
+            if let Some(forward) = self.config.forward.clone() {
+                let epoch = self.epoch.clone();
+                let put = self.with_store(|s| {
+                    forward
+                        .put(json, &epoch, wall_ms())
+                        .map_err(|e| s.sled_error(e))
+                });
+                self.forwarded |= put.unwrap_or(false);
+            }
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -516,6 +541,15 @@ impl Writer {
             return;
         };
         self.dirty = false;
+        if let Some(forward) = &self.config.forward {
+            // Durable now: the broker feeds may send it.
+            if std::mem::take(&mut self.forwarded) {
+                forward.wake();
+            }
+            if let Err(e) = forward.trim_age(wall_ms()) {
+                log::warn!("forward: trimming old messages failed: {e}");
+            }
+        }
         let us = took.as_micros() as u64;
         self.status.commits.fetch_add(1, Ordering::Relaxed);
         self.status.last_commit_us.store(us, Ordering::Relaxed);

@@ -15,6 +15,7 @@ mod jsonfeed;
 mod kiosk;
 mod layers;
 mod limits;
+mod mqtt;
 mod protocol;
 mod relay;
 mod service;

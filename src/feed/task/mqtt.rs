@@ -22,7 +22,7 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use bytes::BytesMut;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Login, Packet, PingReq, PubAck, Publish, Subscribe,
     SubscribeFilter, SubscribeReasonCode,
@@ -34,7 +34,9 @@ use smol::future::or;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
-use super::{BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, HubLink, MAX_UPSTREAM_MESSAGE, bad_message};
+use super::{
+    BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, HubLink, MAX_UPSTREAM_MESSAGE, bad_message,
+};
 use crate::clock::wall_ms;
 use crate::config::FeedConfig;
 use crate::event::FeedState;
@@ -230,7 +232,9 @@ async fn open(feed: &FeedConfig, client_id: &str) -> Result<(Conn, bool), LinkEn
         None => None,
     };
     let attempt = async {
-        let mut conn = Conn::dial(&feed.url).await.map_err(LinkEnd::ConnectFailed)?;
+        let mut conn = Conn::dial(&feed.url)
+            .await
+            .map_err(LinkEnd::ConnectFailed)?;
         let mut connect = Connect::new(client_id);
         connect.keep_alive = KEEPALIVE.as_secs() as u16;
         connect.clean_session = false;
@@ -300,11 +304,13 @@ const SUBSCRIBE_ID: u16 = 1;
 fn refusal(code: ConnectReturnCode, client_id: &str) -> Result<(), LinkEnd> {
     Err(match code {
         ConnectReturnCode::Success => return Ok(()),
-        ConnectReturnCode::BadUserNamePassword => LinkEnd::Refused(
-            "bad user name or password (check username and password_file)".into(),
-        ),
+        ConnectReturnCode::BadUserNamePassword => {
+            LinkEnd::Refused("bad user name or password (check username and password_file)".into())
+        }
         ConnectReturnCode::NotAuthorized => LinkEnd::Refused(
-            "not authorized (check username, password_file and the broker's ACL)".into(),
+            "not authorized: a wrong user name or password, or no right to connect \
+             (check username, password_file and the broker's password file and ACL)"
+                .into(),
         ),
         ConnectReturnCode::BadClientId => LinkEnd::Refused(format!(
             "it does not accept the client id {client_id:?} (set client_id)"
@@ -378,7 +384,9 @@ impl Conn {
         let transport = if let Some(rest) = lower.strip_prefix("mqtt://") {
             let host = &url[url.len() - rest.len()..];
             let host = host.trim_end_matches('/');
-            let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            let addr = if host
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
                 && !host.ends_with(']')
             {
                 host.to_owned()
@@ -577,16 +585,21 @@ impl Session<'_> {
             };
             let wake = match self.outbox {
                 Some(outbox) if self.in_flight.len() < MAX_IN_FLIGHT => {
-                    or(read, or(tick, async {
-                        outbox.changed().await;
-                        Wake::Outbox
-                    }))
+                    or(
+                        read,
+                        or(tick, async {
+                            outbox.changed().await;
+                            Wake::Outbox
+                        }),
+                    )
                     .await
                 }
                 _ => or(read, tick).await,
             };
             match wake {
-                Wake::Read(Ok(0)) => return LinkEnd::Lost("the broker closed the connection".into()),
+                Wake::Read(Ok(0)) => {
+                    return LinkEnd::Lost("the broker closed the connection".into());
+                }
                 Wake::Read(Ok(_)) => {}
                 Wake::Read(Err(why)) => return LinkEnd::Lost(why),
                 Wake::Timer | Wake::Outbox => {}
@@ -614,9 +627,9 @@ impl Session<'_> {
     ) -> Result<(), LinkEnd> {
         match packet {
             Packet::Publish(publish) => {
-                let decoded = self
-                    .decoder
-                    .decode(&publish.topic, &publish.payload, wall_ms(), events);
+                let decoded =
+                    self.decoder
+                        .decode(&publish.topic, &publish.payload, wall_ms(), events);
                 match decoded {
                     Ok(()) => {
                         if !self.link.publish(events, None).await {
