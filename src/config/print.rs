@@ -29,6 +29,7 @@ impl Config {
             ),
         }
         key(&mut out, "data_dir", q_path(&self.data_dir));
+        key(&mut out, "site", q(&self.site));
 
         let s = &self.server;
         out.push_str("\n[server]\n");
@@ -189,6 +190,20 @@ impl Config {
                 }
             }
         }
+        for rule in &self.forwards {
+            out.push_str("\n[[forward]]\n");
+            key(
+                &mut out,
+                "channels",
+                q_array(rule.channels.iter().map(String::as_str)),
+            );
+            key(&mut out, "to", q(&rule.to));
+            key(&mut out, "topic", q(&rule.topic));
+            key(&mut out, "qos", rule.qos.to_string());
+            key(&mut out, "retain", rule.retain.to_string());
+            key(&mut out, "max_bytes", q(&format_size(rule.max_bytes)));
+            key(&mut out, "max_age", q(&format_duration(rule.max_age)));
+        }
         out
     }
 }
@@ -272,6 +287,52 @@ mod tests {
         off.journal.max_age = None;
         assert_eq!(round_trip(&off), off);
         assert!(off.to_toml().contains("max_bytes = \"off\"\n"));
+    }
+
+    #[test]
+    fn mqtt_feeds_and_forward_rules_load_back() {
+        let text = r#"
+site = "office-7"
+
+[[feed]]
+name = "hq"
+format = "mqtt"
+url = "mqtt://broker:1883"
+topics = ["rates/+", "news/#"]
+qos = 0
+username = "kiosk"
+password_file = "/etc/tablo/mqtt.pw"
+
+[feed.pointers]
+symbol = "topic:2"
+price = "/p"
+
+[[feed]]
+name = "hq2"
+format = "mqtt"
+url = "wss://broker/mqtt"
+topics = ["tablo/hq/#"]
+client_id = "k7"
+
+[[forward]]
+channels = ["alerts", "prices.*"]
+to = "hq"
+topic = "tablo/{site}/{channel}/{symbol}"
+retain = true
+max_bytes = "1MiB"
+max_age = "2h"
+"#;
+        let config = load(text).unwrap();
+        assert_eq!(round_trip(&config), config);
+        let printed = config.to_toml();
+        assert!(
+            printed.contains("\n[[forward]]\nchannels = [\"alerts\", \"prices.*\"]\nto = \"hq\"\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("# client_id: tablo-<machine id>-<feed name>"),
+            "{printed}"
+        );
     }
 
     #[test]
