@@ -609,3 +609,30 @@ fn forwarding_survives_kill_9_at_least_once_in_order() {
         drop(daemon);
     });
 }
+
+#[test]
+fn mqtts_checks_the_brokers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let extra = format!("certfile {}\nkeyfile {}", cert.display(), key.display());
+    let broker = Broker::start(dir.path(), &extra);
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let daemon = Daemon::start_with_config(&feed_config(&url, ""), &[]);
+    // The TLS handshake runs and refuses a certificate no known CA signed.
+    daemon.wait_stderr("TLS: invalid peer certificate", CONNECT_WITHIN);
+}

@@ -2,8 +2,8 @@
 //! what arrives to the hub, publish what `[[forward]]` queued for this
 //! broker, and reconnect with the feed's backoff (docs/config.md §11).
 //!
-//! MQTT 3.1.1 over TCP (`mqtt://`) or a WebSocket (`ws://`, `wss://`,
-//! subprotocol `mqtt`); packets are encoded and decoded with `mqttbytes`
+//! MQTT 3.1.1 over TCP (`mqtt://`), TLS (`mqtts://`, rustls with the
+//! webpki roots) or a WebSocket (`ws://`, `wss://`, subprotocol `mqtt`); packets are encoded and decoded with `mqttbytes`
 //! over a byte buffer, the I/O is this task's, on smol. The session is
 //! persistent (clean session off, a client id stable across restarts), so
 //! QoS 1 messages published while this Tablo was off wait at the broker.
@@ -373,31 +373,64 @@ type WsStream = async_tungstenite::WebSocketStream<async_tungstenite::smol::Conn
 
 enum Transport {
     Tcp(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
     Ws(Box<WsStream>),
 }
 
+/// `host:port` of an `mqtt://` or `mqtts://` URL's `rest` (after the
+/// scheme), with `default` as the port when it has none; and the host.
+fn host_port(rest: &str, default: u16) -> (String, String) {
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !rest.ends_with(']') && port.parse::<u16>().is_ok() => {
+            (host, port.to_owned())
+        }
+        _ => (rest, default.to_string()),
+    };
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    (format!("{host}:{port}"), bare)
+}
+
+/// The TLS client for `mqtts://`: the webpki CA roots, no client
+/// certificate.
+fn tls_connector() -> futures_rustls::TlsConnector {
+    let mut roots = futures_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = futures_rustls::rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    futures_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
 impl Conn {
-    /// Opens the transport for `url`: `mqtt://host[:1883]`, or
-    /// `ws://`/`wss://` with the `mqtt` subprotocol.
+    /// Opens the transport for `url`: `mqtt://host[:1883]`,
+    /// `mqtts://host[:8883]`, or `ws://`/`wss://` with the `mqtt`
+    /// subprotocol.
     async fn dial(url: &str) -> Result<Conn, String> {
         let lower = url.to_ascii_lowercase();
         let transport = if let Some(rest) = lower.strip_prefix("mqtt://") {
-            let host = &url[url.len() - rest.len()..];
-            let host = host.trim_end_matches('/');
-            let addr = if host
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-                && !host.ends_with(']')
-            {
-                host.to_owned()
-            } else {
-                format!("{host}:1883")
-            };
+            let (addr, _) = host_port(&url[url.len() - rest.len()..], 1883);
             let tcp = TcpStream::connect(addr.as_str())
                 .await
                 .map_err(|e| e.to_string())?;
             let _ = tcp.set_nodelay(true);
             Transport::Tcp(tcp)
+        } else if let Some(rest) = lower.strip_prefix("mqtts://") {
+            let (addr, host) = host_port(&url[url.len() - rest.len()..], 8883);
+            let tcp = TcpStream::connect(addr.as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = tcp.set_nodelay(true);
+            let name = futures_rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| format!("not a host name for TLS: {e}"))?;
+            let tls = tls_connector()
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            Transport::Tls(Box::new(tls))
         } else if lower.starts_with("ws://") || lower.starts_with("wss://") {
             let mut request = url.into_client_request().map_err(|e| e.to_string())?;
             request
@@ -413,7 +446,7 @@ impl Conn {
             Transport::Ws(Box::new(ws))
         } else {
             return Err(format!(
-                "{url}: mqtts:// is not supported by this build; use mqtt:// or wss://"
+                "{url} is not a broker URL: use mqtt://, mqtts://, ws:// or wss://"
             ));
         };
         Ok(Conn {
@@ -426,6 +459,10 @@ impl Conn {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         match &mut self.transport {
             Transport::Tcp(tcp) => tcp.write_all(bytes).await.map_err(|e| e.to_string()),
+            Transport::Tls(tls) => {
+                tls.write_all(bytes).await.map_err(|e| e.to_string())?;
+                tls.flush().await.map_err(|e| e.to_string())
+            }
             Transport::Ws(ws) => ws
                 .send(Message::Binary(bytes.to_vec().into()))
                 .await
@@ -440,6 +477,12 @@ impl Conn {
             Transport::Tcp(tcp) => {
                 let mut chunk = [0u8; READ_CHUNK];
                 let n = tcp.read(&mut chunk).await.map_err(|e| e.to_string())?;
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Transport::Tls(tls) => {
+                let mut chunk = [0u8; READ_CHUNK];
+                let n = tls.read(&mut chunk).await.map_err(|e| e.to_string())?;
                 buf.extend_from_slice(&chunk[..n]);
                 Ok(n)
             }
@@ -685,6 +728,20 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broker_addresses() {
+        assert_eq!(host_port("b", 1883), ("b:1883".into(), "b".into()));
+        assert_eq!(host_port("b:1884/", 1883), ("b:1884".into(), "b".into()));
+        assert_eq!(
+            host_port("[::1]", 8883),
+            ("[::1]:8883".into(), "::1".into())
+        );
+        assert_eq!(
+            host_port("[::1]:99", 8883),
+            ("[::1]:99".into(), "::1".into())
+        );
+    }
 
     #[test]
     fn default_client_ids_are_stable_and_clean() {
