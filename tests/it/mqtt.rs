@@ -636,3 +636,83 @@ fn mqtts_checks_the_brokers_certificate() {
     // The TLS handshake runs and refuses a certificate no known CA signed.
     daemon.wait_stderr("TLS: invalid peer certificate", CONNECT_WITHIN);
 }
+
+/// A WebSocket-to-TCP bridge in front of the broker on `port`, standing in
+/// for a broker's WebSocket listener (Debian's Mosquitto is built without
+/// one): its URL, its task, and the subprotocol each client asked for.
+async fn ws_bridge(port: u16) -> (String, smol::Task<()>, mpsc::Receiver<String>) {
+    use async_tungstenite::tungstenite::Message;
+    use async_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use futures_util::{SinkExt, StreamExt};
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/mqtt", listener.local_addr().unwrap());
+    let (tx, protocols) = mpsc::channel();
+    let task = smol::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            conns.push(smol::spawn(async move {
+                let callback = |req: &Request, mut resp: Response| {
+                    let asked = req
+                        .headers()
+                        .get("Sec-WebSocket-Protocol")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    if asked == "mqtt" {
+                        resp.headers_mut()
+                            .insert("Sec-WebSocket-Protocol", "mqtt".parse().unwrap());
+                    }
+                    let _ = tx.send(asked);
+                    Ok(resp)
+                };
+                let Ok(ws) = async_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                let Ok(tcp) = smol::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                let (mut sink, mut source) = ws.split();
+                let (mut from_broker, mut to_broker) = (tcp.clone(), tcp);
+                let up = async move {
+                    while let Some(Ok(msg)) = source.next().await {
+                        if let Message::Binary(bytes) = msg
+                            && to_broker.write_all(&bytes).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    while let Ok(n) = from_broker.read(&mut buf).await {
+                        if n == 0 || sink.send(Message::binary(buf[..n].to_vec())).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                smol::future::or(up, down).await;
+            }));
+        }
+    });
+    (url, task, protocols)
+}
+
+#[test]
+fn mqtt_over_a_websocket() {
+    smol::block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start(dir.path(), "");
+        broker.publish("rates/USD", r#"{"p":"61250.5"}"#, 1, true);
+        let (url, _bridge, protocols) = ws_bridge(broker.port).await;
+        let daemon = Daemon::start_with_config(&feed_config(&url, ""), &[]);
+        let mut client = daemon.bot().await;
+        client.subscribe(&["prices"]).await;
+        assert_eq!(snapshot_tick(&mut client, "USD").await["price"], "61250.5");
+        assert_eq!(protocols.recv_timeout(CONNECT_WITHIN).unwrap(), "mqtt");
+        broker.publish("rates/EUR", r#"{"p":"66500.25"}"#, 1, false);
+        assert_eq!(tick_of(&mut client, "EUR").await["price"], "66500.25");
+    });
+}
