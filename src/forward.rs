@@ -1,4 +1,4 @@
-//! `[[forward]]` rules (docs/config.md §13): which events go to a broker,
+//! `[[forward]]` rules (docs/config.md §15): which events go to a broker,
 //! under which topic, with which payload.
 //!
 //! A rule matches an event by its channels (as a client subscribes:

@@ -77,7 +77,7 @@ pub struct Config {
 /// `site` when the file does not say.
 pub const DEFAULT_SITE: &str = "tablo";
 
-/// One `[[forward]]` rule (docs/config.md §13).
+/// One `[[forward]]` rule (docs/config.md §15).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForwardConfig {
     /// Channels whose events it forwards, as a client subscribes.

@@ -1,5 +1,5 @@
 //! The `mqtt` feed and `[[forward]]` against a real Mosquitto
-//! (docs/config.md §11, §13; docs/durability.md §11). Each test starts its
+//! (docs/config.md §11, §15; docs/durability.md §17). Each test starts its
 //! own broker on a free port, with a generated config and its persistence
 //! in a temp dir, and talks to it with `mosquitto_pub` and `mosquitto_sub`.
 
@@ -643,7 +643,7 @@ fn mqtts_checks_the_brokers_certificate() {
 async fn ws_bridge(port: u16) -> (String, smol::Task<()>, mpsc::Receiver<String>) {
     use async_tungstenite::tungstenite::Message;
     use async_tungstenite::tungstenite::handshake::server::{Request, Response};
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::StreamExt;
     use smol::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -654,6 +654,10 @@ async fn ws_bridge(port: u16) -> (String, smol::Task<()>, mpsc::Receiver<String>
         while let Ok((stream, _)) = listener.accept().await {
             let tx = tx.clone();
             conns.push(smol::spawn(async move {
+                #[allow(
+                    clippy::result_large_err,
+                    reason = "tungstenite's callback type returns its whole error response"
+                )]
                 let callback = |req: &Request, mut resp: Response| {
                     let asked = req
                         .headers()
