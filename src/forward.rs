@@ -6,6 +6,9 @@
 //! names the topic from its template (`{site}`, `{channel}`, `{symbol}`) and
 //! makes the payload: the event's JSON exactly as clients get it, with
 //! `"epoch"` added, so a consumer can drop duplicates by `(epoch, seq)`.
+//! An event that came in from the rule's own broker feed (its `source` is
+//! that feed's name) is never sent back to it, so Tablos that forward to
+//! a broker they also read cannot pass an event round in a loop.
 //! Pure: no I/O, no clock. The durable outbox the messages wait in is
 //! `journal::forward`'s; sending them is the broker feed's task's.
 
@@ -56,6 +59,15 @@ impl Rule {
     /// The topic an event with `body` goes to, if this rule forwards it.
     pub fn topic_for(&self, body: &Body) -> Option<String> {
         if !self.subs.iter().any(|s| s.matches(body)) {
+            return None;
+        }
+        let source = match body {
+            Body::Tick(t) => Some(&t.source),
+            Body::News(n) => Some(&n.source),
+            Body::Alert(a) => Some(&a.source),
+            Body::Status(_) => None,
+        };
+        if source == Some(&self.config.to) {
             return None;
         }
         let channel = body.channel().name();
@@ -135,6 +147,18 @@ mod tests {
         assert_eq!(only_usd.topic_for(&tick("USD")).as_deref(), Some("t/USD"));
         assert_eq!(only_usd.topic_for(&tick("EUR")), None);
         assert_eq!(only_usd.topic_for(&alert()), None);
+    }
+
+    #[test]
+    fn what_came_from_the_broker_does_not_go_back_to_it() {
+        let r = rule(&["*"], "t/{channel}");
+        let from_hq = Body::Alert(Alert {
+            level: Level::Info,
+            text: "x".into(),
+            source: "hq".into(),
+        });
+        assert_eq!(r.topic_for(&from_hq), None);
+        assert_eq!(r.topic_for(&alert()).as_deref(), Some("t/alerts"));
     }
 
     #[test]

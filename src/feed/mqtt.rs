@@ -6,8 +6,8 @@
 //! A message is read as the first of these that fits:
 //!
 //! 1. a JSON object whose `type` is `tick`, `news` or `alert`: a Tablo
-//!    event, as `[[forward]]` publishes it (with its own `ts` and `source`;
-//!    `status` events describe another Tablo's feeds and are skipped);
+//!    event, as `[[forward]]` publishes it, with its own `ts` (`status`
+//!    events describe another Tablo's feeds and are skipped);
 //! 2. a message on a topic with a level `news` or `alerts`: a headline or
 //!    an alert, the payload plain text (the title, or the alert's text at
 //!    level `info`) or a JSON object with the fields of Tablo's `news`
@@ -16,8 +16,10 @@
 //!    `json` feed, the symbol taken from topic level N when
 //!    `symbol = "topic:N"`.
 //!
-//! Retained messages are read the same way: they are the broker's
-//! last-known values. A message is decoded whole or not at all. This
+//! Every event's `source` is the feed's name, also for a Tablo event (whose
+//! own `source` is dropped): `[[forward]]` never sends an event back to the
+//! broker feed it came from, and that is how it knows. Retained messages
+//! are read the same way: they are the broker's last-known values. A message is decoded whole or not at all. This
 //! module does no I/O and reads no clock.
 
 use serde_json::Value;
@@ -81,11 +83,7 @@ impl Mqtt {
         {
             match kind.as_str() {
                 "tick" | "news" | "alert" => {
-                    let source = match obj.get("source") {
-                        Some(Value::String(source)) if !source.is_empty() => source.clone(),
-                        _ => self.source.clone(),
-                    };
-                    let body = body_of(kind, obj, source)?;
+                    let body = body_of(kind, obj, self.source.clone())?;
                     let ts = obj.get("ts").and_then(Value::as_u64).unwrap_or(now_ms);
                     out.push(Incoming { ts, body });
                     return Ok(());
@@ -243,6 +241,12 @@ mod tests {
             "tablo/hq/alerts",
             r#"{"type":"alert","seq":10,"ts":6,"level":"critical","text":"Closed","source":"hq"}"#,
             "alert critical Closed (hq)",
+        );
+        check(
+            &f,
+            "tablo/office-7/alerts",
+            r#"{"type":"alert","level":"info","text":"Open","source":"publish"}"#,
+            "alert info Open (hq)",
         );
         check(
             &f,
