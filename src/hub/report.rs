@@ -40,6 +40,7 @@ impl Hub {
                     "state": u.state.name(),
                     "last_event_ms_ago": u.last_event.map(|t| clock::age_ms(t, now)),
                     "reconnects": u.reconnects,
+                    "problem": u.problem,
                 })
             })
             .collect()

@@ -433,6 +433,10 @@ fn refused_credentials_are_said_once_and_not_retried_in_a_hot_loop() {
         client.subscribe(&["status"]).await;
         let (_, health) = daemon.http_get("/healthz");
         assert!(health.contains("\"degraded\""), "{health}");
+        assert!(
+            health.contains("\"problem\":\"the broker refused the connection: not authorized"),
+            "{health}"
+        );
         // A second attempt would come a minute later, not now.
         thread::sleep(Duration::from_secs(2));
         assert_eq!(daemon.stderr().matches("refused the connection").count(), 1);

@@ -97,6 +97,12 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
         let end = match open(&feed, &client_id).await {
             Ok((conn, session_present)) => {
                 outage.connected();
+                let _ = hub
+                    .send(HubMsg::FeedProblem {
+                        feed: index,
+                        problem: None,
+                    })
+                    .await;
                 log::info!(
                     "feed {}: connected to {} as {client_id} ({})",
                     feed.name,
@@ -132,6 +138,17 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
             LinkEnd::HubGone => return,
             LinkEnd::Refused(why) => {
                 delay = delay.max(REFUSED_RETRY);
+                let problem = Some(format!("the broker refused the connection: {why}"));
+                if hub
+                    .send(HubMsg::FeedProblem {
+                        feed: index,
+                        problem,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
                 match outage.failed(Instant::now()) {
                     Report::Quiet => {
                         log::debug!("feed {}: refused: {why}", feed.name);
