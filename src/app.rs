@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
 use futures_util::{FutureExt, StreamExt};
-use smol::Task;
 use smol::channel::{Receiver, Sender, bounded};
 use smol::future::or;
 use smol::net::TcpListener;
+use smol::{Task, Timer};
 
 use crate::board::feed::BoardFeed;
 use crate::clock;
@@ -151,6 +151,12 @@ pub async fn run(
     let epoch = start.epoch.clone();
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
     hub.restore(restored, Instant::now(), clock::wall_ms());
+    // The clock's state before any client can ask (and then every
+    // CHECK_INTERVAL, below).
+    let clock_state = HubMsg::Clock {
+        state: clock::sync::check(),
+    };
+    hub.handle(clock_state, Instant::now(), clock::wall_ms());
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -161,6 +167,7 @@ pub async fn run(
         None => (None, None),
     };
     let mut hub = spawn_hub(hub, hub_rx);
+    let clock_watch = smol::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
     let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
@@ -210,6 +217,7 @@ pub async fn run(
     };
     drop(stop_tx);
     drop(feeds);
+    drop(clock_watch);
     let _ = hub_tx.send(HubMsg::Shutdown).await;
     drop(hub_tx);
     if result.is_ok() {
@@ -269,6 +277,18 @@ pub async fn run_relay(
     }
     server.await;
     if died { Err(RunError::HubDied) } else { Ok(()) }
+}
+
+/// Tells the hub the wall clock's state (`check`: the probe, an edge a test
+/// can replace) every [`clock::sync::CHECK_INTERVAL`]; the hub turns each
+/// change into a clock `status` event. Ends when the hub is gone.
+async fn watch_clock(hub: Sender<HubMsg>, check: fn() -> clock::ClockState) {
+    loop {
+        Timer::after(clock::sync::CHECK_INTERVAL).await;
+        if hub.send(HubMsg::Clock { state: check() }).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Runs the hub in its own task. A panic in the hub is caught there, so
@@ -339,7 +359,9 @@ fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
     }
     if let Some((from, to)) = opened.lost {
         log::warn!(
-            "the last stop was not clean: seqs {from}..={to} were never made durable and are recorded as a gap"
+            "the last stop was not clean: seqs {from}..={to} were never made durable and are \
+             recorded as a gap; at most {} of them were handed out to clients",
+            opened.lost_handed_out_max
         );
     }
     let snapshot = opened.store.snapshot().map_err(RunError::Journal)?;
@@ -392,6 +414,7 @@ fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
         forward: outboxes.clone(),
+        clock: clock::sync::check(),
     };
     let journal = Journal::start(
         opened.store,

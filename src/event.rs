@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+pub use crate::clock::ClockState;
+
 /// One relayed event: what a feed or a publisher said, numbered by the hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -46,6 +48,9 @@ pub enum Body {
     Alert(Alert),
     /// A feed's connection state on channel `status`.
     Status(Status),
+    /// The wall clock's state on channel `status` (a `status` event with a
+    /// `clock` field instead of `feed` and `state`).
+    Clock(ClockState),
 }
 
 /// A price update. Every price field is a decimal string exactly as the feed
@@ -168,7 +173,7 @@ impl Body {
             Body::Tick(_) => Channel::Prices,
             Body::News(_) => Channel::News,
             Body::Alert(_) => Channel::Alerts,
-            Body::Status(_) => Channel::Status,
+            Body::Status(_) | Body::Clock(_) => Channel::Status,
         }
     }
 
@@ -178,7 +183,7 @@ impl Body {
             Body::Tick(_) => "tick",
             Body::News(_) => "news",
             Body::Alert(_) => "alert",
-            Body::Status(_) => "status",
+            Body::Status(_) | Body::Clock(_) => "status",
         }
     }
 
@@ -189,7 +194,7 @@ impl Body {
         let text = match self {
             Body::News(news) => &mut news.title,
             Body::Alert(alert) => &mut alert.text,
-            Body::Tick(_) | Body::Status(_) => return true,
+            Body::Tick(_) | Body::Status(_) | Body::Clock(_) => return true,
         };
         strip_hidden(text);
         !text.is_empty()
@@ -331,6 +336,7 @@ struct Wire {
     text: Option<String>,
     feed: Option<String>,
     state: Option<String>,
+    clock: Option<String>,
 }
 
 impl Event {
@@ -360,10 +366,13 @@ impl Event {
                 text: w.text?,
                 source,
             }),
-            "status" => Body::Status(Status {
-                feed: w.feed?,
-                state: FeedState::parse(&w.state?)?,
-            }),
+            "status" => match w.clock {
+                Some(clock) => Body::Clock(ClockState::parse(&clock)?),
+                None => Body::Status(Status {
+                    feed: w.feed?,
+                    state: FeedState::parse(&w.state?)?,
+                }),
+            },
             _ => return None,
         };
         Some(Event {
@@ -416,6 +425,10 @@ impl Serialize for Event {
             Body::Status(s) => {
                 map.serialize_entry("feed", &s.feed)?;
                 map.serialize_entry("state", s.state.name())?;
+                map.serialize_entry("ts", &self.ts)?;
+            }
+            Body::Clock(state) => {
+                map.serialize_entry("clock", state.name())?;
                 map.serialize_entry("ts", &self.ts)?;
             }
         }

@@ -65,7 +65,7 @@ impl Rule {
             Body::Tick(t) => Some(&t.source),
             Body::News(n) => Some(&n.source),
             Body::Alert(a) => Some(&a.source),
-            Body::Status(_) => None,
+            Body::Status(_) | Body::Clock(_) => None,
         };
         if source == Some(&self.config.to) {
             return None;

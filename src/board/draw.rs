@@ -311,13 +311,17 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
         // The clock, on the right.
         let clock_style = style(l.sizes.clock, Weight::Bold, theme.text, true);
         let mut clock = Line::new();
-        clock_text(
-            &mut clock,
-            self.now_ms,
-            state.utc_offset_minutes(),
-            true,
-            state.numbers(),
-        );
+        if state.clock_not_set() {
+            clock.push_str(words(state.language()).clock_not_set);
+        } else {
+            clock_text(
+                &mut clock,
+                self.now_ms.saturating_add_signed(state.clock_offset_ms()),
+                state.utc_offset_minutes(),
+                true,
+                state.numbers(),
+            );
+        }
         let baseline = self.centred_baseline(center, l.sizes.clock, Weight::Bold);
         let clock_width = self.text(
             clock.as_str(),
@@ -710,10 +714,15 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
         };
         let mut sub = Line::new();
         let sub_color = if stale {
-            let (n, unit) = age_label(row.age_ms(self.now_ms).unwrap_or(0));
-            let mut raw = Line::new();
-            let _ = words(state.language()).age(&mut raw, n, unit);
-            let _ = state.numbers().write(&mut sub, raw.as_str());
+            match row.age_ms(self.now_ms) {
+                Some(age) => {
+                    let (n, unit) = age_label(age);
+                    let mut raw = Line::new();
+                    let _ = words(state.language()).age(&mut raw, n, unit);
+                    let _ = state.numbers().write(&mut sub, raw.as_str());
+                }
+                None => sub.push_str(words(state.language()).age_unknown),
+            }
             theme.warning
         } else if row.price.is_none() {
             sub.push_str(words(state.language()).no_data);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::numbers::{Numbers, is_rtl, language};
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
-use crate::event::{Body, Event, FeedState, Level, Tick};
+use crate::event::{Body, ClockState, Event, FeedState, Level, Tick};
 
 /// Most rows shown when `[[board.rows]]` is empty and rows are added as
 /// symbols are seen: four pages of a 1080p board. A feed sending thousands
@@ -164,9 +164,14 @@ impl Row {
         }
     }
 
-    /// How long since the last update, when there has been one.
+    /// How long since the last update, when there has been one and it is
+    /// not in the future: a restored row stamped after `now_ms` (the clock is
+    /// behind the journal, e.g. a Pi that booted at 1970) has no age to
+    /// tell, rather than a false "0s ago".
     pub fn age_ms(&self, now_ms: u64) -> Option<u64> {
-        self.updated_ms.map(|at| now_ms.saturating_sub(at))
+        self.updated_ms
+            .filter(|&at| at <= now_ms)
+            .map(|at| now_ms - at)
     }
 
     /// How strong the flash is at `now_ms`, from 1.0 as the change arrives
@@ -322,6 +327,13 @@ pub struct BoardState {
     rtl: bool,
     /// The locale's language, for the column captions.
     language: String,
+    /// The wall clock's state as the last clock status said; `None` before
+    /// any.
+    clock: Option<ClockState>,
+    /// The wall clock minus the time the board is drawn at (the renderer
+    /// measures ages on a monotonic board time): what the header's clock
+    /// adds.
+    clock_offset_ms: i64,
 }
 
 impl BoardState {
@@ -356,6 +368,8 @@ impl BoardState {
             numbers: Numbers::new(&config.locale, config.digits),
             rtl: is_rtl(&config.locale, config.direction),
             language: language(&config.locale).to_ascii_lowercase(),
+            clock: None,
+            clock_offset_ms: 0,
         }
     }
 
@@ -408,6 +422,7 @@ impl BoardState {
                 });
             }
             Body::Alert(_) => {}
+            Body::Clock(state) => self.clock = Some(*state),
             Body::Status(status) => {
                 let known = self.feeds.iter().position(|f| f.name == status.feed);
                 let index = match known {
@@ -439,7 +454,7 @@ impl BoardState {
                     row.restored = true;
                 }
             }
-            Body::Status(_) => {}
+            Body::Status(_) | Body::Clock(_) => {}
             Body::News(_) | Body::Alert(_) => self.apply(event, event.ts),
         }
     }
@@ -524,6 +539,23 @@ impl BoardState {
     /// The clock's offset from UTC, minutes east.
     pub fn utc_offset_minutes(&self) -> i32 {
         self.utc_offset_min
+    }
+
+    /// Sets how far the wall clock is from the time the board is drawn at:
+    /// the header shows `now_ms` plus this.
+    pub fn set_clock_offset_ms(&mut self, offset_ms: i64) {
+        self.clock_offset_ms = offset_ms;
+    }
+
+    /// See [`Self::set_clock_offset_ms`].
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms
+    }
+
+    /// Whether the wall clock is known not to be set: the header then says
+    /// so instead of showing a time (docs/board.md).
+    pub fn clock_not_set(&self) -> bool {
+        self.clock == Some(ClockState::Unsynchronized)
     }
 
     /// Critical alerts still shown at `now_ms`, latest first.
@@ -1049,5 +1081,29 @@ BTCUSDT 10.0 0.0 0.00 Flat
         ] {
             assert_eq!(age_label(ms), expected, "{ms}");
         }
+    }
+
+    #[test]
+    fn a_restored_row_stamped_after_the_clock_has_no_age_but_stays_stale() {
+        let mut state = BoardState::new(&board_config(&["BTC"]), &["feed"]);
+        let in_a_year = 1_780_000_000_000 + 365 * 86_400_000;
+        state.restore(&Event {
+            seq: 1,
+            ts: in_a_year,
+            body: tick("BTC", "1"),
+        });
+        state.mark_restored();
+        // The clock is a year behind the journal: no false "0s ago".
+        let now = 1_780_000_000_000;
+        let row = &state.rows[0];
+        assert_eq!(row.age_ms(now), None);
+        assert!(row.is_stale(now, 60_000));
+        assert_eq!(row.age_ms(in_a_year + 5_000), Some(5_000));
+        // And the header says the clock is not set once it is known.
+        assert!(!state.clock_not_set());
+        send(&mut state, now, Body::Clock(ClockState::Unsynchronized));
+        assert!(state.clock_not_set());
+        send(&mut state, now, Body::Clock(ClockState::Synchronized));
+        assert!(!state.clock_not_set());
     }
 }

@@ -30,6 +30,11 @@ pub struct Words {
     pub waiting: &'static str,
     /// After the count of further alerts.
     pub more: &'static str,
+    /// In the header instead of the time, while the wall clock is not set.
+    pub clock_not_set: &'static str,
+    /// Under the label of a stale row whose update is stamped after the
+    /// clock's time, instead of its age.
+    pub age_unknown: &'static str,
     /// Seconds, minutes, hours, days.
     units: [&'static str; 4],
     /// How an age reads.
@@ -57,6 +62,8 @@ pub const EN: Words = Words {
     offline_since: "OFFLINE since ",
     waiting: "Waiting for prices…",
     more: "more",
+    clock_not_set: "clock not set",
+    age_unknown: "age unknown",
     units: ["s", "m", "h", "d"],
     age: Age::English,
 };
@@ -71,6 +78,8 @@ pub const FA: Words = Words {
     offline_since: "قطع از ",
     waiting: "در انتظار نرخ‌ها…",
     more: "مورد دیگر",
+    clock_not_set: "ساعت تنظیم نشده",
+    age_unknown: "زمان نامعلوم",
     units: ["ثانیه", "دقیقه", "ساعت", "روز"],
     age: Age::After("پیش"),
 };
@@ -85,6 +94,8 @@ pub const AR: Words = Words {
     offline_since: "انقطاع منذ ",
     waiting: "بانتظار الأسعار…",
     more: "أخرى",
+    clock_not_set: "الساعة غير مضبوطة",
+    age_unknown: "الوقت غير معروف",
     units: ["ثانية", "دقيقة", "ساعة", "يوم"],
     age: Age::Arabic,
 };
@@ -99,6 +110,8 @@ pub const TR: Words = Words {
     offline_since: "ÇEVRİMDIŞI · ",
     waiting: "Fiyatlar bekleniyor…",
     more: "daha",
+    clock_not_set: "saat ayarlı değil",
+    age_unknown: "zamanı bilinmiyor",
     units: ["sn", "dk", "sa", "gün"],
     age: Age::After("önce"),
 };

@@ -18,7 +18,7 @@ use crate::cli::journal::JOURNAL_DATA_FILE;
 use crate::clock::wall_ms;
 use crate::config::Config;
 use crate::display::DEFAULT_SIZE;
-use crate::event::Event;
+use crate::event::{Body, Event};
 use crate::feed::demo::Demo;
 use crate::journal::store::{Store, StoreError};
 
@@ -79,6 +79,14 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
     let now = wall_ms();
     let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     let mut state = BoardState::new(&config.board, &feeds);
+    // As the daemon does at start: a clock that is not set is said so in
+    // the header instead of a wrong time.
+    let clock = Event {
+        seq: 0,
+        ts: now,
+        body: Body::Clock(crate::clock::sync::check()),
+    };
+    state.apply(&clock, now);
     let restored = if job.demo {
         Vec::new()
     } else {

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
+use super::jwt::resolve_jwt;
 use super::keyword::Keyword;
 use super::mqtt::{resolve_forwards, resolve_site};
 use super::paths::Paths;
@@ -41,7 +42,17 @@ pub(super) fn resolve(
     let paths = Paths::new(src, env);
     let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
 
-    let server = resolve_server(raw.server, src, overrides, &mut notes)?;
+    let mut raw_server = raw.server;
+    let raw_jwt = raw_server.jwt.take();
+    let mut server = resolve_server(raw_server, src, overrides)?;
+    if let Some(jwt) = raw_jwt {
+        server.jwt = Some(resolve_jwt(jwt, src, &paths)?);
+    } else if !server.allow_anonymous && server.tokens.is_empty() {
+        notes.push(
+            "[server] allow_anonymous = false and no tokens or [server.jwt] are configured: no client can connect"
+                .to_owned(),
+        );
+    }
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
     let board = resolve_board(raw.board, src, &paths)?;
@@ -96,13 +107,12 @@ pub(super) fn nonempty(
     }
 }
 
-/// `[server]`: `--listen` wins over the file's `listen`, and a server that
-/// no client can join is noted.
+/// `[server]` without `[server.jwt]`: `--listen` wins over the file's
+/// `listen`.
 fn resolve_server(
     raw: RawServer,
     src: &Source<'_>,
     overrides: &Overrides,
-    notes: &mut Vec<String>,
 ) -> Result<ServerConfig, ConfigError> {
     let listen = overrides
         .listen
@@ -162,18 +172,13 @@ fn resolve_server(
             publish: entry.publish.unwrap_or(false),
         });
     }
-    if !allow_anonymous && tokens.is_empty() {
-        notes.push(
-            "[server] allow_anonymous = false and no tokens are configured: no client can connect"
-                .to_owned(),
-        );
-    }
     Ok(ServerConfig {
         listen,
         max_clients,
         max_frame_bytes,
         allow_anonymous,
         tokens,
+        jwt: None,
     })
 }
 

@@ -192,7 +192,7 @@ mod tests {
                     Body::Tick(t) => format!("{} ts={}", tick_line(t), e.ts),
                     Body::News(n) => format!("news {} ({})", n.title, n.source),
                     Body::Alert(a) => format!("alert {} {} ({})", a.level.name(), a.text, a.source),
-                    Body::Status(_) => "status".into(),
+                    Body::Status(_) | Body::Clock(_) => "status".into(),
                 })
                 .collect::<Vec<_>>()
                 .join("\n"),

@@ -324,6 +324,7 @@ mod tests {
                 a.source
             ),
             Body::Status(s) => format!("status {} {}", s.feed, s.state),
+            Body::Clock(c) => format!("clock {}", c.name()),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The hub's last-known state: the latest tick per symbol, the latest news
-//! and alerts, and the latest status per feed, each with the bytes it was
-//! sent as.
+//! and alerts, the latest status per feed and of the clock, each with the
+//! bytes it was sent as.
 //!
 //! It answers `snapshot` (and the snapshot after a `reset`) from those
 //! cached frames, resyncs a board that lost events, and tells the journal
@@ -41,6 +41,8 @@ pub(super) struct LastKnown {
     alerts: VecDeque<(Event, Utf8Bytes, Instant)>,
     /// Latest status event per feed index.
     status: Vec<Option<(Event, Utf8Bytes)>>,
+    /// Latest clock status event.
+    clock: Option<(Event, Utf8Bytes)>,
 }
 
 impl LastKnown {
@@ -125,23 +127,33 @@ impl LastKnown {
                 }
                 (Some(put), None)
             }
+            Body::Clock(_) => {
+                // Not `status:…`: a feed may be called `clock`.
+                last.clock = Some((event, text));
+                (Some("clock".into()), None)
+            }
         }
     }
 
     /// `{"type":"snapshot","seq":N,"events":[..]}` built from the cached
-    /// frames, in seq order within each family.
+    /// frames, in seq order within each family, leaving out the events
+    /// `hidden` names by seq (publishes not yet durable).
     pub(super) fn snapshot_json(
         &self,
         channels: &[Sub],
         last_seq: u64,
         id: &Option<Value>,
         now: Instant,
+        hidden: &dyn Fn(u64) -> bool,
     ) -> String {
-        let wanted = |body: &Body| channels.is_empty() || channels.iter().any(|s| s.matches(body));
+        let wanted = |event: &Event| {
+            (channels.is_empty() || channels.iter().any(|s| s.matches(&event.body)))
+                && !hidden(event.seq)
+        };
         let mut out = format!("{{\"type\":\"snapshot\",\"seq\":{},\"events\":[", last_seq);
         let mut first = true;
         let mut add = |event: &Event, text: &Utf8Bytes| {
-            if wanted(&event.body) {
+            if wanted(event) {
                 if !first {
                     out.push(',');
                 }
@@ -160,7 +172,7 @@ impl LastKnown {
                 add(event, text);
             }
         }
-        for (event, text) in self.status.iter().flatten() {
+        for (event, text) in self.status.iter().flatten().chain(&self.clock) {
             add(event, text);
         }
         out.push(']');
@@ -175,7 +187,12 @@ impl LastKnown {
     /// Every remembered event, for a board that lost some: statuses, then
     /// ticks, news and alerts, each family oldest first.
     pub(super) fn events(&self) -> Vec<Event> {
-        let status = self.status.iter().flatten().map(|(e, _)| e);
+        let status = self
+            .status
+            .iter()
+            .flatten()
+            .chain(&self.clock)
+            .map(|(e, _)| e);
         let ticks = self.ticks.iter().map(|(_, e, _)| e);
         let news = self.news.iter().map(|(e, _)| e);
         let alerts = self.alerts.iter().map(|(e, _, _)| e);

@@ -25,11 +25,20 @@
 //! It beats its [`Heartbeat`] on every message and wakes at least every
 //! [`MAX_QUIET`] when idle, so the service watchdog can tell a quiet hub
 //! from a stuck one.
+//!
+//! Two things wait for the journal before they reach clients
+//! (docs/durability.md §3, §7): a published event, until it is durable, and
+//! an event whose seq is past the journal's durable lease, until the lease
+//! covers it. Events behind a held one wait with it, so clients still get
+//! every seq in order. The hub never blocks on this: it keeps numbering,
+//! remembering and journaling, and looks again every [`HOLD_POLL`]. Every
+//! event gets its `ts` from [`Stamps`], so `ts` never goes back within an
+//! epoch (docs/protocol.md §6.2).
 
 mod last_known;
 mod report;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -44,7 +53,7 @@ use smol::stream::StreamExt;
 use self::last_known::{LastKnown, MAX_SYMBOLS};
 pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
-use crate::clock::wall_ms;
+use crate::clock::{ClockState, Stamps, wall_ms};
 use crate::config::FeedConfig;
 use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
@@ -82,6 +91,24 @@ pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
+
+/// `stats` lists the open connections of at most this many JWT users (the
+/// first by name; `users` counts them all), so the reply stays small with
+/// a thousand phones connected.
+pub const MAX_USERS_LISTED: usize = 32;
+
+/// While events are held for the journal (see the module docs), the hub
+/// looks this often whether they may go out. A commit comes every
+/// `flush_interval_ms` (100 ms by default), so a publish and what follows it
+/// wait at most this much longer than the commit itself.
+pub const HOLD_POLL: Duration = Duration::from_millis(2);
+
+/// At most this many events are held for the journal. ~1 s of a busy 10,000
+/// events/s: a commit that takes longer than that is a disk in trouble, and
+/// the held events go out anyway (with a warning) rather than stall every
+/// client; a publish among them may then reach clients before it is
+/// durable.
+pub const MAX_HELD: usize = 10_000;
 
 /// Identifies one client connection.
 pub type ClientId = u64;
@@ -133,6 +160,8 @@ pub enum HubMsg {
         client: ClientId,
         /// Its `client=` kind.
         kind: String,
+        /// Its JWT's `sub`, if it has one.
+        user: Option<String>,
         /// Where its frames go.
         tx: Tx,
     },
@@ -212,6 +241,13 @@ pub enum HubMsg {
         /// Where to send it.
         reply: Sender<String>,
     },
+    /// The wall clock's state (checked every
+    /// [`crate::clock::sync::CHECK_INTERVAL`] by `app`); a change becomes a
+    /// clock `status` event.
+    Clock {
+        /// What the check found.
+        state: ClockState,
+    },
     /// Close every client with 1001 and stop.
     Shutdown,
 }
@@ -228,6 +264,7 @@ pub struct Start {
 
 struct Client {
     kind: Arc<str>,
+    user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
 }
@@ -270,6 +307,8 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
+    /// Open connections per JWT `sub`: at most one entry per client.
+    users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
     counters: RelayCounters,
@@ -285,6 +324,28 @@ pub struct Hub {
     journal_out: Vec<JournalMsg>,
     /// Scratch space for flushes.
     scratch: Batch,
+    /// The `ts` labels: never lower than the last one.
+    stamps: Stamps,
+    /// The wall clock as of the last message handled, ms.
+    now_ms: u64,
+    /// The clock's state as last checked; `None` before the first check.
+    clock: Option<ClockState>,
+    /// Events numbered but not yet fanned out, oldest first (see the module
+    /// docs); at most [`MAX_HELD`].
+    held: VecDeque<Held>,
+    /// Warns, now and then, that held events went out before the journal
+    /// had them.
+    held_log: RateLimited,
+}
+
+/// An event waiting for the journal before it reaches clients.
+struct Held {
+    seq: u64,
+    /// A client's publish: waits until it is durable. Other events wait for
+    /// the lease, and behind a held publish.
+    published: bool,
+    frame: Frame,
+    body: Body,
 }
 
 /// Flushes may come this many in a row faster than [`RING_INTERVAL`]: an
@@ -345,6 +406,7 @@ impl Hub {
             event_bytes: 0,
             clients: HashMap::new(),
             kinds: HashMap::new(),
+            users: BTreeMap::new(),
             upstreams: feeds
                 .iter()
                 .map(|f| FeedEntry {
@@ -366,6 +428,11 @@ impl Hub {
             rings: Vec::new(),
             journal_out: Vec::new(),
             scratch: Batch::default(),
+            stamps: Stamps::new(0, now),
+            now_ms: 0,
+            clock: None,
+            held: VecDeque::new(),
+            held_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
         }
     }
 
@@ -406,6 +473,17 @@ impl Hub {
                 // complete. Flush its clients, now or when the pacer allows,
                 // unless a message comes first.
                 Err(TryRecvError::Empty)
+                    if self.rings.is_empty()
+                        && self.journal_out.is_empty()
+                        && !self.held.is_empty() =>
+                {
+                    or(recv(), async {
+                        Timer::after(HOLD_POLL).await;
+                        Turn::Idle
+                    })
+                    .await
+                }
+                Err(TryRecvError::Empty)
                     if self.rings.is_empty() && self.journal_out.is_empty() =>
                 {
                     or(recv(), async {
@@ -442,7 +520,7 @@ impl Hub {
                     self.flush_journal();
                     pacer.flushed(Instant::now());
                 }
-                Turn::Idle => {}
+                Turn::Idle => self.release(),
                 Turn::Stop => break,
             }
         }
@@ -461,6 +539,10 @@ impl Hub {
     /// Handles one message at `now` (`now_ms` is the same instant as wall
     /// time). Returns false when the hub should stop.
     pub fn handle(&mut self, msg: HubMsg, now: Instant, now_ms: u64) -> bool {
+        self.now_ms = now_ms;
+        if !self.held.is_empty() {
+            self.release();
+        }
         match msg {
             HubMsg::FeedEvent {
                 feed,
@@ -489,7 +571,7 @@ impl Hub {
                         up.last_event = Some(now);
                         up.events += 1;
                     }
-                    self.publish(incoming, now);
+                    self.publish(incoming, now, false);
                 }
                 if let Some(position) = position {
                     self.save_position(feed, &position);
@@ -507,7 +589,12 @@ impl Hub {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
+            HubMsg::Join {
+                client,
+                kind,
+                user,
+                tx,
+            } => self.join(client, kind, user, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -529,7 +616,7 @@ impl Hub {
                 names,
                 id,
             } => {
-                let seq = self.last_seq();
+                let seq = self.out_seq();
                 if let Some(c) = self.clients.get_mut(&client) {
                     c.subs.remove(&channels);
                     let reply = channels_reply("unsubscribed", &names, seq, &id);
@@ -541,9 +628,7 @@ impl Hub {
                 channels,
                 id,
             } => {
-                let reply = self
-                    .last
-                    .snapshot_json(&channels, self.last_seq(), &id, now);
+                let reply = self.snapshot_json(&channels, &id, now);
                 if let Some(c) = self.clients.get(&client) {
                     c.outbox().push(control(reply));
                 }
@@ -568,9 +653,53 @@ impl Hub {
             HubMsg::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics());
             }
+            HubMsg::Clock { state } => self.clock_state(state, now, now_ms),
             HubMsg::Shutdown => return false,
         }
         true
+    }
+
+    /// A snapshot reply of what clients may hold: without the publishes
+    /// still waiting to be durable, at the last seq fanned out.
+    fn snapshot_json(&self, channels: &[Sub], id: &Option<Value>, now: Instant) -> String {
+        let held = &self.held;
+        let hidden = |seq: u64| {
+            held.front().is_some_and(|h| seq >= h.seq)
+                && held.iter().any(|h| h.published && h.seq == seq)
+        };
+        self.last
+            .snapshot_json(channels, self.out_seq(), id, now, &hidden)
+    }
+
+    /// The clock was checked: a change is a clock `status` event, and the
+    /// journal writer hears of it (it trusts the wall clock for downtime
+    /// only while it is synchronized).
+    fn clock_state(&mut self, state: ClockState, now: Instant, now_ms: u64) {
+        if self.clock == Some(state) {
+            return;
+        }
+        match state {
+            ClockState::Unsynchronized => log::warn!(
+                "the wall clock is not synchronized (no NTP yet?): event ts and the board's \
+                 clock may be far off; ages and retention do not depend on it"
+            ),
+            ClockState::Synchronized if self.clock.is_some() => {
+                log::info!("the wall clock is synchronized")
+            }
+            _ => {}
+        }
+        self.clock = Some(state);
+        if self.journal.is_some() {
+            self.journal_out.push(JournalMsg::Clock { state });
+        }
+        self.publish(
+            Incoming {
+                ts: now_ms,
+                body: Body::Clock(state),
+            },
+            now,
+            false,
+        );
     }
 
     #[allow(
@@ -587,9 +716,9 @@ impl Hub {
         id: &Option<Value>,
         now: Instant,
     ) {
-        let last_seq = self.last_seq();
+        let last_seq = self.out_seq();
         let reset = since.and_then(|since| self.reset_reason(since, epoch.as_deref()));
-        let snapshot = reset.map(|_| self.last.snapshot_json(&channels, last_seq, &None, now));
+        let snapshot = reset.map(|_| self.snapshot_json(&channels, &None, now));
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
@@ -707,7 +836,7 @@ impl Hub {
             );
         }
         let seq = self.next_seq;
-        self.publish(Incoming { ts: now_ms, body }, now);
+        self.publish(Incoming { ts: now_ms, body }, now, true);
         let journaled = self.flush_journal();
         let ack = JournalMsg::Ack {
             seq,
@@ -771,7 +900,16 @@ impl Hub {
         self.next_seq - 1
     }
 
-    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
+    /// The last seq fanned out to clients: below the first held event. What
+    /// `hello`, `subscribed` and snapshots report, and where a replay ends,
+    /// so a client never holds a seq it was not sent.
+    fn out_seq(&self) -> u64 {
+        self.held
+            .front()
+            .map_or_else(|| self.last_seq(), |h| h.seq - 1)
+    }
+
+    fn join(&mut self, client: ClientId, kind: String, user: Option<String>, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -779,18 +917,27 @@ impl Hub {
         };
         *self.kinds.entry(kind.clone()).or_insert(0) += 1;
         self.counters.sessions_total += 1;
-        let hello = json!({
+        let mut hello = json!({
             "type": "hello",
             "session": format!("{client:016x}"),
             "epoch": self.epoch,
-            "seq": self.last_seq(),
+            "seq": self.out_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
+        let user: Option<Arc<str>> = user.map(|u| match self.users.get_key_value(u.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(u),
+        });
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_insert(0) += 1;
+            hello["user"] = (**user).into();
+        }
         tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
+                user,
                 tx,
                 subs: Subscriptions::default(),
             },
@@ -801,12 +948,21 @@ impl Hub {
     }
 
     fn leave(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.remove(&client)
-            && let Some(n) = self.kinds.get_mut(&c.kind)
-        {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.kinds.remove(&c.kind);
+            }
+        }
+        if let Some(user) = &c.user
+            && let Some(n) = self.users.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.users.remove(user);
             }
         }
         if let Some(board) = &self.board {
@@ -826,12 +982,13 @@ impl Hub {
             feed: up.name.clone(),
             state,
         });
-        self.publish(Incoming { ts: now_ms, body }, now);
+        self.publish(Incoming { ts: now_ms, body }, now, false);
     }
 
-    /// Numbers an event, remembers it, fans it out and queues it for the
+    /// Numbers an event, remembers it, fans it out (or holds it, see the
+    /// module docs; `published`: a client's publish) and queues it for the
     /// journal.
-    fn publish(&mut self, incoming: Incoming, now: Instant) {
+    fn publish(&mut self, incoming: Incoming, now: Instant, published: bool) {
         if let Some(journal) = &self.journal {
             // After the journal was reopened, seqs up to its old reservation
             // are a recorded lost range: number past them.
@@ -842,7 +999,7 @@ impl Hub {
         }
         let event = Event {
             seq: self.next_seq,
-            ts: incoming.ts,
+            ts: self.stamps.stamp(incoming.ts, now),
             body: incoming.body,
         };
         self.next_seq += 1;
@@ -859,9 +1016,99 @@ impl Hub {
             text: text.clone(),
             key: key.clone(),
         };
+        if published || !self.held.is_empty() || self.beyond_lease(event.seq) {
+            self.held.push_back(Held {
+                seq: event.seq,
+                published,
+                frame,
+                body: event.body.clone(),
+            });
+        } else {
+            self.fan_out(frame, &event.body);
+        }
+        if let Some(board) = &mut self.board {
+            let last = &self.last;
+            board.offer(&event, || last.events());
+        }
+        let seq = event.seq;
+        let slot = self.status_slot(&event.body);
+        let (put, remove) = self.last.remember(event, text.clone(), key, slot, now);
+        if self.journal.is_some() {
+            self.journal_out.push(JournalMsg::Append {
+                seq,
+                json: text,
+                put,
+                remove,
+            });
+        }
+    }
+
+    /// Whether `seq` is past the journal's durable lease while the journal
+    /// works: it may not reach a client until a commit covers it
+    /// (docs/durability.md §3). A failing journal commits nothing, and
+    /// relaying goes on without it.
+    fn beyond_lease(&self, seq: u64) -> bool {
+        self.journal.as_ref().is_some_and(|j| {
+            seq > j.status.lease.load(Ordering::Acquire) && j.status.healthy.load(Ordering::Acquire)
+        })
+    }
+
+    /// Fans out the held events that may go now, in order: a publish once it
+    /// is durable (or, if the journal failed first, a one-seq `gap` in its
+    /// place: it will never be in the journal), the others once the lease
+    /// covers them; all of them when more than [`MAX_HELD`] wait.
+    fn release(&mut self) {
+        let Some(journal) = self.journal.clone() else {
+            // No journal to wait for (unit tests): nothing is held.
+            while let Some(h) = self.held.pop_front() {
+                self.fan_out(h.frame, &h.body);
+            }
+            return;
+        };
+        let durable = journal.status.durable_seq.load(Ordering::Acquire);
+        let failed = journal.status.problem().is_some();
+        let overfull = self.held.len() > MAX_HELD;
+        if overfull && let Some(suppressed) = self.held_log.should_log(Instant::now()) {
+            log::warn!(
+                "{} events waited for a journal commit that does not come; sent them \
+                 before they are durable ({suppressed} times more since the last of these lines)",
+                self.held.len()
+            );
+        }
+        while let Some(front) = self.held.front() {
+            let go = overfull
+                || failed
+                || if front.published {
+                    front.seq <= durable
+                } else {
+                    !self.beyond_lease(front.seq)
+                };
+            if !go {
+                break;
+            }
+            let Some(h) = self.held.pop_front() else {
+                break;
+            };
+            if h.published && failed && h.seq > durable && !overfull {
+                let mut text = Vec::new();
+                let _ = crate::journal::export::write_gap(&mut text, h.seq, h.seq, 1);
+                let frame = Frame {
+                    text: Utf8Bytes::from(String::from_utf8_lossy(&text).into_owned()),
+                    key: None,
+                };
+                self.fan_out(frame, &h.body);
+            } else {
+                self.fan_out(h.frame, &h.body);
+            }
+        }
+    }
+
+    /// Pushes one event's frame to every client subscribed to `body`.
+    fn fan_out(&mut self, frame: Frame, body: &Body) {
+        let channel = body.channel().index();
         let mut overflowed = Vec::new();
         for (id, client) in &self.clients {
-            if !client.subs.matches(&event.body) {
+            if !client.subs.matches(body) {
                 continue;
             }
             let (pushed, owe_ring) = client.outbox().push_quiet(frame.clone());
@@ -886,28 +1133,16 @@ impl Hub {
             log::info!("client {id:016x} fell too far behind; closing it with 1013");
             self.leave(id);
         }
-        if let Some(board) = &mut self.board {
-            let last = &self.last;
-            board.offer(&event, || last.events());
-        }
-        let (seq, ts) = (event.seq, event.ts);
-        let slot = self.status_slot(&event.body);
-        let (put, remove) = self.last.remember(event, text.clone(), key, slot, now);
-        if self.journal.is_some() {
-            self.journal_out.push(JournalMsg::Append {
-                seq,
-                ts,
-                json: text,
-                put,
-                remove,
-            });
-        }
     }
 
     /// Restores the last-known state from the journal's snapshot tree, so a
     /// restarted daemon serves last-known values before any feed connects.
     /// Events are expected in seq order.
     pub fn restore(&mut self, events: Vec<Event>, now: Instant, now_ms: u64) {
+        // The newest of them is the journal's newest event (each is the
+        // latest of its key): labels go on from its ts.
+        let newest = events.iter().map(|e| e.ts).max().unwrap_or(0);
+        self.stamps = Stamps::new(newest.max(self.stamps.last()), now);
         for event in events {
             let key = match &event.body {
                 Body::Tick(t) => Some(self.last.symbol_key(&t.symbol)),
@@ -1002,6 +1237,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1021,6 +1257,46 @@ mod tests {
             0,
         );
         (hub, outbox)
+    }
+
+    #[test]
+    fn users_count_subs_not_sockets_and_hello_names_the_user() {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start("epoch1"), now);
+        let mut outboxes = Vec::new();
+        for (client, user) in [
+            (1, Some("tv")),
+            (2, Some("tv")),
+            (3, Some("app")),
+            (4, None),
+        ] {
+            let outbox = Outbox::new();
+            let join = HubMsg::Join {
+                client,
+                kind: "kiosk".into(),
+                user: user.map(str::to_owned),
+                tx: Tx::detached(outbox.clone()),
+            };
+            hub.handle(join, now, 0);
+            let hello = drain(&outbox).remove(0);
+            assert_eq!(
+                hello["user"],
+                user.map_or(Value::Null, Value::from),
+                "{hello}"
+            );
+            outboxes.push(outbox);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["users"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(stats["user_connections"], json!({"app": 1, "tv": 2}));
+        hub.handle(HubMsg::Leave { client: 1 }, now, 0);
+        hub.handle(HubMsg::Leave { client: 3 }, now, 0);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["users"], 1);
+        assert_eq!(stats["user_connections"], json!({"tv": 1}));
     }
 
     #[test]
@@ -1142,6 +1418,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1297,5 +1574,184 @@ mod tests {
         assert_eq!(stats["upstreams"][0]["state"], "up");
         assert_eq!(stats["journal"]["last_seq"], 5);
         assert!(hub.metrics().contains("tablo_feed_up{feed=\"binance\"} 1"));
+    }
+
+    #[test]
+    fn ts_never_goes_back_when_the_clock_steps_90_days_either_way() {
+        let (mut hub, outbox) = hub_with_client(&["*"]);
+        drain(&outbox);
+        let t0 = Instant::now();
+        let day = 86_400_000;
+        let wall = 1_780_000_000_000;
+        // Received at these wall times, these many ms into the run.
+        let steps = [
+            (wall, 0),
+            (wall + 1_000, 1_000),
+            (wall - 90 * day + 2_000, 2_000), // stepped back 90 days
+            (wall - 90 * day + 3_000, 3_000),
+            (wall + 90 * day, 4_000), // and forward 180
+        ];
+        for (ts, at) in steps {
+            let mut incoming = tick("BTC", "1");
+            incoming.ts = ts;
+            let now = t0 + Duration::from_millis(at);
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming,
+                position: None,
+            };
+            hub.handle(msg, now, ts);
+        }
+        let ts: Vec<u64> = drain(&outbox)
+            .iter()
+            .filter_map(|f| f["ts"].as_u64())
+            .collect();
+        // After the backward step, labels go on from the last one at the
+        // pace of real time; the forward step is taken as it comes.
+        assert_eq!(
+            ts,
+            [
+                wall,
+                wall + 1_000,
+                wall + 2_000,
+                wall + 3_000,
+                wall + 90 * day
+            ]
+        );
+        let mut incoming = tick("BTC", "2");
+        incoming.ts = wall;
+        let now = t0 + Duration::from_millis(5_000);
+        let msg = HubMsg::FeedEvent {
+            feed: 0,
+            incoming,
+            position: None,
+        };
+        hub.handle(msg, now, wall);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["clock"]["ts_ahead_ms"], 90 * day + 1_000, "{stats}");
+    }
+
+    #[test]
+    fn a_change_of_the_clock_state_is_one_status_event_and_in_the_snapshot() {
+        let (mut hub, outbox) = hub_with_client(&["status"]);
+        drain(&outbox);
+        let now = Instant::now();
+        for state in [
+            ClockState::Unsynchronized,
+            ClockState::Unsynchronized,
+            ClockState::Synchronized,
+        ] {
+            hub.handle(HubMsg::Clock { state }, now, 1_780_000_000_000);
+        }
+        let frames = drain(&outbox);
+        let clocks: Vec<&str> = frames.iter().filter_map(|f| f["clock"].as_str()).collect();
+        assert_eq!(clocks, ["unsynchronized", "synchronized"], "{frames:?}");
+        assert_eq!(frames[0]["type"], "status");
+        assert_eq!(frames[0]["channel"], "status");
+        assert_eq!(hub.stats_json(now)["clock"]["state"], "synchronized");
+        assert!(hub.metrics().contains("tablo_clock_synchronized 1"));
+        hub.handle(
+            HubMsg::Snapshot {
+                client: 1,
+                channels: vec![],
+                id: None,
+            },
+            now,
+            0,
+        );
+        let snapshot = &drain(&outbox)[0];
+        assert_eq!(snapshot["events"][0]["clock"], "synchronized", "{snapshot}");
+    }
+
+    #[test]
+    fn publishes_and_seqs_past_the_lease_wait_for_the_journal_in_order() {
+        use crate::journal::writer::JournalStatus;
+        let (tx, _rx) = smol::channel::bounded(64);
+        let status = Arc::new(JournalStatus::default());
+        status.healthy.store(true, Ordering::Release);
+        status.lease.store(2, Ordering::Release);
+        let start = Start {
+            epoch: "e".into(),
+            next_seq: 1,
+            journal: Some(JournalHandle {
+                tx,
+                status: status.clone(),
+            }),
+        };
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start, now);
+        let outbox = Outbox::new();
+        let join = HubMsg::Join {
+            client: 1,
+            kind: "bot".into(),
+            tx: Tx::detached(outbox.clone()),
+        };
+        hub.handle(join, now, 0);
+        let subscribe = HubMsg::Subscribe {
+            client: 1,
+            channels: vec![Sub::All],
+            names: vec!["*".into()],
+            since: None,
+            epoch: None,
+            id: None,
+        };
+        hub.handle(subscribe, now, 0);
+        drain(&outbox);
+        let publish = |hub: &mut Hub, text: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("level".into(), json!("info"));
+            data.insert("text".into(), json!(text));
+            let msg = HubMsg::ClientPublish {
+                client: 1,
+                channel: "alerts".into(),
+                data,
+                id: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let feed_tick = |hub: &mut Hub, price: &str| {
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("BTC", price),
+                position: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let seqs = |outbox: &Outbox| -> Vec<(String, u64)> {
+            drain(outbox)
+                .iter()
+                .map(|f| {
+                    let kind = f["type"].as_str().unwrap_or("").to_owned();
+                    (kind, f["seq"].as_u64().or(f["from"].as_u64()).unwrap_or(0))
+                })
+                .collect()
+        };
+        // The publish (seq 1) waits for its commit, and the tick behind it
+        // (seq 2) waits with it.
+        publish(&mut hub, "one");
+        feed_tick(&mut hub, "1");
+        assert_eq!(seqs(&outbox), []);
+        assert_eq!(hub.out_seq(), 0);
+        status.durable_seq.store(1, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("alert".into(), 1), ("tick".into(), 2)]);
+        // Seq 3 is past the lease: it waits for a commit to cover it.
+        feed_tick(&mut hub, "2");
+        assert_eq!(seqs(&outbox), []);
+        status.lease.store(100, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("tick".into(), 3)]);
+        // A publish whose commit never comes (the journal failed) is a gap
+        // of one seq in its place; what followed it goes out.
+        publish(&mut hub, "two");
+        feed_tick(&mut hub, "3");
+        status.healthy.store(false, Ordering::Release);
+        hub.release();
+        let frames = drain(&outbox);
+        assert_eq!(
+            frames[0],
+            json!({"type": "gap", "from": 4, "to": 4, "handed_out_max": 1})
+        );
+        assert_eq!(frames[1]["seq"], 5);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::Hub;
+use super::{Hub, MAX_USERS_LISTED};
 use crate::clock;
 use crate::event::{Channel, FeedState};
 use crate::journal::forward;
@@ -60,6 +60,18 @@ impl Hub {
         })
     }
 
+    /// `{"state","wall_ms","ts_ahead_ms"}`: the wall clock's state as last
+    /// checked (`null` before the first check), the wall clock as of the
+    /// last message, and how far event `ts` labels run ahead of it because
+    /// the clock stepped back (docs/protocol.md §6.2).
+    fn clock_json(&self, now: Instant) -> Value {
+        json!({
+            "state": self.clock.map(|c| c.name()),
+            "wall_ms": self.now_ms,
+            "ts_ahead_ms": self.stamps.ahead_of(self.now_ms, now),
+        })
+    }
+
     /// The `stats` reply, without its `id`.
     pub(super) fn stats_json(&self, now: Instant) -> Value {
         let kinds: serde_json::Map<String, Value> = self
@@ -68,13 +80,22 @@ impl Hub {
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| (k.to_string(), json!(n)))
             .collect();
+        let users: serde_json::Map<String, Value> = self
+            .users
+            .iter()
+            .take(MAX_USERS_LISTED)
+            .map(|(u, n)| (u.to_string(), json!(n)))
+            .collect();
         json!({
             "type": "stats",
             "connections": self.clients.len(),
             "sessions_total": self.counters.sessions_total,
             "client_types": kinds,
+            "users": self.users.len(),
+            "user_connections": users,
             "upstreams": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "clock": self.clock_json(now),
             "uptime_s": clock::age(self.started, now).as_secs(),
         })
     }
@@ -90,6 +111,7 @@ impl Hub {
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
             "forward": self.journal.as_ref().map(|j| forward::to_json(&j.status.forward)),
+            "clock": self.clock_json(now),
             "clients": self.clients.len(),
         });
         HealthReport {
@@ -120,6 +142,12 @@ impl Hub {
             Kind::Gauge,
             "Connected WebSocket clients.",
             self.clients.len(),
+        );
+        text.single(
+            "users",
+            Kind::Gauge,
+            "Distinct JWT subs with a connection open.",
+            self.users.len(),
         );
         text.single(
             "sessions_total",
@@ -164,6 +192,14 @@ impl Hub {
         ];
         for (name, help, value) in relay {
             text.single(name, Kind::Counter, help, value);
+        }
+        if let Some(state) = self.clock {
+            text.single(
+                "clock_synchronized",
+                Kind::Gauge,
+                "1 when the wall clock is synchronized, 0 when it is not known to be.",
+                u64::from(state == crate::clock::ClockState::Synchronized),
+            );
         }
         type PerFeed = fn(&super::FeedEntry) -> u64;
         let per_feed: [(&str, Kind, &str, PerFeed); 4] = [

@@ -2,7 +2,7 @@
 //! (docs/protocol.md §19.3, §19.4; gaps in docs/durability.md §4): the
 //! journal's records as JSON lines, one per record in seq order. An event is
 //! its stored JSON, byte for byte as it was sent to clients; a lost range is
-//! `{"type":"gap","from":A,"to":B}` in its place.
+//! `{"type":"gap","from":A,"to":B,"handed_out_max":K}` in its place.
 //!
 //! [`Export`] walks the journal page by page, so an export of any length
 //! holds one page at a time. It and [`push_line`] are pure: they format
@@ -44,13 +44,29 @@ pub const MAX_TAIL: usize = 10_000;
 pub fn push_line(out: &mut Vec<u8>, record: &Record, after: u64) {
     match record {
         Record::Event { json, .. } => out.extend_from_slice(json),
-        Record::Gap { from, to } => {
+        Record::Gap {
+            from,
+            to,
+            handed_out_max,
+        } => {
             let from = (*from).max(after.saturating_add(1));
             // Writing into a Vec cannot fail.
-            let _ = write!(out, r#"{{"type":"gap","from":{from},"to":{to}}}"#);
+            let _ = write_gap(out, from, *to, *handed_out_max);
         }
     }
     out.push(b'\n');
+}
+
+/// Writes `{"type":"gap","from":A,"to":B,"handed_out_max":K}` for seqs
+/// `from..=to`, of which at most `handed_out_max` were ever handed out
+/// (clipped to the range's length: a clipped gap keeps its bound).
+/// docs/protocol.md §9, docs/durability.md §4.
+pub fn write_gap(out: &mut Vec<u8>, from: u64, to: u64, handed_out_max: u64) -> io::Result<()> {
+    let handed = handed_out_max.min(to.saturating_sub(from).saturating_add(1));
+    write!(
+        out,
+        r#"{{"type":"gap","from":{from},"to":{to},"handed_out_max":{handed}}}"#
+    )
 }
 
 /// The last seq `record` covers: the event's seq, or the end of the gap.
@@ -181,13 +197,17 @@ mod tests {
     fn event(seq: u64, json: &str) -> Record {
         Record::Event {
             seq,
-            ts: 1_700_000_000_000 + seq,
+            at: 1_000 + seq,
             json: json.as_bytes().to_vec(),
         }
     }
 
     fn gap(from: u64, to: u64) -> Record {
-        Record::Gap { from, to }
+        Record::Gap {
+            from,
+            to,
+            handed_out_max: to - from + 1,
+        }
     }
 
     #[track_caller]
@@ -210,24 +230,24 @@ mod tests {
         check(
             gap(11, 100),
             0,
-            "{\"type\":\"gap\",\"from\":11,\"to\":100}\n",
+            "{\"type\":\"gap\",\"from\":11,\"to\":100,\"handed_out_max\":90}\n",
         );
         check(
             gap(11, 100),
             10,
-            "{\"type\":\"gap\",\"from\":11,\"to\":100}\n",
+            "{\"type\":\"gap\",\"from\":11,\"to\":100,\"handed_out_max\":90}\n",
         );
         // A gap holding after + 1 is clipped to start there.
         check(
             gap(11, 100),
             50,
-            "{\"type\":\"gap\",\"from\":51,\"to\":100}\n",
+            "{\"type\":\"gap\",\"from\":51,\"to\":100,\"handed_out_max\":50}\n",
         );
         check(
             gap(u64::MAX - 1, u64::MAX),
             u64::MAX,
             &format!(
-                "{{\"type\":\"gap\",\"from\":{},\"to\":{}}}\n",
+                "{{\"type\":\"gap\",\"from\":{},\"to\":{},\"handed_out_max\":1}}\n",
                 u64::MAX,
                 u64::MAX
             ),
@@ -239,7 +259,10 @@ mod tests {
         let mut out = Vec::new();
         push_line(&mut out, &gap(3, 9), 0);
         let value: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(value, json!({"type": "gap", "from": 3, "to": 9}));
+        assert_eq!(
+            value,
+            json!({"type": "gap", "from": 3, "to": 9, "handed_out_max": 7})
+        );
     }
 
     #[test]
@@ -256,8 +279,8 @@ mod tests {
         assert_eq!(export.push_page(&[], &mut out), 0);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{1}\n{\"type\":\"gap\",\"from\":2,\"to\":4}\n{5}\n{6}\n\
-             {\"type\":\"gap\",\"from\":7,\"to\":9}\n"
+            "{1}\n{\"type\":\"gap\",\"from\":2,\"to\":4,\"handed_out_max\":3}\n{5}\n{6}\n\
+             {\"type\":\"gap\",\"from\":7,\"to\":9,\"handed_out_max\":3}\n"
         );
     }
 
@@ -272,7 +295,7 @@ mod tests {
         assert_eq!(export.push_page(&[event(9, "{9}")], &mut out), 0);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"type\":\"gap\",\"from\":6,\"to\":8}\n{9}\n"
+            "{\"type\":\"gap\",\"from\":6,\"to\":8,\"handed_out_max\":3}\n{9}\n"
         );
     }
 
@@ -293,7 +316,7 @@ mod tests {
         assert_eq!(export.push_page(&[event(4, "{4}")], &mut out), 0);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{1}\n{2}\n{\"type\":\"gap\",\"from\":3,\"to\":3}\n"
+            "{1}\n{2}\n{\"type\":\"gap\",\"from\":3,\"to\":3,\"handed_out_max\":1}\n"
         );
     }
 
@@ -303,7 +326,7 @@ mod tests {
         push_tail(&[gap(1, 2), event(3, "{3}")], &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"type\":\"gap\",\"from\":1,\"to\":2}\n{3}\n"
+            "{\"type\":\"gap\",\"from\":1,\"to\":2,\"handed_out_max\":2}\n{3}\n"
         );
         let mut out = Vec::new();
         push_tail(&[], &mut out);
@@ -332,7 +355,7 @@ mod tests {
         assert_eq!(
             lines[count as usize],
             format!(
-                "{{\"type\":\"gap\",\"from\":{},\"to\":{}}}",
+                "{{\"type\":\"gap\",\"from\":{},\"to\":{},\"handed_out_max\":5}}",
                 count + 1,
                 count + 5
             )

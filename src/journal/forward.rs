@@ -10,13 +10,14 @@
 //! not yet acknowledged when the link dropped goes out again.
 //!
 //! Each rule's tree is bounded by the rule's `max_bytes` (the oldest
-//! messages go first) and `max_age` (measured against the wall clock, like
-//! the journal's own retention, since a message outlives the process).
+//! messages go first) and `max_age`, measured in journal time like the
+//! journal's own retention (it only goes forward, across restarts and wall
+//! clock steps, since a message outlives the process).
 //! What is dropped is counted and logged once per outage.
 //!
 //! Keys are one counter across every tree, so the task can send the
 //! messages of several rules in the order they were made. A value is
-//! `wall ms (8) | qos (1) | retain (1) | topic length (2) | topic | payload`.
+//! `journal ms (8) | qos (1) | retain (1) | topic length (2) | topic | payload`.
 //! This module never touches a socket.
 
 use std::sync::Arc;
@@ -191,7 +192,7 @@ impl Outboxes {
     }
 
     /// Puts the event `json` (seq'd, as clients get it) into the tree of
-    /// every rule that forwards it, at `now_ms`. Called by the journal
+    /// every rule that forwards it, at journal time `now_ms`. Called by the journal
     /// writer before the commit that holds the event; true if anything was
     /// put in (then [`Outboxes::wake`] after the commit).
     pub fn put(&self, json: &[u8], epoch: &str, now_ms: u64) -> Result<bool, sled::Error> {
@@ -242,7 +243,7 @@ impl Outboxes {
         Ok(())
     }
 
-    /// Drops the messages older than their rule's `max_age` at `now_ms`.
+    /// Drops the messages older than their rule's `max_age` at journal time `now_ms`.
     /// Called by the journal writer at its commits.
     pub fn trim_age(&self, now_ms: u64) -> Result<(), sled::Error> {
         for q in self.queues.iter() {

@@ -14,4 +14,4 @@ pub(crate) mod space;
 pub mod store;
 pub(crate) mod writer;
 
-pub use writer::{REPLAY_PAGE, RESERVE_BLOCK, RETRY_INTERVAL, TRIM_BATCH};
+pub use writer::{LEASE_MIN, REPLAY_PAGE, RESERVE_BLOCK, RETRY_INTERVAL, TRIM_BATCH};

@@ -16,7 +16,9 @@
 //!   ahead and commits before handing them out; [`Store::open`] continues past
 //!   the durable mark and records the seqs between the last stored event (or
 //!   gap) and the mark as a lost range, which [`Store::read`] returns as a
-//!   [`Record::Gap`] in its place.
+//!   [`Record::Gap`] in its place. The caller's durable
+//!   [`lease`](Store::lease) says how many of those can have been handed out
+//!   (`handed_out_max`).
 //! - **A journal that will not open is moved aside, never deleted**, and a new
 //!   one with a new epoch is created; a panic inside sled while opening is
 //!   contained. A journal locked by another process is never moved.
@@ -40,9 +42,9 @@
 //!   only [`Store::commit`] makes anything durable.)
 //!
 //! What it must not do: spawn threads, flush on its own (the caller decides
-//! when to commit), read the wall clock (retention gets `now_ms`; the only
-//! read names a quarantined journal), interpret the event JSON (values are
-//! opaque bytes), or trim the snapshot tree.
+//! when to commit), read the wall clock (retention gets the caller's journal
+//! time; the only read names a quarantined journal), interpret the event
+//! JSON (values are opaque bytes), or trim the snapshot tree.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -67,8 +69,8 @@ pub const SCHEMA_VERSION: u64 = 2;
 
 /// Tree of event batches: key the batch's first seq (u64 big-endian); value
 /// [`BATCH_FORMAT`] followed by the batch's events in ascending seq order,
-/// each `seq` (u64 big-endian), `ts` (u64 big-endian), `len` (u32
-/// big-endian) and `len` bytes of JSON. Every seq of a batch is below the
+/// each `seq` (u64 big-endian), `at` (u64 big-endian: the caller's journal
+/// time of the append), `len` (u32 big-endian) and `len` bytes of JSON. Every seq of a batch is below the
 /// next batch's key. Written once per commit (see the module docs).
 const EVENTS: &str = "events";
 /// Tree of the latest event per caller key: value seq (u64 big-endian) + JSON.
@@ -85,15 +87,26 @@ const META_EPOCH: &[u8] = b"epoch";
 const META_SCHEMA: &[u8] = b"schema";
 /// `meta` key of the "reserved up to" mark (u64 big-endian).
 const META_RESERVED: &[u8] = b"reserved";
+/// `meta` key of the lease (u64 big-endian): no seq above it has been handed
+/// out to a client (docs/durability.md §3). Absent in journals written before
+/// it was kept: then every reserved seq may have been.
+const META_LEASE: &[u8] = b"lease";
 /// `meta` key of the [`StoreTotals`] (four u64 big-endian).
 const META_COUNTERS: &[u8] = b"counters";
 /// Prefix of the caller's `meta` keys, so they can never clash with ours.
 const META_USER_PREFIX: &str = "user:";
 
-/// The first byte of every `events` value: its encoding.
-const BATCH_FORMAT: u8 = 1;
+/// The first byte of every `events` value: its encoding. Format 2 keeps the
+/// caller's journal time in each entry's second field.
+const BATCH_FORMAT: u8 = 2;
 
-/// Bytes before each event's JSON in a batch: seq, ts and length.
+/// The format before journal time: the same layout, with the event's wall
+/// clock `ts` in the second field. Read with `at` 0 (docs/durability.md §10):
+/// a wall-clock time says nothing about an event's age once the clock has
+/// jumped.
+const BATCH_FORMAT_WALL_TS: u8 = 1;
+
+/// Bytes before each event's JSON in a batch: seq, at and length.
 const ENTRY_HEADER: usize = 8 + 8 + 4;
 
 /// A batch value is split before it grows past this (a single bigger event
@@ -151,6 +164,9 @@ pub struct Opened {
     /// The seqs recorded as lost at this open (inclusive): those between the
     /// last stored event or gap and the reserved mark, after an unclean stop.
     pub lost: Option<(u64, u64)>,
+    /// How many seqs of `lost` can at most have been handed out: those up to
+    /// the durable lease (0 when nothing was lost).
+    pub lost_handed_out_max: u64,
     /// Where an unreadable journal was moved before a new one was created.
     pub quarantined: Option<PathBuf>,
     /// Whether a new journal (with a new epoch) was created by this open.
@@ -295,13 +311,15 @@ impl std::error::Error for StoreError {
 /// will never exist.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    /// A stored event: its seq, its ts (ms since the Unix epoch) and the exact
-    /// JSON bytes that were sent to clients.
+    /// A stored event: its seq, its journal time and the exact JSON bytes
+    /// that were sent to clients.
     Event {
         /// The event's seq.
         seq: u64,
-        /// The event's ts.
-        ts: u64,
+        /// When it was appended, in the caller's journal time (ms; see
+        /// [`Store::append`]); 0 for an event stored before journal time was
+        /// kept (batch format 1).
+        at: u64,
         /// The event as sent.
         json: Vec<u8>,
     },
@@ -311,6 +329,10 @@ pub enum Record {
         from: u64,
         /// Last seq of the range (inclusive).
         to: u64,
+        /// At most this many seqs of the range were ever handed out (sent to
+        /// a client); the others were only reserved. The range's length when
+        /// every seq of it may have been (docs/durability.md §3).
+        handed_out_max: u64,
     },
 }
 
@@ -413,6 +435,10 @@ pub struct Store {
     data_file: File,
     /// The "reserved up to" mark as last written (durable at the next commit).
     reserved: u64,
+    /// The lease as last written (durable at the next commit); `None` while
+    /// the journal has never had one, when every reserved seq counts as
+    /// handed out.
+    lease: Option<u64>,
     counters: StoreTotals,
     /// The end of the last recorded gap (0: none).
     gap_high: u64,
@@ -467,7 +493,7 @@ impl Pending {
     }
 
     /// Encodes one event at the end of the last batch, or of a new one.
-    fn push(&mut self, seq: u64, ts: u64, json: &[u8], json_len: u32) {
+    fn push(&mut self, seq: u64, at: u64, json: &[u8], json_len: u32) {
         let need = ENTRY_HEADER + json.len();
         let start_new = match self.batches.last() {
             None => true,
@@ -484,7 +510,7 @@ impl Pending {
             unreachable!("a batch was just made");
         };
         batch.value.extend_from_slice(&seq.to_be_bytes());
-        batch.value.extend_from_slice(&ts.to_be_bytes());
+        batch.value.extend_from_slice(&at.to_be_bytes());
         batch.value.extend_from_slice(&json_len.to_be_bytes());
         batch.value.extend_from_slice(json);
         self.events += 1;
@@ -635,6 +661,7 @@ impl Store {
             }),
             data_file,
             reserved: 0,
+            lease: None,
             counters: StoreTotals::default(),
             gap_high: 0,
             counters_dirty: false,
@@ -678,6 +705,12 @@ impl Store {
                 .ok_or_else(|| StoreError::Corrupt("its reserved mark is malformed".into()))?,
             None => 0,
         };
+        store.lease = match store.sled.meta.get(META_LEASE).map_err(sled_err)? {
+            Some(v) => Some(
+                u64_be(&v).ok_or_else(|| StoreError::Corrupt("its lease is malformed".into()))?,
+            ),
+            None => None,
+        };
         store.load_counters()?;
         store.first = store.first_stored()?;
         store.last = match store.first {
@@ -688,8 +721,12 @@ impl Store {
         store.gap_high = store.last_gap_to()?;
         let accounted = store.accounted();
         let lost = (store.reserved > accounted).then(|| (accounted + 1, store.reserved));
+        let mut lost_handed_out_max = 0;
         if let Some((from, to)) = lost {
-            store.record_gap(from, to)?;
+            // Without a lease (a journal from before it was kept, or a caller
+            // that keeps none), any reserved seq may have been handed out.
+            lost_handed_out_max = store.lease.unwrap_or(to).min(to).saturating_sub(accounted);
+            store.record_gap_handed(from, to, lost_handed_out_max)?;
         }
         let next_seq = store.reserved.max(accounted) + 1;
         if lost.is_some() || store.counters_dirty {
@@ -704,6 +741,7 @@ impl Store {
             epoch,
             next_seq,
             lost,
+            lost_handed_out_max,
             quarantined: None,
             created: false,
         })
@@ -736,6 +774,7 @@ impl Store {
             epoch,
             next_seq: 1,
             lost: None,
+            lost_handed_out_max: 0,
             quarantined: None,
             created: true,
         })
@@ -826,13 +865,16 @@ impl Store {
 
     /// Adds one event (durable at the next commit). `seq` must be above every
     /// seq ever appended or recorded as a gap (and so above 0); otherwise
-    /// nothing is stored and [`StoreError::Corrupt`] says so.
+    /// nothing is stored and [`StoreError::Corrupt`] says so. `at` is when,
+    /// in the caller's journal time (ms that only go forward, whatever the
+    /// wall clock does), it was appended: [`Store::trim`] measures ages with
+    /// it.
     ///
     /// The event is kept in memory until the next commit (it is visible to
     /// every read at once); only when a commit's worth grows past
     /// `MAX_PENDING_BYTES` or `MAX_PENDING_EVENTS` are the pending events
     /// written to sled (not flushed) first.
-    pub fn append(&mut self, seq: u64, ts: u64, json: &[u8]) -> Result<(), StoreError> {
+    pub fn append(&mut self, seq: u64, at: u64, json: &[u8]) -> Result<(), StoreError> {
         if seq <= self.accounted() {
             return Err(StoreError::Corrupt(format!(
                 "append out of order: seq {seq} is not above {}, the last seq appended \
@@ -849,7 +891,7 @@ impl Store {
         if self.pending.is_full() {
             self.write_pending()?;
         }
-        self.pending.push(seq, ts, json, json_len);
+        self.pending.push(seq, at, json, json_len);
         self.counters.events += 1;
         self.counters.bytes += json.len() as u64;
         self.counters.high = seq;
@@ -914,10 +956,18 @@ impl Store {
     }
 
     /// Records that seqs `from..=to` will never exist (e.g. events the writer
-    /// could not store). Ranges that overlap or touch recorded ones are merged
-    /// into one. `from > to` is an error. Writes the pending changes to sled
-    /// first (a gap is rare).
+    /// could not store), every one of which may have been handed out. Ranges
+    /// that overlap or touch recorded ones are merged into one (whose
+    /// `handed_out_max` is the sum of theirs, at most its length). `from >
+    /// to` is an error. Writes the pending changes to sled first (a gap is
+    /// rare).
     pub fn record_gap(&mut self, from: u64, to: u64) -> Result<(), StoreError> {
+        self.record_gap_handed(from, to, to.saturating_sub(from).saturating_add(1))
+    }
+
+    /// [`record_gap`](Store::record_gap) of a range of which at most `handed`
+    /// seqs were handed out.
+    fn record_gap_handed(&mut self, from: u64, to: u64, handed: u64) -> Result<(), StoreError> {
         if from > to {
             return Err(StoreError::Corrupt(format!(
                 "record_gap({from}, {to}): the range is empty (a bug in the caller)"
@@ -927,27 +977,38 @@ impl Store {
         // hide them from the lost range computed at the next open.
         self.write_pending()?;
         let sled_err = |e| StoreError::sled(&self.dir, e);
-        let (mut lo, mut hi) = (from, to);
+        let (mut lo, mut hi, mut handed) = (from, to, handed);
         let mut batch = sled::Batch::default();
+        let mut merged_before = None;
         if let Some(item) = self.sled.gaps.range(..=be(lo)).next_back() {
             let (k, v) = item.map_err(sled_err)?;
-            let (start, end) = (key_u64(&k)?, key_u64(&v)?);
+            let (start, end, h) = gap_value(&k, &v)?;
             if end.saturating_add(1) >= lo {
                 lo = start;
                 hi = hi.max(end);
+                handed = handed.saturating_add(h);
+                merged_before = Some(start);
                 batch.remove(k);
             }
         }
         for item in self.sled.gaps.range(be(lo)..) {
             let (k, v) = item.map_err(sled_err)?;
-            let (start, end) = (key_u64(&k)?, key_u64(&v)?);
+            let (start, end, h) = gap_value(&k, &v)?;
+            if merged_before == Some(start) {
+                continue;
+            }
             if start > hi.saturating_add(1) {
                 break;
             }
             hi = hi.max(end);
+            handed = handed.saturating_add(h);
             batch.remove(k);
         }
-        batch.insert(&be(lo), &be(hi));
+        let handed = handed.min(hi - lo + 1);
+        let mut value = [0; 16];
+        value[..8].copy_from_slice(&be(hi));
+        value[8..].copy_from_slice(&be(handed));
+        batch.insert(&be(lo), &value);
         self.sled.gaps.apply_batch(batch).map_err(sled_err)?;
         self.gap_high = self.gap_high.max(hi);
         Ok(())
@@ -974,6 +1035,33 @@ impl Store {
     /// The "reserved up to" mark as last written.
     pub fn reserved(&self) -> u64 {
         self.reserved
+    }
+
+    /// Writes the lease (durable at the next commit): the caller promises to
+    /// hand no seq above it to a client before a later lease is durable, so
+    /// an open after a crash can tell how many of the lost seqs were ever
+    /// handed out ([`Opened::lost_handed_out_max`]). Never lowers it, and
+    /// never raises it past the reserved mark.
+    pub fn lease(&mut self, up_to: u64) -> Result<(), StoreError> {
+        let up_to = up_to.min(self.reserved);
+        if self.lease.is_none_or(|lease| up_to > lease) {
+            self.write_lease(up_to)?;
+        }
+        Ok(())
+    }
+
+    fn write_lease(&mut self, mark: u64) -> Result<(), StoreError> {
+        self.sled
+            .meta
+            .insert(META_LEASE, &mark.to_be_bytes())
+            .map_err(|e| StoreError::sled(&self.dir, e))?;
+        self.lease = Some(mark);
+        Ok(())
+    }
+
+    /// The lease as last written (`None`: never).
+    pub fn leased(&self) -> Option<u64> {
+        self.lease
     }
 
     /// Sets a snapshot entry: the latest event for `key` (keys are the
@@ -1234,9 +1322,11 @@ impl Store {
 
     fn gap(&self, item: sled::Result<(IVec, IVec)>) -> Result<Record, StoreError> {
         let (k, v) = item.map_err(|e| StoreError::sled(&self.dir, e))?;
+        let (from, to, handed_out_max) = gap_value(&k, &v)?;
         Ok(Record::Gap {
-            from: key_u64(&k)?,
-            to: key_u64(&v)?,
+            from,
+            to,
+            handed_out_max,
         })
     }
 
@@ -1247,7 +1337,7 @@ impl Store {
             .last()
             .map_err(|e| StoreError::sled(&self.dir, e))?
         {
-            Some((_, v)) => key_u64(&v),
+            Some((k, v)) => Ok(gap_value(&k, &v)?.1),
             None => Ok(0),
         }
     }
@@ -1284,7 +1374,8 @@ impl Store {
 
     /// Removes the oldest events while any limit is exceeded (events are
     /// visited in seq order and trimming stops at the first one within every
-    /// limit; an event is too old when `now_ms - ts > max_age_ms`), then the
+    /// limit; an event is too old when `now - at > max_age_ms`, `now` being
+    /// the caller's journal time, see [`append`](Store::append)), then the
     /// gaps that lie entirely below the trimmed seqs. Never touches the
     /// snapshot tree. Removes at most `max_batch` events per call, so the
     /// caller can interleave trimming with appends; returns how many it
@@ -1299,7 +1390,7 @@ impl Store {
     pub fn trim(
         &mut self,
         retention: &Retention,
-        now_ms: u64,
+        now: u64,
         max_batch: usize,
     ) -> Result<u64, StoreError> {
         let (mut removed, mut removed_bytes, mut last_removed) = (0u64, 0u64, None);
@@ -1315,7 +1406,7 @@ impl Store {
                     || retention.max_bytes.is_some_and(|max| bytes > max)
                     || retention
                         .max_age_ms
-                        .is_some_and(|max| now_ms.saturating_sub(event.ts) > max);
+                        .is_some_and(|max| now.saturating_sub(event.at) > max);
                 if !over {
                     break;
                 }
@@ -1344,7 +1435,7 @@ impl Store {
         let mut any = false;
         for item in self.sled.gaps.iter() {
             let (k, v) = item.map_err(sled_err)?;
-            if key_u64(&v)? >= self.counters.floor {
+            if gap_value(&k, &v)?.1 >= self.counters.floor {
                 break;
             }
             gaps.remove(k);
@@ -1356,15 +1447,18 @@ impl Store {
         Ok(removed)
     }
 
-    /// Clean close: moves the reserved mark to `last_seq` (the last seq handed
-    /// out; or to the last stored event or gap if that is higher), so the next
-    /// open continues at `last_seq + 1` with no lost range, then commits.
-    /// Unlike [`reserve`](Store::reserve), this may lower the mark: the seqs
-    /// above `last_seq` were never handed out.
+    /// Clean close: moves the reserved mark and the lease to `last_seq` (the
+    /// last seq handed out; or to the last stored event or gap if that is
+    /// higher), so the next open continues at `last_seq + 1` with no lost
+    /// range, then commits. Unlike [`reserve`](Store::reserve), this may
+    /// lower the mark: the seqs above `last_seq` were never handed out.
     pub fn close_clean(mut self, last_seq: u64) -> Result<(), StoreError> {
         let mark = last_seq.max(self.accounted());
         if mark != self.reserved {
             self.write_reserved(mark)?;
+        }
+        if self.lease.is_some_and(|lease| lease != mark) {
+            self.write_lease(mark)?;
         }
         self.commit()?;
         Ok(())
@@ -1418,10 +1512,30 @@ fn key_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     u64_be(bytes).ok_or_else(|| StoreError::Corrupt(format!("malformed seq key {bytes:?}")))
 }
 
-/// One event inside an `events` value: its seq, its ts and where its JSON is.
+/// A `gaps` entry as (from, to, handed_out_max). The value is `to`, then
+/// `handed_out_max` (both u64 big-endian); a value of `to` alone (written
+/// before the count was kept) counts every seq of the range as handed out.
+fn gap_value(key: &[u8], value: &[u8]) -> Result<(u64, u64, u64), StoreError> {
+    let from = key_u64(key)?;
+    let (to, handed) = match value.len() {
+        8 => (key_u64(value)?, None),
+        16 => (key_u64(&value[..8])?, Some(key_u64(&value[8..])?)),
+        _ => return Err(StoreError::Corrupt(format!("malformed gap {value:?}"))),
+    };
+    if to < from {
+        return Err(StoreError::Corrupt(format!(
+            "the gap at {from} ends at {to}"
+        )));
+    }
+    let len = to - from + 1;
+    Ok((from, to, handed.map_or(len, |h| h.min(len))))
+}
+
+/// One event inside an `events` value: its seq, its journal time and where
+/// its JSON is.
 struct Entry {
     seq: u64,
-    ts: u64,
+    at: u64,
     json: Range<usize>,
 }
 
@@ -1431,11 +1545,12 @@ struct Entry {
 fn parse_batch(key: u64, value: &[u8], out: &mut Vec<Entry>) -> Result<(), StoreError> {
     out.clear();
     let bad = |what: &str| StoreError::Corrupt(format!("the event batch at seq {key} {what}"));
-    match value.first() {
-        Some(&BATCH_FORMAT) => {}
+    let wall_ts = match value.first() {
+        Some(&BATCH_FORMAT) => false,
+        Some(&BATCH_FORMAT_WALL_TS) => true,
         Some(other) => return Err(bad(&format!("has the unknown format {other}"))),
         None => return Err(bad("is empty")),
-    }
+    };
     let mut pos = 1;
     let mut prev = None;
     while pos < value.len() {
@@ -1443,7 +1558,11 @@ fn parse_batch(key: u64, value: &[u8], out: &mut Vec<Entry>) -> Result<(), Store
             .get(pos..pos + ENTRY_HEADER)
             .ok_or_else(|| bad("ends inside an event header"))?;
         let seq = u64_be(&header[..8]).unwrap_or_default();
-        let ts = u64_be(&header[8..16]).unwrap_or_default();
+        let at = if wall_ts {
+            0
+        } else {
+            u64_be(&header[8..16]).unwrap_or_default()
+        };
         let len = u32::from_be_bytes([header[16], header[17], header[18], header[19]]) as usize;
         let start = pos + ENTRY_HEADER;
         let end = start
@@ -1460,7 +1579,7 @@ fn parse_batch(key: u64, value: &[u8], out: &mut Vec<Entry>) -> Result<(), Store
         prev = Some(seq);
         out.push(Entry {
             seq,
-            ts,
+            at,
             json: start..end,
         });
         pos = end;
@@ -1493,7 +1612,7 @@ impl Deref for EventsValue<'_> {
 /// counts a reference).
 struct RawEvent<'a> {
     seq: u64,
-    ts: u64,
+    at: u64,
     value: EventsValue<'a>,
     json: Range<usize>,
 }
@@ -1506,7 +1625,7 @@ impl RawEvent<'_> {
     fn into_record(self) -> Record {
         Record::Event {
             seq: self.seq,
-            ts: self.ts,
+            at: self.at,
             json: self.json().to_vec(),
         }
     }
@@ -1570,7 +1689,7 @@ impl<'a> Iterator for Events<'a> {
                         if e.seq >= self.min {
                             return Some(Ok(RawEvent {
                                 seq: e.seq,
-                                ts: e.ts,
+                                at: e.at,
                                 value: value.clone(),
                                 json: e.json.clone(),
                             }));
@@ -1586,7 +1705,7 @@ impl<'a> Iterator for Events<'a> {
                     }
                     return Some(Ok(RawEvent {
                         seq: e.seq,
-                        ts: e.ts,
+                        at: e.at,
                         value: value.clone(),
                         json: e.json.clone(),
                     }));
@@ -1819,11 +1938,20 @@ mod tests {
         Store::open(dir, CACHE).expect("open the journal")
     }
 
-    fn event(seq: u64, ts: u64, json: &[u8]) -> Record {
+    fn event(seq: u64, at: u64, json: &[u8]) -> Record {
         Record::Event {
             seq,
-            ts,
+            at,
             json: json.to_vec(),
+        }
+    }
+
+    /// A gap of which every seq may have been handed out.
+    fn gap_record(from: u64, to: u64) -> Record {
+        Record::Gap {
+            from,
+            to,
+            handed_out_max: to - from + 1,
         }
     }
 
@@ -1861,7 +1989,7 @@ mod tests {
             let mut all: Vec<(u64, u8, Record)> = self
                 .gaps()
                 .into_iter()
-                .map(|(from, to)| (from, 0, Record::Gap { from, to }))
+                .map(|(from, to)| (from, 0, gap_record(from, to)))
                 .collect();
             all.extend(
                 self.events
@@ -2532,7 +2660,7 @@ mod tests {
         let records = store.read(0, 100).unwrap();
         let oldest = if removed > 0 { want_first } else { 1 };
         assert_eq!(records[0].start(), oldest);
-        assert!(records.contains(&Record::Gap { from: 13, to: 14 }));
+        assert!(records.contains(&gap_record(13, 14)));
         assert_eq!(
             store.snapshot().unwrap(),
             [("tick:A".to_string(), 1, b"a1".to_vec())]
@@ -2626,7 +2754,7 @@ mod tests {
         store.record_gap(9, 11).unwrap();
         store.record_gap(13, 20).unwrap(); // After the last event.
         let ev = |seq| event(seq, seq, &json_for(seq));
-        let gap = |from, to| Record::Gap { from, to };
+        let gap = gap_record;
         assert_eq!(store.read(0, 4).unwrap(), [ev(1), ev(2), ev(3), gap(4, 6)]);
         assert_eq!(store.read(3, 3).unwrap(), [gap(4, 6), ev(7), ev(8)]);
         // A gap holding after+1 comes first, as stored (not clipped).
@@ -2679,10 +2807,7 @@ mod tests {
         assert_eq!((opened.next_seq, opened.lost), (101, Some((11, 100))));
         assert_eq!(
             opened.store.read(9, 10).unwrap(),
-            [
-                event(10, 10, &json_for(10)),
-                Record::Gap { from: 11, to: 100 }
-            ]
+            [event(10, 10, &json_for(10)), gap_record(11, 100)]
         );
         // A second crash with nothing new: nothing more is lost.
         drop(opened);
@@ -2834,15 +2959,15 @@ mod tests {
             let mut expect = 1;
             for r in &records {
                 match r {
-                    Record::Event { seq, ts, json } => {
+                    Record::Event { seq, at, json } => {
                         assert_eq!(
-                            (*seq, *ts, json),
+                            (*seq, *at, json),
                             (expect, expect, &json_for(expect)),
                             "round {round}"
                         );
                         expect += 1;
                     }
-                    Record::Gap { from, to } => {
+                    Record::Gap { from, to, .. } => {
                         assert_eq!(*from, expect, "round {round}");
                         expect = to + 1;
                     }
@@ -3025,5 +3150,107 @@ mod tests {
         assert!(opened.created && moved.join("db").exists());
         assert_ne!(opened.epoch, "0123456789abcdef");
         assert_eq!((opened.next_seq, opened.store.stats().events), (1, 0));
+    }
+
+    #[test]
+    fn a_crash_reports_how_many_lost_seqs_the_lease_let_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.reserve(10).unwrap();
+        store.lease(500).unwrap(); // Never past the reservation.
+        assert_eq!(store.leased(), Some(10));
+        store.reserve(100_000).unwrap();
+        store.lease(30).unwrap();
+        store.commit().unwrap();
+        for seq in 1..=10 {
+            store.append(seq, seq, &json_for(seq)).unwrap();
+        }
+        store.lease(20).unwrap(); // Never lowers.
+        assert_eq!(store.leased(), Some(30));
+        store.commit().unwrap();
+        drop(store);
+        // The lease on disk is 30: of 11..=100000, at most 20 were ever
+        // handed out.
+        let opened = open(&dir);
+        assert_eq!(opened.lost, Some((11, 100_000)));
+        assert_eq!(opened.lost_handed_out_max, 20);
+        let gap = Record::Gap {
+            from: 11,
+            to: 100_000,
+            handed_out_max: 20,
+        };
+        assert_eq!(
+            opened.store.read(10, 5).unwrap(),
+            std::slice::from_ref(&gap)
+        );
+        let mut out = Vec::new();
+        crate::journal::export::push_line(&mut out, &gap, 0);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"gap\",\"from\":11,\"to\":100000,\"handed_out_max\":20}\n"
+        );
+        // A later gap that touches it merges, and adds its own count.
+        let mut store = opened.store;
+        store.record_gap(100_001, 100_004).unwrap();
+        assert_eq!(
+            store.read(10, 5).unwrap(),
+            [Record::Gap {
+                from: 11,
+                to: 100_004,
+                handed_out_max: 24,
+            }]
+        );
+        // A clean close brings the lease down with the mark: nothing lost.
+        store.close_clean(100_004).unwrap();
+        let opened = open(&dir);
+        assert_eq!((opened.lost, opened.lost_handed_out_max), (None, 0));
+        assert_eq!(opened.store.leased(), Some(100_004));
+    }
+
+    #[test]
+    fn without_a_lease_every_lost_seq_counts_as_handed_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.reserve(50).unwrap();
+        store.append(1, 1, b"{}").unwrap();
+        store.commit().unwrap();
+        drop(store);
+        let opened = open(&dir);
+        assert_eq!(
+            (opened.lost, opened.lost_handed_out_max),
+            (Some((2, 50)), 49)
+        );
+        assert_eq!(opened.store.read(1, 5).unwrap(), [gap_record(2, 50)]);
+    }
+
+    #[test]
+    fn events_of_the_wall_clock_batch_format_read_with_journal_time_zero() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = open(&dir).store;
+        store.append(1, 5, b"{}").unwrap();
+        store.commit().unwrap();
+        // Rewrite the batch as format 1 wrote it: the same bytes, with a
+        // wall-clock ts where journal time now goes.
+        let mut value = store.sled.events.get(be(1)).unwrap().unwrap().to_vec();
+        value[0] = BATCH_FORMAT_WALL_TS;
+        value[9..17].copy_from_slice(&1_780_000_000_000u64.to_be_bytes());
+        store.sled.events.insert(be(1), value).unwrap();
+        store.append(2, 7, b"{}").unwrap();
+        assert_eq!(
+            store.read(0, 5).unwrap(),
+            [event(1, 0, b"{}"), event(2, 7, b"{}")]
+        );
+        // So it ages from the start of journal time, not from a wall clock
+        // that may be months off.
+        let max_age = Retention {
+            max_age_ms: Some(10),
+            ..Retention::default()
+        };
+        assert_eq!(store.trim(&max_age, 9, 10).unwrap(), 0);
+        assert_eq!(store.trim(&max_age, 11, 10).unwrap(), 1);
+        assert_eq!(store.first_seq(), Some(2));
     }
 }

@@ -13,6 +13,17 @@
 //! This thread never touches a socket except to push ack frames into a
 //! client's [`Outbox`], which never blocks.
 //!
+//! Retention by age measures journal time ([`JournalTime`]): milliseconds
+//! of the monotonic clock while a daemon ran, carried across restarts in the
+//! journal, plus the downtime between two runs when the wall clock was
+//! synchronized at both ends. A wall-clock step, forward or back, moves no
+//! event's age (docs/durability.md §10).
+//!
+//! The writer also keeps the lease (docs/durability.md §3): a durable bound,
+//! a little ahead of the last stored seq and renewed at every commit, past
+//! which the hub fans nothing out; so after a crash the lost range says how
+//! many of its seqs a client can have seen.
+//!
 //! The writer comes round at least every [`MAX_QUIET`] even when idle, and
 //! beats its [`Heartbeat`] each time, so the service watchdog can tell an
 //! idle writer from one stuck in the disk. An idle round writes nothing: a
@@ -30,7 +41,7 @@ use smol::Timer;
 use smol::channel::{Receiver, Sender, TrySendError, bounded};
 use smol::future::or;
 
-use crate::clock::wall_ms;
+use crate::clock::{ClockState, wall_ms};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::forward::{OutboxStats, Outboxes};
 use crate::journal::store::{Record, Retention, Store, StoreError};
@@ -47,8 +58,36 @@ pub const INBOX: usize = 16 * 1024;
 /// Seqs reserved ahead of the last stored event. A crash loses at most this
 /// many seqs to the recorded gap; the reservation is extended at every commit
 /// that finds less than half of it left, so the hub never catches up with it
-/// unless the disk has been failing for a long time.
+/// unless the disk has been failing for a long time. (Of a lost range, only
+/// the seqs up to the lease can ever have reached a client: see
+/// [`LEASE_MIN`].)
 pub const RESERVE_BLOCK: u64 = 100_000;
+
+/// The lease runs at least this many seqs ahead of the last stored event:
+/// the hub fans out up to it without waiting for a commit. 64 covers a
+/// default commit window (100 ms) of 640 events/s, twenty times the demo's,
+/// and a feed's first burst of a few dozen symbols; a bigger burst waits for
+/// the next commit (at most one window) while [`LEASE_WINDOWS`] catches up.
+/// It is what a crash reports as possibly handed out to clients but not
+/// stored (`handed_out_max` of the lost range) when events come slowly: a
+/// truthful bound needs a small one.
+pub const LEASE_MIN: u64 = 64;
+
+/// The writer commits early, renewing the lease, when the stored events come
+/// within this many seqs of it (see `Writer::lease_running_out`): half of
+/// [`LEASE_MIN`], so a burst waits for a commit of its own, not for the
+/// deadline, and each such commit at least doubles the headroom
+/// ([`LEASE_WINDOWS`] times the events since the last one).
+pub const LEASE_EARLY: u64 = LEASE_MIN / 2;
+
+/// The lease runs this many commit windows' worth of events ahead (counted
+/// at the last commit) when that is more than [`LEASE_MIN`], so a steady
+/// stream never waits for the lease; only a sudden burst past it waits for
+/// the next commit.
+pub const LEASE_WINDOWS: u64 = 4;
+
+/// The caller meta key of the journal-time mark (see [`TimeMark`]).
+pub const TIME_MARK_KEY: &str = "journal_time";
 
 /// Events per journal read during a replay: big enough to amortise the
 /// round trip to this thread, small enough that one client's backlog does not
@@ -74,9 +113,8 @@ pub enum JournalMsg {
     Append {
         /// Its seq.
         seq: u64,
-        /// Its ts.
-        ts: u64,
-        /// The exact bytes sent to clients.
+        /// The exact bytes sent to clients (its `ts` among them; the journal
+        /// stores it with its own journal time, see [`JournalTime`]).
         json: Utf8Bytes,
         /// Snapshot key this event becomes the latest value of.
         put: Option<Box<str>>,
@@ -122,6 +160,84 @@ pub enum JournalMsg {
         /// Value.
         value: Vec<u8>,
     },
+    /// The wall clock's state changed.
+    Clock {
+        /// The new state.
+        state: ClockState,
+    },
+}
+
+/// Journal time: ms that only go forward, on the monotonic clock while a
+/// daemon runs, continued from the journal's [`TimeMark`] at each start.
+/// Events are stored with it, and retention's `max_age` compares it
+/// (docs/durability.md §10).
+#[derive(Clone, Copy, Debug)]
+pub struct JournalTime {
+    /// Journal time at `started`.
+    base: u64,
+    started: Instant,
+}
+
+impl JournalTime {
+    /// Journal time that is `base` at `now`.
+    pub fn new(base: u64, now: Instant) -> JournalTime {
+        JournalTime { base, started: now }
+    }
+
+    /// Journal time at `now`.
+    pub fn at(&self, now: Instant) -> u64 {
+        self.base
+            .saturating_add(crate::clock::age_ms(self.started, now))
+    }
+}
+
+/// What the journal keeps of its time at every commit: the journal time,
+/// the wall clock then, and whether the wall clock was synchronized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeMark {
+    /// Journal time at the commit.
+    pub at: u64,
+    /// The wall clock then, ms since the Unix epoch.
+    pub wall_ms: u64,
+    /// Whether the wall clock was synchronized then.
+    pub synced: bool,
+}
+
+impl TimeMark {
+    /// 17 bytes: `at`, `wall_ms` (u64 big-endian), `synced` (0 or 1).
+    pub fn encode(&self) -> [u8; 17] {
+        let mut out = [0; 17];
+        out[..8].copy_from_slice(&self.at.to_be_bytes());
+        out[8..16].copy_from_slice(&self.wall_ms.to_be_bytes());
+        out[16] = u8::from(self.synced);
+        out
+    }
+
+    /// The mark of [`encode`](TimeMark::encode)'s bytes.
+    pub fn decode(bytes: &[u8]) -> Option<TimeMark> {
+        let bytes: &[u8; 17] = bytes.try_into().ok()?;
+        let n = |r: std::ops::Range<usize>| bytes[r].try_into().ok().map(u64::from_be_bytes);
+        Some(TimeMark {
+            at: n(0..8)?,
+            wall_ms: n(8..16)?,
+            synced: bytes[16] == 1,
+        })
+    }
+
+    /// Journal time for a run starting after this mark, at wall time
+    /// `wall_ms` with the clock `synced` or not: the mark's time, plus the
+    /// downtime the wall clock shows when it was synchronized at both ends
+    /// (and did not go back). Otherwise the downtime counts as nothing: an
+    /// unsynchronized clock's difference could be months, either way.
+    pub fn resume(mark: Option<TimeMark>, wall_ms: u64, synced: bool) -> u64 {
+        match mark {
+            None => 0,
+            Some(m) if m.synced && synced && wall_ms >= m.wall_ms => {
+                m.at.saturating_add(wall_ms - m.wall_ms)
+            }
+            Some(m) => m.at,
+        }
+    }
 }
 
 /// Upper bounds of the commit-time histogram in µs (0.5 ms to 2.5 s): a
@@ -150,6 +266,9 @@ pub struct JournalStatus {
     pub durable_seq: AtomicU64,
     /// The durable "reserved up to" mark.
     pub reserved: AtomicU64,
+    /// The durable lease: the hub fans out no seq above it while the
+    /// journal is writable (docs/durability.md §3).
+    pub lease: AtomicU64,
     /// Oldest retained seq (0: none).
     pub first_seq: AtomicU64,
     /// Seqs below this were trimmed by retention (0: nothing trimmed).
@@ -229,6 +348,9 @@ pub struct WriterConfig {
     /// The outboxes of `[[forward]]`, filled with the events they forward
     /// before the commit that holds them (`journal::forward`).
     pub forward: Option<Outboxes>,
+    /// The wall clock's state at start (later changes come as
+    /// [`JournalMsg::Clock`]).
+    pub clock: ClockState,
 }
 
 /// What the hub and sessions hold of the writer: its inbox and its status.
@@ -272,7 +394,15 @@ impl Journal {
         last_seq: u64,
         config: WriterConfig,
     ) -> Result<Journal, StoreError> {
+        let mark = store
+            .get_meta(TIME_MARK_KEY)?
+            .and_then(|bytes| TimeMark::decode(&bytes));
+        let synced = config.clock == ClockState::Synchronized;
+        let time = JournalTime::new(TimeMark::resume(mark, wall_ms(), synced), Instant::now());
         store.reserve(last_seq + RESERVE_BLOCK)?;
+        store.lease(last_seq + LEASE_MIN)?;
+        let lease = store.leased().unwrap_or(last_seq);
+        store.put_meta(TIME_MARK_KEY, &time_mark(&time, synced).encode())?;
         store.commit()?;
         let status = Arc::new(JournalStatus {
             forward: config
@@ -282,6 +412,7 @@ impl Journal {
                 .unwrap_or_default(),
             ..JournalStatus::default()
         });
+        status.lease.store(lease, Ordering::Release);
         let (tx, rx) = bounded(INBOX);
         let heart = Heartbeat::new("journal");
         let mut writer = Writer {
@@ -299,6 +430,10 @@ impl Journal {
             next_retry: Instant::now(),
             final_seq: None,
             epoch,
+            time,
+            synced,
+            lease,
+            window_appends: 0,
         };
         writer.publish_stats();
         status.durable_seq.store(last_seq, Ordering::Release);
@@ -356,6 +491,23 @@ struct Writer {
     final_seq: Option<u64>,
     /// The journal's epoch (a reopen must find the same one).
     epoch: String,
+    /// Journal time, for appends and retention.
+    time: JournalTime,
+    /// Whether the wall clock is synchronized, as last heard.
+    synced: bool,
+    /// The lease as last written.
+    lease: u64,
+    /// Events appended since the last commit, to size the next lease.
+    window_appends: u64,
+}
+
+/// The time mark to store at a commit.
+fn time_mark(time: &JournalTime, synced: bool) -> TimeMark {
+    TimeMark {
+        at: time.at(Instant::now()),
+        wall_ms: wall_ms(),
+        synced,
+    }
 }
 
 /// What woke the writer.
@@ -400,7 +552,7 @@ impl Writer {
             }
             now = Instant::now();
             self.heart.beat_at(now);
-            if now >= deadline {
+            if now >= deadline || self.lease_running_out() {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
             }
@@ -417,6 +569,13 @@ impl Writer {
             }
         }
         self.commit();
+        let mark = time_mark(&self.time, self.synced).encode();
+        if self
+            .with_store(|s| s.put_meta(TIME_MARK_KEY, &mark))
+            .is_none()
+        {
+            log::debug!("journal: the time mark was not stored at close");
+        }
         if let Some(store) = self.store.take() {
             match store.close_clean(self.last_appended) {
                 Ok(()) => log::info!("journal closed cleanly at seq {}", self.last_appended),
@@ -429,11 +588,10 @@ impl Writer {
         match msg {
             JournalMsg::Append {
                 seq,
-                ts,
                 json,
                 put,
                 remove,
-            } => self.append(seq, ts, json.as_bytes(), put.as_deref(), remove.as_deref()),
+            } => self.append(seq, json.as_bytes(), put.as_deref(), remove.as_deref()),
             JournalMsg::Ack { seq, id, outbox } => {
                 if self.store.is_none() || seq <= self.skip_through {
                     outbox.push(ack_failed(id));
@@ -466,20 +624,24 @@ impl Writer {
                     self.dirty = true;
                 }
             }
+            JournalMsg::Clock { state } => self.synced = state == ClockState::Synchronized,
         }
     }
 
-    fn append(&mut self, seq: u64, ts: u64, json: &[u8], put: Option<&str>, remove: Option<&str>) {
+    /// Stores one event, stamped with the journal time now (its wall-clock
+    /// `ts` is in its JSON; retention does not use it).
+    fn append(&mut self, seq: u64, json: &[u8], put: Option<&str>, remove: Option<&str>) {
         if seq <= self.skip_through || seq <= self.last_appended {
             // Inside the range already recorded as lost by a reopen.
             return;
         }
         let expected = self.last_appended + 1;
+        let at = self.time.at(Instant::now());
         let stored = self.with_store(|s| {
             if seq > expected {
                 s.record_gap(expected, seq - 1)?;
             }
-            s.append(seq, ts, json)?;
+            s.append(seq, at, json)?;
             if let Some(key) = put {
                 s.put_snapshot(key, seq, json)?;
             }
@@ -490,19 +652,25 @@ impl Writer {
         });
         if stored.is_some() {
             self.last_appended = seq;
+            self.window_appends += 1;
             self.dirty = true;
             if let Some(forward) = self.config.forward.clone() {
                 let epoch = self.epoch.clone();
-                let put = self.with_store(|s| {
-                    forward
-                        .put(json, &epoch, wall_ms())
-                        .map_err(|e| s.sled_error(e))
-                });
+                let put =
+                    self.with_store(|s| forward.put(json, &epoch, at).map_err(|e| s.sled_error(e)));
                 self.forwarded |= put.unwrap_or(false);
             }
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the stored events have come within [`LEASE_EARLY`] of the
+    /// lease: then the writer commits at once instead of at its deadline,
+    /// renewing the lease, so the hub does not wait a whole commit window
+    /// (up to 10 s with a long `flush_interval_ms`) to fan out a burst.
+    fn lease_running_out(&self) -> bool {
+        self.store.is_some() && self.last_appended.saturating_add(LEASE_EARLY) > self.lease
     }
 
     /// Commit (if anything changed), answer durable publishes, trim, and
@@ -519,10 +687,21 @@ impl Writer {
             }
         }
         if self.dirty {
+            let headroom = LEASE_MIN.max(LEASE_WINDOWS.saturating_mul(self.window_appends));
+            let lease = self.last_appended.saturating_add(headroom);
+            if lease > self.lease
+                && let Some(leased) = self.with_store(|s| {
+                    s.lease(lease)?;
+                    Ok(s.leased())
+                })
+            {
+                self.lease = leased.unwrap_or(lease);
+            }
             self.commit();
             let retention = self.config.retention;
+            let now = self.time.at(now);
             if self
-                .with_store(|s| s.trim(&retention, wall_ms(), TRIM_BATCH))
+                .with_store(|s| s.trim(&retention, now, TRIM_BATCH))
                 .is_some_and(|n| n > 0)
             {
                 self.dirty = true;
@@ -537,16 +716,22 @@ impl Writer {
         if !self.dirty {
             return;
         }
-        let Some(took) = self.with_store(Store::commit) else {
+        let mark = time_mark(&self.time, self.synced).encode();
+        let Some(took) = self.with_store(|s| {
+            s.put_meta(TIME_MARK_KEY, &mark)?;
+            s.commit()
+        }) else {
             return;
         };
         self.dirty = false;
+        self.window_appends = 0;
+        self.status.lease.store(self.lease, Ordering::Release);
         if let Some(forward) = &self.config.forward {
             // Durable now: the broker feeds may send it.
             if std::mem::take(&mut self.forwarded) {
                 forward.wake();
             }
-            if let Err(e) = forward.trim_age(wall_ms()) {
+            if let Err(e) = forward.trim_age(self.time.at(Instant::now())) {
                 log::warn!("forward: trimming old messages failed: {e}");
             }
         }
@@ -653,8 +838,13 @@ impl Writer {
             .store(opened.next_seq, Ordering::Release);
         let base = self.skip_through.max(self.last_appended);
         let up_to = base + RESERVE_BLOCK;
-        if let Err(e) = store
-            .reserve(up_to)
+        // While the journal failed the hub fanned out without a lease: any
+        // seq of the lost range may have reached a client.
+        let lost = opened.lost;
+        if let Err(e) = lost
+            .map_or(Ok(()), |(from, to)| store.record_gap(from, to))
+            .and_then(|()| store.reserve(up_to))
+            .and_then(|()| store.lease(base + LEASE_MIN))
             .and_then(|()| store.commit().map(|_| ()))
         {
             if self.error_log.should_log(now).is_some() {
@@ -665,6 +855,8 @@ impl Writer {
         log::warn!("journal writable again; seqs missed meanwhile are recorded as a gap");
         self.last_appended = base;
         self.reserved = up_to;
+        self.lease = store.leased().unwrap_or(base);
+        self.status.lease.store(self.lease, Ordering::Release);
         self.store = Some(store);
         self.status.healthy.store(true, Ordering::Release);
         *self.status.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -694,5 +886,126 @@ fn ack_frame(seq: u64, id: Option<Value>) -> Frame {
     Frame {
         text: Utf8Bytes::from(ack.to_string()),
         key: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    #[test]
+    fn downtime_counts_only_when_the_clock_was_set_at_both_ends() {
+        let mark = |wall_ms, synced| {
+            Some(TimeMark {
+                at: 5_000,
+                wall_ms,
+                synced,
+            })
+        };
+        let wall = 1_780_000_000_000;
+        assert_eq!(TimeMark::resume(None, wall, true), 0);
+        // Off for an hour, the clock set before and after.
+        assert_eq!(
+            TimeMark::resume(mark(wall - 3_600_000, true), wall, true),
+            5_000 + 3_600_000
+        );
+        // A clock that stepped back, or was not set at one end: no downtime.
+        assert_eq!(
+            TimeMark::resume(mark(wall + DAY_MS, true), wall, true),
+            5_000
+        );
+        assert_eq!(
+            TimeMark::resume(mark(wall - DAY_MS, false), wall, true),
+            5_000
+        );
+        assert_eq!(
+            TimeMark::resume(mark(wall - DAY_MS, true), wall, false),
+            5_000
+        );
+        let encoded = mark(wall, true).unwrap().encode();
+        assert_eq!(TimeMark::decode(&encoded), mark(wall, true));
+        assert_eq!(TimeMark::decode(&encoded[1..]), None);
+    }
+
+    /// A journal of 5 events stored at journal time 1,000..=1,004 whose
+    /// last run ended at journal time 2,000 with the wall clock at
+    /// `wall_step` from now (synchronized or not), restarted now with the
+    /// clock `clock` and `max_age` one hour; one more event goes in. How
+    /// many events it keeps once the commit after it has trimmed.
+    fn events_kept_after_a_step(wall_step: i64, synced: bool, clock: ClockState) -> u64 {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let mut store = Store::open(&dir, 1 << 20).unwrap().store;
+        for seq in 1..=5 {
+            store.append(seq, 999 + seq, b"{}").unwrap();
+        }
+        let mark = TimeMark {
+            at: 2_000,
+            wall_ms: wall_ms().saturating_add_signed(wall_step),
+            synced,
+        };
+        store.put_meta(TIME_MARK_KEY, &mark.encode()).unwrap();
+        store.close_clean(5).unwrap();
+        let store = Store::open(&dir, 1 << 20).unwrap().store;
+        let config = WriterConfig {
+            dir,
+            cache_bytes: 1 << 20,
+            flush_interval: Duration::from_millis(5),
+            retention: Retention {
+                max_age_ms: Some(3_600_000),
+                ..Retention::default()
+            },
+            clock,
+            forward: None,
+        };
+        let journal = Journal::start(store, "0123456789abcdef".into(), 5, config).unwrap();
+        let handle = journal.handle();
+        let append = JournalMsg::Append {
+            seq: 6,
+            json: Utf8Bytes::from_static("{}"),
+            put: None,
+            remove: None,
+        };
+        handle.tx.send_blocking(append).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The trim runs right after the commit that makes seq 6 durable,
+        // in the same round; the next event's commit comes after it.
+        while handle.status.durable_seq.load(Ordering::Acquire) < 6 {
+            assert!(Instant::now() < deadline, "seq 6 was never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let append = JournalMsg::Append {
+            seq: 7,
+            json: Utf8Bytes::from_static("{}"),
+            put: None,
+            remove: None,
+        };
+        handle.tx.send_blocking(append).unwrap();
+        while handle.status.durable_seq.load(Ordering::Acquire) < 7 {
+            assert!(Instant::now() < deadline, "seq 7 was never committed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let kept = handle.status.events.load(Ordering::Acquire);
+        drop(handle);
+        journal.close();
+        kept - 1
+    }
+
+    #[test]
+    fn a_wall_clock_step_of_90_days_either_way_trims_nothing() {
+        let ninety = 90 * DAY_MS as i64;
+        use ClockState::*;
+        // The clock jumped 90 days forward since the last run (NTP after a
+        // boot at an old time): the events are seconds old, all kept.
+        assert_eq!(events_kept_after_a_step(-ninety, false, Synchronized), 6);
+        assert_eq!(events_kept_after_a_step(-ninety, true, Unsynchronized), 6);
+        // It jumped back 90 days: nothing is older than before.
+        assert_eq!(events_kept_after_a_step(ninety, true, Synchronized), 6);
+        assert_eq!(events_kept_after_a_step(ninety, false, Unknown), 6);
+        // Truly off for 90 days, the clock set at both ends: the old events
+        // are 90 days old and go; the new one stays.
+        assert_eq!(events_kept_after_a_step(-ninety, true, Synchronized), 1);
     }
 }

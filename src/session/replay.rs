@@ -8,11 +8,11 @@
 
 use std::io;
 
-use serde_json::json;
 use smol::channel::{Sender, bounded};
 
 use super::wire::{Socket, push_frame, write_all};
 use crate::event::Event;
+use crate::journal::export::write_gap;
 use crate::journal::store::Record;
 use crate::journal::writer::{JournalMsg, REPLAY_PAGE};
 use crate::outbox::Replay;
@@ -35,7 +35,8 @@ pub(super) async fn play_back(
         page.clear();
         if records.is_empty() {
             // Not in the journal (it failed or was trimmed meanwhile).
-            push_frame(&mut page, &gap(cursor + 1, replay.upto));
+            let (from, to) = (cursor + 1, replay.upto);
+            push_frame(&mut page, &gap(from, to, to - from + 1));
             write_all(socket, &page).await?;
             break;
         }
@@ -47,17 +48,23 @@ pub(super) async fn play_back(
                         break;
                     }
                     if seq > cursor + 1 {
-                        push_frame(&mut page, &gap(cursor + 1, seq - 1));
+                        let (from, to) = (cursor + 1, seq - 1);
+                        push_frame(&mut page, &gap(from, to, to - from + 1));
                     }
                     cursor = seq;
                     if Event::from_json(&json).is_some_and(|e| replay.subs.matches(&e.body)) {
                         push_frame(&mut page, &json);
                     }
                 }
-                Record::Gap { from, to } => {
+                Record::Gap {
+                    from,
+                    to,
+                    handed_out_max,
+                } => {
                     let to = to.min(replay.upto);
                     if to > cursor {
-                        push_frame(&mut page, &gap(from.max(cursor + 1), to));
+                        let from = from.max(cursor + 1);
+                        push_frame(&mut page, &gap(from, to, handed_out_max));
                         cursor = to;
                     }
                 }
@@ -86,9 +93,11 @@ async fn read_page(journal: &Sender<JournalMsg>, after: u64) -> Vec<Record> {
     records.recv().await.unwrap_or_default()
 }
 
-/// A `gap` record: seqs `from..=to` can never be replayed.
-fn gap(from: u64, to: u64) -> Vec<u8> {
-    json!({"type": "gap", "from": from, "to": to})
-        .to_string()
-        .into_bytes()
+/// A `gap` record: seqs `from..=to` can never be replayed, and at most
+/// `handed_out_max` of them were ever handed out.
+fn gap(from: u64, to: u64, handed_out_max: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_gap(&mut out, from, to, handed_out_max);
+    out
 }

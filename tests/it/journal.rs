@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use smol::Timer;
-use tablo::journal::{REPLAY_PAGE, RESERVE_BLOCK};
+use tablo::journal::{LEASE_MIN, REPLAY_PAGE, RESERVE_BLOCK};
 use tablo::protocol::MAX_SYMBOL_LEN;
 
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
@@ -614,12 +614,27 @@ fn crash_leaves_a_gap_record_and_never_reuses_seqs() {
                 to <= highest + RESERVE_BLOCK,
                 "round {round}: a crash loses at most one reservation block: {gap}, highest {highest}"
             );
+            // Of the lost range, only a lease's worth can have reached a
+            // client, and every seq this client saw past the durable ones
+            // is among them.
+            let handed = gap["handed_out_max"].as_u64().unwrap_or(u64::MAX);
+            assert!(
+                handed > highest.saturating_sub(from) && handed <= 2 * LEASE_MIN,
+                "round {round}: handed_out_max should count the {} seqs seen past the durable \
+                 ones and stay within about a lease ({LEASE_MIN}): {gap}",
+                highest + 1 - from.min(highest + 1)
+            );
 
             // A client that saw the lost seqs live and resumes after the
             // last of them is told that the rest of the range is gone.
             let mut lagging = daemon.bot().await;
             resume(&mut lagging, &["*"], highest, Some(&epoch)).await;
-            let rest = json!({"type": "gap", "from": highest + 1, "to": to});
+            let rest = json!({
+                "type": "gap",
+                "from": highest + 1,
+                "to": to,
+                "handed_out_max": handed.min(to - highest),
+            });
             expect_frame(&mut lagging, &rest, "a resume from inside the lost range").await;
 
             // Then the new run, live or replayed, on from the gap.
@@ -1212,4 +1227,62 @@ fn limits_larger_than_the_free_space_are_warned_about_at_start() {
         daemon.stderr()
     );
     assert_eq!(daemon.http_get("/healthz").0, 200, "the daemon runs on");
+}
+
+/// The commit window of [`a_subscriber_never_holds_a_publish_the_journal_then_lost`]:
+/// long, so the kill lands inside a window.
+const PUBLISH_CRASH_FLUSH_MS: u64 = 300;
+
+/// Publishes sent in one burst there, without waiting for acks (under the
+/// per-client burst of 100 ops).
+const PUBLISH_BURST: u64 = 80;
+
+#[test]
+fn a_subscriber_never_holds_a_publish_the_journal_then_lost() {
+    smol::block_on(async {
+        let upstream = FakeUpstream::start().await;
+        let config = config_with(&upstream, PUBLISH_CRASH_FLUSH_MS, "");
+        let daemon = start(Sandbox::new(), &config, &upstream).await;
+        let mut watcher = daemon.bot().await;
+        watcher.subscribe(&["alerts"]).await;
+        let mut publisher = daemon.ws("/ws?client=bot&token=pub").await;
+        for id in 0..PUBLISH_BURST {
+            let data = json!({"level": "info", "text": format!("alert {id}")});
+            let op = json!({"op": "publish", "channel": "alerts", "data": data, "id": id});
+            publisher.send_json(op).await;
+        }
+        // SIGKILL as soon as the subscriber holds one: before, the whole
+        // burst went out at once and most of it was still in the commit
+        // window.
+        let first = watcher.recv_json().await;
+        let sandbox = kill(daemon);
+        let (rest, _) = watcher.read_to_end(KILL_WITHIN).await;
+        let seen: Vec<Value> = std::iter::once(first)
+            .chain(rest)
+            .filter(|f| f["type"] == "alert")
+            .collect();
+        assert!(!seen.is_empty(), "the subscriber got an alert");
+
+        let data_dir = sandbox.data_dir();
+        let data_dir = data_dir.to_str().expect("a UTF-8 path");
+        let export = sandbox.tablo(&["journal", "export", "--data-dir", data_dir]);
+        export.assert_code(0);
+        let stored: HashMap<u64, Value> = export
+            .stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["type"] == "alert")
+            .map(|v| (seq_of(&v), v))
+            .collect();
+        for alert in &seen {
+            assert_eq!(
+                stored.get(&seq_of(alert)),
+                Some(alert),
+                "a subscriber got {alert} live, so the journal must have it after the kill \
+                 ({} alerts seen, {} stored)",
+                seen.len(),
+                stored.len()
+            );
+        }
+    });
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use smol::Timer;
 
+use tablo::journal::LEASE_MIN;
+
 use crate::harness::{Client, Daemon, FakeUpstream, Output, Sandbox};
 use crate::relay::binance_ticker;
 
@@ -389,9 +391,16 @@ fn a_crash_is_a_gap_record_in_export() {
             "{gap}"
         );
         assert!(to > last, "{gap}");
+        // Every event was durable: none of the lost seqs reached a client,
+        // and the record says at most a lease's worth can have.
+        let handed = gap["handed_out_max"].as_u64().unwrap_or(u64::MAX);
+        assert!(handed <= LEASE_MIN && handed < to - last, "{gap}");
         assert_eq!(
             exported[before.len()],
-            format!(r#"{{"type":"gap","from":{},"to":{to}}}"#, last + 1),
+            format!(
+                r#"{{"type":"gap","from":{},"to":{to},"handed_out_max":{handed}}}"#,
+                last + 1
+            ),
             "the gap line's exact form"
         );
         assert_eq!(
@@ -421,7 +430,10 @@ fn a_crash_is_a_gap_record_in_export() {
         ));
         assert_eq!(
             since_gap[0],
-            format!(r#"{{"type":"gap","from":{},"to":{to}}}"#, last + 3),
+            format!(
+                r#"{{"type":"gap","from":{},"to":{to},"handed_out_max":{handed}}}"#,
+                last + 3
+            ),
             "export --since inside a gap starts it after since"
         );
     });
@@ -431,8 +443,8 @@ fn a_crash_is_a_gap_record_in_export() {
 fn lines_of(events: &[String], gap: &Value) -> Vec<String> {
     let mut all = events.to_vec();
     all.push(format!(
-        r#"{{"type":"gap","from":{},"to":{}}}"#,
-        gap["from"], gap["to"]
+        r#"{{"type":"gap","from":{},"to":{},"handed_out_max":{}}}"#,
+        gap["from"], gap["to"], gap["handed_out_max"]
     ));
     all
 }

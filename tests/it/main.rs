@@ -4,14 +4,17 @@
 
 mod chain;
 mod cli;
+mod clock;
 mod disk;
 mod display;
 mod embedded;
+mod fuzz;
 mod harness;
 mod http;
 mod journal;
 mod journal_cli;
 mod jsonfeed;
+mod jwt;
 mod kiosk;
 mod layers;
 mod limits;
