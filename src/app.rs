@@ -32,12 +32,14 @@ use crate::feed;
 use crate::forward::Rule;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::forward::Outboxes;
+use crate::journal::keys::{self, RecentKeys};
 use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
 use crate::server::{self, Shared};
 use crate::service::Service;
+use crate::web::Site;
 
 /// Why the daemon could not run.
 #[derive(Debug)]
@@ -138,7 +140,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions, outboxes) = open_journal(&config)?;
+    let (journal, start, restored, positions, keys, outboxes) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -157,6 +159,7 @@ pub async fn run(
         state: clock::sync::check(),
     };
     hub.handle(clock_state, Instant::now(), clock::wall_ms());
+    hub.restore_keys(keys);
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -176,6 +179,7 @@ pub async fn run(
         Some(journal.handle().tx),
     );
     shared.set_journal_info(journal.handle().status, epoch);
+    shared.set_site(Site::new(&config.board));
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
     // Bound and journal open: systemd may send traffic our way. Every
     // loop that must not get stuck is in the watchdog's list, the
@@ -346,10 +350,21 @@ fn log_feeds(config: &Config) {
     clippy::type_complexity,
     reason = "the four things start-up needs from the journal"
 )]
-fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
+/// What [`open_journal`] hands the hub: where numbering starts, the
+/// last-known events, the chained feeds' positions, the publish keys and the forward outboxes.
+type Opening = (
+    Journal,
+    Start,
+    Vec<Event>,
+    Vec<Option<Position>>,
+    RecentKeys,
+    Option<Outboxes>,
+);
+
+fn open_journal(config: &Config) -> Result<Opening, RunError> {
     let dir = &config.journal.dir;
     let started = Instant::now();
-    let opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
+    let mut opened = Store::open(dir, config.journal.cache_bytes).map_err(RunError::Journal)?;
     if let Some(moved) = &opened.quarantined {
         log::error!(
             "the journal in {} could not be read and was moved to {}; started a new one (clients will get a reset)",
@@ -380,6 +395,11 @@ fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
             Position::decode(&saved)
         })
         .collect();
+    let keys = opened
+        .store
+        .with_tree(keys::TREE, keys::load)
+        .map(RecentKeys::from_loaded)
+        .map_err(RunError::Journal)?;
     let start = Start {
         epoch: opened.epoch.clone(),
         next_seq: opened.next_seq,
@@ -427,18 +447,8 @@ fn open_journal(config: &Config) -> Result<JournalOpened, RunError> {
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions, outboxes))
+    Ok((journal, start, restored, positions, keys, outboxes))
 }
-
-/// What [`open_journal`] gives: the writer, where the hub starts, the
-/// last-known events, the chained feeds' positions and the forward outboxes.
-type JournalOpened = (
-    Journal,
-    Start,
-    Vec<Event>,
-    Vec<Option<Position>>,
-    Option<Outboxes>,
-);
 
 /// Logs a warning when the journal's filesystem has less free space than
 /// the journal may still grow by under `[journal] max_bytes`

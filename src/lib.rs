@@ -15,7 +15,8 @@
 //!   and the argh types, whose doc comments are the `--help` text.
 //! - [`app`]: starts and owns everything for `tablo run`, and shuts it down
 //!   in order: [`app::run`] on a given listener and shutdown future.
-//! - `server`: the accept loop and plain HTTP on the WebSocket port.
+//! - `server`: the accept loop and plain HTTP on the WebSocket port (and
+//!   the web page's files and `/api/*`, in `server::pages`).
 //! - `session`: one client's reader and writer tasks; `session::wire` is the
 //!   `sendmsg` of WebSocket frames that the hub's flush shares.
 //! - `feed::task`: the loop per feed that connects, reads and reconnects;
@@ -26,6 +27,7 @@
 //! - `hub`: the one task that numbers events, keeps the last-known state and
 //!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
+//!   `web`: the board as a web page and `tablo.js`, built once at start-up.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
 //! - [`board`]: the board's model, drawing and text (pure, but for
@@ -73,3 +75,4 @@ pub(crate) mod renderer;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;
+pub(crate) mod web;

@@ -25,9 +25,9 @@ pub(crate) mod rotate;
 pub(crate) mod state;
 pub(crate) mod text;
 
-mod layout;
-mod theme;
-mod words;
+pub(crate) mod layout;
+pub(crate) mod theme;
+pub(crate) mod words;
 
 #[cfg(test)]
 mod golden;

@@ -148,6 +148,10 @@ pub struct ServerConfig {
     pub tokens: Vec<TokenConfig>,
     /// `[server.jwt]`: signed tokens with rights, when configured.
     pub jwt: Option<JwtConfig>,
+    /// Web origins (`https://example.org`) whose pages may read `/api/*`
+    /// and open `/ws`; empty (the default) means CORS off and any origin
+    /// may open `/ws`. `"*"` allows every origin.
+    pub cors_origins: Vec<String>,
 }
 
 /// One entry of `[server] tokens`.

@@ -73,6 +73,14 @@ impl Config {
             }
             key(&mut out, "leeway", q(&format_duration(jwt.leeway)));
         }
+        if !s.cors_origins.is_empty() {
+            let origins: Vec<String> = s.cors_origins.iter().map(|o| q(o.as_str())).collect();
+            key(
+                &mut out,
+                "cors_origins",
+                format!("[{}]", origins.join(", ")),
+            );
+        }
 
         let j = &self.journal;
         out.push_str("\n[journal]\n");

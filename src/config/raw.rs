@@ -59,6 +59,7 @@ pub(super) struct RawServer {
     pub(super) max_frame_bytes: At<Size>,
     pub(super) allow_anonymous: Option<bool>,
     pub(super) tokens: Vec<Spanned<RawToken>>,
+    pub(super) cors_origins: Vec<Spanned<String>>,
     pub(super) jwt: At<RawJwt>,
 }
 

@@ -172,6 +172,22 @@ fn resolve_server(
             publish: entry.publish.unwrap_or(false),
         });
     }
+    let mut cors_origins = Vec::new();
+    for origin in raw.cors_origins {
+        let span = origin.span();
+        let origin = origin.into_inner();
+        if !valid_origin(&origin) {
+            return Err(src.at(
+                span,
+                format!(
+                    "[server] cors_origins: {origin:?} is not an origin; write the scheme and host \
+                     as a browser sends them, such as \"https://example.org\" or \"http://10.0.0.5:8080\" \
+                     (no path, no trailing slash), or \"*\" for any"
+                ),
+            ));
+        }
+        cors_origins.push(origin);
+    }
     Ok(ServerConfig {
         listen,
         max_clients,
@@ -179,7 +195,26 @@ fn resolve_server(
         allow_anonymous,
         tokens,
         jwt: None,
+        cors_origins,
     })
+}
+
+/// Whether `s` is a web origin as browsers send it in `Origin`
+/// (`scheme://host[:port]`, http or https), or `*`.
+fn valid_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(host) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
 /// `[journal]`: `dir` defaults to `<data_dir>/journal`.
@@ -668,6 +703,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("abc"), "a secret leaked into an error: {err}");
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        let c = load(
+            "[server]\ncors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.cors_origins,
+            ["https://screens.example", "http://10.0.0.5:8080", "*"]
+        );
+        assert!(
+            c.to_toml().contains(
+                "cors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]"
+            ),
+            "{}",
+            c.to_toml()
+        );
+        assert!(load("").unwrap().server.cors_origins.is_empty());
+        for bad in [
+            "screens.example",
+            "https://",
+            "https://a.example/",
+            "ftp://a.example",
+            "https://a b",
+        ] {
+            check_err(
+                &format!("[server]\ncors_origins = [{bad:?}]\n"),
+                2,
+                "is not an origin",
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,7 @@ use crate::clock::{ClockState, Stamps, wall_ms};
 use crate::config::FeedConfig;
 use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::keys::RecentKeys;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::logger::RateLimited;
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
@@ -193,6 +194,8 @@ pub enum HubMsg {
         channel: String,
         /// The event's fields.
         data: serde_json::Map<String, Value>,
+        /// Its idempotency key.
+        key: Option<String>,
         /// The request id to echo in the ack.
         id: Option<Value>,
     },
@@ -239,6 +242,16 @@ pub enum HubMsg {
     /// `/metrics` asks for the Prometheus text.
     Metrics {
         /// Where to send it.
+        reply: Sender<String>,
+    },
+    /// `/api/snapshot` asks for the `snapshot` reply of every channel.
+    ApiSnapshot {
+        /// Where to send its JSON.
+        reply: Sender<String>,
+    },
+    /// `/api/stats` asks for the `stats` reply.
+    ApiStats {
+        /// Where to send its JSON.
         reply: Sender<String>,
     },
     /// The wall clock's state (checked every
@@ -311,6 +324,8 @@ pub struct Hub {
     users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
+    /// The idempotency keys of recent publishes.
+    keys: RecentKeys,
     counters: RelayCounters,
     /// Refusals for the symbol cap, logged now and then.
     symbol_cap_log: RateLimited,
@@ -421,6 +436,7 @@ impl Hub {
                 })
                 .collect(),
             last: LastKnown::new(feeds.len()),
+            keys: RecentKeys::new(),
             counters: RelayCounters::default(),
             symbol_cap_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
             board: None,
@@ -608,8 +624,9 @@ impl Hub {
                 client,
                 channel,
                 data,
+                key,
                 id,
-            } => self.client_publish(client, &channel, data, id, now_ms, now),
+            } => self.client_publish(client, &channel, data, key, id, now_ms, now),
             HubMsg::Unsubscribe {
                 client,
                 channels,
@@ -652,6 +669,12 @@ impl Hub {
             }
             HubMsg::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics());
+            }
+            HubMsg::ApiSnapshot { reply } => {
+                let _ = reply.try_send(self.snapshot_json(&[], &None, now));
+            }
+            HubMsg::ApiStats { reply } => {
+                let _ = reply.try_send(self.stats_json(now).to_string());
             }
             HubMsg::Clock { state } => self.clock_state(state, now, now_ms),
             HubMsg::Shutdown => return false,
@@ -779,11 +802,16 @@ impl Hub {
         None
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one HubMsg::ClientPublish"
+    )]
     fn client_publish(
         &mut self,
         client: ClientId,
         channel: &str,
         data: serde_json::Map<String, Value>,
+        key: Option<String>,
         id: Option<Value>,
         now_ms: u64,
         now: Instant,
@@ -814,6 +842,19 @@ impl Hub {
                 "too many publishes waiting for the disk; retry shortly".into(),
             );
         }
+        // A repeat of a key in the window is answered with the first
+        // publish's seq, once that is durable, and publishes nothing.
+        if let Some(seq) = key.as_deref().and_then(|k| self.keys.get(k)) {
+            let ack = JournalMsg::Ack {
+                seq,
+                id: id.clone(),
+                outbox: outbox.clone(),
+            };
+            if journal.tx.try_send(ack).is_err() {
+                outbox.push(ack_failed(id));
+            }
+            return;
+        }
         let mut body = match publish::body(channel, data) {
             Ok(body) => body,
             Err((code, message)) => return refuse(code, message),
@@ -838,6 +879,12 @@ impl Hub {
         let seq = self.next_seq;
         self.publish(Incoming { ts: now_ms, body }, now, true);
         let journaled = self.flush_journal();
+        if let (true, Some(key)) = (journaled, key) {
+            let evicted = self.keys.insert(&key, seq);
+            let key = key.into_boxed_str();
+            // Lost only with a full journal inbox, which fails the ack too.
+            let _ = journal.tx.try_send(JournalMsg::Key { seq, key, evicted });
+        }
         let ack = JournalMsg::Ack {
             seq,
             id: id.clone(),
@@ -1133,6 +1180,11 @@ impl Hub {
             log::info!("client {id:016x} fell too far behind; closing it with 1013");
             self.leave(id);
         }
+    }
+
+    /// Takes the idempotency keys the journal remembered (`journal::keys`).
+    pub fn restore_keys(&mut self, keys: RecentKeys) {
+        self.keys = keys;
     }
 
     /// Restores the last-known state from the journal's snapshot tree, so a
@@ -1684,6 +1736,7 @@ mod tests {
         let join = HubMsg::Join {
             client: 1,
             kind: "bot".into(),
+            user: None,
             tx: Tx::detached(outbox.clone()),
         };
         hub.handle(join, now, 0);
@@ -1705,6 +1758,7 @@ mod tests {
                 client: 1,
                 channel: "alerts".into(),
                 data,
+                key: None,
                 id: None,
             };
             hub.handle(msg, now, 10);

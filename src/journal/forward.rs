@@ -1,4 +1,4 @@
-//! The durable outbox of `[[forward]]` (docs/durability.md §17): what waits
+//! The durable outbox of `[[forward]]` (docs/durability.md §18): what waits
 //! to be published to a broker, in a sled tree of the journal's database.
 //!
 //! The journal writer puts a forwarded event into its rule's tree in the

@@ -1162,6 +1162,22 @@ impl Store {
             .map_err(|e| StoreError::sled(&self.dir, e))
     }
 
+    /// Runs `f` on the sled tree `name`, for the trees other journal
+    /// modules keep (`journal::keys`): they are flushed with every commit,
+    /// and their errors fail the journal like any other.
+    pub(crate) fn with_tree<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+    ) -> Result<T, StoreError> {
+        let tree = self
+            .sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))?;
+        f(&tree).map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
     /// Group commit: writes the pending changes (an `events` value per
     /// `MAX_VALUE_BYTES` of events, one snapshot value per changed key) and
     /// the counters, flushes sled, then fsyncs `db` and every other file of

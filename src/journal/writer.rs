@@ -44,6 +44,7 @@ use smol::future::or;
 use crate::clock::{ClockState, wall_ms};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::forward::{OutboxStats, Outboxes};
+use crate::journal::keys;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
 use crate::metrics::Histogram;
@@ -152,6 +153,16 @@ pub enum JournalMsg {
     Close {
         /// The hub's last seq.
         last_seq: u64,
+    },
+    /// Remember that a publish with idempotency `key` got `seq`, once
+    /// `seq` is durable (`journal::keys`); forget the key of `evicted`.
+    Key {
+        /// The published event's seq.
+        seq: u64,
+        /// The client's key.
+        key: Box<str>,
+        /// The seq whose key fell out of the hub's window.
+        evicted: Option<u64>,
     },
     /// Persist a small named value with the next commit.
     PutMeta {
@@ -425,6 +436,7 @@ impl Journal {
             dirty: false,
             forwarded: false,
             acks: Vec::new(),
+            keys: Vec::new(),
             skip_through: 0,
             error_log: RateLimited::new(ERROR_LOG_INTERVAL),
             next_retry: Instant::now(),
@@ -483,6 +495,8 @@ struct Writer {
     /// Whether a forward outbox got something since the last commit.
     forwarded: bool,
     acks: Vec<(u64, Option<Value>, Arc<Outbox>)>,
+    /// Idempotency keys waiting for their event's commit (seq order).
+    keys: Vec<(u64, Box<str>)>,
     /// After a reopen, seqs up to this are inside the recorded lost range.
     skip_through: u64,
     error_log: RateLimited,
@@ -619,6 +633,23 @@ impl Writer {
                 let _ = reply.try_send(records);
             }
             JournalMsg::Close { last_seq } => self.final_seq = Some(last_seq),
+            JournalMsg::Key { seq, key, evicted } => {
+                if let Some(old) = evicted {
+                    self.keys.retain(|(s, _)| *s != old);
+                    if self
+                        .with_store(|s| s.with_tree(keys::TREE, |t| keys::forget(t, old)))
+                        .is_some()
+                    {
+                        self.dirty = true;
+                    }
+                }
+                if self.store.is_some() && seq > self.skip_through {
+                    self.keys.push((seq, key));
+                    // Already durable (a commit came between the event and
+                    // its key): stored now, flushed with the next commit.
+                    self.store_durable_keys();
+                }
+            }
             JournalMsg::PutMeta { key, value } => {
                 if self.with_store(|s| s.put_meta(&key, &value)).is_some() {
                     self.dirty = true;
@@ -755,7 +786,30 @@ impl Writer {
         self.status
             .pending_acks
             .store(self.acks.len() as u64, Ordering::Relaxed);
+        self.store_durable_keys();
         self.publish_stats();
+    }
+
+    /// Writes the keys whose events are durable, for the next commit: a
+    /// key is never on disk before its event (a crash between the two
+    /// loses the key, and a resend is then applied once more, never lost).
+    fn store_durable_keys(&mut self) {
+        let durable = self.status.durable_seq.load(Ordering::Acquire);
+        let ready = self.keys.partition_point(|(seq, _)| *seq <= durable);
+        if ready == 0 {
+            return;
+        }
+        let batch: Vec<(u64, Box<str>)> = self.keys.drain(..ready).collect();
+        let stored = self.with_store(|s| {
+            s.with_tree(keys::TREE, |tree| {
+                batch
+                    .iter()
+                    .try_for_each(|(seq, key)| keys::put(tree, *seq, key, None))
+            })
+        });
+        if stored.is_some() {
+            self.dirty = true;
+        }
     }
 
     fn publish_stats(&self) {
@@ -799,7 +853,9 @@ impl Writer {
         self.store = None;
         self.dirty = false;
         self.next_retry = Instant::now() + RETRY_INTERVAL;
-        // Their events may never reach the disk: tell the publishers.
+        // Their events may never reach the disk: tell the publishers, and
+        // remember none of their keys.
+        self.keys.clear();
         for (_, id, outbox) in self.acks.drain(..) {
             outbox.push(ack_failed(id));
         }

@@ -1,5 +1,5 @@
 //! The `mqtt` feed and `[[forward]]` against a real Mosquitto
-//! (docs/config.md §11, §15; docs/durability.md §17). Each test starts its
+//! (docs/config.md §11, §15; docs/durability.md §18). Each test starts its
 //! own broker on a free port, with a generated config and its persistence
 //! in a temp dir, and talks to it with `mosquitto_pub` and `mosquitto_sub`.
 

@@ -760,14 +760,22 @@ fn protocol_one(text: &str, sent: Option<&Value>) -> Result<(), String> {
                 }
                 Op::Stats => ensure!(op == "stats", "{text} parsed as stats"),
                 Op::Ping => ensure!(op == "ping", "{text} parsed as a ping"),
-                Op::Publish { channel, data } => {
+                Op::Publish { channel, data, key } => {
                     ensure!(op == "publish", "{text} parsed as a publish");
                     ensure!(
                         Some(channel.as_str()) == obj.get("channel").and_then(Value::as_str)
-                            && Some(data) == obj.get("data").and_then(Value::as_object),
+                            && Some(data) == obj.get("data").and_then(Value::as_object)
+                            && key.as_deref() == obj.get("key").and_then(Value::as_str),
                         "the publish of {text} came out as {channel:?} {data:?}"
                     );
                     publish_one(channel, data)?;
+                }
+                Op::Refresh { token } => {
+                    ensure!(op == "refresh", "{text} parsed as a refresh");
+                    ensure!(
+                        Some(token.as_str()) == obj.get("token").and_then(Value::as_str),
+                        "the token of {text} came out as {token:?}"
+                    );
                 }
             }
         }
@@ -915,7 +923,11 @@ fn valid_request() -> impl Strategy<Value = (Value, Op)> {
         };
         (
             json!({"op": "publish", "channel": channel, "data": data}),
-            Op::Publish { channel, data },
+            Op::Publish {
+                channel,
+                data,
+                key: None,
+            },
         )
     });
     (
