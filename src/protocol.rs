@@ -20,6 +20,11 @@ pub const MAX_CHANNELS: usize = 256;
 /// or an upstream from parking kilobytes of key in the hub.
 pub const MAX_SYMBOL_LEN: usize = 64;
 
+/// A publish's idempotency `key` is at most this many bytes: tablo.js
+/// sends 32 hex digits, a UUID is 36, and the hub keeps thousands of them
+/// (`journal::keys::KEY_WINDOW`).
+pub const MAX_KEY_BYTES: usize = 128;
+
 /// One client holds at most this many channels in total; more is
 /// `too_large`. A board's worth of single symbols fits, and the hub's work
 /// per client stays bounded.
@@ -194,6 +199,9 @@ pub enum Op {
         channel: String,
         /// The event's fields.
         data: Map<String, Value>,
+        /// The idempotency key: a repeat is answered with the first
+        /// publish's seq instead of becoming a second event.
+        key: Option<String>,
     },
     /// Replace the connection's JWT with a new one (docs/protocol.md §3.1).
     Refresh {
@@ -345,7 +353,18 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
                 Some(Value::Object(data)) => data,
                 _ => return Err(bad("publish needs \"data\" as an object".into())),
             };
-            Op::Publish { channel, data }
+            let key = match obj.get("key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KEY_BYTES => {
+                    Some(k.clone())
+                }
+                Some(_) => {
+                    return Err(bad(format!(
+                        "publish \"key\" must be a string of 1 to {MAX_KEY_BYTES} bytes"
+                    )));
+                }
+            };
+            Op::Publish { channel, data, key }
         }
         "refresh" => match obj.get("token") {
             Some(Value::String(token)) if !token.is_empty() => Op::Refresh {

@@ -10,6 +10,9 @@
 //! page by page from the journal writer (chunked), so an export of any
 //! length holds one page at a time.
 //!
+//! The web page (`/`, its files, `/api/snapshot`, `/api/stats`) is
+//! answered by `server::pages` from the [`Site`] set at start-up.
+//!
 //! This module knows HTTP; it does not know the client protocol (that is
 //! `session` and `protocol`) and never holds hub state.
 
@@ -38,6 +41,9 @@ use crate::journal::writer::{JournalMsg, JournalStatus, REPLAY_PAGE};
 use crate::logger::RateLimited;
 use crate::metrics::{MetricsText, process};
 use crate::session::{self, Session};
+use crate::web::Site;
+
+mod pages;
 
 /// A request head larger than this is refused with 431: browsers send
 /// ~1 KiB, and the cap keeps a connection's memory small.
@@ -97,6 +103,9 @@ pub struct Shared {
     /// What `/journal/stats` reports; set once at start-up by
     /// [`Shared::set_journal_info`]. Until then it answers 503.
     journal_info: OnceLock<JournalInfo>,
+    /// The web page; set once at start-up by [`Shared::set_site`]. Until
+    /// then its paths are 404.
+    site: OnceLock<Site>,
     /// Rate limits for the "refused: unknown token" and "refused: server
     /// full" lines.
     token_refusals: Mutex<RateLimited>,
@@ -126,6 +135,7 @@ impl Shared {
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(fastrand::u64(..) >> 16),
             journal_info: OnceLock::new(),
+            site: OnceLock::new(),
             token_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
             full_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
         })
@@ -136,6 +146,23 @@ impl Shared {
     /// call counts.
     pub fn set_journal_info(&self, status: Arc<JournalStatus>, epoch: String) {
         let _ = self.journal_info.set(JournalInfo { status, epoch });
+    }
+
+    /// Serves the web page `site`; only the first call counts.
+    pub fn set_site(&self, site: Site) {
+        let _ = self.site.set(site);
+    }
+
+    /// The `Access-Control-Allow-Origin` to send for a request from
+    /// `origin`: the origin itself when `[server] cors_origins` names it
+    /// (or holds `*`), else none.
+    fn allowed_origin<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
+        let origin = origin?;
+        let allowed = &self.config.cors_origins;
+        allowed
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            .then_some(origin)
     }
 
     fn ws_config(&self) -> WebSocketConfig {
@@ -368,19 +395,34 @@ async fn serve_http<'a>(
                 let _ = respond(stream, 400, "text/plain", &(message + "\n")).await;
             }
         },
+        "/api/snapshot" | "/api/stats" => {
+            let json = if path == "/api/snapshot" {
+                ask_hub(shared, |reply| HubMsg::ApiSnapshot { reply }).await
+            } else {
+                ask_hub(shared, |reply| HubMsg::ApiStats { reply }).await
+            };
+            let origin = shared.allowed_origin(header(&req, "origin"));
+            let _ = pages::send_api(stream, json, origin, !head_only).await;
+        }
         "/ws" => {
             let leftover = buf[head_len..].to_vec();
             return check_upgrade(stream, peer, shared, &req, query, leftover).await;
         }
-        _ => {
-            let _ = respond(
-                stream,
-                404,
-                "text/plain",
-                "not found; try /ws, /healthz, /metrics, /journal/stats or /journal/export\n",
-            )
-            .await;
-        }
+        _ => match shared.site.get().and_then(|site| site.get(path)) {
+            Some(asset) => {
+                let tags = header(&req, "if-none-match");
+                let _ = pages::send_asset(stream, asset, tags, !head_only).await;
+            }
+            None => {
+                let _ = respond(
+                    stream,
+                    404,
+                    "text/plain",
+                    "not found; try /, /ws, /api/snapshot, /api/stats, /healthz, /metrics, /journal/stats or /journal/export\n",
+                )
+                .await;
+            }
+        },
     }
     None
 }
@@ -437,6 +479,7 @@ async fn respond_with(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -653,6 +696,22 @@ async fn check_upgrade<'a>(
         .await;
         return None;
     };
+    // A browser names the page that opens the socket; with cors_origins
+    // set, only those pages (and this server's own) may.
+    if let Some(origin) = header(req, "origin")
+        && !shared.config.cors_origins.is_empty()
+        && shared.allowed_origin(Some(origin)).is_none()
+        && !same_origin(origin, header(req, "host"))
+    {
+        let _ = respond(
+            stream,
+            403,
+            "text/plain",
+            "this page's origin is not in [server] cors_origins\n",
+        )
+        .await;
+        return None;
+    }
     let key = key.trim();
     if !valid_key(key) {
         let _ = respond(
@@ -708,6 +767,15 @@ async fn check_upgrade<'a>(
         leftover,
         slot,
     })
+}
+
+/// Whether `origin` (`http://host:port`) is the server itself as the
+/// request's `Host` names it: the board's own page.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((bare, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b.trim()))
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 §4.1 requires: the

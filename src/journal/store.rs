@@ -1162,6 +1162,22 @@ impl Store {
             .map_err(|e| StoreError::sled(&self.dir, e))
     }
 
+    /// Runs `f` on the sled tree `name`, for the trees other journal
+    /// modules keep (`journal::keys`): they are flushed with every commit,
+    /// and their errors fail the journal like any other.
+    pub(crate) fn with_tree<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+    ) -> Result<T, StoreError> {
+        let tree = self
+            .sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))?;
+        f(&tree).map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
     /// Group commit: writes the pending changes (an `events` value per
     /// `MAX_VALUE_BYTES` of events, one snapshot value per changed key) and
     /// the counters, flushes sled, then fsyncs `db` and every other file of
@@ -1211,6 +1227,39 @@ impl Store {
             .map_err(|e| StoreError::sled(&self.dir, e))?;
         self.counters_dirty = false;
         Ok(())
+    }
+
+    /// The tree `name` of the journal's database, made if it is new: for
+    /// `journal::forward`'s outboxes, which a commit makes durable with the
+    /// events.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// The names of the database's trees.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.sled
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// Removes the tree `name` and what it holds.
+    pub fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
+        self.sled
+            .db
+            .drop_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// A sled error of this journal as a [`StoreError`].
+    pub fn sled_error(&self, e: sled::Error) -> StoreError {
+        StoreError::sled(&self.dir, e)
     }
 
     /// Up to `limit` records with seq > `after`, in seq order, each gap in its

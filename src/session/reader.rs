@@ -173,11 +173,12 @@ impl Reader<'_> {
                 }
             }
             Op::Stats => HubMsg::Stats { client, id },
-            Op::Publish { channel, data } => match self.rights.check_publish(&channel, &id) {
+            Op::Publish { channel, data, key } => match self.rights.check_publish(&channel, &id) {
                 Ok(()) => HubMsg::ClientPublish {
                     client,
                     channel,
                     data,
+                    key,
                     id,
                 },
                 Err(e) => return self.reply_error(e).await,

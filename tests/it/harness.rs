@@ -406,9 +406,13 @@ impl Daemon {
         customize: impl FnOnce(&mut Command),
     ) -> Daemon {
         let mut cmd = sandbox.command();
-        cmd.arg("run")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(sandbox.data_dir());
+        cmd.arg("run");
+        // A free port unless the test names one (a restart on the same
+        // address, which a browser's page is tied to).
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data-dir").arg(sandbox.data_dir());
         // No board unless the test asks for one.
         if !args.contains(&"--display") {
             cmd.args(["--display", "none"]);
