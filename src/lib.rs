@@ -15,21 +15,27 @@
 //!   and the argh types, whose doc comments are the `--help` text.
 //! - [`app`]: starts and owns everything for `tablo run`, and shuts it down
 //!   in order: [`app::run`] on a given listener and shutdown future.
-//! - `server`: the accept loop and plain HTTP on the WebSocket port.
+//! - `server`: the accept loop and plain HTTP on the WebSocket port (and
+//!   the web page's files and `/api/*`, in `server::pages`).
 //! - `session`: one client's reader and writer tasks; `session::wire` is the
 //!   `sendmsg` of WebSocket frames that the hub's flush shares.
-//! - `feed::task`: the loop per feed that connects, reads and reconnects.
+//! - `feed::task`: the loop per feed that connects, reads and reconnects;
+//!   `feed::task::mqtt`, an MQTT broker's session, which also publishes
+//!   what `[[forward]]` queued.
 //! - `renderer`: the thread that draws the board when, and only when, the
 //!   picture changes. `service`: what systemd hears (READY, watchdog).
 //! - `hub`: the one task that numbers events, keeps the last-known state and
 //!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
+//!   [`rules`]: the `[[alert]]` rules, a pure engine the hub feeds.
+//!   `web`: the board as a web page and `tablo.js`, built once at start-up.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
 //! - [`board`]: the board's model, drawing and text (pure, but for
 //!   `board::font`, which reads the font file, and `board::png`, which
 //!   writes one), and the queue
 //!   that feeds it from the hub. `publish`: a client's publish as an event.
+//!   `forward`: the `[[forward]]` rules, an event's topic and payload.
 //! - [`protocol`]: the client protocol's ops, subscriptions and errors.
 //!   [`feed`]: upstream decoders, one per format, pure.
 //! - [`event`]: the events and their wire shape.
@@ -45,6 +51,7 @@
 //! ones are what the binary, the integration tests and the benches drive.
 
 pub mod app;
+pub(crate) mod auth;
 pub mod board;
 pub mod cli;
 pub(crate) mod clock;
@@ -53,6 +60,7 @@ pub(crate) mod decimal;
 pub mod display;
 pub mod event;
 pub mod feed;
+pub(crate) mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod heartbeat;
@@ -65,6 +73,8 @@ pub mod protocol;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
+pub mod rules;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;
+pub(crate) mod web;

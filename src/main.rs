@@ -9,6 +9,7 @@ use argh::FromArgs;
 
 use tablo::cli::journal::{JournalError, run_journal};
 use tablo::cli::render::{Render, render};
+use tablo::cli::token::{TokenError, TokenRequest, make_token};
 use tablo::cli::{Args, Command};
 use tablo::config::{Config, Overrides};
 
@@ -52,14 +53,41 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Some(Command::Check(check)) => {
-            match Config::load(check.config.as_deref(), &Overrides::default()) {
-                Ok(config) => {
+            match Config::load_with_notes(check.config.as_deref(), &Overrides::default()) {
+                Ok((config, notes)) => {
+                    // Warnings (an alert rule's symbol that no row shows)
+                    // and notes go to stderr, so stdout stays TOML.
+                    for note in notes {
+                        eprintln!("tablo: {note}");
+                    }
                     print!("{}", config.to_toml());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("tablo: {e}");
                     ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Some(Command::Token(args)) => {
+            let request = TokenRequest {
+                config: args.config.as_deref(),
+                sub: &args.sub,
+                channels: args.channels.as_deref(),
+                publish: args.publish.as_deref(),
+                ttl: args.ttl,
+            };
+            match make_token(&request) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    ExitCode::from(match e {
+                        TokenError::NoConfig | TokenError::Usage(_) => EXIT_USAGE,
+                        TokenError::Config(_) | TokenError::NoSecret(_) => EXIT_CONFIG,
+                    })
                 }
             }
         }

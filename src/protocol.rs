@@ -20,6 +20,11 @@ pub const MAX_CHANNELS: usize = 256;
 /// or an upstream from parking kilobytes of key in the hub.
 pub const MAX_SYMBOL_LEN: usize = 64;
 
+/// A publish's idempotency `key` is at most this many bytes: tablo.js
+/// sends 32 hex digits, a UUID is 36, and the hub keeps thousands of them
+/// (`journal::keys::KEY_WINDOW`).
+pub const MAX_KEY_BYTES: usize = 128;
+
 /// One client holds at most this many channels in total; more is
 /// `too_large`. A board's worth of single symbols fits, and the hub's work
 /// per client stays bounded.
@@ -194,6 +199,14 @@ pub enum Op {
         channel: String,
         /// The event's fields.
         data: Map<String, Value>,
+        /// The idempotency key: a repeat is answered with the first
+        /// publish's seq instead of becoming a second event.
+        key: Option<String>,
+    },
+    /// Replace the connection's JWT with a new one (docs/protocol.md §3.1).
+    Refresh {
+        /// The new token.
+        token: String,
     },
 }
 
@@ -212,6 +225,8 @@ pub enum ErrorCode {
     TooLarge,
     /// Too many ops too fast.
     RateLimited,
+    /// The connection's JWT has expired; refresh it or be closed.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -224,6 +239,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TokenExpired => "token_expired",
         }
     }
 }
@@ -292,7 +308,7 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
         Some(_) => return Err(bad("\"op\" must be a string".into())),
         None => {
             return Err(bad(
-                "missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                "missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish, refresh"
                     .into(),
             ));
         }
@@ -337,14 +353,31 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
                 Some(Value::Object(data)) => data,
                 _ => return Err(bad("publish needs \"data\" as an object".into())),
             };
-            Op::Publish { channel, data }
+            let key = match obj.get("key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KEY_BYTES => {
+                    Some(k.clone())
+                }
+                Some(_) => {
+                    return Err(bad(format!(
+                        "publish \"key\" must be a string of 1 to {MAX_KEY_BYTES} bytes"
+                    )));
+                }
+            };
+            Op::Publish { channel, data, key }
         }
+        "refresh" => match obj.get("token") {
+            Some(Value::String(token)) if !token.is_empty() => Op::Refresh {
+                token: token.clone(),
+            },
+            _ => return Err(bad("refresh needs \"token\" as a non-empty string".into())),
+        },
         other => {
             let shown: String = other.chars().take(40).collect();
             return Err(ProtoError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                    "unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish, refresh"
                 ),
                 id,
             ));
@@ -428,6 +461,15 @@ pub fn pong(id: &Option<Value>) -> String {
     }
 }
 
+/// `{"type":"refreshed","sub":S,"exp":N}`: a `refresh` took effect.
+pub fn refreshed(sub: &str, exp: u64, id: &Option<Value>) -> String {
+    let mut reply = json!({"type": "refreshed", "sub": sub, "exp": exp});
+    if let (Some(id), Some(obj)) = (id, reply.as_object_mut()) {
+        obj.insert("id".into(), id.clone());
+    }
+    reply.to_string()
+}
+
 /// `{"type":"subscribed"|"unsubscribed","channels":[..],"seq":N}`.
 pub fn channels_reply(kind: &str, names: &[String], seq: u64, id: &Option<Value>) -> String {
     let mut reply = json!({"type": kind, "channels": names, "seq": seq});
@@ -477,6 +519,14 @@ mod tests {
             parse_request(r#"{"op":"ping","id":"x"}"#).map(|r| r.id),
             Ok(Some(json!("x")))
         );
+        assert_eq!(
+            parse_request(r#"{"op":"refresh","token":"a.b.c"}"#).map(|r| r.op),
+            Ok(Op::Refresh {
+                token: "a.b.c".into()
+            })
+        );
+        check_err(r#"{"op":"refresh"}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"refresh","token":5}"#, ErrorCode::BadRequest, None);
     }
 
     #[test]

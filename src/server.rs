@@ -3,10 +3,15 @@
 //! The accept loop owns every connection task. Each connection reads one
 //! HTTP request head (parsed with httparse) and is either answered
 //! (`/healthz`, `/metrics`, `/journal/stats`, `/journal/export`, errors) or
-//! upgraded to a WebSocket [`session`]. Auth (401) and capacity (503) are
-//! decided here, before the upgrade. `/journal/export` streams its answer
+//! upgraded to a WebSocket [`session`]. The token is taken from its carrier
+//! here (`token=`, `Authorization: Bearer`, `Sec-WebSocket-Protocol`) and
+//! judged by `auth` (401); capacity (503) is decided here too, all before
+//! the upgrade. `/journal/export` streams its answer
 //! page by page from the journal writer (chunked), so an export of any
 //! length holds one page at a time.
+//!
+//! The web page (`/`, its files, `/api/snapshot`, `/api/stats`) is
+//! answered by `server::pages` from the [`Site`] set at start-up.
 //!
 //! This module knows HTTP; it does not know the client protocol (that is
 //! `session` and `protocol`) and never holds hub state.
@@ -26,6 +31,8 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
 
+use crate::auth::{Access, Auth, Refusal};
+use crate::clock;
 use crate::config::ServerConfig;
 use crate::hub::{HubMsg, INBOX};
 use crate::journal::export::{self, DEFAULT_LIMIT, Export, MAX_LIMIT, MAX_TAIL};
@@ -34,6 +41,9 @@ use crate::journal::writer::{JournalMsg, JournalStatus, REPLAY_PAGE};
 use crate::logger::RateLimited;
 use crate::metrics::{MetricsText, process};
 use crate::session::{self, Session};
+use crate::web::Site;
+
+mod pages;
 
 /// A request head larger than this is refused with 431: browsers send
 /// ~1 KiB, and the cap keeps a connection's memory small.
@@ -68,10 +78,21 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 /// from 9.9 to 7.0 KiB.
 pub const READ_BUFFER_BYTES: usize = 1024;
 
+/// A `Sec-WebSocket-Protocol` entry that starts with this carries a token
+/// (docs/protocol.md §2): browsers cannot set `Authorization` on a
+/// WebSocket, but they can offer subprotocols.
+pub const TOKEN_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The subprotocol the upgrade answers with when the client offers it next
+/// to its token, so the token is not echoed back.
+pub const PROTOCOL: &str = "tablo";
+
 /// Everything a connection needs, shared read-only.
 pub struct Shared {
     /// `[server]` settings.
     pub config: ServerConfig,
+    /// Who may connect, and the checks of a `refresh`.
+    pub auth: Arc<Auth>,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
     /// The journal writer's inbox, for replays and `/journal/export`.
@@ -82,6 +103,9 @@ pub struct Shared {
     /// What `/journal/stats` reports; set once at start-up by
     /// [`Shared::set_journal_info`]. Until then it answers 503.
     journal_info: OnceLock<JournalInfo>,
+    /// The web page; set once at start-up by [`Shared::set_site`]. Until
+    /// then its paths are 404.
+    site: OnceLock<Site>,
     /// Rate limits for the "refused: unknown token" and "refused: server
     /// full" lines.
     token_refusals: Mutex<RateLimited>,
@@ -104,12 +128,14 @@ impl Shared {
         journal: Option<Sender<JournalMsg>>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            auth: Arc::new(Auth::new(&config)),
             config,
             hub,
             journal,
             clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(fastrand::u64(..) >> 16),
             journal_info: OnceLock::new(),
+            site: OnceLock::new(),
             token_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
             full_refusals: Mutex::new(RateLimited::new(REFUSAL_LOG_INTERVAL)),
         })
@@ -120,6 +146,23 @@ impl Shared {
     /// call counts.
     pub fn set_journal_info(&self, status: Arc<JournalStatus>, epoch: String) {
         let _ = self.journal_info.set(JournalInfo { status, epoch });
+    }
+
+    /// Serves the web page `site`; only the first call counts.
+    pub fn set_site(&self, site: Site) {
+        let _ = self.site.set(site);
+    }
+
+    /// The `Access-Control-Allow-Origin` to send for a request from
+    /// `origin`: the origin itself when `[server] cors_origins` names it
+    /// (or holds `*`), else none.
+    fn allowed_origin<'a>(&self, origin: Option<&'a str>) -> Option<&'a str> {
+        let origin = origin?;
+        let allowed = &self.config.cors_origins;
+        allowed
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            .then_some(origin)
     }
 
     fn ws_config(&self) -> WebSocketConfig {
@@ -256,7 +299,9 @@ async fn handle(
 struct Upgrade<'a> {
     accept_key: String,
     kind: String,
-    can_publish: bool,
+    access: Access,
+    /// The subprotocol to answer with, if the client offered one.
+    protocol: Option<String>,
     leftover: Vec<u8>,
     slot: Slot<'a>,
 }
@@ -350,19 +395,34 @@ async fn serve_http<'a>(
                 let _ = respond(stream, 400, "text/plain", &(message + "\n")).await;
             }
         },
+        "/api/snapshot" | "/api/stats" => {
+            let json = if path == "/api/snapshot" {
+                ask_hub(shared, |reply| HubMsg::ApiSnapshot { reply }).await
+            } else {
+                ask_hub(shared, |reply| HubMsg::ApiStats { reply }).await
+            };
+            let origin = shared.allowed_origin(header(&req, "origin"));
+            let _ = pages::send_api(stream, json, origin, !head_only).await;
+        }
         "/ws" => {
             let leftover = buf[head_len..].to_vec();
             return check_upgrade(stream, peer, shared, &req, query, leftover).await;
         }
-        _ => {
-            let _ = respond(
-                stream,
-                404,
-                "text/plain",
-                "not found; try /ws, /healthz, /metrics, /journal/stats or /journal/export\n",
-            )
-            .await;
-        }
+        _ => match shared.site.get().and_then(|site| site.get(path)) {
+            Some(asset) => {
+                let tags = header(&req, "if-none-match");
+                let _ = pages::send_asset(stream, asset, tags, !head_only).await;
+            }
+            None => {
+                let _ = respond(
+                    stream,
+                    404,
+                    "text/plain",
+                    "not found; try /, /ws, /api/snapshot, /api/stats, /healthz, /metrics, /journal/stats or /journal/export\n",
+                )
+                .await;
+            }
+        },
     }
     None
 }
@@ -419,6 +479,7 @@ async fn respond_with(
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -635,6 +696,22 @@ async fn check_upgrade<'a>(
         .await;
         return None;
     };
+    // A browser names the page that opens the socket; with cors_origins
+    // set, only those pages (and this server's own) may.
+    if let Some(origin) = header(req, "origin")
+        && !shared.config.cors_origins.is_empty()
+        && shared.allowed_origin(Some(origin)).is_none()
+        && !same_origin(origin, header(req, "host"))
+    {
+        let _ = respond(
+            stream,
+            403,
+            "text/plain",
+            "this page's origin is not in [server] cors_origins\n",
+        )
+        .await;
+        return None;
+    }
     let key = key.trim();
     if !valid_key(key) {
         let _ = respond(
@@ -656,31 +733,16 @@ async fn check_upgrade<'a>(
             _ => {}
         }
     }
-    let can_publish = match token.as_deref() {
-        Some(token) => match shared
-            .config
-            .tokens
-            .iter()
-            .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
-        {
-            Some(t) => t.publish,
-            None => {
-                if let Some(more) = should_log(&shared.token_refusals) {
-                    log::info!("refused {peer}: unknown token{}", held_back(more));
-                }
-                let _ = respond(stream, 401, "text/plain", "unknown token\n").await;
-                return None;
+    let (token, protocol) = carried_token(req, token);
+    let access = match shared.auth.admit(token.as_deref(), clock::wall_ms()) {
+        Ok(access) => access,
+        Err(refusal) => {
+            if token.is_some()
+                && let Some(more) = should_log(&shared.token_refusals)
+            {
+                log::info!("refused {peer}: {refusal}{}", held_back(more));
             }
-        },
-        None if shared.config.allow_anonymous => false,
-        None => {
-            let _ = respond(
-                stream,
-                401,
-                "text/plain",
-                "a token is required: connect to /ws?token=...\n",
-            )
-            .await;
+            let _ = refuse_unauthorized(stream, refusal).await;
             return None;
         }
     };
@@ -700,10 +762,20 @@ async fn check_upgrade<'a>(
     Some(Upgrade {
         accept_key: derive_accept_key(key.as_bytes()),
         kind: clean_kind(kind.as_deref()),
-        can_publish,
+        access,
+        protocol,
         leftover,
         slot,
     })
+}
+
+/// Whether `origin` (`http://host:port`) is the server itself as the
+/// request's `Host` names it: the board's own page.
+fn same_origin(origin: &str, host: Option<&str>) -> bool {
+    let bare = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    matches!((bare, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b.trim()))
 }
 
 /// Whether `key` is a `Sec-WebSocket-Key` as RFC 6455 §4.1 requires: the
@@ -738,8 +810,12 @@ fn held_back(more: u64) -> String {
 
 /// Sends the 101 response and runs the WebSocket session.
 async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc<Shared>) {
+    let protocol = match &upgrade.protocol {
+        Some(p) => format!("Sec-WebSocket-Protocol: {p}\r\n"),
+        None => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         upgrade.accept_key
     );
     if stream.write_all(head.as_bytes()).await.is_err() {
@@ -748,7 +824,8 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         kind: upgrade.kind,
-        can_publish: upgrade.can_publish,
+        access: upgrade.access,
+        auth: shared.auth.clone(),
         hub: shared.hub.clone(),
         journal: shared.journal.clone(),
     };
@@ -803,9 +880,65 @@ fn hex_digit(b: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
-/// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token a client presents, from the first carrier that has one: the
+/// `token=` query (`query`), `Authorization: Bearer`, or a
+/// `Sec-WebSocket-Protocol` entry `bearer.<token>` (docs/protocol.md §2).
+/// Also the subprotocol to answer with: `tablo` when offered, else the
+/// token's own entry (a browser fails an upgrade whose answer names no
+/// protocol it offered).
+fn carried_token(
+    req: &httparse::Request<'_, '_>,
+    query: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let in_protocol = offered
+        .iter()
+        .find(|p| p.starts_with(TOKEN_PROTOCOL_PREFIX))
+        .copied();
+    let protocol = if offered.contains(&PROTOCOL) {
+        Some(PROTOCOL.to_owned())
+    } else {
+        in_protocol.map(str::to_owned)
+    };
+    let bearer = header(req, "authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim().to_owned())
+    });
+    let token = query
+        .or(bearer)
+        .or_else(|| in_protocol.map(|p| p[TOKEN_PROTOCOL_PREFIX.len()..].to_owned()));
+    (token, protocol)
+}
+
+/// Answers 401 with the reason in the body and in `WWW-Authenticate`
+/// (RFC 6750 §3); the reason names the check that failed, never a key.
+async fn refuse_unauthorized(stream: &mut TcpStream, refusal: Refusal) -> io::Result<()> {
+    let body = format!("{refusal}\n");
+    let error = match refusal {
+        Refusal::Missing => String::new(),
+        _ => format!(
+            ", error=\"invalid_token\", error_description=\"{}\"",
+            refusal.to_string().replace(['"', '\\'], "'")
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         WWW-Authenticate: Bearer realm=\"tablo\"{error}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await
 }
 
 #[cfg(test)]
@@ -913,16 +1046,43 @@ mod tests {
     }
 
     #[test]
+    fn tokens_come_from_the_first_carrier_and_the_subprotocol_is_chosen() {
+        let carried = |head: &str, query: Option<&str>| {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut req = httparse::Request::new(&mut headers);
+            let text = format!("GET /ws HTTP/1.1\r\n{head}\r\n");
+            assert!(req.parse(text.as_bytes()).unwrap().is_complete());
+            carried_token(&req, query.map(str::to_owned))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(carried("", None), (None, None));
+        assert_eq!(
+            carried("Authorization: bearer  a.b.c \r\n", None),
+            (some("a.b.c"), None)
+        );
+        assert_eq!(carried("Authorization: Basic eA==\r\n", None), (None, None));
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: tablo, bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("tablo"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("bearer.a.b.c"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: graphql-ws\r\n", None),
+            (None, None)
+        );
+        // The query wins over a header, a header over the subprotocol.
+        let both = "Authorization: Bearer h.h.h\r\nSec-WebSocket-Protocol: bearer.p.p.p\r\n";
+        assert_eq!(carried(both, Some("q.q.q")).0, some("q.q.q"));
+        assert_eq!(carried(both, None).0, some("h.h.h"));
+    }
+
+    #[test]
     fn kinds_are_cleaned() {
         assert_eq!(clean_kind(None), "unknown");
         assert_eq!(clean_kind(Some("bot\n")), "bot");
         assert_eq!(clean_kind(Some(&"x".repeat(100))).len(), 32);
-    }
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

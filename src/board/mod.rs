@@ -25,12 +25,12 @@ pub(crate) mod rotate;
 pub(crate) mod state;
 pub(crate) mod text;
 
-mod layout;
-mod theme;
-mod words;
+pub(crate) mod layout;
+pub(crate) mod theme;
+pub(crate) mod words;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -76,6 +76,21 @@ impl Numbers {
         self.percent
     }
 
+    /// The glyph for 0; the other nine digits follow it in Unicode.
+    pub fn zero(&self) -> char {
+        self.zero
+    }
+
+    /// The separator between groups of three integer digits.
+    pub fn group(&self) -> char {
+        self.group
+    }
+
+    /// The separator between the integer and the fraction.
+    pub fn decimal(&self) -> char {
+        self.decimal
+    }
+
     /// Writes `s` as this locale shows it: a plain decimal grouped by
     /// thousands with the locale's separators, anything else with only its
     /// digits mapped. See the module docs.

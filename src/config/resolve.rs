@@ -13,9 +13,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::alert::resolve_alerts;
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
+use super::jwt::resolve_jwt;
 use super::keyword::Keyword;
+use super::mqtt::{resolve_forwards, resolve_site};
 use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;
@@ -36,22 +39,29 @@ pub(super) fn resolve(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    if let Some(forward) = &raw.forward {
-        return Err(src.at(
-            forward.span(),
-            "[[forward]] is not supported yet: remove it (forwarding local publishes upstream is planned)",
-        ));
-    }
     let mut notes = Vec::new();
     let paths = Paths::new(src, env);
     let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
 
-    let server = resolve_server(raw.server, src, overrides, &mut notes)?;
+    let mut raw_server = raw.server;
+    let raw_jwt = raw_server.jwt.take();
+    let mut server = resolve_server(raw_server, src, overrides)?;
+    if let Some(jwt) = raw_jwt {
+        server.jwt = Some(resolve_jwt(jwt, src, &paths)?);
+    } else if !server.allow_anonymous && server.tokens.is_empty() {
+        notes.push(
+            "[server] allow_anonymous = false and no tokens or [server.jwt] are configured: no client can connect"
+                .to_owned(),
+        );
+    }
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
     let board = resolve_board(raw.board, src, &paths)?;
 
-    let feeds = resolve_feeds(raw.feed, src, overrides, &mut notes)?;
+    let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
+    let alerts = resolve_alerts(raw.alert, src, &board, &feeds, &mut notes)?;
+    let site = resolve_site(raw.site, src)?;
+    let forwards = resolve_forwards(raw.forward, src, &feeds)?;
 
     let config = Config {
         file: src.file.map(Path::to_path_buf),
@@ -61,6 +71,9 @@ pub(super) fn resolve(
         display,
         board,
         feeds,
+        alerts,
+        site,
+        forwards,
     };
     Ok((config, notes))
 }
@@ -97,13 +110,12 @@ pub(super) fn nonempty(
     }
 }
 
-/// `[server]`: `--listen` wins over the file's `listen`, and a server that
-/// no client can join is noted.
+/// `[server]` without `[server.jwt]`: `--listen` wins over the file's
+/// `listen`.
 fn resolve_server(
     raw: RawServer,
     src: &Source<'_>,
     overrides: &Overrides,
-    notes: &mut Vec<String>,
 ) -> Result<ServerConfig, ConfigError> {
     let listen = overrides
         .listen
@@ -163,11 +175,21 @@ fn resolve_server(
             publish: entry.publish.unwrap_or(false),
         });
     }
-    if !allow_anonymous && tokens.is_empty() {
-        notes.push(
-            "[server] allow_anonymous = false and no tokens are configured: no client can connect"
-                .to_owned(),
-        );
+    let mut cors_origins = Vec::new();
+    for origin in raw.cors_origins {
+        let span = origin.span();
+        let origin = origin.into_inner();
+        if !valid_origin(&origin) {
+            return Err(src.at(
+                span,
+                format!(
+                    "[server] cors_origins: {origin:?} is not an origin; write the scheme and host \
+                     as a browser sends them, such as \"https://example.org\" or \"http://10.0.0.5:8080\" \
+                     (no path, no trailing slash), or \"*\" for any"
+                ),
+            ));
+        }
+        cors_origins.push(origin);
     }
     Ok(ServerConfig {
         listen,
@@ -175,7 +197,27 @@ fn resolve_server(
         max_frame_bytes,
         allow_anonymous,
         tokens,
+        jwt: None,
+        cors_origins,
     })
+}
+
+/// Whether `s` is a web origin as browsers send it in `Origin`
+/// (`scheme://host[:port]`, http or https), or `*`.
+fn valid_origin(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let Some(host) = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
 /// `[journal]`: `dir` defaults to `<data_dir>/journal`.
@@ -546,15 +588,6 @@ mod tests {
     }
 
     #[test]
-    fn forward_is_refused_as_not_supported_yet() {
-        check_err(
-            "[server]\n\n[[forward]]\nurl = \"ws://x\"\n",
-            3,
-            "[[forward]] is not supported yet",
-        );
-    }
-
-    #[test]
     fn limits_are_enforced() {
         check_err(
             "[server]\nmax_clients = 0\n",
@@ -673,6 +706,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("abc"), "a secret leaked into an error: {err}");
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        let c = load(
+            "[server]\ncors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.cors_origins,
+            ["https://screens.example", "http://10.0.0.5:8080", "*"]
+        );
+        assert!(
+            c.to_toml().contains(
+                "cors_origins = [\"https://screens.example\", \"http://10.0.0.5:8080\", \"*\"]"
+            ),
+            "{}",
+            c.to_toml()
+        );
+        assert!(load("").unwrap().server.cors_origins.is_empty());
+        for bad in [
+            "screens.example",
+            "https://",
+            "https://a.example/",
+            "ftp://a.example",
+            "https://a b",
+        ] {
+            check_err(
+                &format!("[server]\ncors_origins = [{bad:?}]\n"),
+                2,
+                "is not an origin",
+            );
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@
 mod last_known;
 mod report;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -55,8 +55,9 @@ pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
 use crate::clock::{ClockState, Stamps, wall_ms};
 use crate::config::FeedConfig;
-use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
+use crate::event::{Alert, Body, Event, FeedState, Incoming, Position, Status, alert_ttl};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::keys::RecentKeys;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
 use crate::logger::RateLimited;
 use crate::outbox::{Batch, CLOSE_GOING_AWAY, Frame, Outbox, Push, Replay};
@@ -65,6 +66,7 @@ use crate::protocol::{
     valid_symbol,
 };
 use crate::publish;
+use crate::rules::Rules;
 use crate::session::wire::Tx;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
@@ -91,6 +93,11 @@ pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
+
+/// `stats` lists the open connections of at most this many JWT users (the
+/// first by name; `users` counts them all), so the reply stays small with
+/// a thousand phones connected.
+pub const MAX_USERS_LISTED: usize = 32;
 
 /// While events are held for the journal (see the module docs), the hub
 /// looks this often whether they may go out. A commit comes every
@@ -140,12 +147,23 @@ pub enum HubMsg {
         /// Index into the configured feeds.
         feed: usize,
     },
+    /// Feed number `feed` cannot connect for a reason a retry will not fix
+    /// (a broker refused its login), or no longer (`None`): `/healthz` and
+    /// `stats` show it as the feed's `problem`.
+    FeedProblem {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// What is wrong and what to do about it.
+        problem: Option<String>,
+    },
     /// A client connected; the hub sends its hello.
     Join {
         /// Its id.
         client: ClientId,
         /// Its `client=` kind.
         kind: String,
+        /// Its JWT's `sub`, if it has one.
+        user: Option<String>,
         /// Where its frames go.
         tx: Tx,
     },
@@ -177,6 +195,8 @@ pub enum HubMsg {
         channel: String,
         /// The event's fields.
         data: serde_json::Map<String, Value>,
+        /// Its idempotency key.
+        key: Option<String>,
         /// The request id to echo in the ack.
         id: Option<Value>,
     },
@@ -225,6 +245,16 @@ pub enum HubMsg {
         /// Where to send it.
         reply: Sender<String>,
     },
+    /// `/api/snapshot` asks for the `snapshot` reply of every channel.
+    ApiSnapshot {
+        /// Where to send its JSON.
+        reply: Sender<String>,
+    },
+    /// `/api/stats` asks for the `stats` reply.
+    ApiStats {
+        /// Where to send its JSON.
+        reply: Sender<String>,
+    },
     /// The wall clock's state (checked every
     /// [`crate::clock::sync::CHECK_INTERVAL`] by `app`); a change becomes a
     /// clock `status` event.
@@ -248,6 +278,7 @@ pub struct Start {
 
 struct Client {
     kind: Arc<str>,
+    user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
 }
@@ -266,6 +297,7 @@ struct FeedEntry {
     reconnects: u64,
     bad_messages: u64,
     events: u64,
+    problem: Option<String>,
 }
 
 #[derive(Default)]
@@ -289,13 +321,19 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
+    /// Open connections per JWT `sub`: at most one entry per client.
+    users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
+    /// The idempotency keys of recent publishes.
+    keys: RecentKeys,
     counters: RelayCounters,
     /// Refusals for the symbol cap, logged now and then.
     symbol_cap_log: RateLimited,
     /// The renderer's queue, when a board is shown.
     board: Option<BoardFeed>,
+    /// The `[[alert]]` rules, when there are any.
+    rules: Option<Rules>,
     heart: Arc<Heartbeat>,
     /// Clients owed a flush for events pushed quietly since the last one.
     rings: Vec<Tx>,
@@ -386,6 +424,7 @@ impl Hub {
             event_bytes: 0,
             clients: HashMap::new(),
             kinds: HashMap::new(),
+            users: BTreeMap::new(),
             upstreams: feeds
                 .iter()
                 .map(|f| FeedEntry {
@@ -396,12 +435,15 @@ impl Hub {
                     reconnects: 0,
                     bad_messages: 0,
                     events: 0,
+                    problem: None,
                 })
                 .collect(),
             last: LastKnown::new(feeds.len()),
+            keys: RecentKeys::new(),
             counters: RelayCounters::default(),
             symbol_cap_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
             board: None,
+            rules: None,
             heart: Heartbeat::new("hub"),
             rings: Vec::new(),
             journal_out: Vec::new(),
@@ -419,6 +461,13 @@ impl Hub {
     pub fn attach_board(&mut self, board: BoardFeed) {
         board.set_clients(self.clients.len());
         self.board = Some(board);
+    }
+
+    /// Evaluates `rules` on every event from now on, and lets them check
+    /// their silences on every turn of the loop (at least every
+    /// [`MAX_QUIET`]). Their alerts are events like any other.
+    pub fn attach_rules(&mut self, rules: Rules) {
+        self.rules = Some(rules).filter(|r| !r.is_empty());
     }
 
     /// The hub's liveness, for the service watchdog.
@@ -485,6 +534,7 @@ impl Hub {
                 }
             };
             self.heart.beat();
+            self.check_rules();
             match next {
                 Turn::Msg(msg) => {
                     if !self.handle(msg, Instant::now(), wall_ms()) {
@@ -549,7 +599,7 @@ impl Hub {
                         up.last_event = Some(now);
                         up.events += 1;
                     }
-                    self.publish(incoming, now, false);
+                    self.publish_from(incoming, Some(feed), now, false);
                 }
                 if let Some(position) = position {
                     self.save_position(feed, &position);
@@ -557,12 +607,22 @@ impl Hub {
             }
             HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
             HubMsg::FeedPosition { feed, position } => self.save_position(feed, &position),
+            HubMsg::FeedProblem { feed, problem } => {
+                if let Some(up) = self.upstreams.get_mut(feed) {
+                    up.problem = problem;
+                }
+            }
             HubMsg::FeedBadMessage { feed } => {
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
+            HubMsg::Join {
+                client,
+                kind,
+                user,
+                tx,
+            } => self.join(client, kind, user, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -576,8 +636,9 @@ impl Hub {
                 client,
                 channel,
                 data,
+                key,
                 id,
-            } => self.client_publish(client, &channel, data, id, now_ms, now),
+            } => self.client_publish(client, &channel, data, key, id, now_ms, now),
             HubMsg::Unsubscribe {
                 client,
                 channels,
@@ -620,6 +681,12 @@ impl Hub {
             }
             HubMsg::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics());
+            }
+            HubMsg::ApiSnapshot { reply } => {
+                let _ = reply.try_send(self.snapshot_json(&[], &None, now));
+            }
+            HubMsg::ApiStats { reply } => {
+                let _ = reply.try_send(self.stats_json(now).to_string());
             }
             HubMsg::Clock { state } => self.clock_state(state, now, now_ms),
             HubMsg::Shutdown => return false,
@@ -747,11 +814,16 @@ impl Hub {
         None
     }
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fields of one HubMsg::ClientPublish"
+    )]
     fn client_publish(
         &mut self,
         client: ClientId,
         channel: &str,
         data: serde_json::Map<String, Value>,
+        key: Option<String>,
         id: Option<Value>,
         now_ms: u64,
         now: Instant,
@@ -782,6 +854,19 @@ impl Hub {
                 "too many publishes waiting for the disk; retry shortly".into(),
             );
         }
+        // A repeat of a key in the window is answered with the first
+        // publish's seq, once that is durable, and publishes nothing.
+        if let Some(seq) = key.as_deref().and_then(|k| self.keys.get(k)) {
+            let ack = JournalMsg::Ack {
+                seq,
+                id: id.clone(),
+                outbox: outbox.clone(),
+            };
+            if journal.tx.try_send(ack).is_err() {
+                outbox.push(ack_failed(id));
+            }
+            return;
+        }
         let mut body = match publish::body(channel, data) {
             Ok(body) => body,
             Err((code, message)) => return refuse(code, message),
@@ -806,6 +891,12 @@ impl Hub {
         let seq = self.next_seq;
         self.publish(Incoming { ts: now_ms, body }, now, true);
         let journaled = self.flush_journal();
+        if let (true, Some(key)) = (journaled, key) {
+            let evicted = self.keys.insert(&key, seq);
+            let key = key.into_boxed_str();
+            // Lost only with a full journal inbox, which fails the ack too.
+            let _ = journal.tx.try_send(JournalMsg::Key { seq, key, evicted });
+        }
         let ack = JournalMsg::Ack {
             seq,
             id: id.clone(),
@@ -877,7 +968,7 @@ impl Hub {
             .map_or_else(|| self.last_seq(), |h| h.seq - 1)
     }
 
-    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
+    fn join(&mut self, client: ClientId, kind: String, user: Option<String>, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -885,18 +976,27 @@ impl Hub {
         };
         *self.kinds.entry(kind.clone()).or_insert(0) += 1;
         self.counters.sessions_total += 1;
-        let hello = json!({
+        let mut hello = json!({
             "type": "hello",
             "session": format!("{client:016x}"),
             "epoch": self.epoch,
             "seq": self.out_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
+        let user: Option<Arc<str>> = user.map(|u| match self.users.get_key_value(u.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(u),
+        });
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_insert(0) += 1;
+            hello["user"] = (**user).into();
+        }
         tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
+                user,
                 tx,
                 subs: Subscriptions::default(),
             },
@@ -907,12 +1007,21 @@ impl Hub {
     }
 
     fn leave(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.remove(&client)
-            && let Some(n) = self.kinds.get_mut(&c.kind)
-        {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.kinds.remove(&c.kind);
+            }
+        }
+        if let Some(user) = &c.user
+            && let Some(n) = self.users.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.users.remove(user);
             }
         }
         if let Some(board) = &self.board {
@@ -939,6 +1048,56 @@ impl Hub {
     /// module docs; `published`: a client's publish) and queues it for the
     /// journal.
     fn publish(&mut self, incoming: Incoming, now: Instant, published: bool) {
+        self.publish_from(incoming, None, now, published);
+    }
+
+    /// Fires the stale rules that are due, if any. Cheap when none is.
+    fn check_rules(&mut self) {
+        let Some(rules) = &mut self.rules else {
+            return;
+        };
+        let now = Instant::now();
+        if !rules.due(now) {
+            return;
+        }
+        let now_ms = wall_ms();
+        let fired = rules.check(now, now_ms);
+        self.fire(fired, now_ms, now);
+    }
+
+    /// Publishes the alerts rules fired (stamped `ts`), then queues the rule
+    /// state they changed for the journal, in the same batch
+    /// (docs/durability.md §18).
+    fn fire(&mut self, fired: Vec<Alert>, ts: u64, now: Instant) {
+        for alert in fired {
+            self.publish(
+                Incoming {
+                    ts,
+                    body: Body::Alert(alert),
+                },
+                now,
+                false,
+            );
+        }
+        let Some(rules) = &mut self.rules else {
+            return;
+        };
+        for (key, value) in rules.take_saves(ts) {
+            if self.journal.is_some() {
+                self.journal_out.push(JournalMsg::PutMeta { key, value });
+            }
+        }
+    }
+
+    /// [`Hub::publish`] for an event from feed number `feed`, which the
+    /// rules see as the event's origin.
+    fn publish_from(
+        &mut self,
+        incoming: Incoming,
+        feed: Option<usize>,
+        now: Instant,
+        published: bool,
+    ) {
         if let Some(journal) = &self.journal {
             // After the journal was reopened, seqs up to its old reservation
             // are a recorded lost range: number past them.
@@ -980,7 +1139,17 @@ impl Hub {
             let last = &self.last;
             board.offer(&event, || last.events());
         }
-        let seq = event.seq;
+        // Alerts a tick fires are stamped with the tick's time.
+        let fired = match &mut self.rules {
+            Some(rules) => {
+                let from = feed
+                    .and_then(|f| self.upstreams.get(f))
+                    .map(|u| u.name.as_str());
+                rules.on_event(&event, from, now, event.ts)
+            }
+            None => Vec::new(),
+        };
+        let (seq, ts) = (event.seq, event.ts);
         let slot = self.status_slot(&event.body);
         let (put, remove) = self.last.remember(event, text.clone(), key, slot, now);
         if self.journal.is_some() {
@@ -990,6 +1159,9 @@ impl Hub {
                 put,
                 remove,
             });
+        }
+        if !fired.is_empty() || self.rules.as_ref().is_some_and(Rules::has_saves) {
+            self.fire(fired, ts, now);
         }
     }
 
@@ -1085,6 +1257,11 @@ impl Hub {
         }
     }
 
+    /// Takes the idempotency keys the journal remembered (`journal::keys`).
+    pub fn restore_keys(&mut self, keys: RecentKeys) {
+        self.keys = keys;
+    }
+
     /// Restores the last-known state from the journal's snapshot tree, so a
     /// restarted daemon serves last-known values before any feed connects.
     /// Events are expected in seq order.
@@ -1100,7 +1277,9 @@ impl Hub {
             };
             // An alert's age counts from its own ts, not from this start.
             let age = Duration::from_millis(now_ms.saturating_sub(event.ts));
-            if matches!(event.body, Body::Alert(_)) && age >= ALERT_TTL {
+            if let Body::Alert(alert) = &event.body
+                && age >= alert_ttl(alert, event.ts)
+            {
                 continue;
             }
             let at = now.checked_sub(age).unwrap_or(now);
@@ -1187,6 +1366,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1206,6 +1386,46 @@ mod tests {
             0,
         );
         (hub, outbox)
+    }
+
+    #[test]
+    fn users_count_subs_not_sockets_and_hello_names_the_user() {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start("epoch1"), now);
+        let mut outboxes = Vec::new();
+        for (client, user) in [
+            (1, Some("tv")),
+            (2, Some("tv")),
+            (3, Some("app")),
+            (4, None),
+        ] {
+            let outbox = Outbox::new();
+            let join = HubMsg::Join {
+                client,
+                kind: "kiosk".into(),
+                user: user.map(str::to_owned),
+                tx: Tx::detached(outbox.clone()),
+            };
+            hub.handle(join, now, 0);
+            let hello = drain(&outbox).remove(0);
+            assert_eq!(
+                hello["user"],
+                user.map_or(Value::Null, Value::from),
+                "{hello}"
+            );
+            outboxes.push(outbox);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["users"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(stats["user_connections"], json!({"app": 1, "tv": 2}));
+        hub.handle(HubMsg::Leave { client: 1 }, now, 0);
+        hub.handle(HubMsg::Leave { client: 3 }, now, 0);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["users"], 1);
+        assert_eq!(stats["user_connections"], json!({"tv": 1}));
     }
 
     #[test]
@@ -1327,6 +1547,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1455,6 +1676,61 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_fires_an_alert_right_after_the_tick_that_crossed_its_line() {
+        let (mut hub, outbox) = hub_with_client(&["alerts", "prices"]);
+        let mut config = crate::config::Config::defaults_in("/nonexistent");
+        config.alerts.push(crate::config::AlertRule {
+            name: "usd-60k".into(),
+            kind: crate::config::AlertKind::Above {
+                price: "60000".into(),
+                hysteresis: None,
+            },
+            symbol: Some("USD".into()),
+            feed: None,
+            level: crate::config::AlertLevel::Critical,
+            text: "{symbol} {price}".into(),
+            back_text: None,
+            cooldown: Duration::ZERO,
+            expires: None,
+        });
+        let now = Instant::now();
+        hub.attach_rules(Rules::new(&config, now));
+        drain(&outbox);
+        for price in ["59000", "60001"] {
+            hub.handle(
+                HubMsg::FeedEvent {
+                    feed: 0,
+                    incoming: tick("USD", price),
+                    position: None,
+                },
+                now,
+                0,
+            );
+        }
+        let frames = drain(&outbox);
+        let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+        assert_eq!(kinds, ["tick", "tick", "alert"]);
+        let alert = &frames[2];
+        assert_eq!(alert["seq"], 3);
+        assert_eq!(alert["trigger_seq"], 2);
+        assert_eq!(alert["rule"], "usd-60k");
+        assert_eq!(alert["text"], "USD 60,001");
+        assert_eq!(alert["source"], "rules");
+        // In the snapshot too, until it expires.
+        hub.handle(
+            HubMsg::Snapshot {
+                client: 1,
+                channels: vec![Sub::Family(Channel::Alerts)],
+                id: None,
+            },
+            now,
+            0,
+        );
+        let snap = drain(&outbox);
+        assert_eq!(snap[0]["events"][0]["rule"], "usd-60k");
+    }
+
+    #[test]
     fn reconnects_count_returns_to_connecting() {
         let feeds = [FeedConfig {
             name: "binance".into(),
@@ -1464,6 +1740,7 @@ mod tests {
             subscribe: vec![],
             channels: vec![],
             pointers: Default::default(),
+            mqtt: Default::default(),
         }];
         let now = Instant::now();
         let mut hub = Hub::new(&feeds, start("e"), now);
@@ -1568,5 +1845,99 @@ mod tests {
         );
         let snapshot = &drain(&outbox)[0];
         assert_eq!(snapshot["events"][0]["clock"], "synchronized", "{snapshot}");
+    }
+
+    #[test]
+    fn publishes_and_seqs_past_the_lease_wait_for_the_journal_in_order() {
+        use crate::journal::writer::JournalStatus;
+        let (tx, _rx) = smol::channel::bounded(64);
+        let status = Arc::new(JournalStatus::default());
+        status.healthy.store(true, Ordering::Release);
+        status.lease.store(2, Ordering::Release);
+        let start = Start {
+            epoch: "e".into(),
+            next_seq: 1,
+            journal: Some(JournalHandle {
+                tx,
+                status: status.clone(),
+            }),
+        };
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start, now);
+        let outbox = Outbox::new();
+        let join = HubMsg::Join {
+            client: 1,
+            kind: "bot".into(),
+            user: None,
+            tx: Tx::detached(outbox.clone()),
+        };
+        hub.handle(join, now, 0);
+        let subscribe = HubMsg::Subscribe {
+            client: 1,
+            channels: vec![Sub::All],
+            names: vec!["*".into()],
+            since: None,
+            epoch: None,
+            id: None,
+        };
+        hub.handle(subscribe, now, 0);
+        drain(&outbox);
+        let publish = |hub: &mut Hub, text: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("level".into(), json!("info"));
+            data.insert("text".into(), json!(text));
+            let msg = HubMsg::ClientPublish {
+                client: 1,
+                channel: "alerts".into(),
+                data,
+                key: None,
+                id: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let feed_tick = |hub: &mut Hub, price: &str| {
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("BTC", price),
+                position: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let seqs = |outbox: &Outbox| -> Vec<(String, u64)> {
+            drain(outbox)
+                .iter()
+                .map(|f| {
+                    let kind = f["type"].as_str().unwrap_or("").to_owned();
+                    (kind, f["seq"].as_u64().or(f["from"].as_u64()).unwrap_or(0))
+                })
+                .collect()
+        };
+        // The publish (seq 1) waits for its commit, and the tick behind it
+        // (seq 2) waits with it.
+        publish(&mut hub, "one");
+        feed_tick(&mut hub, "1");
+        assert_eq!(seqs(&outbox), []);
+        assert_eq!(hub.out_seq(), 0);
+        status.durable_seq.store(1, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("alert".into(), 1), ("tick".into(), 2)]);
+        // Seq 3 is past the lease: it waits for a commit to cover it.
+        feed_tick(&mut hub, "2");
+        assert_eq!(seqs(&outbox), []);
+        status.lease.store(100, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("tick".into(), 3)]);
+        // A publish whose commit never comes (the journal failed) is a gap
+        // of one seq in its place; what followed it goes out.
+        publish(&mut hub, "two");
+        feed_tick(&mut hub, "3");
+        status.healthy.store(false, Ordering::Release);
+        hub.release();
+        let frames = drain(&outbox);
+        assert_eq!(
+            frames[0],
+            json!({"type": "gap", "from": 4, "to": 4, "handed_out_max": 1})
+        );
+        assert_eq!(frames[1]["seq"], 5);
     }
 }

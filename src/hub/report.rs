@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::Hub;
+use super::{Hub, MAX_USERS_LISTED};
 use crate::clock;
 use crate::event::{Channel, FeedState};
+use crate::journal::forward;
 use crate::metrics::{Kind, MetricsText};
 
 /// What `/healthz` reports.
@@ -39,6 +40,7 @@ impl Hub {
                     "state": u.state.name(),
                     "last_event_ms_ago": u.last_event.map(|t| clock::age_ms(t, now)),
                     "reconnects": u.reconnects,
+                    "problem": u.problem,
                 })
             })
             .collect()
@@ -78,11 +80,19 @@ impl Hub {
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| (k.to_string(), json!(n)))
             .collect();
+        let users: serde_json::Map<String, Value> = self
+            .users
+            .iter()
+            .take(MAX_USERS_LISTED)
+            .map(|(u, n)| (u.to_string(), json!(n)))
+            .collect();
         json!({
             "type": "stats",
             "connections": self.clients.len(),
             "sessions_total": self.counters.sessions_total,
             "client_types": kinds,
+            "users": self.users.len(),
+            "user_connections": users,
             "upstreams": self.upstreams_json(now),
             "journal": self.journal_json(),
             "clock": self.clock_json(now),
@@ -100,6 +110,7 @@ impl Hub {
             "reason": problem,
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "forward": self.journal.as_ref().map(|j| forward::to_json(&j.status.forward)),
             "clock": self.clock_json(now),
             "clients": self.clients.len(),
         });
@@ -131,6 +142,12 @@ impl Hub {
             Kind::Gauge,
             "Connected WebSocket clients.",
             self.clients.len(),
+        );
+        text.single(
+            "users",
+            Kind::Gauge,
+            "Distinct JWT subs with a connection open.",
+            self.users.len(),
         );
         text.single(
             "sessions_total",
@@ -284,6 +301,7 @@ impl Hub {
                 "Duration of the last group commit.",
                 load(&j.last_commit_us) as f64 / 1e6,
             );
+            forward::write_metrics(&j.forward, &mut text);
         }
         text.single(
             "last_seq",

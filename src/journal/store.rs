@@ -16,7 +16,9 @@
 //!   ahead and commits before handing them out; [`Store::open`] continues past
 //!   the durable mark and records the seqs between the last stored event (or
 //!   gap) and the mark as a lost range, which [`Store::read`] returns as a
-//!   [`Record::Gap`] in its place.
+//!   [`Record::Gap`] in its place. The caller's durable
+//!   [`lease`](Store::lease) says how many of those can have been handed out
+//!   (`handed_out_max`).
 //! - **A journal that will not open is moved aside, never deleted**, and a new
 //!   one with a new epoch is created; a panic inside sled while opening is
 //!   contained. A journal locked by another process is never moved.
@@ -40,9 +42,9 @@
 //!   only [`Store::commit`] makes anything durable.)
 //!
 //! What it must not do: spawn threads, flush on its own (the caller decides
-//! when to commit), read the wall clock (retention gets `now_ms`; the only
-//! read names a quarantined journal), interpret the event JSON (values are
-//! opaque bytes), or trim the snapshot tree.
+//! when to commit), read the wall clock (retention gets the caller's journal
+//! time; the only read names a quarantined journal), interpret the event
+//! JSON (values are opaque bytes), or trim the snapshot tree.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -1160,6 +1162,22 @@ impl Store {
             .map_err(|e| StoreError::sled(&self.dir, e))
     }
 
+    /// Runs `f` on the sled tree `name`, for the trees other journal
+    /// modules keep (`journal::keys`): they are flushed with every commit,
+    /// and their errors fail the journal like any other.
+    pub(crate) fn with_tree<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&sled::Tree) -> sled::Result<T>,
+    ) -> Result<T, StoreError> {
+        let tree = self
+            .sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))?;
+        f(&tree).map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
     /// Group commit: writes the pending changes (an `events` value per
     /// `MAX_VALUE_BYTES` of events, one snapshot value per changed key) and
     /// the counters, flushes sled, then fsyncs `db` and every other file of
@@ -1209,6 +1227,39 @@ impl Store {
             .map_err(|e| StoreError::sled(&self.dir, e))?;
         self.counters_dirty = false;
         Ok(())
+    }
+
+    /// The tree `name` of the journal's database, made if it is new: for
+    /// `journal::forward`'s outboxes, which a commit makes durable with the
+    /// events.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// The names of the database's trees.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.sled
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// Removes the tree `name` and what it holds.
+    pub fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
+        self.sled
+            .db
+            .drop_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// A sled error of this journal as a [`StoreError`].
+    pub fn sled_error(&self, e: sled::Error) -> StoreError {
+        StoreError::sled(&self.dir, e)
     }
 
     /// Up to `limit` records with seq > `after`, in seq order, each gap in its
@@ -3145,7 +3196,10 @@ mod tests {
             to: 100_000,
             handed_out_max: 20,
         };
-        assert_eq!(opened.store.read(10, 5).unwrap(), [gap.clone()]);
+        assert_eq!(
+            opened.store.read(10, 5).unwrap(),
+            std::slice::from_ref(&gap)
+        );
         let mut out = Vec::new();
         crate::journal::export::push_line(&mut out, &gap, 0);
         assert_eq!(

@@ -43,6 +43,8 @@ use smol::future::or;
 
 use crate::clock::{ClockState, wall_ms};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::forward::{OutboxStats, Outboxes};
+use crate::journal::keys;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
 use crate::metrics::Histogram;
@@ -63,12 +65,21 @@ pub const INBOX: usize = 16 * 1024;
 pub const RESERVE_BLOCK: u64 = 100_000;
 
 /// The lease runs at least this many seqs ahead of the last stored event:
-/// the hub fans out up to it without waiting for a commit. 256 covers a
-/// default commit window (100 ms) of 2,500 events/s with room to spare, and
-/// ten times the demo's; it bounds what a crash reports as possibly handed
-/// out to clients but not stored (`handed_out_max` of the lost range) to
-/// about that.
-pub const LEASE_MIN: u64 = 256;
+/// the hub fans out up to it without waiting for a commit. 64 covers a
+/// default commit window (100 ms) of 640 events/s, twenty times the demo's,
+/// and a feed's first burst of a few dozen symbols; a bigger burst waits for
+/// the next commit (at most one window) while [`LEASE_WINDOWS`] catches up.
+/// It is what a crash reports as possibly handed out to clients but not
+/// stored (`handed_out_max` of the lost range) when events come slowly: a
+/// truthful bound needs a small one.
+pub const LEASE_MIN: u64 = 64;
+
+/// The writer commits early, renewing the lease, when the stored events come
+/// within this many seqs of it (see `Writer::lease_running_out`): half of
+/// [`LEASE_MIN`], so a burst waits for a commit of its own, not for the
+/// deadline, and each such commit at least doubles the headroom
+/// ([`LEASE_WINDOWS`] times the events since the last one).
+pub const LEASE_EARLY: u64 = LEASE_MIN / 2;
 
 /// The lease runs this many commit windows' worth of events ahead (counted
 /// at the last commit) when that is more than [`LEASE_MIN`], so a steady
@@ -142,6 +153,16 @@ pub enum JournalMsg {
     Close {
         /// The hub's last seq.
         last_seq: u64,
+    },
+    /// Remember that a publish with idempotency `key` got `seq`, once
+    /// `seq` is durable (`journal::keys`); forget the key of `evicted`.
+    Key {
+        /// The published event's seq.
+        seq: u64,
+        /// The client's key.
+        key: Box<str>,
+        /// The seq whose key fell out of the hub's window.
+        evicted: Option<u64>,
     },
     /// Persist a small named value with the next commit.
     PutMeta {
@@ -288,6 +309,8 @@ pub struct JournalStatus {
     pub dropped: AtomicU64,
     /// Publishes waiting for their commit.
     pub pending_acks: AtomicU64,
+    /// Each `[[forward]]` rule's outbox counters, in config order.
+    pub forward: Vec<Arc<OutboxStats>>,
 }
 
 impl JournalStatus {
@@ -333,6 +356,9 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Retention limits.
     pub retention: Retention,
+    /// The outboxes of `[[forward]]`, filled with the events they forward
+    /// before the commit that holds them (`journal::forward`).
+    pub forward: Option<Outboxes>,
     /// The wall clock's state at start (later changes come as
     /// [`JournalMsg::Clock`]).
     pub clock: ClockState,
@@ -389,7 +415,14 @@ impl Journal {
         let lease = store.leased().unwrap_or(last_seq);
         store.put_meta(TIME_MARK_KEY, &time_mark(&time, synced).encode())?;
         store.commit()?;
-        let status = Arc::new(JournalStatus::default());
+        let status = Arc::new(JournalStatus {
+            forward: config
+                .forward
+                .as_ref()
+                .map(Outboxes::stats)
+                .unwrap_or_default(),
+            ..JournalStatus::default()
+        });
         status.lease.store(lease, Ordering::Release);
         let (tx, rx) = bounded(INBOX);
         let heart = Heartbeat::new("journal");
@@ -401,7 +434,9 @@ impl Journal {
             last_appended: last_seq,
             reserved: last_seq + RESERVE_BLOCK,
             dirty: false,
+            forwarded: false,
             acks: Vec::new(),
+            keys: Vec::new(),
             skip_through: 0,
             error_log: RateLimited::new(ERROR_LOG_INTERVAL),
             next_retry: Instant::now(),
@@ -457,7 +492,11 @@ struct Writer {
     last_appended: u64,
     reserved: u64,
     dirty: bool,
+    /// Whether a forward outbox got something since the last commit.
+    forwarded: bool,
     acks: Vec<(u64, Option<Value>, Arc<Outbox>)>,
+    /// Idempotency keys waiting for their event's commit (seq order).
+    keys: Vec<(u64, Box<str>)>,
     /// After a reopen, seqs up to this are inside the recorded lost range.
     skip_through: u64,
     error_log: RateLimited,
@@ -527,7 +566,7 @@ impl Writer {
             }
             now = Instant::now();
             self.heart.beat_at(now);
-            if now >= deadline {
+            if now >= deadline || self.lease_running_out() {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
             }
@@ -594,6 +633,23 @@ impl Writer {
                 let _ = reply.try_send(records);
             }
             JournalMsg::Close { last_seq } => self.final_seq = Some(last_seq),
+            JournalMsg::Key { seq, key, evicted } => {
+                if let Some(old) = evicted {
+                    self.keys.retain(|(s, _)| *s != old);
+                    if self
+                        .with_store(|s| s.with_tree(keys::TREE, |t| keys::forget(t, old)))
+                        .is_some()
+                    {
+                        self.dirty = true;
+                    }
+                }
+                if self.store.is_some() && seq > self.skip_through {
+                    self.keys.push((seq, key));
+                    // Already durable (a commit came between the event and
+                    // its key): stored now, flushed with the next commit.
+                    self.store_durable_keys();
+                }
+            }
             JournalMsg::PutMeta { key, value } => {
                 if self.with_store(|s| s.put_meta(&key, &value)).is_some() {
                     self.dirty = true;
@@ -629,9 +685,23 @@ impl Writer {
             self.last_appended = seq;
             self.window_appends += 1;
             self.dirty = true;
+            if let Some(forward) = self.config.forward.clone() {
+                let epoch = self.epoch.clone();
+                let put =
+                    self.with_store(|s| forward.put(json, &epoch, at).map_err(|e| s.sled_error(e)));
+                self.forwarded |= put.unwrap_or(false);
+            }
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether the stored events have come within [`LEASE_EARLY`] of the
+    /// lease: then the writer commits at once instead of at its deadline,
+    /// renewing the lease, so the hub does not wait a whole commit window
+    /// (up to 10 s with a long `flush_interval_ms`) to fan out a burst.
+    fn lease_running_out(&self) -> bool {
+        self.store.is_some() && self.last_appended.saturating_add(LEASE_EARLY) > self.lease
     }
 
     /// Commit (if anything changed), answer durable publishes, trim, and
@@ -687,6 +757,15 @@ impl Writer {
         self.dirty = false;
         self.window_appends = 0;
         self.status.lease.store(self.lease, Ordering::Release);
+        if let Some(forward) = &self.config.forward {
+            // Durable now: the broker feeds may send it.
+            if std::mem::take(&mut self.forwarded) {
+                forward.wake();
+            }
+            if let Err(e) = forward.trim_age(self.time.at(Instant::now())) {
+                log::warn!("forward: trimming old messages failed: {e}");
+            }
+        }
         let us = took.as_micros() as u64;
         self.status.commits.fetch_add(1, Ordering::Relaxed);
         self.status.last_commit_us.store(us, Ordering::Relaxed);
@@ -707,7 +786,30 @@ impl Writer {
         self.status
             .pending_acks
             .store(self.acks.len() as u64, Ordering::Relaxed);
+        self.store_durable_keys();
         self.publish_stats();
+    }
+
+    /// Writes the keys whose events are durable, for the next commit: a
+    /// key is never on disk before its event (a crash between the two
+    /// loses the key, and a resend is then applied once more, never lost).
+    fn store_durable_keys(&mut self) {
+        let durable = self.status.durable_seq.load(Ordering::Acquire);
+        let ready = self.keys.partition_point(|(seq, _)| *seq <= durable);
+        if ready == 0 {
+            return;
+        }
+        let batch: Vec<(u64, Box<str>)> = self.keys.drain(..ready).collect();
+        let stored = self.with_store(|s| {
+            s.with_tree(keys::TREE, |tree| {
+                batch
+                    .iter()
+                    .try_for_each(|(seq, key)| keys::put(tree, *seq, key, None))
+            })
+        });
+        if stored.is_some() {
+            self.dirty = true;
+        }
     }
 
     fn publish_stats(&self) {
@@ -751,7 +853,9 @@ impl Writer {
         self.store = None;
         self.dirty = false;
         self.next_retry = Instant::now() + RETRY_INTERVAL;
-        // Their events may never reach the disk: tell the publishers.
+        // Their events may never reach the disk: tell the publishers, and
+        // remember none of their keys.
+        self.keys.clear();
         for (_, id, outbox) in self.acks.drain(..) {
             outbox.push(ack_failed(id));
         }
@@ -910,6 +1014,7 @@ mod tests {
                 ..Retention::default()
             },
             clock,
+            forward: None,
         };
         let journal = Journal::start(store, "0123456789abcdef".into(), 5, config).unwrap();
         let handle = journal.handle();

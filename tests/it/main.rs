@@ -2,22 +2,30 @@
 //! line, its WebSocket protocol and its HTTP endpoints, with fake upstream
 //! feeds on `127.0.0.1:0` and a fresh temp dir per daemon.
 
+mod browser;
 mod chain;
+mod chromium;
 mod cli;
+mod clock;
 mod disk;
 mod display;
 mod embedded;
-mod faketime;
+mod firefox;
 mod fuzz;
 mod harness;
 mod http;
 mod journal;
 mod journal_cli;
 mod jsonfeed;
+mod jwt;
+mod keys;
 mod kiosk;
 mod layers;
 mod limits;
+mod mqtt;
 mod protocol;
 mod relay;
+mod rules;
 mod service;
 mod slow;
+mod web;
