@@ -29,7 +29,9 @@ use crate::config::{Config, DisplayMode, FeedFormat};
 use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
+use crate::forward::Rule;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::forward::Outboxes;
 use crate::journal::keys::{self, RecentKeys};
 use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
@@ -139,7 +141,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions, keys, rule_state) = open_journal(&config)?;
+    let (journal, start, restored, positions, keys, rule_state, outboxes) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -172,7 +174,7 @@ pub async fn run(
     };
     let mut hub = spawn_hub(hub, hub_rx);
     let clock_watch = smol::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
-    let feeds = spawn_feeds(&config, &hub_tx, &positions);
+    let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
         config.server.clone(),
@@ -257,7 +259,10 @@ pub async fn run_relay(
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
     hub.attach_rules(start_rules(&config, &[], &[]));
     let mut hub = spawn_hub(hub, hub_rx);
-    let feeds = spawn_feeds(&config, &hub_tx, &[]);
+    if !config.forwards.is_empty() {
+        log::warn!("the relay alone has no journal, so [[forward]] rules are not run");
+    }
+    let feeds = spawn_feeds(&config, &hub_tx, &[], None);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
@@ -320,17 +325,23 @@ fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event])
 }
 
 /// One task per configured feed; a chained feed resumes from its saved
-/// position (`positions`, in config order, when there are any).
+/// position (`positions`, in config order, when there are any); a broker
+/// feed also sends what `[[forward]]` queued for it in `outboxes`.
 fn spawn_feeds(
     config: &Config,
     hub: &Sender<HubMsg>,
     positions: &[Option<Position>],
+    outboxes: Option<&Outboxes>,
 ) -> Vec<Task<()>> {
     config
         .feeds
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            if f.format == FeedFormat::Mqtt {
+                let outbox = outboxes.and_then(|o| o.for_feed(&f.name));
+                return smol::spawn(feed::task::mqtt::run(i, f.clone(), hub.clone(), outbox));
+            }
             let resume = positions.get(i).cloned().flatten();
             smol::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
         })
@@ -361,8 +372,8 @@ fn log_feeds(config: &Config) {
     reason = "the six things start-up needs from the journal"
 )]
 /// What [`open_journal`] hands the hub: where numbering starts, the
-/// last-known events, the chained feeds' positions, the publish keys and
-/// the alert rules' saved state.
+/// last-known events, the chained feeds' positions, the publish keys, the
+/// alert rules' saved state and the forward outboxes.
 type Opening = (
     Journal,
     Start,
@@ -370,6 +381,7 @@ type Opening = (
     Vec<Option<Position>>,
     RecentKeys,
     Vec<(String, Vec<u8>)>,
+    Option<Outboxes>,
 );
 
 fn open_journal(config: &Config) -> Result<Opening, RunError> {
@@ -434,6 +446,16 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
         restored.len()
     );
     warn_if_the_disk_is_short(config, opened.store.stats().disk_bytes);
+    let outboxes = if config.forwards.is_empty() {
+        None
+    } else {
+        let rules = config
+            .forwards
+            .iter()
+            .map(|r| Rule::new(r, &config.site))
+            .collect();
+        Some(Outboxes::open(&opened.store, rules).map_err(RunError::Journal)?)
+    };
     let writer = WriterConfig {
         dir: dir.clone(),
         cache_bytes: config.journal.cache_bytes,
@@ -443,6 +465,7 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
             max_bytes: config.journal.max_bytes,
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
+        forward: outboxes.clone(),
         clock: clock::sync::check(),
     };
     let journal = Journal::start(
@@ -456,7 +479,9 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions, keys, rule_state))
+    Ok((
+        journal, start, restored, positions, keys, rule_state, outboxes,
+    ))
 }
 
 /// Logs a warning when the journal's filesystem has less free space than

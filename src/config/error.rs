@@ -118,10 +118,7 @@ impl Source<'_> {
         let msg = e.message();
         let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
             let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let expected: Vec<&str> = backticked(expected)
-                .into_iter()
-                .filter(|k| *k != "forward")
-                .collect();
+            let expected: Vec<&str> = backticked(expected);
             let place = match path.as_deref() {
                 None | Some("") => "at the top level".to_owned(),
                 Some(p) => format!("in {}", place(p)),
@@ -347,12 +344,6 @@ mod tests {
             5,
             "unknown key `last` in [feed.pointers]; expected one of items, symbol, price",
         );
-    }
-
-    #[test]
-    fn unknown_key_choices_do_not_offer_forward() {
-        let err = load("x = 1\n").unwrap_err().to_string();
-        assert!(!err.contains("forward"), "{err}");
     }
 
     #[test]

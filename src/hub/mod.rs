@@ -147,6 +147,15 @@ pub enum HubMsg {
         /// Index into the configured feeds.
         feed: usize,
     },
+    /// Feed number `feed` cannot connect for a reason a retry will not fix
+    /// (a broker refused its login), or no longer (`None`): `/healthz` and
+    /// `stats` show it as the feed's `problem`.
+    FeedProblem {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// What is wrong and what to do about it.
+        problem: Option<String>,
+    },
     /// A client connected; the hub sends its hello.
     Join {
         /// Its id.
@@ -288,6 +297,7 @@ struct FeedEntry {
     reconnects: u64,
     bad_messages: u64,
     events: u64,
+    problem: Option<String>,
 }
 
 #[derive(Default)]
@@ -425,6 +435,7 @@ impl Hub {
                     reconnects: 0,
                     bad_messages: 0,
                     events: 0,
+                    problem: None,
                 })
                 .collect(),
             last: LastKnown::new(feeds.len()),
@@ -596,6 +607,11 @@ impl Hub {
             }
             HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
             HubMsg::FeedPosition { feed, position } => self.save_position(feed, &position),
+            HubMsg::FeedProblem { feed, problem } => {
+                if let Some(up) = self.upstreams.get_mut(feed) {
+                    up.problem = problem;
+                }
+            }
             HubMsg::FeedBadMessage { feed } => {
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.bad_messages += 1;
@@ -1724,6 +1740,7 @@ mod tests {
             subscribe: vec![],
             channels: vec![],
             pointers: Default::default(),
+            mqtt: Default::default(),
         }];
         let now = Instant::now();
         let mut hub = Hub::new(&feeds, start("e"), now);

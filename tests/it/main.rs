@@ -22,6 +22,7 @@ mod keys;
 mod kiosk;
 mod layers;
 mod limits;
+mod mqtt;
 mod protocol;
 mod relay;
 mod rules;

@@ -1038,6 +1038,7 @@ fn feed_config(format: FeedFormat, symbols: Vec<String>, pointers: JsonPointers)
         subscribe: Vec::new(),
         channels: Vec::new(),
         pointers,
+        mqtt: Default::default(),
     }
 }
 
