@@ -241,11 +241,30 @@ function showNews(i) {
   $("headline").textContent = digits(news[newsAt].title);
 }
 
+// The band's alert, and when it leaves: at its `expires` (an [[alert]]
+// rule's, counted from the alert's own `ts`, so a phone whose clock is off
+// keeps it no longer than its lifetime), or when a `back` alert of the same
+// rule and symbol or feed comes.
+let banded = null;
+let bandTimer = 0;
+const about = (a) => a.rule + "\u0000" + (a.symbol || a.feed || "");
 function alert(a) {
+  const band = $("band");
+  if (a.kind === "back" && banded && banded.rule && about(banded) === about(a)) {
+    band.hidden = true;
+    banded = null;
+  }
   if (a.level === "critical") {
-    const band = $("band");
     band.textContent = a.text;
     band.hidden = false;
+    banded = a;
+    clearTimeout(bandTimer);
+    if (typeof a.expires === "number" && typeof a.ts === "number") {
+      const left = a.expires - a.ts - Math.max(0, Date.now() - a.ts);
+      bandTimer = setTimeout(() => {
+        if (banded === a) band.hidden = true;
+      }, Math.max(0, left));
+    }
     return;
   }
   const box = $("toasts");
