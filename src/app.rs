@@ -152,6 +152,12 @@ pub async fn run(
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
     hub.restore(restored, Instant::now(), clock::wall_ms());
     hub.restore_keys(keys);
+    // The clock's state before any client can ask (and then every
+    // CHECK_INTERVAL, below).
+    let clock_state = HubMsg::Clock {
+        state: clock::sync::check(),
+    };
+    hub.handle(clock_state, Instant::now(), clock::wall_ms());
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -273,14 +279,14 @@ pub async fn run_relay(
 }
 
 /// Tells the hub the wall clock's state (`check`: the probe, an edge a test
-/// can replace) now and every [`clock::sync::CHECK_INTERVAL`]; the hub turns
-/// each change into a clock `status` event. Ends when the hub is gone.
+/// can replace) every [`clock::sync::CHECK_INTERVAL`]; the hub turns each
+/// change into a clock `status` event. Ends when the hub is gone.
 async fn watch_clock(hub: Sender<HubMsg>, check: fn() -> clock::ClockState) {
     loop {
+        Timer::after(clock::sync::CHECK_INTERVAL).await;
         if hub.send(HubMsg::Clock { state: check() }).await.is_err() {
             return;
         }
-        Timer::after(clock::sync::CHECK_INTERVAL).await;
     }
 }
 
@@ -356,7 +362,9 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
     }
     if let Some((from, to)) = opened.lost {
         log::warn!(
-            "the last stop was not clean: seqs {from}..={to} were never made durable and are recorded as a gap"
+            "the last stop was not clean: seqs {from}..={to} were never made durable and are \
+             recorded as a gap; at most {} of them were handed out to clients",
+            opened.lost_handed_out_max
         );
     }
     let snapshot = opened.store.snapshot().map_err(RunError::Journal)?;

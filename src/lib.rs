@@ -40,11 +40,14 @@
 //!   `metrics` (Prometheus text; `metrics::process`, the `process_*`
 //!   metrics from `/proc`), `ratelimit`, `heartbeat`, [`logger`]: small
 //!   leaves that import nothing of the crate.
+//! - `fuzzing` (hidden): a narrow door to the private parsers for the
+//!   property tests and `cargo bench --bench fuzz`; not an API.
 //!
 //! Modules that only the daemon itself uses are `pub(crate)`; the public
 //! ones are what the binary, the integration tests and the benches drive.
 
 pub mod app;
+pub(crate) mod auth;
 pub mod board;
 pub mod cli;
 pub(crate) mod clock;
@@ -53,6 +56,8 @@ pub(crate) mod decimal;
 pub mod display;
 pub mod event;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod heartbeat;
 pub(crate) mod hub;
 pub mod journal;

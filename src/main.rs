@@ -9,6 +9,7 @@ use argh::FromArgs;
 
 use tablo::cli::journal::{JournalError, run_journal};
 use tablo::cli::render::{Render, render};
+use tablo::cli::token::{TokenError, TokenRequest, make_token};
 use tablo::cli::{Args, Command};
 use tablo::config::{Config, Overrides};
 
@@ -60,6 +61,28 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("tablo: {e}");
                     ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        Some(Command::Token(args)) => {
+            let request = TokenRequest {
+                config: args.config.as_deref(),
+                sub: &args.sub,
+                channels: args.channels.as_deref(),
+                publish: args.publish.as_deref(),
+                ttl: args.ttl,
+            };
+            match make_token(&request) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tablo: {e}");
+                    ExitCode::from(match e {
+                        TokenError::NoConfig | TokenError::Usage(_) => EXIT_USAGE,
+                        TokenError::Config(_) | TokenError::NoSecret(_) => EXIT_CONFIG,
+                    })
                 }
             }
         }

@@ -203,6 +203,11 @@ pub enum Op {
         /// publish's seq instead of becoming a second event.
         key: Option<String>,
     },
+    /// Replace the connection's JWT with a new one (docs/protocol.md §3.1).
+    Refresh {
+        /// The new token.
+        token: String,
+    },
 }
 
 /// The error codes of docs/protocol.md §15.
@@ -220,6 +225,8 @@ pub enum ErrorCode {
     TooLarge,
     /// Too many ops too fast.
     RateLimited,
+    /// The connection's JWT has expired; refresh it or be closed.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -232,6 +239,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TokenExpired => "token_expired",
         }
     }
 }
@@ -300,7 +308,7 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
         Some(_) => return Err(bad("\"op\" must be a string".into())),
         None => {
             return Err(bad(
-                "missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                "missing \"op\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish, refresh"
                     .into(),
             ));
         }
@@ -358,12 +366,18 @@ pub fn parse_request(text: &str) -> Result<Request, ProtoError> {
             };
             Op::Publish { channel, data, key }
         }
+        "refresh" => match obj.get("token") {
+            Some(Value::String(token)) if !token.is_empty() => Op::Refresh {
+                token: token.clone(),
+            },
+            _ => return Err(bad("refresh needs \"token\" as a non-empty string".into())),
+        },
         other => {
             let shown: String = other.chars().take(40).collect();
             return Err(ProtoError::new(
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish"
+                    "unknown op \"{shown}\"; one of subscribe, unsubscribe, snapshot, stats, ping, publish, refresh"
                 ),
                 id,
             ));
@@ -447,6 +461,15 @@ pub fn pong(id: &Option<Value>) -> String {
     }
 }
 
+/// `{"type":"refreshed","sub":S,"exp":N}`: a `refresh` took effect.
+pub fn refreshed(sub: &str, exp: u64, id: &Option<Value>) -> String {
+    let mut reply = json!({"type": "refreshed", "sub": sub, "exp": exp});
+    if let (Some(id), Some(obj)) = (id, reply.as_object_mut()) {
+        obj.insert("id".into(), id.clone());
+    }
+    reply.to_string()
+}
+
 /// `{"type":"subscribed"|"unsubscribed","channels":[..],"seq":N}`.
 pub fn channels_reply(kind: &str, names: &[String], seq: u64, id: &Option<Value>) -> String {
     let mut reply = json!({"type": kind, "channels": names, "seq": seq});
@@ -496,6 +519,14 @@ mod tests {
             parse_request(r#"{"op":"ping","id":"x"}"#).map(|r| r.id),
             Ok(Some(json!("x")))
         );
+        assert_eq!(
+            parse_request(r#"{"op":"refresh","token":"a.b.c"}"#).map(|r| r.op),
+            Ok(Op::Refresh {
+                token: "a.b.c".into()
+            })
+        );
+        check_err(r#"{"op":"refresh"}"#, ErrorCode::BadRequest, None);
+        check_err(r#"{"op":"refresh","token":5}"#, ErrorCode::BadRequest, None);
     }
 
     #[test]

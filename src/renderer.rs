@@ -132,6 +132,7 @@ pub fn start(
                     shared: inbox.sideband,
                     heart,
                     present_warning: RateLimited::new(Duration::from_secs(60)),
+                    clock: BoardClock::new(wall_ms(), Instant::now()),
                 };
                 if run.run(inbox.messages) == Ended::Closed {
                     let _ = closed_tx.try_send(());
@@ -185,7 +186,38 @@ struct Run {
     heart: Arc<Heartbeat>,
     /// One warning a minute when frames cannot be shown.
     present_warning: RateLimited,
+    /// The board's time: ages, staleness, flashes and pages.
+    clock: BoardClock,
 }
+
+/// The board's time: the wall clock at the renderer's start, advanced by the
+/// monotonic clock. Ages and staleness are measured on it, so a step of the
+/// wall clock neither freshens a stale row nor ages a fresh one; the header
+/// shows the wall clock, as an offset from it (docs/board.md §3).
+#[derive(Clone, Copy, Debug)]
+struct BoardClock {
+    wall_at_start: u64,
+    started: Instant,
+}
+
+impl BoardClock {
+    fn new(wall_ms: u64, now: Instant) -> BoardClock {
+        BoardClock {
+            wall_at_start: wall_ms,
+            started: now,
+        }
+    }
+
+    /// The board's time at `now`, in ms.
+    fn at(&self, now: Instant) -> u64 {
+        self.wall_at_start
+            .saturating_add(crate::clock::age_ms(self.started, now))
+    }
+}
+
+/// A wall-clock offset from the board's time that moves by less than this
+/// (NTP slewing) redraws nothing by itself; a step does.
+const CLOCK_STEP_MS: i64 = 1_000;
 
 impl Run {
     fn run(&mut self, rx: Receiver<BoardMsg>) -> Ended {
@@ -205,7 +237,13 @@ impl Run {
         loop {
             let now = Instant::now();
             self.heart.beat_at(now);
-            let now_ms = wall_ms();
+            let now_ms = self.clock.at(now);
+            let wall = wall_ms();
+            let offset = wall as i64 - now_ms as i64;
+            if (offset - self.state.clock_offset_ms()).abs() >= CLOCK_STEP_MS {
+                pacer.invalidate();
+            }
+            self.state.set_clock_offset_ms(offset);
             match self.screen.poll() {
                 Polled::Same => {}
                 Polled::Exposed => pacer.invalidate(),
@@ -218,11 +256,11 @@ impl Run {
                     return Ended::Closed;
                 }
             }
-            if now_ms / 60_000 != offset_checked_ms / 60_000 {
+            if wall / 60_000 != offset_checked_ms / 60_000 {
                 // The local time offset, once a minute (daylight saving).
                 self.state
-                    .set_utc_offset_minutes(local_offset_minutes(now_ms));
-                offset_checked_ms = now_ms;
+                    .set_utc_offset_minutes(local_offset_minutes(wall));
+                offset_checked_ms = wall;
             }
             let clients = self.shared.clients.load(Ordering::Relaxed);
             if clients != self.state.clients() {
@@ -264,7 +302,7 @@ impl Run {
                 }
                 FrameDue::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
                     Ok(msg) => {
-                        let now_ms = wall_ms();
+                        let now_ms = self.clock.at(Instant::now());
                         self.take(msg, now_ms);
                         if self.drain(&rx) == Some(Ended::Shutdown) {
                             return Ended::Shutdown;
@@ -280,7 +318,7 @@ impl Run {
 
     /// Takes in everything queued; `Some(Shutdown)` when the hub is gone.
     fn drain(&mut self, rx: &Receiver<BoardMsg>) -> Option<Ended> {
-        let now_ms = wall_ms();
+        let now_ms = self.clock.at(Instant::now());
         loop {
             match rx.try_recv() {
                 Ok(msg) => self.take(msg, now_ms),
@@ -297,6 +335,7 @@ impl Run {
                 let mut state = self.fresh.clone();
                 state.set_clients(self.state.clients());
                 state.set_utc_offset_minutes(self.state.utc_offset_minutes());
+                state.set_clock_offset_ms(self.state.clock_offset_ms());
                 for event in &events {
                     state.apply(event, now_ms);
                 }
@@ -408,7 +447,9 @@ impl FramePacer {
             || state.scrolling() != self.news_in_full;
         let header = now_ms / 1_000 != self.shown_second;
         let news = state.scrolling() && self.news_in_full;
-        let after = |last: Option<Instant>, gap| last.map_or(now, |t: Instant| (t + gap).max(now));
+        let after = |last: Option<Instant>, gap: Duration| {
+            last.map_or(now, |t: Instant| (t + gap).max(now))
+        };
         let frame_ready = after(self.last_frame, self.min_gap);
         let full_ready = after(self.last_full, self.full_gap).max(frame_ready);
         if full && now >= full_ready {

@@ -3,8 +3,10 @@
 //! The accept loop owns every connection task. Each connection reads one
 //! HTTP request head (parsed with httparse) and is either answered
 //! (`/healthz`, `/metrics`, `/journal/stats`, `/journal/export`, errors) or
-//! upgraded to a WebSocket [`session`]. Auth (401) and capacity (503) are
-//! decided here, before the upgrade. `/journal/export` streams its answer
+//! upgraded to a WebSocket [`session`]. The token is taken from its carrier
+//! here (`token=`, `Authorization: Bearer`, `Sec-WebSocket-Protocol`) and
+//! judged by `auth` (401); capacity (503) is decided here too, all before
+//! the upgrade. `/journal/export` streams its answer
 //! page by page from the journal writer (chunked), so an export of any
 //! length holds one page at a time.
 //!
@@ -29,6 +31,8 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
 use smol::{Task, Timer};
 
+use crate::auth::{Access, Auth, Refusal};
+use crate::clock;
 use crate::config::ServerConfig;
 use crate::hub::{HubMsg, INBOX};
 use crate::journal::export::{self, DEFAULT_LIMIT, Export, MAX_LIMIT, MAX_TAIL};
@@ -74,10 +78,21 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_millis(1500);
 /// from 9.9 to 7.0 KiB.
 pub const READ_BUFFER_BYTES: usize = 1024;
 
+/// A `Sec-WebSocket-Protocol` entry that starts with this carries a token
+/// (docs/protocol.md §2): browsers cannot set `Authorization` on a
+/// WebSocket, but they can offer subprotocols.
+pub const TOKEN_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The subprotocol the upgrade answers with when the client offers it next
+/// to its token, so the token is not echoed back.
+pub const PROTOCOL: &str = "tablo";
+
 /// Everything a connection needs, shared read-only.
 pub struct Shared {
     /// `[server]` settings.
     pub config: ServerConfig,
+    /// Who may connect, and the checks of a `refresh`.
+    pub auth: Arc<Auth>,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
     /// The journal writer's inbox, for replays and `/journal/export`.
@@ -113,6 +128,7 @@ impl Shared {
         journal: Option<Sender<JournalMsg>>,
     ) -> Arc<Shared> {
         Arc::new(Shared {
+            auth: Arc::new(Auth::new(&config)),
             config,
             hub,
             journal,
@@ -283,7 +299,9 @@ async fn handle(
 struct Upgrade<'a> {
     accept_key: String,
     kind: String,
-    can_publish: bool,
+    access: Access,
+    /// The subprotocol to answer with, if the client offered one.
+    protocol: Option<String>,
     leftover: Vec<u8>,
     slot: Slot<'a>,
 }
@@ -426,7 +444,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Opti
     }
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
+pub(crate) fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
@@ -484,7 +502,7 @@ const JOURNAL_UNAVAILABLE: &str = "journal not available in this daemon\n";
 
 /// What `/journal/export` was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ExportQuery {
+pub(crate) enum ExportQuery {
     /// `since=N&limit=M`: the first `limit` records with seq > `since`.
     Range {
         /// Records after this seq.
@@ -498,15 +516,16 @@ enum ExportQuery {
 
 /// Parses the query of `/journal/export`; the error is the 400 message.
 /// Unknown parameters are ignored, like everywhere on this server.
-fn parse_export_query(query: &str) -> Result<ExportQuery, String> {
+pub(crate) fn parse_export_query(query: &str) -> Result<ExportQuery, String> {
     let (mut since, mut limit, mut tail) = (None, None, None);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
         let number = |min: u64, max: u64| {
-            value
-                .parse::<u64>()
-                .ok()
+            // Digits only: `u64::from_str` would also take a `+` sign.
+            Some(value.as_str())
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
                 .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
                     format!("{name}={value:?} is not a whole number from {min} to {max}")
@@ -712,31 +731,16 @@ async fn check_upgrade<'a>(
             _ => {}
         }
     }
-    let can_publish = match token.as_deref() {
-        Some(token) => match shared
-            .config
-            .tokens
-            .iter()
-            .find(|t| constant_time_eq(t.token.as_bytes(), token.as_bytes()))
-        {
-            Some(t) => t.publish,
-            None => {
-                if let Some(more) = should_log(&shared.token_refusals) {
-                    log::info!("refused {peer}: unknown token{}", held_back(more));
-                }
-                let _ = respond(stream, 401, "text/plain", "unknown token\n").await;
-                return None;
+    let (token, protocol) = carried_token(req, token);
+    let access = match shared.auth.admit(token.as_deref(), clock::wall_ms()) {
+        Ok(access) => access,
+        Err(refusal) => {
+            if token.is_some()
+                && let Some(more) = should_log(&shared.token_refusals)
+            {
+                log::info!("refused {peer}: {refusal}{}", held_back(more));
             }
-        },
-        None if shared.config.allow_anonymous => false,
-        None => {
-            let _ = respond(
-                stream,
-                401,
-                "text/plain",
-                "a token is required: connect to /ws?token=...\n",
-            )
-            .await;
+            let _ = refuse_unauthorized(stream, refusal).await;
             return None;
         }
     };
@@ -756,7 +760,8 @@ async fn check_upgrade<'a>(
     Some(Upgrade {
         accept_key: derive_accept_key(key.as_bytes()),
         kind: clean_kind(kind.as_deref()),
-        can_publish,
+        access,
+        protocol,
         leftover,
         slot,
     })
@@ -775,7 +780,7 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
 /// base64 of 16 bytes, which is always 22 characters of the base64 alphabet
 /// followed by `==`. Like most decoders this does not insist that the unused
 /// low bits of the 22nd character are zero.
-fn valid_key(key: &str) -> bool {
+pub(crate) fn valid_key(key: &str) -> bool {
     let key = key.as_bytes();
     key.len() == 24
         && key.ends_with(b"==")
@@ -803,8 +808,12 @@ fn held_back(more: u64) -> String {
 
 /// Sends the 101 response and runs the WebSocket session.
 async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc<Shared>) {
+    let protocol = match &upgrade.protocol {
+        Some(p) => format!("Sec-WebSocket-Protocol: {p}\r\n"),
+        None => String::new(),
+    };
     let head = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         upgrade.accept_key
     );
     if stream.write_all(head.as_bytes()).await.is_err() {
@@ -813,7 +822,8 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
     let session = Session {
         id: shared.next_id.fetch_add(1, Ordering::Relaxed),
         kind: upgrade.kind,
-        can_publish: upgrade.can_publish,
+        access: upgrade.access,
+        auth: shared.auth.clone(),
         hub: shared.hub.clone(),
         journal: shared.journal.clone(),
     };
@@ -822,7 +832,7 @@ async fn run_websocket(mut stream: TcpStream, upgrade: Upgrade<'_>, shared: &Arc
 }
 
 /// `client=` as a short printable label; `unknown` when absent.
-fn clean_kind(kind: Option<&str>) -> String {
+pub(crate) fn clean_kind(kind: Option<&str>) -> String {
     let kind: String = kind
         .unwrap_or("")
         .chars()
@@ -836,7 +846,7 @@ fn clean_kind(kind: Option<&str>) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -844,15 +854,14 @@ fn percent_decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
+                // Two hex digits, nothing else: `u8::from_str_radix` would
+                // also take a sign, so `%+1` would decode to a byte 0x01.
+                match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+                    (Some(high), Some(low)) => {
+                        out.push(high << 4 | low);
                         i += 2;
                     }
-                    None => out.push(b'%'),
+                    _ => out.push(b'%'),
                 }
             }
             b => out.push(b),
@@ -862,9 +871,72 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Compares secrets in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The value of one hex digit, either case.
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// The token a client presents, from the first carrier that has one: the
+/// `token=` query (`query`), `Authorization: Bearer`, or a
+/// `Sec-WebSocket-Protocol` entry `bearer.<token>` (docs/protocol.md §2).
+/// Also the subprotocol to answer with: `tablo` when offered, else the
+/// token's own entry (a browser fails an upgrade whose answer names no
+/// protocol it offered).
+fn carried_token(
+    req: &httparse::Request<'_, '_>,
+    query: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let offered: Vec<&str> = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let in_protocol = offered
+        .iter()
+        .find(|p| p.starts_with(TOKEN_PROTOCOL_PREFIX))
+        .copied();
+    let protocol = if offered.contains(&PROTOCOL) {
+        Some(PROTOCOL.to_owned())
+    } else {
+        in_protocol.map(str::to_owned)
+    };
+    let bearer = header(req, "authorization").and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim().to_owned())
+    });
+    let token = query
+        .or(bearer)
+        .or_else(|| in_protocol.map(|p| p[TOKEN_PROTOCOL_PREFIX.len()..].to_owned()));
+    (token, protocol)
+}
+
+/// Answers 401 with the reason in the body and in `WWW-Authenticate`
+/// (RFC 6750 §3); the reason names the check that failed, never a key.
+async fn refuse_unauthorized(stream: &mut TcpStream, refusal: Refusal) -> io::Result<()> {
+    let body = format!("{refusal}\n");
+    let error = match refusal {
+        Refusal::Missing => String::new(),
+        _ => format!(
+            ", error=\"invalid_token\", error_description=\"{}\"",
+            refusal.to_string().replace(['"', '\\'], "'")
+        ),
+    };
+    let head = format!(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         WWW-Authenticate: Bearer realm=\"tablo\"{error}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.flush().await
 }
 
 #[cfg(test)]
@@ -877,6 +949,16 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
         assert_eq!(percent_decode("%E2%82%AC"), "€");
+    }
+
+    /// Found by the fuzzer (tests/it/fuzz.rs, http-query): `%+0` decoded
+    /// to a NUL byte, because `u8::from_str_radix` takes a leading sign.
+    #[test]
+    fn percent_escape_with_a_sign_is_not_an_escape() {
+        assert_eq!(percent_decode("%+0"), "% 0");
+        assert_eq!(percent_decode("%-1"), "%-1");
+        assert_eq!(percent_decode("%+41x"), "% 41x");
+        assert_eq!(percent_decode("%4a%4A"), "JJ");
     }
 
     #[test]
@@ -924,6 +1006,20 @@ mod tests {
         }
     }
 
+    /// Found by the fuzzer (tests/it/fuzz.rs, http-query): a `+` sign,
+    /// sent as `%2B`, passed as a whole number (`since=%2B5` was seq 5).
+    #[test]
+    fn export_query_numbers_take_no_sign() {
+        for (bad, says) in [
+            ("since=%2B5", "since=\"+5\" is not a whole number"),
+            ("limit=%2b10", "limit=\"+10\""),
+            ("tail=%2B1", "tail=\"+1\""),
+        ] {
+            let err = parse_export_query(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
     #[test]
     fn websocket_keys() {
         // RFC 6455 §1.3's example, and the base64 of 16 other bytes.
@@ -948,16 +1044,43 @@ mod tests {
     }
 
     #[test]
+    fn tokens_come_from_the_first_carrier_and_the_subprotocol_is_chosen() {
+        let carried = |head: &str, query: Option<&str>| {
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut req = httparse::Request::new(&mut headers);
+            let text = format!("GET /ws HTTP/1.1\r\n{head}\r\n");
+            assert!(req.parse(text.as_bytes()).unwrap().is_complete());
+            carried_token(&req, query.map(str::to_owned))
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(carried("", None), (None, None));
+        assert_eq!(
+            carried("Authorization: bearer  a.b.c \r\n", None),
+            (some("a.b.c"), None)
+        );
+        assert_eq!(carried("Authorization: Basic eA==\r\n", None), (None, None));
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: tablo, bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("tablo"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: bearer.a.b.c\r\n", None),
+            (some("a.b.c"), some("bearer.a.b.c"))
+        );
+        assert_eq!(
+            carried("Sec-WebSocket-Protocol: graphql-ws\r\n", None),
+            (None, None)
+        );
+        // The query wins over a header, a header over the subprotocol.
+        let both = "Authorization: Bearer h.h.h\r\nSec-WebSocket-Protocol: bearer.p.p.p\r\n";
+        assert_eq!(carried(both, Some("q.q.q")).0, some("q.q.q"));
+        assert_eq!(carried(both, None).0, some("h.h.h"));
+    }
+
+    #[test]
     fn kinds_are_cleaned() {
         assert_eq!(clean_kind(None), "unknown");
         assert_eq!(clean_kind(Some("bot\n")), "bot");
         assert_eq!(clean_kind(Some(&"x".repeat(100))).len(), 32);
-    }
-
-    #[test]
-    fn token_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

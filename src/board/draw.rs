@@ -316,7 +316,7 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
         } else {
             clock_text(
                 &mut clock,
-                self.now_ms,
+                self.now_ms.saturating_add_signed(state.clock_offset_ms()),
                 state.utc_offset_minutes(),
                 true,
                 state.numbers(),

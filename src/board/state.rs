@@ -330,6 +330,10 @@ pub struct BoardState {
     /// The wall clock's state as the last clock status said; `None` before
     /// any.
     clock: Option<ClockState>,
+    /// The wall clock minus the time the board is drawn at (the renderer
+    /// measures ages on a monotonic board time): what the header's clock
+    /// adds.
+    clock_offset_ms: i64,
 }
 
 impl BoardState {
@@ -365,6 +369,7 @@ impl BoardState {
             rtl: is_rtl(&config.locale, config.direction),
             language: language(&config.locale).to_ascii_lowercase(),
             clock: None,
+            clock_offset_ms: 0,
         }
     }
 
@@ -534,6 +539,17 @@ impl BoardState {
     /// The clock's offset from UTC, minutes east.
     pub fn utc_offset_minutes(&self) -> i32 {
         self.utc_offset_min
+    }
+
+    /// Sets how far the wall clock is from the time the board is drawn at:
+    /// the header shows `now_ms` plus this.
+    pub fn set_clock_offset_ms(&mut self, offset_ms: i64) {
+        self.clock_offset_ms = offset_ms;
+    }
+
+    /// See [`Self::set_clock_offset_ms`].
+    pub fn clock_offset_ms(&self) -> i64 {
+        self.clock_offset_ms
     }
 
     /// Whether the wall clock is known not to be set: the header then says

@@ -9,6 +9,7 @@
 //! - [`journal`]: `tablo journal`, which reads the journal's files, or asks
 //!   the running daemon when it holds the journal's lock;
 //! - [`render`]: `tablo render`, one board frame to a PNG file, offline;
+//! - [`token`]: `tablo token`, a JWT signed with the config's HS256 secret;
 //! - `http`: the small blocking HTTP/1.1 client `tablo journal` asks the
 //!   daemon with.
 //!
@@ -17,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -25,6 +27,7 @@ use crate::journal::export::MAX_TAIL;
 
 pub mod journal;
 pub mod render;
+pub mod token;
 
 mod http;
 
@@ -56,6 +59,53 @@ pub enum Command {
     Journal(JournalArgs),
     /// `tablo render`.
     Render(RenderArgs),
+    /// `tablo token`.
+    Token(TokenArgs),
+}
+
+/// Print a JWT for a client, signed with the config's HS256 secret.
+///
+/// Example: tablo token --config /etc/tablo/tablo.toml --sub lobby-tv
+/// --channels 'prices.*,news' --ttl 30d
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "token",
+    note = "The token carries sub, iat, exp, and channels and publish when given (and \
+            iss and aud when [server.jwt] sets issuer and audience). Clients present it \
+            as /ws?token=..., Authorization: Bearer ..., or the WebSocket subprotocol \
+            bearer.<token>.",
+    error_code(64, "Bad usage (a flag's value, or no --config)."),
+    error_code(78, "The config file is bad or has no [server.jwt] hs256_secret_file.")
+)]
+pub struct TokenArgs {
+    /// the TOML config file whose [server.jwt] hs256_secret_file signs the
+    /// token
+    #[argh(option)]
+    pub config: Option<PathBuf>,
+
+    /// who holds the token (the sub claim; stats show it as the user)
+    #[argh(option)]
+    pub sub: String,
+
+    /// channels it may subscribe to, as comma-separated patterns such as
+    /// 'prices.*,news' (default: every channel)
+    #[argh(option)]
+    pub channels: Option<String>,
+
+    /// channels it may publish to, comma-separated, e.g. alerts (default:
+    /// none)
+    #[argh(option)]
+    pub publish: Option<String>,
+
+    /// how long it is valid, e.g. 12h or 30d
+    #[argh(option, from_str_fn(parse_ttl))]
+    pub ttl: Duration,
+}
+
+/// Parses `--ttl`.
+fn parse_ttl(value: &str) -> Result<Duration, String> {
+    config::parse_duration(value).map_err(|e| format!("--ttl {value}: {e}"))
 }
 
 /// Draw one board frame to a PNG file, offline.

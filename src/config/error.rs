@@ -226,8 +226,9 @@ fn backticked(text: &str) -> Vec<&str> {
 /// How an error names a dotted key path: `[server] listen`, `[[feed]]
 /// pointers`, `[feed.pointers] price`, `data_dir`.
 fn place(path: &str) -> String {
-    const TABLES: [(&str, &str); 7] = [
+    const TABLES: [(&str, &str); 8] = [
         ("board.rows", "[[board.rows]]"),
+        ("server.jwt", "[server.jwt]"),
         ("feed.pointers", "[feed.pointers]"),
         ("server", "[server]"),
         ("journal", "[journal]"),
@@ -298,7 +299,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "/etc/tablo/tablo.toml:5: unknown key `lisen` in [server]; expected one of listen, max_clients, \
-             max_frame_bytes, allow_anonymous, tokens, cors_origins"
+             max_frame_bytes, allow_anonymous, tokens, cors_origins, jwt"
         );
     }
 

@@ -4,8 +4,9 @@
 //! [`Config::load`] from built-in defaults, the TOML file (every key is
 //! described in `docs/config.md`) and the command-line [`Overrides`], in that
 //! order, and never changes afterwards.
-//! This module reads the config file and the environment and nothing else:
-//! it never opens the data dir, the journal, a font or a device.
+//! This module reads the config file, the environment and the key files
+//! `[server.jwt]` names, and nothing else: it never opens the data dir, the
+//! journal, a font or a device.
 //!
 //! This file holds the model, its defaults and limits, and the entry points;
 //! each step of building a `Config` has a file of its own:
@@ -19,6 +20,9 @@
 //! - `paths`: the data dir (`--data-dir`, the file, `$STATE_DIRECTORY`,
 //!   `$XDG_STATE_HOME`, `$HOME`) and paths written in the file;
 //! - `units`: durations and sizes, read and written;
+//! - `jwt`: `[server.jwt]`, whose key files are read and parsed while the
+//!   config loads (the one place here that reads a file besides the config
+//!   file), so a bad key is a config error;
 //! - `keyword`: the words of the enum-valued settings;
 //! - `error`: [`ConfigError`], and where a problem is (file, line, key);
 //! - `print`: the resolved settings as TOML, for `tablo check`
@@ -26,6 +30,7 @@
 
 mod error;
 mod feed;
+mod jwt;
 mod keyword;
 mod paths;
 mod print;
@@ -41,6 +46,10 @@ use std::time::Duration;
 
 pub use self::error::ConfigError;
 pub use self::feed::parse_feed_flag;
+pub use self::jwt::{
+    DEFAULT_LEEWAY, Hs256Secret, JwtConfig, MAX_LEEWAY, MIN_SECRET_BYTES, PublicKey,
+};
+pub use self::units::parse_duration;
 
 use self::error::Source;
 use self::paths::real_env;
@@ -85,6 +94,8 @@ pub struct ServerConfig {
     /// and open `/ws`; empty (the default) means CORS off and any origin
     /// may open `/ws`. `"*"` allows every origin.
     pub cors_origins: Vec<String>,
+    /// `[server.jwt]`: signed tokens with rights, when configured.
+    pub jwt: Option<JwtConfig>,
 }
 
 /// One entry of `[server] tokens`.
@@ -436,8 +447,9 @@ const DEMO_FALLBACK_NOTE: &str = "no feed configured: using the built-in demo fe
 
 impl Config {
     /// Loads the settings: built-in defaults, then the TOML `file` (if
-    /// given), then the command-line `overrides`. Reads the file and the
-    /// environment (for the data dir default) and nothing else.
+    /// given), then the command-line `overrides`. Reads the file, the
+    /// environment (for the data dir default) and the key files of
+    /// `[server.jwt]`, and nothing else.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
         Config::load_with_notes(file, overrides).map(|(config, _)| config)
     }

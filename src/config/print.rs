@@ -56,6 +56,30 @@ impl Config {
                 format!("[{}]", origins.join(", ")),
             );
         }
+        if let Some(jwt) = &s.jwt {
+            out.push_str("\n[server.jwt]\n");
+            if let Some(secret) = &jwt.hs256 {
+                key(&mut out, "hs256_secret_file", q_path(&secret.path));
+            }
+            if !jwt.public_keys.is_empty() {
+                for k in &jwt.public_keys {
+                    out.push_str(&format!("# kid {} is {:?}\n", k.kid, k.algorithm));
+                }
+                let files: Vec<String> = jwt.public_keys.iter().map(|k| q_path(&k.path)).collect();
+                key(
+                    &mut out,
+                    "public_key_files",
+                    format!("[{}]", files.join(", ")),
+                );
+            }
+            if let Some(issuer) = &jwt.issuer {
+                key(&mut out, "issuer", q(issuer));
+            }
+            if let Some(audience) = &jwt.audience {
+                key(&mut out, "audience", q(audience));
+            }
+            key(&mut out, "leeway", q(&format_duration(jwt.leeway)));
+        }
 
         let j = &self.journal;
         out.push_str("\n[journal]\n");

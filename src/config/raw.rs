@@ -48,6 +48,18 @@ pub(super) struct RawServer {
     pub(super) allow_anonymous: Option<bool>,
     pub(super) tokens: Vec<Spanned<RawToken>>,
     pub(super) cors_origins: Vec<Spanned<String>>,
+    pub(super) jwt: At<RawJwt>,
+}
+
+/// `[server.jwt]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawJwt {
+    pub(super) hs256_secret_file: At<String>,
+    pub(super) public_key_files: At<Vec<Spanned<String>>>,
+    pub(super) issuer: At<String>,
+    pub(super) audience: At<String>,
+    pub(super) leeway: At<Dur>,
 }
 
 /// One entry of `[server] tokens` as written.

@@ -15,6 +15,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
+use super::jwt::resolve_jwt;
 use super::keyword::Keyword;
 use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
@@ -46,7 +47,17 @@ pub(super) fn resolve(
     let paths = Paths::new(src, env);
     let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
 
-    let server = resolve_server(raw.server, src, overrides, &mut notes)?;
+    let mut raw_server = raw.server;
+    let raw_jwt = raw_server.jwt.take();
+    let mut server = resolve_server(raw_server, src, overrides)?;
+    if let Some(jwt) = raw_jwt {
+        server.jwt = Some(resolve_jwt(jwt, src, &paths)?);
+    } else if !server.allow_anonymous && server.tokens.is_empty() {
+        notes.push(
+            "[server] allow_anonymous = false and no tokens or [server.jwt] are configured: no client can connect"
+                .to_owned(),
+        );
+    }
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
     let board = resolve_board(raw.board, src, &paths)?;
@@ -97,13 +108,12 @@ pub(super) fn nonempty(
     }
 }
 
-/// `[server]`: `--listen` wins over the file's `listen`, and a server that
-/// no client can join is noted.
+/// `[server]` without `[server.jwt]`: `--listen` wins over the file's
+/// `listen`.
 fn resolve_server(
     raw: RawServer,
     src: &Source<'_>,
     overrides: &Overrides,
-    notes: &mut Vec<String>,
 ) -> Result<ServerConfig, ConfigError> {
     let listen = overrides
         .listen
@@ -163,12 +173,6 @@ fn resolve_server(
             publish: entry.publish.unwrap_or(false),
         });
     }
-    if !allow_anonymous && tokens.is_empty() {
-        notes.push(
-            "[server] allow_anonymous = false and no tokens are configured: no client can connect"
-                .to_owned(),
-        );
-    }
     let mut cors_origins = Vec::new();
     for origin in raw.cors_origins {
         let span = origin.span();
@@ -192,6 +196,7 @@ fn resolve_server(
         allow_anonymous,
         tokens,
         cors_origins,
+        jwt: None,
     })
 }
 

@@ -21,7 +21,7 @@ const TIB: u64 = 1024 * GIB;
 /// Parses a duration such as `"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"7d"` or a
 /// combination such as `"1h30m"`. Units: `ms`, `s`, `m`, `h`, `d`. The error
 /// says what is wrong, for a config message.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     const HINT: &str =
         "use a number and a unit (ms, s, m, h or d), e.g. \"30s\", \"5m\", \"1h30m\"";
     let s = text.trim();

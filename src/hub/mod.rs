@@ -38,7 +38,7 @@
 mod last_known;
 mod report;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -92,6 +92,11 @@ pub const SYMBOL_CAP_LOG_INTERVAL: Duration = Duration::from_secs(300);
 /// At most this many distinct `client=` kinds are counted separately; the
 /// rest are counted as `other`, so a client cannot grow the stats map.
 pub const MAX_CLIENT_KINDS: usize = 32;
+
+/// `stats` lists the open connections of at most this many JWT users (the
+/// first by name; `users` counts them all), so the reply stays small with
+/// a thousand phones connected.
+pub const MAX_USERS_LISTED: usize = 32;
 
 /// While events are held for the journal (see the module docs), the hub
 /// looks this often whether they may go out. A commit comes every
@@ -147,6 +152,8 @@ pub enum HubMsg {
         client: ClientId,
         /// Its `client=` kind.
         kind: String,
+        /// Its JWT's `sub`, if it has one.
+        user: Option<String>,
         /// Where its frames go.
         tx: Tx,
     },
@@ -261,6 +268,7 @@ pub struct Start {
 
 struct Client {
     kind: Arc<str>,
+    user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
 }
@@ -302,6 +310,8 @@ pub struct Hub {
     event_bytes: u64,
     clients: HashMap<ClientId, Client>,
     kinds: HashMap<Arc<str>, u64>,
+    /// Open connections per JWT `sub`: at most one entry per client.
+    users: BTreeMap<Arc<str>, u64>,
     upstreams: Vec<FeedEntry>,
     last: LastKnown,
     /// The idempotency keys of recent publishes.
@@ -401,6 +411,7 @@ impl Hub {
             event_bytes: 0,
             clients: HashMap::new(),
             kinds: HashMap::new(),
+            users: BTreeMap::new(),
             upstreams: feeds
                 .iter()
                 .map(|f| FeedEntry {
@@ -578,7 +589,12 @@ impl Hub {
                     up.bad_messages += 1;
                 }
             }
-            HubMsg::Join { client, kind, tx } => self.join(client, kind, tx),
+            HubMsg::Join {
+                client,
+                kind,
+                user,
+                tx,
+            } => self.join(client, kind, user, tx),
             HubMsg::Leave { client } => self.leave(client),
             HubMsg::Subscribe {
                 client,
@@ -924,7 +940,7 @@ impl Hub {
             .map_or_else(|| self.last_seq(), |h| h.seq - 1)
     }
 
-    fn join(&mut self, client: ClientId, kind: String, tx: Tx) {
+    fn join(&mut self, client: ClientId, kind: String, user: Option<String>, tx: Tx) {
         let kind: Arc<str> = match self.kinds.get_key_value(kind.as_str()) {
             Some((known, _)) => known.clone(),
             None if self.kinds.len() < MAX_CLIENT_KINDS => Arc::from(kind),
@@ -932,18 +948,27 @@ impl Hub {
         };
         *self.kinds.entry(kind.clone()).or_insert(0) += 1;
         self.counters.sessions_total += 1;
-        let hello = json!({
+        let mut hello = json!({
             "type": "hello",
             "session": format!("{client:016x}"),
             "epoch": self.epoch,
             "seq": self.out_seq(),
             "server": concat!("tablo/", env!("CARGO_PKG_VERSION")),
         });
+        let user: Option<Arc<str>> = user.map(|u| match self.users.get_key_value(u.as_str()) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(u),
+        });
+        if let Some(user) = &user {
+            *self.users.entry(user.clone()).or_insert(0) += 1;
+            hello["user"] = (**user).into();
+        }
         tx.outbox().push(control(hello.to_string()));
         self.clients.insert(
             client,
             Client {
                 kind,
+                user,
                 tx,
                 subs: Subscriptions::default(),
             },
@@ -954,12 +979,21 @@ impl Hub {
     }
 
     fn leave(&mut self, client: ClientId) {
-        if let Some(c) = self.clients.remove(&client)
-            && let Some(n) = self.kinds.get_mut(&c.kind)
-        {
+        let Some(c) = self.clients.remove(&client) else {
+            return;
+        };
+        if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.kinds.remove(&c.kind);
+            }
+        }
+        if let Some(user) = &c.user
+            && let Some(n) = self.users.get_mut(user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.users.remove(user);
             }
         }
         if let Some(board) = &self.board {
@@ -1239,6 +1273,7 @@ mod tests {
             HubMsg::Join {
                 client: 1,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1258,6 +1293,46 @@ mod tests {
             0,
         );
         (hub, outbox)
+    }
+
+    #[test]
+    fn users_count_subs_not_sockets_and_hello_names_the_user() {
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start("epoch1"), now);
+        let mut outboxes = Vec::new();
+        for (client, user) in [
+            (1, Some("tv")),
+            (2, Some("tv")),
+            (3, Some("app")),
+            (4, None),
+        ] {
+            let outbox = Outbox::new();
+            let join = HubMsg::Join {
+                client,
+                kind: "kiosk".into(),
+                user: user.map(str::to_owned),
+                tx: Tx::detached(outbox.clone()),
+            };
+            hub.handle(join, now, 0);
+            let hello = drain(&outbox).remove(0);
+            assert_eq!(
+                hello["user"],
+                user.map_or(Value::Null, Value::from),
+                "{hello}"
+            );
+            outboxes.push(outbox);
+        }
+        let stats = hub.stats_json(now);
+        assert_eq!(
+            (stats["connections"].as_u64(), stats["users"].as_u64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(stats["user_connections"], json!({"app": 1, "tv": 2}));
+        hub.handle(HubMsg::Leave { client: 1 }, now, 0);
+        hub.handle(HubMsg::Leave { client: 3 }, now, 0);
+        let stats = hub.stats_json(now);
+        assert_eq!(stats["users"], 1);
+        assert_eq!(stats["user_connections"], json!({"tv": 1}));
     }
 
     #[test]
@@ -1379,6 +1454,7 @@ mod tests {
             HubMsg::Join {
                 client: 2,
                 kind: "bot".into(),
+                user: None,
                 tx: Tx::detached(outbox.clone()),
             },
             now,
@@ -1620,5 +1696,99 @@ mod tests {
         );
         let snapshot = &drain(&outbox)[0];
         assert_eq!(snapshot["events"][0]["clock"], "synchronized", "{snapshot}");
+    }
+
+    #[test]
+    fn publishes_and_seqs_past_the_lease_wait_for_the_journal_in_order() {
+        use crate::journal::writer::JournalStatus;
+        let (tx, _rx) = smol::channel::bounded(64);
+        let status = Arc::new(JournalStatus::default());
+        status.healthy.store(true, Ordering::Release);
+        status.lease.store(2, Ordering::Release);
+        let start = Start {
+            epoch: "e".into(),
+            next_seq: 1,
+            journal: Some(JournalHandle {
+                tx,
+                status: status.clone(),
+            }),
+        };
+        let now = Instant::now();
+        let mut hub = Hub::new(&[], start, now);
+        let outbox = Outbox::new();
+        let join = HubMsg::Join {
+            client: 1,
+            kind: "bot".into(),
+            user: None,
+            tx: Tx::detached(outbox.clone()),
+        };
+        hub.handle(join, now, 0);
+        let subscribe = HubMsg::Subscribe {
+            client: 1,
+            channels: vec![Sub::All],
+            names: vec!["*".into()],
+            since: None,
+            epoch: None,
+            id: None,
+        };
+        hub.handle(subscribe, now, 0);
+        drain(&outbox);
+        let publish = |hub: &mut Hub, text: &str| {
+            let mut data = serde_json::Map::new();
+            data.insert("level".into(), json!("info"));
+            data.insert("text".into(), json!(text));
+            let msg = HubMsg::ClientPublish {
+                client: 1,
+                channel: "alerts".into(),
+                data,
+                key: None,
+                id: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let feed_tick = |hub: &mut Hub, price: &str| {
+            let msg = HubMsg::FeedEvent {
+                feed: 0,
+                incoming: tick("BTC", price),
+                position: None,
+            };
+            hub.handle(msg, now, 10);
+        };
+        let seqs = |outbox: &Outbox| -> Vec<(String, u64)> {
+            drain(outbox)
+                .iter()
+                .map(|f| {
+                    let kind = f["type"].as_str().unwrap_or("").to_owned();
+                    (kind, f["seq"].as_u64().or(f["from"].as_u64()).unwrap_or(0))
+                })
+                .collect()
+        };
+        // The publish (seq 1) waits for its commit, and the tick behind it
+        // (seq 2) waits with it.
+        publish(&mut hub, "one");
+        feed_tick(&mut hub, "1");
+        assert_eq!(seqs(&outbox), []);
+        assert_eq!(hub.out_seq(), 0);
+        status.durable_seq.store(1, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("alert".into(), 1), ("tick".into(), 2)]);
+        // Seq 3 is past the lease: it waits for a commit to cover it.
+        feed_tick(&mut hub, "2");
+        assert_eq!(seqs(&outbox), []);
+        status.lease.store(100, Ordering::Release);
+        hub.release();
+        assert_eq!(seqs(&outbox), [("tick".into(), 3)]);
+        // A publish whose commit never comes (the journal failed) is a gap
+        // of one seq in its place; what followed it goes out.
+        publish(&mut hub, "two");
+        feed_tick(&mut hub, "3");
+        status.healthy.store(false, Ordering::Release);
+        hub.release();
+        let frames = drain(&outbox);
+        assert_eq!(
+            frames[0],
+            json!({"type": "gap", "from": 4, "to": 4, "handed_out_max": 1})
+        );
+        assert_eq!(frames[1]["seq"], 5);
     }
 }

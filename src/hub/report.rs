@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::Hub;
+use super::{Hub, MAX_USERS_LISTED};
 use crate::clock;
 use crate::event::{Channel, FeedState};
 use crate::metrics::{Kind, MetricsText};
@@ -78,11 +78,19 @@ impl Hub {
             .filter(|(_, n)| **n > 0)
             .map(|(k, n)| (k.to_string(), json!(n)))
             .collect();
+        let users: serde_json::Map<String, Value> = self
+            .users
+            .iter()
+            .take(MAX_USERS_LISTED)
+            .map(|(u, n)| (u.to_string(), json!(n)))
+            .collect();
         json!({
             "type": "stats",
             "connections": self.clients.len(),
             "sessions_total": self.counters.sessions_total,
             "client_types": kinds,
+            "users": self.users.len(),
+            "user_connections": users,
             "upstreams": self.upstreams_json(now),
             "journal": self.journal_json(),
             "clock": self.clock_json(now),
@@ -131,6 +139,12 @@ impl Hub {
             Kind::Gauge,
             "Connected WebSocket clients.",
             self.clients.len(),
+        );
+        text.single(
+            "users",
+            Kind::Gauge,
+            "Distinct JWT subs with a connection open.",
+            self.users.len(),
         );
         text.single(
             "sessions_total",

@@ -16,7 +16,9 @@
 //!   ahead and commits before handing them out; [`Store::open`] continues past
 //!   the durable mark and records the seqs between the last stored event (or
 //!   gap) and the mark as a lost range, which [`Store::read`] returns as a
-//!   [`Record::Gap`] in its place.
+//!   [`Record::Gap`] in its place. The caller's durable
+//!   [`lease`](Store::lease) says how many of those can have been handed out
+//!   (`handed_out_max`).
 //! - **A journal that will not open is moved aside, never deleted**, and a new
 //!   one with a new epoch is created; a panic inside sled while opening is
 //!   contained. A journal locked by another process is never moved.
@@ -40,9 +42,9 @@
 //!   only [`Store::commit`] makes anything durable.)
 //!
 //! What it must not do: spawn threads, flush on its own (the caller decides
-//! when to commit), read the wall clock (retention gets `now_ms`; the only
-//! read names a quarantined journal), interpret the event JSON (values are
-//! opaque bytes), or trim the snapshot tree.
+//! when to commit), read the wall clock (retention gets the caller's journal
+//! time; the only read names a quarantined journal), interpret the event
+//! JSON (values are opaque bytes), or trim the snapshot tree.
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -6,6 +6,8 @@
 //! - [`writer`]: the task that writes to the socket when the hub's direct
 //!   flush does not: batches, replays, pings and the close frame;
 //! - [`replay`]: a resume played back from the journal in its place;
+//! - [`rights`]: what the client's token lets it do, its expiry and
+//!   `refresh`;
 //! - [`wire`]: [`Tx`] (the client as the hub holds it) and the `sendmsg`
 //!   of WebSocket frames, shared by the hub's flush and the writer.
 //!
@@ -17,6 +19,7 @@
 
 pub(crate) mod reader;
 pub(crate) mod replay;
+pub(crate) mod rights;
 pub(crate) mod wire;
 pub(crate) mod writer;
 
@@ -39,11 +42,14 @@ use smol::net::TcpStream;
 use smol::{Task, Timer};
 
 use self::reader::Reader;
+use self::rights::{Deadline, Rights};
 use self::wire::Tx;
 use self::writer::write_loop;
+use crate::auth::{Access, Auth};
+use crate::clock;
 use crate::hub::{ClientId, HubMsg};
 use crate::journal::writer::JournalMsg;
-use crate::outbox::{CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_TOO_BIG, Outbox};
+use crate::outbox::{CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, Outbox};
 use crate::ratelimit::TokenBucket;
 
 /// Sustained ops per second a client may send (docs/protocol.md §16).
@@ -72,8 +78,10 @@ pub struct Session {
     pub id: ClientId,
     /// Its `client=` kind.
     pub kind: String,
-    /// Whether its token allows `publish`.
-    pub can_publish: bool,
+    /// What its token lets it do.
+    pub access: Access,
+    /// The server's token rules, for `refresh`.
+    pub auth: Arc<Auth>,
     /// The hub's inbox.
     pub hub: Sender<HubMsg>,
     /// The journal writer, for replays.
@@ -85,6 +93,7 @@ enum ReaderWake {
     Frame(Option<Result<Message, WsError>>),
     WriterDone,
     Idle,
+    Deadline,
 }
 
 /// Whether the reader goes on after a frame.
@@ -118,6 +127,7 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
         .send(HubMsg::Join {
             client: session.id,
             kind: session.kind.clone(),
+            user: session.access.user().map(str::to_owned),
             tx: Tx::new(outbox.clone(), Arc::from(socket.clone())),
         })
         .await;
@@ -136,8 +146,11 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
         outbox: &outbox,
         limiter: TokenBucket::new(OPS_PER_S, OPS_BURST, Instant::now()),
         strikes: 0,
+        rights: Rights::new(session.access.clone(), Instant::now(), clock::wall_ms()),
     };
     let mut idle = Timer::after(IDLE_TIMEOUT);
+    let mut due = reader.rights.deadline();
+    let mut deadline = due.map_or_else(Timer::never, Timer::at);
     let mut writer_done = false;
     loop {
         let wake = or(
@@ -147,10 +160,16 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
                     (&mut writer).await;
                     ReaderWake::WriterDone
                 },
-                async {
-                    (&mut idle).await;
-                    ReaderWake::Idle
-                },
+                or(
+                    async {
+                        (&mut idle).await;
+                        ReaderWake::Idle
+                    },
+                    async {
+                        (&mut deadline).await;
+                        ReaderWake::Deadline
+                    },
+                ),
             ),
         )
         .await;
@@ -195,7 +214,32 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
                 idle.set_after(IDLE_TIMEOUT);
                 Box::pin(reader.on_message(msg)).await
             }
+            ReaderWake::Deadline => match reader.rights.on_deadline(Instant::now()) {
+                Some(Deadline::Expired(text)) => {
+                    let warn = HubMsg::Reply {
+                        client: session.id,
+                        text,
+                    };
+                    match session.hub.send(warn).await {
+                        Ok(()) => Flow::Continue,
+                        Err(_) => Flow::Stop,
+                    }
+                }
+                Some(Deadline::Close) => {
+                    log::debug!(
+                        "client {:016x}: token expired and not refreshed; closing it with 1008",
+                        session.id
+                    );
+                    outbox.close(CLOSE_POLICY, "token expired");
+                    Flow::Stop
+                }
+                None => Flow::Continue,
+            },
         };
+        if reader.rights.deadline() != due {
+            due = reader.rights.deadline();
+            deadline = due.map_or_else(Timer::never, Timer::at);
+        }
         if let Flow::Stop = flow {
             break;
         }

@@ -586,6 +586,101 @@ impl Daemon {
         client
     }
 
+    /// Like [`Daemon::try_ws`], with extra request `headers` (e.g.
+    /// `Authorization`, `Sec-WebSocket-Protocol`); also returns the
+    /// response's headers, names lower-cased. The WebSocket client fails
+    /// the upgrade, as a browser does, when the answer names no subprotocol
+    /// it offered.
+    pub async fn try_ws_with(
+        &self,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        limit: Duration,
+    ) -> Result<(Client, Vec<(String, String)>), String> {
+        use async_tungstenite::tungstenite::client::IntoClientRequest;
+        use async_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let url = format!("ws://{}{path_and_query}", self.addr());
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| format!("request: {e}"))?;
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            let value = HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            request.headers_mut().append(name, value);
+        }
+        let connect = async {
+            let stream = TcpStream::connect(self.addr())
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let (ws, response) = async_tungstenite::client_async(request, stream)
+                .await
+                .map_err(|e| format!("upgrade: {e}"))?;
+            let answered = response
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    (n.as_str().to_ascii_lowercase(), value)
+                })
+                .collect();
+            let mut client = Client::new(ws, self.log.clone());
+            match client.read_incoming().await {
+                Incoming::Json(hello) if hello["type"] == "hello" => {
+                    client.hello = hello;
+                    Ok((client, answered))
+                }
+                Incoming::Json(other) => Err(format!("the first frame is not a hello: {other}")),
+                Incoming::Closed(code) => Err(format!("closed with {code} before the hello")),
+                Incoming::Ended(why) => Err(format!("ended before the hello: {why}")),
+            }
+        };
+        match within(limit, connect).await {
+            Some(result) => result,
+            None => Err(format!("no hello from {url} within {limit:?}")),
+        }
+    }
+
+    /// Sends a WebSocket upgrade for `path_and_query` with `extra` header
+    /// lines (each `Name: value`) over raw TCP; returns the answer's status,
+    /// headers (names lower-cased) and body.
+    pub fn upgrade_answer(
+        &self,
+        path_and_query: &str,
+        extra: &[&str],
+    ) -> (u16, Vec<(String, String)>, String) {
+        let mut stream = self.http_connect();
+        let mut request = format!(
+            "GET {path_and_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n",
+            self.addr
+        );
+        for line in extra {
+            request.push_str(line);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .expect("send the upgrade");
+        let (status, headers, mut body) = self.read_head(&mut stream, path_and_query);
+        let len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        while body.len() < len {
+            let mut chunk = [0; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        body.truncate(len);
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// A client that says it is a bot, without a token.
     pub async fn bot(&self) -> Client {
         self.ws("/ws?client=bot").await
@@ -1246,6 +1341,18 @@ impl FakeUpstream {
             "no daemon is connected to the fake upstream {}",
             self.addr
         );
+    }
+
+    /// Sends a text frame to every connected daemon; false, instead of a
+    /// failure, when none is (a soak sends through its upstream's drops).
+    #[allow(
+        dead_code,
+        reason = "benches/soak.rs, which includes this file, uses it"
+    )]
+    pub fn try_send(&self, text: &str) -> bool {
+        let mut outs = self.shared.outs.lock().unwrap();
+        outs.retain(|out| out.try_send(text.to_owned()).is_ok());
+        !outs.is_empty()
     }
 
     /// The next text frame the daemon sent, if one has already arrived.

@@ -1,17 +1,19 @@
-//! The real daemon under libfaketime (docs/durability.md §10,
-//! docs/protocol.md §6.2): its wall clock steps 90 days forward, then 180
-//! back, mid-run, while the monotonic clock runs on
-//! (`FAKETIME_DONT_FAKE_MONOTONIC=1`). Retention by `max_age` trims nothing
+//! The wall clock from the outside (docs/protocol.md §6.2, docs/durability.md
+//! §10): its state in `/healthz`, `stats`, a `status` event and the
+//! snapshot; and the real daemon under libfaketime, its wall clock stepping
+//! 90 days forward, then 180 back, mid-run, while the monotonic clock runs on
+//! (`FAKETIME_DONT_FAKE_MONOTONIC=1`): retention by `max_age` trims nothing
 //! that is seconds old, event `ts` never goes back, and `/healthz` says how
 //! far the labels run ahead of the clock.
 //!
-//! Needs Debian's `libfaketime` (.ci/run installs it); without it the test
-//! says so and passes, except under `CI=true`, where it fails.
+//! The libfaketime test needs Debian's `libfaketime` (.ci/run installs it);
+//! without it the test says so and passes, except under `CI=true`, where it
+//! fails.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use smol::Timer;
 
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
@@ -127,5 +129,37 @@ url = "{}"
             ahead > 2 * NINETY_DAYS_MS - 60_000,
             "labels run ~180 days ahead of the stepped-back clock: {health}"
         );
+    });
+}
+
+#[test]
+fn the_clock_state_is_in_healthz_stats_the_snapshot_and_a_status_event() {
+    smol::block_on(async {
+        let daemon = Daemon::start(&[]);
+        let mut client = daemon.bot().await;
+        let stats = client.request(json!({"op": "stats"})).await;
+        let state = stats["clock"]["state"].clone();
+        assert!(
+            ["synchronized", "unsynchronized", "unknown"].contains(&state.as_str().unwrap_or("")),
+            "stats should say the clock's state: {stats}"
+        );
+        assert!(stats["clock"]["wall_ms"].as_u64() > Some(0), "{stats}");
+        assert_eq!(healthz(&daemon)["clock"]["state"], state);
+        let snapshot = client
+            .request(json!({"op": "snapshot", "channels": ["status"]}))
+            .await;
+        let clock = snapshot["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e.get("clock").is_some())
+            .unwrap_or_else(|| client.fail(&format!("no clock status in {snapshot}")))
+            .clone();
+        assert_eq!(clock["type"], "status", "{clock}");
+        assert_eq!(clock["channel"], "status", "{clock}");
+        assert_eq!(clock["clock"], state, "{clock}");
+        assert!(clock.get("feed").is_none(), "{clock}");
+        let synced = i32::from(state == "synchronized");
+        assert_eq!(daemon.metric("tablo_clock_synchronized") as i32, synced);
     });
 }
