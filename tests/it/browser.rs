@@ -750,6 +750,28 @@ fn on_plain_http_to_a_lan_name_the_page_works_without_a_service_worker() {
 }
 
 #[test]
+fn a_closed_board_connects_with_the_token_in_the_address() {
+    if !chromium::available("a_closed_board_connects_with_the_token") {
+        return;
+    }
+    smol::block_on(async {
+        let config = "[server]\nallow_anonymous = false\ntokens = [{ token = \"reader\" }]\n";
+        let daemon = Daemon::start_with_config(config, &["--feed", "demo="]);
+        let mut browser = Chromium::launch().await;
+        browser
+            .open(&format!("http://{}/#token=reader", daemon.addr()))
+            .await;
+        browser
+            .wait_for(
+                "document.body.dataset.conn === 'connected' && window.tabloSeqs.length > 0",
+                TO_THE_DOM,
+                "document.body.dataset.conn",
+            )
+            .await;
+    });
+}
+
+#[test]
 fn a_frozen_link_is_found_within_two_ping_intervals() {
     if !chromium::available("a_frozen_link_is_found") {
         return;
