@@ -29,12 +29,15 @@ use crate::config::{Config, DisplayMode, FeedFormat};
 use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
+use crate::forward::Rule;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
+use crate::journal::forward::Outboxes;
 use crate::journal::keys::{self, RecentKeys};
 use crate::journal::space;
 use crate::journal::store::{Retention, Store, StoreError};
 use crate::journal::writer::{Journal, WriterConfig};
 use crate::renderer::{self, Renderer};
+use crate::rules::{self, Rules};
 use crate::server::{self, Shared};
 use crate::service::Service;
 use crate::web::Site;
@@ -138,7 +141,7 @@ pub async fn run(
 ) -> Result<(), RunError> {
     raise_open_file_limit();
     let mut service = Service::from_env();
-    let (journal, start, restored, positions, keys) = open_journal(&config)?;
+    let (journal, start, restored, positions, keys, rule_state, outboxes) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
     let board = open_board(&config, &restored)?;
@@ -150,14 +153,16 @@ pub async fn run(
     let (hub_tx, hub_rx) = bounded(INBOX);
     let epoch = start.epoch.clone();
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    let rules = start_rules(&config, &rule_state, &restored);
     hub.restore(restored, Instant::now(), clock::wall_ms());
-    hub.restore_keys(keys);
+    hub.attach_rules(rules);
     // The clock's state before any client can ask (and then every
     // CHECK_INTERVAL, below).
     let clock_state = HubMsg::Clock {
         state: clock::sync::check(),
     };
     hub.handle(clock_state, Instant::now(), clock::wall_ms());
+    hub.restore_keys(keys);
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
         Some((renderer, feed)) => {
@@ -169,7 +174,7 @@ pub async fn run(
     };
     let mut hub = spawn_hub(hub, hub_rx);
     let clock_watch = smol::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
-    let feeds = spawn_feeds(&config, &hub_tx, &positions);
+    let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
         config.server.clone(),
@@ -251,8 +256,13 @@ pub async fn run_relay(
         next_seq: 1,
         journal: None,
     };
-    let mut hub = spawn_hub(Hub::new(&config.feeds, start, Instant::now()), hub_rx);
-    let feeds = spawn_feeds(&config, &hub_tx, &[]);
+    let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.attach_rules(start_rules(&config, &[], &[]));
+    let mut hub = spawn_hub(hub, hub_rx);
+    if !config.forwards.is_empty() {
+        log::warn!("the relay alone has no journal, so [[forward]] rules are not run");
+    }
+    let feeds = spawn_feeds(&config, &hub_tx, &[], None);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
     let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
@@ -298,18 +308,40 @@ fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
     smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
 }
 
+/// The `[[alert]]` rules, with the state saved beside the journal
+/// (`saved`: meta key and value) and the previous prices from the
+/// last-known events (`restored`), so a restart fires nothing whose
+/// condition merely still holds (docs/durability.md §18).
+fn start_rules(config: &Config, saved: &[(String, Vec<u8>)], restored: &[Event]) -> Rules {
+    let (now, now_ms) = (Instant::now(), clock::wall_ms());
+    let mut rules = Rules::new(config, now);
+    let stored = |key: &str| saved.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    rules.load(stored, now, now_ms);
+    rules.restore(restored, now, now_ms);
+    if !rules.is_empty() {
+        log::info!("{} alert rule(s) watching", config.alerts.len());
+    }
+    rules
+}
+
 /// One task per configured feed; a chained feed resumes from its saved
-/// position (`positions`, in config order, when there are any).
+/// position (`positions`, in config order, when there are any); a broker
+/// feed also sends what `[[forward]]` queued for it in `outboxes`.
 fn spawn_feeds(
     config: &Config,
     hub: &Sender<HubMsg>,
     positions: &[Option<Position>],
+    outboxes: Option<&Outboxes>,
 ) -> Vec<Task<()>> {
     config
         .feeds
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            if f.format == FeedFormat::Mqtt {
+                let outbox = outboxes.and_then(|o| o.for_feed(&f.name));
+                return smol::spawn(feed::task::mqtt::run(i, f.clone(), hub.clone(), outbox));
+            }
             let resume = positions.get(i).cloned().flatten();
             smol::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
         })
@@ -337,16 +369,19 @@ fn log_feeds(config: &Config) {
 /// and the events to restore, in seq order.
 #[allow(
     clippy::type_complexity,
-    reason = "the four things start-up needs from the journal"
+    reason = "the six things start-up needs from the journal"
 )]
 /// What [`open_journal`] hands the hub: where numbering starts, the
-/// last-known events, the chained feeds' positions and the publish keys.
+/// last-known events, the chained feeds' positions, the publish keys, the
+/// alert rules' saved state and the forward outboxes.
 type Opening = (
     Journal,
     Start,
     Vec<Event>,
     Vec<Option<Position>>,
     RecentKeys,
+    Vec<(String, Vec<u8>)>,
+    Option<Outboxes>,
 );
 
 fn open_journal(config: &Config) -> Result<Opening, RunError> {
@@ -383,6 +418,15 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
             Position::decode(&saved)
         })
         .collect();
+    let rule_state: Vec<(String, Vec<u8>)> = config
+        .alerts
+        .iter()
+        .filter_map(|rule| {
+            let key = rules::state_key(&rule.name);
+            let value = opened.store.get_meta(&key).ok()??;
+            Some((key, value))
+        })
+        .collect();
     let keys = opened
         .store
         .with_tree(keys::TREE, keys::load)
@@ -402,6 +446,16 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
         restored.len()
     );
     warn_if_the_disk_is_short(config, opened.store.stats().disk_bytes);
+    let outboxes = if config.forwards.is_empty() {
+        None
+    } else {
+        let rules = config
+            .forwards
+            .iter()
+            .map(|r| Rule::new(r, &config.site))
+            .collect();
+        Some(Outboxes::open(&opened.store, rules).map_err(RunError::Journal)?)
+    };
     let writer = WriterConfig {
         dir: dir.clone(),
         cache_bytes: config.journal.cache_bytes,
@@ -411,6 +465,7 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
             max_bytes: config.journal.max_bytes,
             max_age_ms: config.journal.max_age.map(|d| d.as_millis() as u64),
         },
+        forward: outboxes.clone(),
         clock: clock::sync::check(),
     };
     let journal = Journal::start(
@@ -424,7 +479,9 @@ fn open_journal(config: &Config) -> Result<Opening, RunError> {
         journal: Some(journal.handle()),
         ..start
     };
-    Ok((journal, start, restored, positions, keys))
+    Ok((
+        journal, start, restored, positions, keys, rule_state, outboxes,
+    ))
 }
 
 /// Logs a warning when the journal's filesystem has less free space than

@@ -73,8 +73,8 @@ pub fn from_json(value: &Value) -> Option<String> {
 
 /// A decimal number: `mantissa × 10^-scale`, so `12.50` is `1250` at scale 2.
 ///
-/// Only what Tablo needs: parsing, printing, adding, and the change in
-/// percent. [`Display`](fmt::Display) prints exactly `scale` decimals.
+/// Only what Tablo needs: parsing, printing, adding, subtracting,
+/// multiplying, ordering, and the change in percent. [`Display`](fmt::Display) prints exactly `scale` decimals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decimal {
     /// The digits as an integer, with the sign.
@@ -113,6 +113,50 @@ impl Decimal {
         Some(Decimal::new(sum, scale))
     }
 
+    /// The difference `self − other`, at the larger of the two scales;
+    /// `None` on overflow.
+    pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
+        let scale = self.scale.max(other.scale);
+        let diff = self.rescaled(scale)?.checked_sub(other.rescaled(scale)?)?;
+        Some(Decimal::new(diff, scale))
+    }
+
+    /// The exact product, at the sum of the two scales; `None` on overflow.
+    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+        Some(Decimal::new(
+            self.mantissa.checked_mul(other.mantissa)?,
+            self.scale.checked_add(other.scale)?,
+        ))
+    }
+
+    /// `self` percent of `base` (`base × self / 100`), exactly: the scale
+    /// grows by two instead of rounding. `None` on overflow.
+    pub fn percent_of(self, base: Decimal) -> Option<Decimal> {
+        let product = self.checked_mul(base)?;
+        Some(Decimal::new(
+            product.mantissa,
+            product.scale.checked_add(2)?,
+        ))
+    }
+
+    /// The absolute value; `None` only for the one mantissa that has none
+    /// (`i128::MIN`).
+    pub fn checked_abs(self) -> Option<Decimal> {
+        Some(Decimal::new(self.mantissa.checked_abs()?, self.scale))
+    }
+
+    /// Numeric order of two decimals (`1.50` equals `1.5`); `None` when
+    /// bringing them to one scale would overflow.
+    pub fn try_cmp(self, other: Decimal) -> Option<Ordering> {
+        let scale = self.scale.max(other.scale);
+        Some(self.rescaled(scale)?.cmp(&other.rescaled(scale)?))
+    }
+
+    /// Whether this is more than zero.
+    pub fn is_positive(self) -> bool {
+        self.mantissa > 0
+    }
+
     /// `(self − open) / open × 100` at scale 2, rounded half away from zero;
     /// `None` when `open` is zero or on overflow.
     pub fn change_pct(self, open: Decimal) -> Option<Decimal> {
@@ -126,6 +170,9 @@ impl Decimal {
 
     /// The mantissa at a scale at least as large as this one.
     fn rescaled(self, scale: u32) -> Option<i128> {
+        if scale == self.scale {
+            return Some(self.mantissa);
+        }
         let factor = 10_i128.checked_pow(scale.checked_sub(self.scale)?)?;
         self.mantissa.checked_mul(factor)
     }
@@ -406,6 +453,33 @@ mod tests {
             Decimal::new(i128::MAX, 0).checked_add(Decimal::new(1, 0)),
             None
         );
+    }
+
+    #[test]
+    fn sub_mul_percent_and_order_are_exact() {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        let show = |x: Option<Decimal>| x.map(|x| x.to_string());
+        assert_eq!(
+            show(d("60000").checked_sub(d("0.5"))).as_deref(),
+            Some("59999.5")
+        );
+        assert_eq!(
+            show(d("1.5").checked_mul(d("-0.25"))).as_deref(),
+            Some("-0.375")
+        );
+        // 0.5 % of 60000 is 300, at a scale that rounds nothing away.
+        assert_eq!(
+            show(d("0.5").percent_of(d("60000"))).as_deref(),
+            Some("300.000")
+        );
+        assert_eq!(show(d("-2.5").checked_abs()).as_deref(), Some("2.5"));
+        assert_eq!(Decimal::new(i128::MIN, 0).checked_abs(), None);
+        assert_eq!(d("1.50").try_cmp(d("1.5")), Some(Ordering::Equal));
+        assert_eq!(d("0.001").try_cmp(d("0.0009")), Some(Ordering::Greater));
+        assert_eq!(d("-2").try_cmp(d("-10")), Some(Ordering::Greater));
+        assert_eq!(Decimal::new(1, 0).try_cmp(Decimal::new(1, 200)), None);
+        assert_eq!(Decimal::new(i128::MAX, 0).checked_mul(d("2")), None);
+        assert!(d("0.01").is_positive() && !d("-0.0").is_positive());
     }
 
     #[test]

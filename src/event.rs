@@ -93,8 +93,48 @@ pub struct Alert {
     pub level: Level,
     /// What to tell people.
     pub text: String,
-    /// Name of the feed (or `publish`) it came from.
+    /// Name of the feed (or `publish`, or `rules`) it came from.
     pub source: String,
+    /// What an `[[alert]]` rule adds to an alert it fired; `None` for
+    /// every other alert. Boxed: most alerts have none.
+    pub fired: Option<Box<Fired>>,
+}
+
+/// The fields of an alert an `[[alert]]` rule fired (docs/protocol.md §6):
+/// which rule, why, and until when it is news. Prices are decimal strings
+/// in the feed's own digits, whatever digits the text uses.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Fired {
+    /// The rule's name.
+    pub rule: String,
+    /// The rule's kind (`above`, `below`, `move`, `drop`, `stale`), or
+    /// `back` when a stale symbol or feed recovered.
+    pub kind: String,
+    /// The seq of the event that fired it: the tick, or for a stale rule
+    /// the status event or last event seen, when there is one.
+    pub trigger_seq: Option<u64>,
+    /// The symbol it is about.
+    pub symbol: Option<String>,
+    /// The feed it is about (a stale rule on a feed).
+    pub feed: Option<String>,
+    /// The price compared with: the previous price, or the window's.
+    pub old_price: Option<String>,
+    /// The price that fired it.
+    pub new_price: Option<String>,
+    /// How far the price moved from `old_price`, in percent, two decimals,
+    /// without a sign.
+    pub percent: Option<String>,
+    /// When it leaves the snapshot and the board, ms since the epoch.
+    pub expires: Option<u64>,
+}
+
+/// How long an alert stamped `ts` stays in the snapshot and on the board:
+/// until its own `expires` when a rule set one, else [`ALERT_TTL`].
+pub fn alert_ttl(alert: &Alert, ts: u64) -> Duration {
+    match alert.fired.as_ref().and_then(|f| f.expires) {
+        Some(expires) => Duration::from_millis(expires.saturating_sub(ts)),
+        None => ALERT_TTL,
+    }
 }
 
 /// Severity of an [`Alert`].
@@ -336,6 +376,14 @@ struct Wire {
     text: Option<String>,
     feed: Option<String>,
     state: Option<String>,
+    rule: Option<String>,
+    #[serde(rename = "kind")]
+    rule_kind: Option<String>,
+    trigger_seq: Option<u64>,
+    old_price: Option<String>,
+    new_price: Option<String>,
+    percent: Option<String>,
+    expires: Option<u64>,
     clock: Option<String>,
 }
 
@@ -365,6 +413,19 @@ impl Event {
                 level: Level::parse(&w.level?)?,
                 text: w.text?,
                 source,
+                fired: w.rule.map(|rule| {
+                    Box::new(Fired {
+                        rule,
+                        kind: w.rule_kind.unwrap_or_default(),
+                        trigger_seq: w.trigger_seq,
+                        symbol: w.symbol,
+                        feed: w.feed,
+                        old_price: w.old_price,
+                        new_price: w.new_price,
+                        percent: w.percent,
+                        expires: w.expires,
+                    })
+                }),
             }),
             "status" => match w.clock {
                 Some(clock) => Body::Clock(ClockState::parse(&clock)?),
@@ -419,6 +480,28 @@ impl Serialize for Event {
             Body::Alert(a) => {
                 map.serialize_entry("level", a.level.name())?;
                 map.serialize_entry("text", &a.text)?;
+                if let Some(f) = &a.fired {
+                    map.serialize_entry("rule", &f.rule)?;
+                    map.serialize_entry("kind", &f.kind)?;
+                    if let Some(seq) = f.trigger_seq {
+                        map.serialize_entry("trigger_seq", &seq)?;
+                    }
+                    let optional = [
+                        ("symbol", &f.symbol),
+                        ("feed", &f.feed),
+                        ("old_price", &f.old_price),
+                        ("new_price", &f.new_price),
+                        ("percent", &f.percent),
+                    ];
+                    for (key, value) in optional {
+                        if let Some(value) = value {
+                            map.serialize_entry(key, value)?;
+                        }
+                    }
+                    if let Some(expires) = f.expires {
+                        map.serialize_entry("expires", &expires)?;
+                    }
+                }
                 map.serialize_entry("ts", &self.ts)?;
                 map.serialize_entry("source", &a.source)?;
             }
@@ -437,8 +520,8 @@ impl Serialize for Event {
 }
 
 /// An alert leaves the snapshot, and the board's alert band, after this
-/// long: alerts carry no expiry of their own, and an hour-old alert is
-/// history, not news.
+/// long unless the rule that fired it set its own `expires`
+/// ([`alert_ttl`]): an hour-old alert is history, not news.
 pub const ALERT_TTL: Duration = Duration::from_secs(3600);
 
 /// How far a chained feed (`format = "tablo"`) has read its upstream: kept
@@ -530,6 +613,7 @@ mod tests {
             level: Level::Critical,
             text: "Market\u{2067} closed".into(),
             source: "publish".into(),
+            fired: None,
         });
         assert!(alert.strip_hidden());
         assert!(matches!(&alert, Body::Alert(a) if a.text == "Market closed"));
@@ -588,6 +672,7 @@ mod tests {
                     level: Level::Warning,
                     text: "Rates delayed".into(),
                     source: "publish".into(),
+                    fired: None,
                 }),
             },
         ];
@@ -599,6 +684,47 @@ mod tests {
             None
         );
         assert_eq!(Event::from_json(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_rule_alert_carries_its_rule_prices_and_expiry_and_reads_back() {
+        let event = Event {
+            seq: 42,
+            ts: 1_000,
+            body: Body::Alert(Alert {
+                level: Level::Critical,
+                text: "USD dropped 5.00%".into(),
+                source: "rules".into(),
+                fired: Some(Box::new(Fired {
+                    rule: "usd-drop".into(),
+                    kind: "drop".into(),
+                    trigger_seq: Some(41),
+                    symbol: Some("USD".into()),
+                    old_price: Some("60000".into()),
+                    new_price: Some("57000".into()),
+                    percent: Some("5.00".into()),
+                    expires: Some(61_000),
+                    ..Fired::default()
+                })),
+            }),
+        };
+        check(
+            event.clone(),
+            r#"{"type":"alert","seq":42,"channel":"alerts","level":"critical","text":"USD dropped 5.00%","rule":"usd-drop","kind":"drop","trigger_seq":41,"symbol":"USD","old_price":"60000","new_price":"57000","percent":"5.00","expires":61000,"ts":1000,"source":"rules"}"#,
+        );
+        assert_eq!(
+            Event::from_json(event.to_json().as_bytes()),
+            Some(event.clone())
+        );
+        let Body::Alert(alert) = &event.body else {
+            unreachable!()
+        };
+        assert_eq!(alert_ttl(alert, 1_000), Duration::from_secs(60));
+        let plain = Alert {
+            fired: None,
+            ..alert.clone()
+        };
+        assert_eq!(alert_ttl(&plain, 1_000), ALERT_TTL);
     }
 
     #[test]
@@ -623,6 +749,7 @@ mod tests {
                     level: Level::Critical,
                     text: "Closed".into(),
                     source: "publish".into(),
+                    fired: None,
                 }),
             },
             r#"{"type":"alert","seq":2,"channel":"alerts","level":"critical","text":"Closed","ts":6,"source":"publish"}"#,

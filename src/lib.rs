@@ -19,12 +19,15 @@
 //!   the web page's files and `/api/*`, in `server::pages`).
 //! - `session`: one client's reader and writer tasks; `session::wire` is the
 //!   `sendmsg` of WebSocket frames that the hub's flush shares.
-//! - `feed::task`: the loop per feed that connects, reads and reconnects.
+//! - `feed::task`: the loop per feed that connects, reads and reconnects;
+//!   `feed::task::mqtt`, an MQTT broker's session, which also publishes
+//!   what `[[forward]]` queued.
 //! - `renderer`: the thread that draws the board when, and only when, the
 //!   picture changes. `service`: what systemd hears (READY, watchdog).
 //! - `hub`: the one task that numbers events, keeps the last-known state and
 //!   fans out; `hub::report` answers `stats`, `/healthz` and `/metrics`.
 //! - [`journal`]: the durable journal in sled, its writer thread and export.
+//!   [`rules`]: the `[[alert]]` rules, a pure engine the hub feeds.
 //!   `web`: the board as a web page and `tablo.js`, built once at start-up.
 //! - [`display`]: where finished frames go (window, framebuffer, PNG file).
 //! - `outbox`: one client's bounded queue with tick conflation.
@@ -32,6 +35,7 @@
 //!   `board::font`, which reads the font file, and `board::png`, which
 //!   writes one), and the queue
 //!   that feeds it from the hub. `publish`: a client's publish as an event.
+//!   `forward`: the `[[forward]]` rules, an event's topic and payload.
 //! - [`protocol`]: the client protocol's ops, subscriptions and errors.
 //!   [`feed`]: upstream decoders, one per format, pure.
 //! - [`event`]: the events and their wire shape.
@@ -56,6 +60,7 @@ pub(crate) mod decimal;
 pub mod display;
 pub mod event;
 pub mod feed;
+pub(crate) mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod heartbeat;
@@ -68,6 +73,7 @@ pub mod protocol;
 pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
+pub mod rules;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;

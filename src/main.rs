@@ -53,8 +53,13 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Some(Command::Check(check)) => {
-            match Config::load(check.config.as_deref(), &Overrides::default()) {
-                Ok(config) => {
+            match Config::load_with_notes(check.config.as_deref(), &Overrides::default()) {
+                Ok((config, notes)) => {
+                    // Warnings (an alert rule's symbol that no row shows)
+                    // and notes go to stderr, so stdout stays TOML.
+                    for note in notes {
+                        eprintln!("tablo: {note}");
+                    }
                     print!("{}", config.to_toml());
                     ExitCode::SUCCESS
                 }

@@ -57,7 +57,14 @@ pub fn body(channel: &str, mut data: Map<String, Value>) -> Result<Body, (ErrorC
             }
         },
     };
-    body_of(kind, &data, SOURCE.into()).map_err(|e| bad(format!("publish to {channel}: {e}")))
+    let mut body = body_of(kind, &data, SOURCE.into())
+        .map_err(|e| bad(format!("publish to {channel}: {e}")))?;
+    if let Body::Alert(alert) = &mut body {
+        // Only the daemon's own rules name a rule (docs/protocol.md §6): a
+        // client cannot pass for one, nor take a rule's alert off a board.
+        alert.fired = None;
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -107,6 +114,15 @@ mod tests {
             body("news", data(json!({"title": "t"}))),
             Ok(Body::News(_))
         ));
+    }
+
+    #[test]
+    fn a_publish_cannot_pass_for_a_rules_alert() {
+        let fields = json!({"level": "critical", "text": "x", "rule": "usd-drop", "kind": "back"});
+        match body("alerts", data(fields)) {
+            Ok(Body::Alert(a)) => assert_eq!(a.fired, None),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -430,19 +430,21 @@ async fn serve_http<'a>(
             let leftover = buf[head_len..].to_vec();
             return check_upgrade(stream, peer, shared, &req, query, leftover).await;
         }
-        _ if let Some(asset) = shared.site.get().and_then(|site| site.get(path)) => {
-            let tags = header(&req, "if-none-match");
-            let _ = pages::send_asset(stream, asset, tags, !head_only).await;
-        }
-        _ => {
-            let _ = respond(
-                stream,
-                404,
-                "text/plain",
-                "not found; try /, /ws, /api/snapshot, /api/stats, /healthz, /metrics, /journal/stats or /journal/export\n",
-            )
-            .await;
-        }
+        _ => match shared.site.get().and_then(|site| site.get(path)) {
+            Some(asset) => {
+                let tags = header(&req, "if-none-match");
+                let _ = pages::send_asset(stream, asset, tags, !head_only).await;
+            }
+            None => {
+                let _ = respond(
+                    stream,
+                    404,
+                    "text/plain",
+                    "not found; try /, /ws, /api/snapshot, /api/stats, /healthz, /metrics, /journal/stats or /journal/export\n",
+                )
+                .await;
+            }
+        },
     }
     None
 }

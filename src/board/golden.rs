@@ -32,7 +32,7 @@ fn golden_dir() -> PathBuf {
 /// Compares `frame` with `tests/golden/<name>.png`, or rewrites that file
 /// when `TABLO_UPDATE_GOLDEN=1`.
 #[track_caller]
-fn check_golden(name: &str, frame: &Canvas) {
+pub(crate) fn check_golden(name: &str, frame: &Canvas) {
     let path = golden_dir().join(format!("{name}.png"));
     if std::env::var_os("TABLO_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
         fs::create_dir_all(golden_dir()).unwrap();
@@ -73,7 +73,8 @@ fn check_golden(name: &str, frame: &Canvas) {
     );
 }
 
-fn render(state: &BoardState, now_ms: u64, width: u32, height: u32) -> Canvas {
+/// A whole board frame of `state` at `now_ms`.
+pub(crate) fn render(state: &BoardState, now_ms: u64, width: u32, height: u32) -> Canvas {
     let mut frame = Canvas::new(width, height);
     draw(state, now_ms, &mut Painter::new(), &mut frame).unwrap();
     frame
@@ -202,6 +203,7 @@ fn with_alerts(state: &mut BoardState, now: u64) {
             level: Level::Critical,
             text: (*text).into(),
             source: "publish".into(),
+            fired: None,
         });
         let at = now - 60_000 + i as u64 * 30_000;
         state.apply(
@@ -260,7 +262,7 @@ fn exchange_office_1280x720() {
 /// A kiosk example board as shipped (`kiosk/NAME.toml`, read like `tablo
 /// check` reads it) with sample rates `(symbol, buy, sell, change %)`, the
 /// feed up, a headline, and the clock at `offset_min` from UTC.
-fn kiosk_board(
+pub(crate) fn kiosk_board(
     name: &str,
     rates: &[(&str, &str, &str, &str)],
     headline: &str,
@@ -374,6 +376,7 @@ fn persian_cut_stale_and_offline_800x480() {
             level: Level::Critical,
             text: text.into(),
             source: "publish".into(),
+            fired: None,
         });
         apply(&mut state, NOW - 10_000, alert);
     }

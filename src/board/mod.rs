@@ -30,7 +30,7 @@ pub(crate) mod theme;
 pub(crate) mod words;
 
 #[cfg(test)]
-mod golden;
+pub(crate) mod golden;
 #[cfg(test)]
 pub(crate) mod testing;
 

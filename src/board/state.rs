@@ -19,7 +19,7 @@ use std::time::Duration;
 use super::numbers::{Numbers, is_rtl, language};
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
-use crate::event::{Body, ClockState, Event, FeedState, Level, Tick};
+use crate::event::{Alert, Body, ClockState, Event, FeedState, Level, Tick, alert_ttl};
 
 /// Most rows shown when `[[board.rows]]` is empty and rows are added as
 /// symbols are seen: four pages of a 1080p board. A feed sending thousands
@@ -43,10 +43,6 @@ pub const MAX_FEEDS: usize = 16;
 
 /// How long a price change flashes its row.
 pub const FLASH_MS: u64 = 900;
-
-/// A critical alert stays on the band this long after its `ts`, like it stays
-/// in the hub's snapshot: alerts carry no expiry of their own.
-pub const ALERT_SHOWN_FOR: Duration = crate::event::ALERT_TTL;
 
 /// Longest text kept from a headline, alert, symbol or label, in bytes: a
 /// line on the board holds far less, and a hostile feed must not make the
@@ -248,6 +244,13 @@ pub struct AlertItem {
     pub text: String,
     /// When it was stamped.
     pub ts: u64,
+    /// When it leaves the band, ms since the epoch: `ts` plus
+    /// `event::ALERT_TTL` (as in the hub's snapshot), or the `expires` of
+    /// the rule that fired it (`event::alert_ttl`).
+    pub until: u64,
+    /// The rule that fired it and the symbol or feed it is about, when a
+    /// rule did: a `back` alert of the same rule and key takes it off.
+    pub from_rule: Option<(String, String)>,
 }
 
 /// One upstream feed's status dot.
@@ -412,13 +415,23 @@ impl BoardState {
                     ts,
                 });
             }
+            Body::Alert(alert) if alert.fired.as_ref().is_some_and(|f| f.kind == "back") => {
+                // The symbol or feed a stale alert was about is back: that
+                // alert is no longer news on the band.
+                let back = rule_key(alert);
+                self.alerts
+                    .retain(|a| a.from_rule.is_none() || a.from_rule != back);
+            }
             Body::Alert(alert) if alert.level == Level::Critical => {
                 if self.alerts.len() == MAX_ALERTS {
                     self.alerts.pop_back();
                 }
+                let until = ts.saturating_add(millis(alert_ttl(alert, ts)));
                 self.alerts.push_front(AlertItem {
                     text: one_line(&alert.text),
                     ts,
+                    until,
+                    from_rule: rule_key(alert),
                 });
             }
             Body::Alert(_) => {}
@@ -443,7 +456,7 @@ impl BoardState {
     /// A tick fills its row but marks it restored: drawn as stale (with its
     /// age from the event's `ts`) until a live tick arrives, and without a
     /// flash. News and alerts are taken as they are (an alert older than
-    /// `ALERT_SHOWN_FOR` is not shown). Statuses are ignored: they
+    /// its time is not shown). Statuses are ignored: they
     /// describe connections of the previous run.
     pub fn restore(&mut self, event: &Event) {
         match &event.body {
@@ -560,10 +573,7 @@ impl BoardState {
 
     /// Critical alerts still shown at `now_ms`, latest first.
     pub fn critical_alerts(&self, now_ms: u64) -> impl Iterator<Item = &AlertItem> {
-        let shown_for = millis(ALERT_SHOWN_FOR);
-        self.alerts
-            .iter()
-            .filter(move |a| now_ms.saturating_sub(a.ts) < shown_for)
+        self.alerts.iter().filter(move |a| now_ms < a.until)
     }
 
     /// When every feed is down (or retrying after being down): since when,
@@ -635,9 +645,8 @@ impl BoardState {
                 }
             }
         }
-        let shown_for = millis(ALERT_SHOWN_FOR);
         for alert in &self.alerts {
-            consider(alert.ts.saturating_add(shown_for));
+            consider(alert.until);
         }
         next
     }
@@ -670,6 +679,13 @@ pub fn age_label(age_ms: u64) -> (u64, char) {
         _ => 'd',
     };
     (age_ms / unit, suffix)
+}
+
+/// The rule that fired `alert` and the symbol or feed it is about.
+fn rule_key(alert: &Alert) -> Option<(String, String)> {
+    let fired = alert.fired.as_deref()?;
+    let key = fired.symbol.as_ref().or(fired.feed.as_ref())?;
+    Some((fired.rule.clone(), key.clone()))
 }
 
 /// A price string with exactly `decimals` decimals, cut or padded as text
@@ -994,6 +1010,48 @@ BTCUSDT 10.0 0.0 0.00 Flat
     }
 
     #[test]
+    fn a_rules_alert_stays_until_its_expiry_and_a_back_alert_takes_it_off() {
+        use crate::event::Fired;
+        let mut state = BoardState::new(&board_config(&[]), &["feed"]);
+        let alert = |kind: &str, level: Level, key: &str, expires: u64| {
+            Body::Alert(Alert {
+                level,
+                text: format!("{key} {kind}"),
+                source: "rules".into(),
+                fired: Some(Box::new(Fired {
+                    rule: "quiet".into(),
+                    kind: kind.into(),
+                    feed: Some(key.into()),
+                    expires: Some(expires),
+                    ..Fired::default()
+                })),
+            })
+        };
+        send(
+            &mut state,
+            T0,
+            alert("stale", Level::Critical, "gold", T0 + 300_000),
+        );
+        send(
+            &mut state,
+            T0,
+            alert("stale", Level::Critical, "fx", T0 + 300_000),
+        );
+        assert_eq!(state.critical_alerts(T0 + 299_999).count(), 2);
+        assert_eq!(state.critical_alerts(T0 + 300_000).count(), 0, "expired");
+        send(
+            &mut state,
+            T0 + 10,
+            alert("back", Level::Info, "gold", T0 + 3_600_000),
+        );
+        let shown: Vec<&str> = state
+            .critical_alerts(T0 + 20)
+            .map(|a| a.text.as_str())
+            .collect();
+        assert_eq!(shown, ["fx stale"]);
+    }
+
+    #[test]
     fn news_and_critical_alerts_latest_first_bounded_and_expiring() {
         let mut state = BoardState::new(&board_config(&[]), &["feed"]);
         for n in 0..MAX_NEWS + 2 {
@@ -1012,12 +1070,13 @@ BTCUSDT 10.0 0.0 0.00 Flat
                 level,
                 text: text.into(),
                 source: "publish".into(),
+                fired: None,
             });
             send(&mut state, T0, body);
         }
         let shown: Vec<&str> = state.critical_alerts(T0).map(|a| a.text.as_str()).collect();
         assert_eq!(shown, ["closed"]);
-        let gone = T0 + millis(ALERT_SHOWN_FOR);
+        let gone = T0 + millis(crate::event::ALERT_TTL);
         assert_eq!(state.critical_alerts(gone).count(), 0);
         assert_eq!(state.next_change_ms(gone - 10), gone);
     }

@@ -166,7 +166,7 @@ pub struct RunArgs {
     pub listen: Option<SocketAddr>,
 
     /// an upstream feed as FORMAT=URL, FORMAT one of binance, coinbase,
-    /// tablo, json, demo; repeatable; replaces the config's [[feed]] list
+    /// tablo, json, mqtt, demo; repeatable; replaces the config's [[feed]] list
     #[argh(option)]
     pub feed: Vec<String>,
 

@@ -118,10 +118,7 @@ impl Source<'_> {
         let msg = e.message();
         let message = if let Some(rest) = msg.strip_prefix("unknown field `") {
             let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let expected: Vec<&str> = backticked(expected)
-                .into_iter()
-                .filter(|k| *k != "forward")
-                .collect();
+            let expected: Vec<&str> = backticked(expected);
             let place = match path.as_deref() {
                 None | Some("") => "at the top level".to_owned(),
                 Some(p) => format!("in {}", place(p)),
@@ -179,10 +176,10 @@ impl Source<'_> {
                         },
                     ));
                 }
-                "feed" if !value.is_array() => {
+                "feed" | "alert" if !value.is_array() => {
                     return Some(self.at(
                         key.span(),
-                        "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+                        format!("[[{name}]] is a list of tables: start each one with [[{name}]], not [{name}]"),
                     ));
                 }
                 "board" => {
@@ -226,7 +223,7 @@ fn backticked(text: &str) -> Vec<&str> {
 /// How an error names a dotted key path: `[server] listen`, `[[feed]]
 /// pointers`, `[feed.pointers] price`, `data_dir`.
 fn place(path: &str) -> String {
-    const TABLES: [(&str, &str); 8] = [
+    const TABLES: [(&str, &str); 9] = [
         ("board.rows", "[[board.rows]]"),
         ("server.jwt", "[server.jwt]"),
         ("feed.pointers", "[feed.pointers]"),
@@ -235,6 +232,7 @@ fn place(path: &str) -> String {
         ("display", "[display]"),
         ("board", "[board]"),
         ("feed", "[[feed]]"),
+        ("alert", "[[alert]]"),
     ];
     for (table, shown) in TABLES {
         if path == table {
@@ -349,12 +347,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_key_choices_do_not_offer_forward() {
-        let err = load("x = 1\n").unwrap_err().to_string();
-        assert!(!err.contains("forward"), "{err}");
-    }
-
-    #[test]
     fn syntax_errors_name_line_and_column() {
         check_err("[server]\nlisten = \"a\n", 2, "invalid TOML at column");
         check_err("[server\n", 1, "invalid TOML");
@@ -416,7 +408,7 @@ mod tests {
         check_err(
             "[feed]\nformat = \"demo\"\n",
             1,
-            "[[feed]] is a list of tables: start each feed with [[feed]], not [feed]",
+            "[[feed]] is a list of tables: start each one with [[feed]], not [feed]",
         );
         check_err(
             "[board]\ntitle = \"t\"\n[board.rows]\nsymbol = \"A\"\n",

@@ -12,9 +12,13 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Source, line_of};
 use super::keyword::Keyword;
+use super::mqtt::{RawMqttKeys, check_mqtt_url, resolve_mqtt, topic_level};
+use super::paths::Paths;
 use super::raw::{At, RawFeed, RawPointers, Strings};
 use super::resolve::nonempty;
-use super::{DEMO_FALLBACK_NOTE, DEMO_FEED_NAME, FeedConfig, FeedFormat, JsonPointers, Overrides};
+use super::{
+    DEMO_FALLBACK_NOTE, DEMO_FEED_NAME, FeedConfig, FeedFormat, JsonPointers, MqttFeed, Overrides,
+};
 
 /// Parses one `--feed FORMAT=URL`. The feed is named after its format, then
 /// `FORMAT-2`, `FORMAT-3`… when `taken` already holds that name; the chosen
@@ -50,6 +54,11 @@ pub fn parse_feed_flag(arg: &str, taken: &mut Vec<String>) -> Result<FeedConfig,
                 "--feed {arg}: a json feed needs [feed.pointers] to find its fields; describe it in a [[feed]] table of the config file"
             ));
         }
+        FeedFormat::Mqtt => {
+            return Err(format!(
+                "--feed {arg}: an mqtt feed needs topics to subscribe to; describe it in a [[feed]] table with topics = [\"rates/#\"]"
+            ));
+        }
         FeedFormat::Coinbase => {
             return Err(format!(
                 "--feed {arg}: a coinbase feed needs product ids to subscribe to; describe it in a [[feed]] table with symbols = [\"BTC-USD\", ...]"
@@ -67,6 +76,7 @@ pub fn parse_feed_flag(arg: &str, taken: &mut Vec<String>) -> Result<FeedConfig,
         subscribe: Vec::new(),
         channels: default_channels(format),
         pointers: JsonPointers::default(),
+        mqtt: MqttFeed::default(),
     })
 }
 
@@ -99,6 +109,7 @@ pub(super) fn demo_feed(name: String) -> FeedConfig {
         subscribe: Vec::new(),
         channels: Vec::new(),
         pointers: JsonPointers::default(),
+        mqtt: MqttFeed::default(),
     }
 }
 
@@ -139,10 +150,11 @@ fn check_channel(channel: &str) -> Result<(), String> {
 pub(super) fn resolve_feeds(
     raw: Vec<Spanned<RawFeed>>,
     src: &Source<'_>,
+    paths: &Paths<'_>,
     overrides: &Overrides,
     notes: &mut Vec<String>,
 ) -> Result<Vec<FeedConfig>, ConfigError> {
-    let file_feeds = file_feeds(raw, src)?;
+    let file_feeds = file_feeds(raw, src, paths)?;
     let mut feeds = if overrides.feeds.is_empty() {
         file_feeds
     } else {
@@ -171,6 +183,7 @@ pub(super) fn resolve_feeds(
 fn file_feeds(
     raw: Vec<Spanned<RawFeed>>,
     src: &Source<'_>,
+    paths: &Paths<'_>,
 ) -> Result<Vec<FeedConfig>, ConfigError> {
     // Explicit names first, so that an unnamed feed never takes a name that a
     // later feed gives itself.
@@ -214,7 +227,15 @@ fn file_feeds(
                 name
             }
         };
-        feeds.push(resolve_feed(
+        let keys = RawMqttKeys {
+            topics: raw.topics,
+            qos: raw.qos,
+            client_id: raw.client_id,
+            username: raw.username,
+            password_file: raw.password_file,
+        };
+        let mqtt = resolve_mqtt(format == FeedFormat::Mqtt, keys, span.clone(), src, paths)?;
+        let feed = resolve_feed(
             name,
             format,
             span,
@@ -224,7 +245,8 @@ fn file_feeds(
             raw.channels,
             raw.pointers,
             src,
-        )?);
+        )?;
+        feeds.push(FeedConfig { mqtt, ..feed });
     }
     Ok(feeds)
 }
@@ -256,8 +278,17 @@ fn resolve_feed(
         (_, None) => {
             return Err(src.at(
                 span,
-                format!("[[feed]]: a {format} feed needs url = \"wss://…\""),
+                if format == FeedFormat::Mqtt {
+                    "[[feed]]: an mqtt feed needs url = \"mqtt://host:1883\"".to_owned()
+                } else {
+                    format!("[[feed]]: a {format} feed needs url = \"wss://…\"")
+                },
             ));
+        }
+        (FeedFormat::Mqtt, Some(url)) => {
+            check_mqtt_url(url.get_ref())
+                .map_err(|why| src.at(url.span(), format!("[[feed]] url: {why}")))?;
+            url.into_inner()
         }
         (_, Some(url)) => {
             check_ws_url(url.get_ref())
@@ -304,16 +335,23 @@ fn resolve_feed(
         None => default_channels(format),
     };
     let pointers = match pointers {
-        Some(p) if format != FeedFormat::Json => {
+        Some(p) if !matches!(format, FeedFormat::Json | FeedFormat::Mqtt) => {
             return Err(src.at(
                 p.span(),
-                "[feed.pointers]: only a format = \"json\" feed uses pointers",
+                "[feed.pointers]: only a format = \"json\" or \"mqtt\" feed uses pointers",
             ));
         }
         Some(p) => {
             for (key, value) in p.get_ref().fields() {
                 if let Some(value) = value {
-                    check_pointer(value.get_ref()).map_err(|why| {
+                    let topic = (format == FeedFormat::Mqtt && key == "symbol")
+                        .then(|| topic_level(value.get_ref()))
+                        .flatten();
+                    let checked = match topic {
+                        Some(level) => level.map(|_| ()),
+                        None => check_pointer(value.get_ref()),
+                    };
+                    checked.map_err(|why| {
                         src.at(value.span(), format!("[feed.pointers] {key}: {why}"))
                     })?;
                 }
@@ -354,6 +392,7 @@ fn resolve_feed(
         subscribe,
         channels,
         pointers,
+        mqtt: MqttFeed::default(),
     })
 }
 
@@ -492,7 +531,7 @@ mod tests {
         check_err(
             "[[feed]]\nname = \"x\"\n",
             1,
-            "[[feed]]: format is missing; set format to one of binance, coinbase, tablo, json, demo",
+            "[[feed]]: format is missing; set format to one of binance, coinbase, tablo, json, mqtt, demo",
         );
         assert_eq!(
             load("[[feed]]\nformat = \"demo\"\nurl = \"\"\n")
@@ -556,7 +595,7 @@ mod tests {
         check_err(
             "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\n[feed.pointers]\nprice = \"/p\"\n",
             4,
-            "[feed.pointers]: only a format = \"json\" feed uses pointers",
+            "[feed.pointers]: only a format = \"json\" or \"mqtt\" feed uses pointers",
         );
         check_err(
             "[[feed]]\nformat = \"binance\"\nurl = \"wss://x\"\nchannels = [\"news\"]\n",
@@ -686,7 +725,7 @@ mod tests {
         let mut taken = Vec::new();
         let err = parse_feed_flag("kraken=wss://x", &mut taken).unwrap_err();
         assert!(
-            err.contains("binance, coinbase, tablo, json, demo"),
+            err.contains("binance, coinbase, tablo, json, mqtt, demo"),
             "{err}"
         );
         assert!(

@@ -86,6 +86,7 @@ impl Keyword for FeedFormat {
         ("coinbase", FeedFormat::Coinbase),
         ("tablo", FeedFormat::Tablo),
         ("json", FeedFormat::Json),
+        ("mqtt", FeedFormat::Mqtt),
         ("demo", FeedFormat::Demo),
     ];
 }

@@ -15,6 +15,7 @@
 //!   (every key optional, unknown keys rejected) and keep each value's span;
 //! - `resolve`: defaults ← file ← overrides, section by section, with every
 //!   value checked;
+//! - `alert`: the `[[alert]]` rules, read and checked;
 //! - `feed`: the feed list, from `[[feed]]` tables and `--feed` flags
 //!   ([`parse_feed_flag`]);
 //! - `paths`: the data dir (`--data-dir`, the file, `$STATE_DIRECTORY`,
@@ -28,10 +29,12 @@
 //! - `print`: the resolved settings as TOML, for `tablo check`
 //!   ([`Config::to_toml`]).
 
+mod alert;
 mod error;
 mod feed;
 mod jwt;
 mod keyword;
+mod mqtt;
 mod paths;
 mod print;
 mod raw;
@@ -44,11 +47,16 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use self::alert::{
+    ANY_SYMBOL, AlertKind, AlertLevel, AlertRule, Hysteresis, MAX_RULES, MoveDirection,
+    PLACEHOLDERS,
+};
 pub use self::error::ConfigError;
 pub use self::feed::parse_feed_flag;
 pub use self::jwt::{
     DEFAULT_LEEWAY, Hs256Secret, JwtConfig, MAX_LEEWAY, MIN_SECRET_BYTES, PublicKey,
 };
+pub use self::mqtt::{TOPIC_SYMBOL_PREFIX, topic_level};
 pub use self::units::parse_duration;
 
 use self::error::Source;
@@ -74,6 +82,62 @@ pub struct Config {
     pub board: BoardConfig,
     /// Upstream feeds, in the order configured.
     pub feeds: Vec<FeedConfig>,
+    /// `[[alert]]` rules, in the order configured.
+    pub alerts: Vec<AlertRule>,
+    /// This Tablo's name in a fleet (`site`, for `{site}` in forwarded
+    /// topics); default [`DEFAULT_SITE`].
+    pub site: String,
+    /// `[[forward]]` rules: events published to a broker feed.
+    pub forwards: Vec<ForwardConfig>,
+}
+
+/// `site` when the file does not say.
+pub const DEFAULT_SITE: &str = "tablo";
+
+/// One `[[forward]]` rule (docs/config.md §16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Channels whose events it forwards, as a client subscribes.
+    pub channels: Vec<String>,
+    /// The name of the `mqtt` feed whose broker gets them.
+    pub to: String,
+    /// The topic template: `{site}`, `{channel}`, `{symbol}`.
+    pub topic: String,
+    /// 0 or 1; default 1.
+    pub qos: u8,
+    /// Whether the broker keeps the last message per topic; default false.
+    pub retain: bool,
+    /// The outbox holds at most this many bytes of messages; the oldest go
+    /// first. Default [`DEFAULT_FORWARD_MAX_BYTES`].
+    pub max_bytes: u64,
+    /// Messages older than this are dropped unsent; default
+    /// [`DEFAULT_FORWARD_MAX_AGE`].
+    pub max_age: Duration,
+}
+
+/// The default topic of a forwarded event.
+pub const DEFAULT_FORWARD_TOPIC: &str = "tablo/{site}/{channel}";
+
+/// An outbox's bytes by default: a day of a busy office's alerts and rates
+/// (about 100 messages a minute of 300 bytes is 43 MiB) fits.
+pub const DEFAULT_FORWARD_MAX_BYTES: u64 = 64 * MIB;
+
+/// How long a message waits for its broker by default: a weekend without a
+/// network is caught up on Monday.
+pub const DEFAULT_FORWARD_MAX_AGE: Duration = Duration::from_secs(3 * 86400);
+
+impl Default for ForwardConfig {
+    fn default() -> ForwardConfig {
+        ForwardConfig {
+            channels: Vec::new(),
+            to: String::new(),
+            topic: DEFAULT_FORWARD_TOPIC.to_owned(),
+            qos: 1,
+            retain: false,
+            max_bytes: DEFAULT_FORWARD_MAX_BYTES,
+            max_age: DEFAULT_FORWARD_MAX_AGE,
+        }
+    }
 }
 
 /// `[server]`.
@@ -90,12 +154,12 @@ pub struct ServerConfig {
     pub allow_anonymous: bool,
     /// Tokens clients may present with `?token=`.
     pub tokens: Vec<TokenConfig>,
+    /// `[server.jwt]`: signed tokens with rights, when configured.
+    pub jwt: Option<JwtConfig>,
     /// Web origins (`https://example.org`) whose pages may read `/api/*`
     /// and open `/ws`; empty (the default) means CORS off and any origin
     /// may open `/ws`. `"*"` allows every origin.
     pub cors_origins: Vec<String>,
-    /// `[server.jwt]`: signed tokens with rights, when configured.
-    pub jwt: Option<JwtConfig>,
 }
 
 /// One entry of `[server] tokens`.
@@ -258,8 +322,28 @@ pub struct FeedConfig {
     pub subscribe: Vec<String>,
     /// Channels to subscribe to on an upstream Tablo; default `["*"]`.
     pub channels: Vec<String>,
-    /// Where the fields are in a `json` feed's messages.
+    /// Where the fields are in a `json` or `mqtt` feed's messages.
     pub pointers: JsonPointers,
+    /// The broker side of an `mqtt` feed (topics, QoS, client id, login).
+    pub mqtt: MqttFeed,
+}
+
+/// The broker side of a `format = "mqtt"` feed (docs/config.md §11).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MqttFeed {
+    /// Topic filters to subscribe to, with `+` and `#` wildcards.
+    pub topics: Vec<String>,
+    /// The QoS asked for: 0 or 1; default 1, so that what is published
+    /// while this Tablo is off waits in its persistent session.
+    pub qos: u8,
+    /// The MQTT client id; `None`: `tablo-<machine id>-<feed name>`, made
+    /// when connecting.
+    pub client_id: Option<String>,
+    /// The user name to log in with.
+    pub username: Option<String>,
+    /// A file holding the password (read at each connect, trailing
+    /// newline dropped).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[[feed]] format`.
@@ -273,6 +357,8 @@ pub enum FeedFormat {
     Tablo,
     /// Any JSON feed, fields picked with JSON pointers.
     Json,
+    /// An MQTT broker: topics, each message's payload mapped like `json`.
+    Mqtt,
     /// The built-in simulated market.
     Demo,
 }
@@ -285,6 +371,7 @@ impl FeedFormat {
             FeedFormat::Coinbase => "coinbase",
             FeedFormat::Tablo => "tablo",
             FeedFormat::Json => "json",
+            FeedFormat::Mqtt => "mqtt",
             FeedFormat::Demo => "demo",
         }
     }

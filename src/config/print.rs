@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::alert::print_alerts;
 use super::keyword::Keyword;
 use super::raw::OFF;
 use super::units::{format_duration, format_size};
@@ -29,6 +30,7 @@ impl Config {
             ),
         }
         key(&mut out, "data_dir", q_path(&self.data_dir));
+        key(&mut out, "site", q(&self.site));
 
         let s = &self.server;
         out.push_str("\n[server]\n");
@@ -47,14 +49,6 @@ impl Config {
                 .map(|t| format!("{{ token = \"***\", publish = {} }}", t.publish))
                 .collect();
             key(&mut out, "tokens", format!("[{}]", tokens.join(", ")));
-        }
-        if !s.cors_origins.is_empty() {
-            let origins: Vec<String> = s.cors_origins.iter().map(|o| q(o.as_str())).collect();
-            key(
-                &mut out,
-                "cors_origins",
-                format!("[{}]", origins.join(", ")),
-            );
         }
         if let Some(jwt) = &s.jwt {
             out.push_str("\n[server.jwt]\n");
@@ -79,6 +73,14 @@ impl Config {
                 key(&mut out, "audience", q(audience));
             }
             key(&mut out, "leeway", q(&format_duration(jwt.leeway)));
+        }
+        if !s.cors_origins.is_empty() {
+            let origins: Vec<String> = s.cors_origins.iter().map(|o| q(o.as_str())).collect();
+            key(
+                &mut out,
+                "cors_origins",
+                format!("[{}]", origins.join(", ")),
+            );
         }
 
         let j = &self.journal;
@@ -182,6 +184,25 @@ impl Config {
                     q_array(feed.channels.iter().map(String::as_str)),
                 );
             }
+            let m = &feed.mqtt;
+            if !m.topics.is_empty() {
+                key(
+                    &mut out,
+                    "topics",
+                    q_array(m.topics.iter().map(String::as_str)),
+                );
+                key(&mut out, "qos", m.qos.to_string());
+                match &m.client_id {
+                    Some(id) => key(&mut out, "client_id", q(id)),
+                    None => out.push_str("# client_id: tablo-<machine id>-<feed name>\n"),
+                }
+                if let Some(user) = &m.username {
+                    key(&mut out, "username", q(user));
+                }
+                if let Some(file) = &m.password_file {
+                    key(&mut out, "password_file", q(&file.display().to_string()));
+                }
+            }
             if feed.pointers != JsonPointers::default() {
                 out.push_str("\n[feed.pointers]\n");
                 let p = &feed.pointers;
@@ -201,6 +222,21 @@ impl Config {
                     }
                 }
             }
+        }
+        print_alerts(&self.alerts, &mut out, key, q);
+        for rule in &self.forwards {
+            out.push_str("\n[[forward]]\n");
+            key(
+                &mut out,
+                "channels",
+                q_array(rule.channels.iter().map(String::as_str)),
+            );
+            key(&mut out, "to", q(&rule.to));
+            key(&mut out, "topic", q(&rule.topic));
+            key(&mut out, "qos", rule.qos.to_string());
+            key(&mut out, "retain", rule.retain.to_string());
+            key(&mut out, "max_bytes", q(&format_size(rule.max_bytes)));
+            key(&mut out, "max_age", q(&format_duration(rule.max_age)));
         }
         out
     }
@@ -285,6 +321,52 @@ mod tests {
         off.journal.max_age = None;
         assert_eq!(round_trip(&off), off);
         assert!(off.to_toml().contains("max_bytes = \"off\"\n"));
+    }
+
+    #[test]
+    fn mqtt_feeds_and_forward_rules_load_back() {
+        let text = r#"
+site = "office-7"
+
+[[feed]]
+name = "hq"
+format = "mqtt"
+url = "mqtt://broker:1883"
+topics = ["rates/+", "news/#"]
+qos = 0
+username = "kiosk"
+password_file = "/etc/tablo/mqtt.pw"
+
+[feed.pointers]
+symbol = "topic:2"
+price = "/p"
+
+[[feed]]
+name = "hq2"
+format = "mqtt"
+url = "wss://broker/mqtt"
+topics = ["tablo/hq/#"]
+client_id = "k7"
+
+[[forward]]
+channels = ["alerts", "prices.*"]
+to = "hq"
+topic = "tablo/{site}/{channel}/{symbol}"
+retain = true
+max_bytes = "1MiB"
+max_age = "2h"
+"#;
+        let config = load(text).unwrap();
+        assert_eq!(round_trip(&config), config);
+        let printed = config.to_toml();
+        assert!(
+            printed.contains("\n[[forward]]\nchannels = [\"alerts\", \"prices.*\"]\nto = \"hq\"\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("# client_id: tablo-<machine id>-<feed name>"),
+            "{printed}"
+        );
     }
 
     #[test]

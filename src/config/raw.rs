@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
+use super::alert::RawAlert;
 use super::keyword::Keyword;
 use super::units::{parse_duration, parse_size};
 use super::{Column, Digits, Direction, DisplayMode, FeedFormat};
@@ -33,9 +34,23 @@ pub(super) struct RawConfig {
     pub(super) display: RawDisplay,
     pub(super) board: RawBoard,
     pub(super) feed: Vec<Spanned<RawFeed>>,
-    /// Planned but not built yet; read only to be rejected with a clear
-    /// message instead of "unknown key".
-    pub(super) forward: At<toml::Value>,
+    /// `[[alert]]` rules, read and checked in `alert`.
+    pub(super) alert: Vec<Spanned<RawAlert>>,
+    pub(super) site: At<String>,
+    pub(super) forward: Vec<Spanned<RawForward>>,
+}
+
+/// One `[[forward]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForward {
+    pub(super) channels: At<Vec<Spanned<String>>>,
+    pub(super) to: At<String>,
+    pub(super) topic: At<String>,
+    pub(super) qos: At<u64>,
+    pub(super) retain: Option<bool>,
+    pub(super) max_bytes: At<Size>,
+    pub(super) max_age: At<Dur>,
 }
 
 /// `[server]` as written.
@@ -133,6 +148,11 @@ pub(super) struct RawFeed {
     pub(super) subscribe: At<Strings>,
     pub(super) channels: At<Vec<Spanned<String>>>,
     pub(super) pointers: At<RawPointers>,
+    pub(super) topics: At<Vec<Spanned<String>>>,
+    pub(super) qos: At<u64>,
+    pub(super) client_id: At<String>,
+    pub(super) username: At<String>,
+    pub(super) password_file: At<String>,
 }
 
 /// `[feed.pointers]` as written.
@@ -441,7 +461,7 @@ mod tests {
         check_err(
             "[[feed]]\nformat = \"kraken\"\n",
             2,
-            "[[feed]] format: \"kraken\" is not one of binance, coinbase, tablo, json, demo",
+            "[[feed]] format: \"kraken\" is not one of binance, coinbase, tablo, json, mqtt, demo",
         );
         check_err(
             "[board]\ncolumns = [\"price\", \"price\"]\n",

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::alert::resolve_alerts;
 use super::error::{ConfigError, Source};
 use super::feed::resolve_feeds;
 use super::jwt::resolve_jwt;
 use super::keyword::Keyword;
+use super::mqtt::{resolve_forwards, resolve_site};
 use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;
@@ -37,12 +39,6 @@ pub(super) fn resolve(
     overrides: &Overrides,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Vec<String>), ConfigError> {
-    if let Some(forward) = &raw.forward {
-        return Err(src.at(
-            forward.span(),
-            "[[forward]] is not supported yet: remove it (forwarding local publishes upstream is planned)",
-        ));
-    }
     let mut notes = Vec::new();
     let paths = Paths::new(src, env);
     let data_dir = paths.data_dir(overrides.data_dir.as_ref(), raw.data_dir.as_ref())?;
@@ -62,7 +58,10 @@ pub(super) fn resolve(
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
     let board = resolve_board(raw.board, src, &paths)?;
 
-    let feeds = resolve_feeds(raw.feed, src, overrides, &mut notes)?;
+    let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
+    let alerts = resolve_alerts(raw.alert, src, &board, &feeds, &mut notes)?;
+    let site = resolve_site(raw.site, src)?;
+    let forwards = resolve_forwards(raw.forward, src, &feeds)?;
 
     let config = Config {
         file: src.file.map(Path::to_path_buf),
@@ -72,6 +71,9 @@ pub(super) fn resolve(
         display,
         board,
         feeds,
+        alerts,
+        site,
+        forwards,
     };
     Ok((config, notes))
 }
@@ -195,8 +197,8 @@ fn resolve_server(
         max_frame_bytes,
         allow_anonymous,
         tokens,
-        cors_origins,
         jwt: None,
+        cors_origins,
     })
 }
 
@@ -583,15 +585,6 @@ mod tests {
         assert_eq!(c.feeds[2].channels, ["prices", "news"]);
         assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
         assert_eq!(c.feeds[4], demo_feed("demo".into()));
-    }
-
-    #[test]
-    fn forward_is_refused_as_not_supported_yet() {
-        check_err(
-            "[server]\n\n[[forward]]\nurl = \"ws://x\"\n",
-            3,
-            "[[forward]] is not supported yet",
-        );
     }
 
     #[test]

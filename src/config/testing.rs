@@ -144,4 +144,27 @@ subscribe = ["a", "b"]
 
 [[feed]]
 format = "demo"
+
+[[alert]]
+kind = "above"
+symbol = "USD"
+price = 60000
+hysteresis = "0.5%"
+text = "دلار از {price} گذشت"
+expires = "30m"
+
+[[alert]]
+name = "office quiet"
+kind = "stale"
+feed = "office"
+after = "2m"
+level = "warning"
+cooldown = "0s"
+
+[[alert]]
+kind = "move"
+symbol = "*"
+percent = "1.5"
+window = "5m"
+direction = "up"
 "#;

@@ -70,14 +70,28 @@ impl Json {
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
+        self.decode_as(text, None, now_ms, out)
+    }
+
+    /// Like [`Json::decode`], with `symbol` (when given) as every record's
+    /// symbol in place of the `symbol` pointer: an `mqtt` feed's
+    /// `symbol = "topic:N"` takes it from the message's topic.
+    pub fn decode_as(
+        &mut self,
+        text: &str,
+        symbol: Option<&str>,
+        now_ms: u64,
+        out: &mut Vec<Incoming>,
+    ) -> Result<(), DecodeError> {
         let value = fields::parse(text)?;
-        fields::whole(out, |out| self.records(&value, now_ms, out))
+        fields::whole(out, |out| self.records(&value, symbol, now_ms, out))
     }
 
     /// Every record of one message.
     fn records(
         &self,
         value: &Value,
+        symbol: Option<&str>,
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
@@ -97,11 +111,11 @@ impl Json {
         match records {
             Value::Array(records) => {
                 for record in records {
-                    self.record(record, now_ms, out)?;
+                    self.record(record, symbol, now_ms, out)?;
                 }
                 Ok(())
             }
-            record => self.record(record, now_ms, out),
+            record => self.record(record, symbol, now_ms, out),
         }
     }
 
@@ -109,11 +123,13 @@ impl Json {
     fn record(
         &self,
         record: &Value,
+        given: Option<&str>,
         now_ms: u64,
         out: &mut Vec<Incoming>,
     ) -> Result<(), DecodeError> {
-        let symbol = match (&self.pointers.symbol, self.symbols.as_slice()) {
-            (Some(pointer), _) => match record.pointer(pointer) {
+        let symbol = match (given, &self.pointers.symbol, self.symbols.as_slice()) {
+            (Some(given), _, _) => given.to_owned(),
+            (None, Some(pointer), _) => match record.pointer(pointer) {
                 Some(Value::String(symbol)) if !symbol.is_empty() => symbol.clone(),
                 Some(_) => {
                     return Err(unexpected(format!(
@@ -123,8 +139,8 @@ impl Json {
                 }
                 None => return Err(unexpected(format!("no symbol at {}", quote(pointer)))),
             },
-            (None, [only]) => only.clone(),
-            (None, _) => {
+            (None, None, [only]) => only.clone(),
+            (None, None, _) => {
                 return Err(unexpected(
                     "no symbol pointer configured, and `symbols` does not name exactly one symbol",
                 ));

@@ -14,6 +14,7 @@ pub(crate) mod demo;
 pub(crate) mod fields;
 pub(crate) mod json;
 pub(crate) mod keepalive;
+pub(crate) mod mqtt;
 pub(crate) mod tablo;
 pub(crate) mod task;
 #[cfg(test)]
@@ -61,14 +62,16 @@ pub enum Decoder {
 }
 
 impl Decoder {
-    /// The decoder for a network feed; `None` for `demo`, which has no network.
+    /// The decoder for a WebSocket feed; `None` for `demo`, which has no
+    /// network, and `mqtt`, whose messages come with a topic
+    /// ([`mqtt::Mqtt`]).
     pub fn new(feed: &FeedConfig) -> Option<Decoder> {
         Some(match feed.format {
             FeedFormat::Binance => Decoder::Binance(binance::Binance::new(feed)),
             FeedFormat::Coinbase => Decoder::Coinbase(coinbase::Coinbase::new(feed)),
             FeedFormat::Tablo => Decoder::Tablo(tablo::Tablo::new(feed)),
             FeedFormat::Json => Decoder::Json(json::Json::new(feed)),
-            FeedFormat::Demo => return None,
+            FeedFormat::Demo | FeedFormat::Mqtt => return None,
         })
     }
 

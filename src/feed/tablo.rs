@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::config::FeedConfig;
 use crate::decimal;
-use crate::event::{Alert, Body, Incoming, Level, News, Position, Tick};
+use crate::event::{Alert, Body, Fired, Incoming, Level, News, Position, Tick};
 use crate::feed::DecodeError;
 use crate::feed::fields::{self, Object, unexpected};
 
@@ -264,7 +264,28 @@ fn alert(obj: &Object, source: String) -> Result<Alert, DecodeError> {
         level,
         text: fields::text(obj, "text")?,
         source,
+        fired: fired(obj),
     })
+}
+
+/// The fields an upstream's `[[alert]]` rule put on its alert
+/// (docs/protocol.md §6), passed on down the chain; `None` when there is no
+/// `rule` string. A field of the wrong type is left out.
+fn fired(obj: &Object) -> Option<Box<Fired>> {
+    let rule = obj.get("rule")?.as_str()?.to_owned();
+    let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
+    let price = |key: &str| text(key).filter(|s| decimal::is_decimal(s));
+    Some(Box::new(Fired {
+        rule,
+        kind: text("kind").unwrap_or_default(),
+        trigger_seq: obj.get("trigger_seq").and_then(Value::as_u64),
+        symbol: text("symbol"),
+        feed: text("feed"),
+        old_price: price("old_price"),
+        new_price: price("new_price"),
+        percent: price("percent"),
+        expires: obj.get("expires").and_then(Value::as_u64),
+    }))
 }
 
 /// An optional price field: `None` when missing or null, an error unless a
@@ -377,6 +398,26 @@ mod tests {
             r#"{"type":"alert","seq":12,"channel":"alerts","level":"info","text":"Hi","ts":8}"#,
             r#"alert info "Hi" @8 from upstream"#,
         );
+    }
+
+    #[test]
+    fn a_rules_alert_keeps_its_rule_fields_down_the_chain() {
+        let mut decoder = Tablo::new(&feed(&[], &[]));
+        let mut out = Vec::new();
+        let text = r#"{"type":"alert","seq":42,"channel":"alerts","level":"critical","text":"USD dropped","rule":"usd-drop","kind":"drop","trigger_seq":41,"symbol":"USD","old_price":"60000","new_price":"57000","percent":5,"expires":61000,"ts":1000,"source":"rules"}"#;
+        decoder.decode(text, NOW, &mut out).expect("an alert");
+        let Some(Body::Alert(alert)) = out.first().map(|i| &i.body) else {
+            panic!("{out:?}");
+        };
+        let fired = alert.fired.as_deref().expect("rule fields");
+        assert_eq!(
+            (fired.rule.as_str(), fired.kind.as_str()),
+            ("usd-drop", "drop")
+        );
+        assert_eq!(fired.trigger_seq, Some(41));
+        assert_eq!(fired.old_price.as_deref(), Some("60000"));
+        assert_eq!(fired.percent, None, "a number is not a decimal string");
+        assert_eq!(fired.expires, Some(61000));
     }
 
     #[test]

@@ -26,6 +26,8 @@ use crate::feed::{DecodeError, Decoder};
 use crate::hub::HubMsg;
 use crate::logger::RateLimited;
 
+pub(crate) mod mqtt;
+
 /// Dialing, TLS and the WebSocket handshake together must finish in this
 /// time, or the attempt counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -31,6 +31,7 @@ pub(crate) fn feed(
         subscribe: strings(subscribe),
         channels: Vec::new(),
         pointers: JsonPointers::default(),
+        mqtt: Default::default(),
     }
 }
 

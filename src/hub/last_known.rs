@@ -16,7 +16,7 @@ use async_tungstenite::tungstenite::Utf8Bytes;
 use serde_json::Value;
 
 use crate::clock;
-use crate::event::{ALERT_TTL, Body, Event};
+use crate::event::{Body, Event, alert_ttl};
 use crate::protocol::Sub;
 
 /// The snapshot keeps this many recent news items (docs/protocol.md §11).
@@ -168,7 +168,9 @@ impl LastKnown {
             add(event, text);
         }
         for (event, text, at) in &self.alerts {
-            if clock::age(*at, now) < ALERT_TTL {
+            if let Body::Alert(alert) = &event.body
+                && clock::age(*at, now) < alert_ttl(alert, event.ts)
+            {
                 add(event, text);
             }
         }

@@ -55,7 +55,7 @@ pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
 use crate::clock::{ClockState, Stamps, wall_ms};
 use crate::config::FeedConfig;
-use crate::event::{ALERT_TTL, Body, Event, FeedState, Incoming, Position, Status};
+use crate::event::{Alert, Body, Event, FeedState, Incoming, Position, Status, alert_ttl};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::journal::keys::RecentKeys;
 use crate::journal::writer::{JournalHandle, JournalMsg, MAX_PENDING_ACKS, ack_failed};
@@ -66,6 +66,7 @@ use crate::protocol::{
     valid_symbol,
 };
 use crate::publish;
+use crate::rules::Rules;
 use crate::session::wire::Tx;
 
 /// Capacity of the hub's inbox. Feeds wait when it is full, which is the
@@ -145,6 +146,15 @@ pub enum HubMsg {
     FeedBadMessage {
         /// Index into the configured feeds.
         feed: usize,
+    },
+    /// Feed number `feed` cannot connect for a reason a retry will not fix
+    /// (a broker refused its login), or no longer (`None`): `/healthz` and
+    /// `stats` show it as the feed's `problem`.
+    FeedProblem {
+        /// Index into the configured feeds.
+        feed: usize,
+        /// What is wrong and what to do about it.
+        problem: Option<String>,
     },
     /// A client connected; the hub sends its hello.
     Join {
@@ -287,6 +297,7 @@ struct FeedEntry {
     reconnects: u64,
     bad_messages: u64,
     events: u64,
+    problem: Option<String>,
 }
 
 #[derive(Default)]
@@ -321,6 +332,8 @@ pub struct Hub {
     symbol_cap_log: RateLimited,
     /// The renderer's queue, when a board is shown.
     board: Option<BoardFeed>,
+    /// The `[[alert]]` rules, when there are any.
+    rules: Option<Rules>,
     heart: Arc<Heartbeat>,
     /// Clients owed a flush for events pushed quietly since the last one.
     rings: Vec<Tx>,
@@ -422,6 +435,7 @@ impl Hub {
                     reconnects: 0,
                     bad_messages: 0,
                     events: 0,
+                    problem: None,
                 })
                 .collect(),
             last: LastKnown::new(feeds.len()),
@@ -429,6 +443,7 @@ impl Hub {
             counters: RelayCounters::default(),
             symbol_cap_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
             board: None,
+            rules: None,
             heart: Heartbeat::new("hub"),
             rings: Vec::new(),
             journal_out: Vec::new(),
@@ -446,6 +461,13 @@ impl Hub {
     pub fn attach_board(&mut self, board: BoardFeed) {
         board.set_clients(self.clients.len());
         self.board = Some(board);
+    }
+
+    /// Evaluates `rules` on every event from now on, and lets them check
+    /// their silences on every turn of the loop (at least every
+    /// [`MAX_QUIET`]). Their alerts are events like any other.
+    pub fn attach_rules(&mut self, rules: Rules) {
+        self.rules = Some(rules).filter(|r| !r.is_empty());
     }
 
     /// The hub's liveness, for the service watchdog.
@@ -512,6 +534,7 @@ impl Hub {
                 }
             };
             self.heart.beat();
+            self.check_rules();
             match next {
                 Turn::Msg(msg) => {
                     if !self.handle(msg, Instant::now(), wall_ms()) {
@@ -576,7 +599,7 @@ impl Hub {
                         up.last_event = Some(now);
                         up.events += 1;
                     }
-                    self.publish(incoming, now, false);
+                    self.publish_from(incoming, Some(feed), now, false);
                 }
                 if let Some(position) = position {
                     self.save_position(feed, &position);
@@ -584,6 +607,11 @@ impl Hub {
             }
             HubMsg::FeedState { feed, state } => self.feed_state(feed, state, now, now_ms),
             HubMsg::FeedPosition { feed, position } => self.save_position(feed, &position),
+            HubMsg::FeedProblem { feed, problem } => {
+                if let Some(up) = self.upstreams.get_mut(feed) {
+                    up.problem = problem;
+                }
+            }
             HubMsg::FeedBadMessage { feed } => {
                 if let Some(up) = self.upstreams.get_mut(feed) {
                     up.bad_messages += 1;
@@ -1020,6 +1048,56 @@ impl Hub {
     /// module docs; `published`: a client's publish) and queues it for the
     /// journal.
     fn publish(&mut self, incoming: Incoming, now: Instant, published: bool) {
+        self.publish_from(incoming, None, now, published);
+    }
+
+    /// Fires the stale rules that are due, if any. Cheap when none is.
+    fn check_rules(&mut self) {
+        let Some(rules) = &mut self.rules else {
+            return;
+        };
+        let now = Instant::now();
+        if !rules.due(now) {
+            return;
+        }
+        let now_ms = wall_ms();
+        let fired = rules.check(now, now_ms);
+        self.fire(fired, now_ms, now);
+    }
+
+    /// Publishes the alerts rules fired (stamped `ts`), then queues the rule
+    /// state they changed for the journal, in the same batch
+    /// (docs/durability.md §18).
+    fn fire(&mut self, fired: Vec<Alert>, ts: u64, now: Instant) {
+        for alert in fired {
+            self.publish(
+                Incoming {
+                    ts,
+                    body: Body::Alert(alert),
+                },
+                now,
+                false,
+            );
+        }
+        let Some(rules) = &mut self.rules else {
+            return;
+        };
+        for (key, value) in rules.take_saves(ts) {
+            if self.journal.is_some() {
+                self.journal_out.push(JournalMsg::PutMeta { key, value });
+            }
+        }
+    }
+
+    /// [`Hub::publish`] for an event from feed number `feed`, which the
+    /// rules see as the event's origin.
+    fn publish_from(
+        &mut self,
+        incoming: Incoming,
+        feed: Option<usize>,
+        now: Instant,
+        published: bool,
+    ) {
         if let Some(journal) = &self.journal {
             // After the journal was reopened, seqs up to its old reservation
             // are a recorded lost range: number past them.
@@ -1061,7 +1139,17 @@ impl Hub {
             let last = &self.last;
             board.offer(&event, || last.events());
         }
-        let seq = event.seq;
+        // Alerts a tick fires are stamped with the tick's time.
+        let fired = match &mut self.rules {
+            Some(rules) => {
+                let from = feed
+                    .and_then(|f| self.upstreams.get(f))
+                    .map(|u| u.name.as_str());
+                rules.on_event(&event, from, now, event.ts)
+            }
+            None => Vec::new(),
+        };
+        let (seq, ts) = (event.seq, event.ts);
         let slot = self.status_slot(&event.body);
         let (put, remove) = self.last.remember(event, text.clone(), key, slot, now);
         if self.journal.is_some() {
@@ -1071,6 +1159,9 @@ impl Hub {
                 put,
                 remove,
             });
+        }
+        if !fired.is_empty() || self.rules.as_ref().is_some_and(Rules::has_saves) {
+            self.fire(fired, ts, now);
         }
     }
 
@@ -1186,7 +1277,9 @@ impl Hub {
             };
             // An alert's age counts from its own ts, not from this start.
             let age = Duration::from_millis(now_ms.saturating_sub(event.ts));
-            if matches!(event.body, Body::Alert(_)) && age >= ALERT_TTL {
+            if let Body::Alert(alert) = &event.body
+                && age >= alert_ttl(alert, event.ts)
+            {
                 continue;
             }
             let at = now.checked_sub(age).unwrap_or(now);
@@ -1583,6 +1676,61 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_fires_an_alert_right_after_the_tick_that_crossed_its_line() {
+        let (mut hub, outbox) = hub_with_client(&["alerts", "prices"]);
+        let mut config = crate::config::Config::defaults_in("/nonexistent");
+        config.alerts.push(crate::config::AlertRule {
+            name: "usd-60k".into(),
+            kind: crate::config::AlertKind::Above {
+                price: "60000".into(),
+                hysteresis: None,
+            },
+            symbol: Some("USD".into()),
+            feed: None,
+            level: crate::config::AlertLevel::Critical,
+            text: "{symbol} {price}".into(),
+            back_text: None,
+            cooldown: Duration::ZERO,
+            expires: None,
+        });
+        let now = Instant::now();
+        hub.attach_rules(Rules::new(&config, now));
+        drain(&outbox);
+        for price in ["59000", "60001"] {
+            hub.handle(
+                HubMsg::FeedEvent {
+                    feed: 0,
+                    incoming: tick("USD", price),
+                    position: None,
+                },
+                now,
+                0,
+            );
+        }
+        let frames = drain(&outbox);
+        let kinds: Vec<&str> = frames.iter().filter_map(|f| f["type"].as_str()).collect();
+        assert_eq!(kinds, ["tick", "tick", "alert"]);
+        let alert = &frames[2];
+        assert_eq!(alert["seq"], 3);
+        assert_eq!(alert["trigger_seq"], 2);
+        assert_eq!(alert["rule"], "usd-60k");
+        assert_eq!(alert["text"], "USD 60,001");
+        assert_eq!(alert["source"], "rules");
+        // In the snapshot too, until it expires.
+        hub.handle(
+            HubMsg::Snapshot {
+                client: 1,
+                channels: vec![Sub::Family(Channel::Alerts)],
+                id: None,
+            },
+            now,
+            0,
+        );
+        let snap = drain(&outbox);
+        assert_eq!(snap[0]["events"][0]["rule"], "usd-60k");
+    }
+
+    #[test]
     fn reconnects_count_returns_to_connecting() {
         let feeds = [FeedConfig {
             name: "binance".into(),
@@ -1592,6 +1740,7 @@ mod tests {
             subscribe: vec![],
             channels: vec![],
             pointers: Default::default(),
+            mqtt: Default::default(),
         }];
         let now = Instant::now();
         let mut hub = Hub::new(&feeds, start("e"), now);

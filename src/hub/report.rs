@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::{Hub, MAX_USERS_LISTED};
 use crate::clock;
 use crate::event::{Channel, FeedState};
+use crate::journal::forward;
 use crate::metrics::{Kind, MetricsText};
 
 /// What `/healthz` reports.
@@ -39,6 +40,7 @@ impl Hub {
                     "state": u.state.name(),
                     "last_event_ms_ago": u.last_event.map(|t| clock::age_ms(t, now)),
                     "reconnects": u.reconnects,
+                    "problem": u.problem,
                 })
             })
             .collect()
@@ -108,6 +110,7 @@ impl Hub {
             "reason": problem,
             "feeds": self.upstreams_json(now),
             "journal": self.journal_json(),
+            "forward": self.journal.as_ref().map(|j| forward::to_json(&j.status.forward)),
             "clock": self.clock_json(now),
             "clients": self.clients.len(),
         });
@@ -298,6 +301,7 @@ impl Hub {
                 "Duration of the last group commit.",
                 load(&j.last_commit_us) as f64 / 1e6,
             );
+            forward::write_metrics(&j.forward, &mut text);
         }
         text.single(
             "last_seq",

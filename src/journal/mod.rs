@@ -6,9 +6,11 @@
 //! thread that owns the store, group-commits and answers reads; `export`
 //! writes records as JSON lines; `space` decides whether the disk has room
 //! for the retention limits; `keys` remembers the idempotency keys of
-//! publishes. Nothing here touches a socket.
+//! publishes; `forward` keeps the durable outboxes of `[[forward]]` in the
+//! same database. Nothing here touches a socket.
 
 pub(crate) mod export;
+pub mod forward;
 pub(crate) mod keys;
 pub(crate) mod space;
 pub mod store;

@@ -1229,6 +1229,39 @@ impl Store {
         Ok(())
     }
 
+    /// The tree `name` of the journal's database, made if it is new: for
+    /// `journal::forward`'s outboxes, which a commit makes durable with the
+    /// events.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.sled
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// The names of the database's trees.
+    pub fn tree_names(&self) -> Vec<String> {
+        self.sled
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| std::str::from_utf8(n).ok().map(str::to_owned))
+            .collect()
+    }
+
+    /// Removes the tree `name` and what it holds.
+    pub fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
+        self.sled
+            .db
+            .drop_tree(name)
+            .map_err(|e| StoreError::sled(&self.dir, e))
+    }
+
+    /// A sled error of this journal as a [`StoreError`].
+    pub fn sled_error(&self, e: sled::Error) -> StoreError {
+        StoreError::sled(&self.dir, e)
+    }
+
     /// Up to `limit` records with seq > `after`, in seq order, each gap in its
     /// place. A gap that holds `after + 1` (starts at or before it and ends
     /// after `after`) comes first, **as stored**, not clipped: its `from` may

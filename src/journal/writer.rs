@@ -43,6 +43,7 @@ use smol::future::or;
 
 use crate::clock::{ClockState, wall_ms};
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
+use crate::journal::forward::{OutboxStats, Outboxes};
 use crate::journal::keys;
 use crate::journal::store::{Record, Retention, Store, StoreError};
 use crate::logger::RateLimited;
@@ -308,6 +309,8 @@ pub struct JournalStatus {
     pub dropped: AtomicU64,
     /// Publishes waiting for their commit.
     pub pending_acks: AtomicU64,
+    /// Each `[[forward]]` rule's outbox counters, in config order.
+    pub forward: Vec<Arc<OutboxStats>>,
 }
 
 impl JournalStatus {
@@ -353,6 +356,9 @@ pub struct WriterConfig {
     pub flush_interval: Duration,
     /// Retention limits.
     pub retention: Retention,
+    /// The outboxes of `[[forward]]`, filled with the events they forward
+    /// before the commit that holds them (`journal::forward`).
+    pub forward: Option<Outboxes>,
     /// The wall clock's state at start (later changes come as
     /// [`JournalMsg::Clock`]).
     pub clock: ClockState,
@@ -409,7 +415,14 @@ impl Journal {
         let lease = store.leased().unwrap_or(last_seq);
         store.put_meta(TIME_MARK_KEY, &time_mark(&time, synced).encode())?;
         store.commit()?;
-        let status = Arc::new(JournalStatus::default());
+        let status = Arc::new(JournalStatus {
+            forward: config
+                .forward
+                .as_ref()
+                .map(Outboxes::stats)
+                .unwrap_or_default(),
+            ..JournalStatus::default()
+        });
         status.lease.store(lease, Ordering::Release);
         let (tx, rx) = bounded(INBOX);
         let heart = Heartbeat::new("journal");
@@ -421,6 +434,7 @@ impl Journal {
             last_appended: last_seq,
             reserved: last_seq + RESERVE_BLOCK,
             dirty: false,
+            forwarded: false,
             acks: Vec::new(),
             keys: Vec::new(),
             skip_through: 0,
@@ -478,6 +492,8 @@ struct Writer {
     last_appended: u64,
     reserved: u64,
     dirty: bool,
+    /// Whether a forward outbox got something since the last commit.
+    forwarded: bool,
     acks: Vec<(u64, Option<Value>, Arc<Outbox>)>,
     /// Idempotency keys waiting for their event's commit (seq order).
     keys: Vec<(u64, Box<str>)>,
@@ -669,6 +685,12 @@ impl Writer {
             self.last_appended = seq;
             self.window_appends += 1;
             self.dirty = true;
+            if let Some(forward) = self.config.forward.clone() {
+                let epoch = self.epoch.clone();
+                let put =
+                    self.with_store(|s| forward.put(json, &epoch, at).map_err(|e| s.sled_error(e)));
+                self.forwarded |= put.unwrap_or(false);
+            }
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -735,6 +757,15 @@ impl Writer {
         self.dirty = false;
         self.window_appends = 0;
         self.status.lease.store(self.lease, Ordering::Release);
+        if let Some(forward) = &self.config.forward {
+            // Durable now: the broker feeds may send it.
+            if std::mem::take(&mut self.forwarded) {
+                forward.wake();
+            }
+            if let Err(e) = forward.trim_age(self.time.at(Instant::now())) {
+                log::warn!("forward: trimming old messages failed: {e}");
+            }
+        }
         let us = took.as_micros() as u64;
         self.status.commits.fetch_add(1, Ordering::Relaxed);
         self.status.last_commit_us.store(us, Ordering::Relaxed);
@@ -983,6 +1014,7 @@ mod tests {
                 ..Retention::default()
             },
             clock,
+            forward: None,
         };
         let journal = Journal::start(store, "0123456789abcdef".into(), 5, config).unwrap();
         let handle = journal.handle();

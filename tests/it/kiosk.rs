@@ -371,3 +371,44 @@ fn install_without_dry_run_needs_root() {
         show(&out)
     );
 }
+
+#[test]
+fn the_fleet_examples_read_and_forward_through_one_broker() {
+    let hq = checked("fleet-hq.toml");
+    let office = checked("fleet-office.toml");
+    let rules = |config: &toml::Table| -> Vec<toml::Table> {
+        config["forward"]
+            .as_array()
+            .expect("[[forward]] rules")
+            .iter()
+            .filter_map(|r| r.as_table().cloned())
+            .collect()
+    };
+    // HQ publishes every price, retained, one topic per symbol, under its site.
+    assert_eq!(hq["site"].as_str(), Some("hq"));
+    let prices = &rules(&hq)[0];
+    assert_eq!(
+        prices["topic"].as_str(),
+        Some("tablo/{site}/{channel}/{symbol}")
+    );
+    assert_eq!(prices["retain"].as_bool(), Some(true));
+    // The office reads exactly what HQ publishes, from the same broker.
+    let feed = first_feed(&office);
+    assert_eq!(feed["format"].as_str(), Some("mqtt"));
+    let hq_broker = hq["feed"].as_array().unwrap()[1]["url"].as_str();
+    assert_eq!(feed["url"].as_str(), hq_broker);
+    let topics: Vec<&str> = feed["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(topics.contains(&"tablo/hq/prices/+"), "{topics:?}");
+    // Its alerts go where HQ listens, and HQ does not read its own topics.
+    let back = &rules(&office)[0];
+    assert_eq!(back["topic"].as_str(), Some("offices/{site}/{channel}"));
+    let hq_topics = hq["feed"].as_array().unwrap()[1]["topics"]
+        .as_array()
+        .unwrap();
+    assert_eq!(hq_topics[0].as_str(), Some("offices/+/alerts"));
+}

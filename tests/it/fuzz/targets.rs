@@ -760,20 +760,22 @@ fn protocol_one(text: &str, sent: Option<&Value>) -> Result<(), String> {
                 }
                 Op::Stats => ensure!(op == "stats", "{text} parsed as stats"),
                 Op::Ping => ensure!(op == "ping", "{text} parsed as a ping"),
-                Op::Refresh { token } => ensure!(
-                    op == "refresh"
-                        && Some(token.as_str()) == obj.get("token").and_then(Value::as_str),
-                    "{text} parsed as a refresh with {token:?}"
-                ),
                 Op::Publish { channel, data, key } => {
                     ensure!(op == "publish", "{text} parsed as a publish");
                     ensure!(
                         Some(channel.as_str()) == obj.get("channel").and_then(Value::as_str)
                             && Some(data) == obj.get("data").and_then(Value::as_object)
                             && key.as_deref() == obj.get("key").and_then(Value::as_str),
-                        "the publish of {text} came out as {channel:?} {data:?} {key:?}"
+                        "the publish of {text} came out as {channel:?} {data:?}"
                     );
                     publish_one(channel, data)?;
+                }
+                Op::Refresh { token } => {
+                    ensure!(op == "refresh", "{text} parsed as a refresh");
+                    ensure!(
+                        Some(token.as_str()) == obj.get("token").and_then(Value::as_str),
+                        "the token of {text} came out as {token:?}"
+                    );
                 }
             }
         }
@@ -1036,6 +1038,7 @@ fn feed_config(format: FeedFormat, symbols: Vec<String>, pointers: JsonPointers)
         subscribe: Vec::new(),
         channels: Vec::new(),
         pointers,
+        mqtt: Default::default(),
     }
 }
 
@@ -1899,7 +1902,7 @@ impl Head {
                     Err(Err(())) => 400,
                 });
             }
-            // `/` is the web page (docs/web.md §1).
+            // The web page's files (docs/web.md §1) answer like /healthz.
             "/healthz" | "/journal/stats" | "/" => return Some(200),
             _ => return Some(404),
         }
