@@ -125,6 +125,14 @@ fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
             "{state}"
         );
 
+        // The page's client has its defaults (regression: an option the
+        // page passed as undefined once replaced its default, and an
+        // undefined backoff cap meant no backoff at all).
+        let options = browser
+            .eval("[window.tablo.options.backoffMaxMs, window.tablo.options.pingMs]")
+            .await;
+        assert_eq!(options, json!([30000, 10000]));
+
         // Every event once, in seq order.
         let seqs = browser.eval("window.tabloSeqs").await;
         assert_increasing(&seqs);

@@ -62,8 +62,11 @@ export class Tablo extends EventTarget {
       pingMs: PING_MS,
       backoffMaxMs: BACKOFF_MAX_MS,
       queueName: "tablo.queue",
-      ...options,
     };
+    // An option given as undefined keeps its default.
+    for (const [name, value] of Object.entries(options)) {
+      if (value !== undefined) this.options[name] = value;
+    }
     const u = new URL("/ws", url);
     u.protocol = u.protocol.replace(/^http/, "ws");
     if (this.options.token) u.searchParams.set("token", this.options.token);
