@@ -271,8 +271,8 @@ function feed(s) {
 }
 
 // Connection and status bar.
-// A closed board's token, from `#token=` (which never reaches a server's
-// log) or `?token=`.
+// A closed board's token, from `#token=` (not sent with the page's own
+// requests) or `?token=`.
 const token = new URLSearchParams(location.hash.slice(1)).get("token") ?? params.get("token");
 const tablo = new Tablo(location.href, {
   client: "browser",
