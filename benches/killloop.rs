@@ -167,8 +167,12 @@ fn main() {
         in_flight.len()
     );
     println!(
-        "gaps: {} (at most one per kill allowed), {} seqs in all, largest {}",
-        report.gaps, report.gap_seqs, report.largest_gap
+        "gaps: {} (at most one per kill allowed), {} seqs in all, largest {}; at most handed out to clients (handed_out_max): {} in all, largest {}",
+        report.gaps,
+        report.gap_seqs,
+        report.largest_gap,
+        report.handed_out,
+        report.handed_out_largest
     );
     println!(
         "epoch: {} in every hello and in journal stats: {}",
@@ -205,6 +209,10 @@ struct Report {
     gaps: usize,
     gap_seqs: u64,
     largest_gap: u64,
+    /// The gaps' `handed_out_max`, added up.
+    handed_out: u64,
+    /// The largest `handed_out_max`.
+    handed_out_largest: u64,
     failures: Vec<String>,
 }
 
@@ -218,6 +226,7 @@ fn check_export(
     let mut failures = Vec::new();
     let mut alerts: BTreeMap<u64, String> = BTreeMap::new();
     let mut gaps: Vec<(u64, u64)> = Vec::new();
+    let mut handed_out_max = Vec::new();
     let mut last: Option<u64> = None;
     let mut records = 0;
     for line in export.lines() {
@@ -231,6 +240,14 @@ fn check_export(
                 failures.push(format!("a gap without from and to: {line}"));
                 continue;
             };
+            // How many of its seqs can at most have reached a client.
+            let handed_out = record["handed_out_max"].as_u64().unwrap_or(to - from + 1);
+            if handed_out > to - from + 1 {
+                failures.push(format!(
+                    "a gap says more were handed out than it holds: {line}"
+                ));
+            }
+            handed_out_max.push(handed_out);
             gaps.push((from, to));
             (from, to)
         } else {
@@ -278,6 +295,8 @@ fn check_export(
             .map(|(from, to)| to - from + 1)
             .max()
             .unwrap_or(0),
+        handed_out: handed_out_max.iter().sum(),
+        handed_out_largest: handed_out_max.iter().copied().max().unwrap_or(0),
         failures,
     }
 }

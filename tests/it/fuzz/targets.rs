@@ -1228,7 +1228,7 @@ fn binance_target(_: &Ctx, runner: &mut TestRunner) -> Result<(), String> {
             1 => Value::Array(payloads),
             2 => json!({"stream": "btcusdt@ticker", "data": payloads[0]}),
             3 => json!({"stream": "!ticker@arr", "data": payloads}),
-            _ => prop_oneof_other(&other),
+            _ => reply_or(&other),
         });
     let fuzzed = (message, mangle()).prop_map(|(m, how)| feed_case(m, None, how));
     // A valid 24hrTicker and exactly the tick it must give.
@@ -1281,8 +1281,9 @@ fn binance_target(_: &Ctx, runner: &mut TestRunner) -> Result<(), String> {
     run_feed(runner, feed, prop_oneof![4 => fuzzed, 1 => valid])
 }
 
-/// Replies and errors a feed may send instead of data, or anything.
-fn prop_oneof_other(other: &Value) -> Value {
+/// A reply to `SUBSCRIBE` or an error reply (for `true` and `false`), or
+/// `other` itself: what a Binance feed may send instead of data.
+fn reply_or(other: &Value) -> Value {
     match other {
         Value::Bool(true) => json!({"result": null, "id": 1}),
         Value::Bool(false) => json!({"code": -1121, "msg": "Invalid symbol."}),
