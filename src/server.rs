@@ -396,6 +396,28 @@ async fn serve_http<'a>(
             }
         },
         "/api/snapshot" | "/api/stats" => {
+            // The same admission as /ws: a closed server's data needs a
+            // token, and a JWT limited to some channels reads them over
+            // /ws, where the snapshot op is filtered by its grant.
+            let token = query
+                .split('&')
+                .filter_map(|pair| pair.strip_prefix("token="))
+                .next_back()
+                .map(percent_decode);
+            let (token, _) = carried_token(&req, token);
+            match shared.auth.admit(token.as_deref(), clock::wall_ms()) {
+                Err(refusal) => {
+                    let _ = refuse_unauthorized(stream, refusal).await;
+                    return None;
+                }
+                Ok(access) if path == "/api/snapshot" && !access.may_subscribe("*") => {
+                    let body =
+                        "this token may read only some channels; use the snapshot op over /ws\n";
+                    let _ = respond(stream, 403, "text/plain", body).await;
+                    return None;
+                }
+                Ok(_) => {}
+            }
             let json = if path == "/api/snapshot" {
                 ask_hub(shared, |reply| HubMsg::ApiSnapshot { reply }).await
             } else {

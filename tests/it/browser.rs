@@ -125,6 +125,14 @@ fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
             "{state}"
         );
 
+        // The page's client has its defaults (regression: an option the
+        // page passed as undefined once replaced its default, and an
+        // undefined backoff cap meant no backoff at all).
+        let options = browser
+            .eval("[window.tablo.options.backoffMaxMs, window.tablo.options.pingMs]")
+            .await;
+        assert_eq!(options, json!([30000, 10000]));
+
         // Every event once, in seq order.
         let seqs = browser.eval("window.tabloSeqs").await;
         assert_increasing(&seqs);
@@ -750,6 +758,28 @@ fn on_plain_http_to_a_lan_name_the_page_works_without_a_service_worker() {
 }
 
 #[test]
+fn a_closed_board_connects_with_the_token_in_the_address() {
+    if !chromium::available("a_closed_board_connects_with_the_token") {
+        return;
+    }
+    smol::block_on(async {
+        let config = "[server]\nallow_anonymous = false\ntokens = [{ token = \"reader\" }]\n";
+        let daemon = Daemon::start_with_config(config, &["--feed", "demo="]);
+        let mut browser = Chromium::launch().await;
+        browser
+            .open(&format!("http://{}/#token=reader", daemon.addr()))
+            .await;
+        browser
+            .wait_for(
+                "document.body.dataset.conn === 'connected' && window.tabloSeqs.length > 0",
+                TO_THE_DOM,
+                "document.body.dataset.conn",
+            )
+            .await;
+    });
+}
+
+#[test]
 fn a_frozen_link_is_found_within_two_ping_intervals() {
     if !chromium::available("a_frozen_link_is_found") {
         return;
@@ -863,5 +893,80 @@ fn a_new_journal_behind_the_same_address_is_a_reset_and_the_page_carries_on() {
             )
             .await;
         drop(stopped);
+    });
+}
+
+#[test]
+fn a_jwt_that_runs_out_is_refreshed_without_a_drop() {
+    if !chromium::available("a_jwt_that_runs_out_is_refreshed") {
+        return;
+    }
+    smol::block_on(async {
+        let sandbox = Sandbox::new();
+        sandbox.write(
+            "jwt.secret",
+            "a test secret of more than thirty-two bytes\n",
+        );
+        let config = "[server]\nallow_anonymous = false\n\n[server.jwt]\n\
+                      hs256_secret_file = \"jwt.secret\"\nleeway = \"0s\"\n";
+        let file = sandbox.write("tablo.toml", config);
+        let token = |sandbox: &Sandbox, ttl: &str| {
+            let out = sandbox.tablo(&[
+                "token",
+                "--config",
+                file.to_str().expect("UTF-8"),
+                "--sub",
+                "phone",
+                "--ttl",
+                ttl,
+            ]);
+            out.assert_code(0);
+            out.stdout.trim().to_owned()
+        };
+        let long = token(&sandbox, "1h");
+        let mut browser = Chromium::launch().await;
+        // Made last, so it is still good when the page connects.
+        let short = token(&sandbox, "5s");
+        let daemon = Daemon::start_in(sandbox, Some(config), &["--feed", "demo="]);
+        browser
+            .open(&format!("http://{}/#token={short}", daemon.addr()))
+            .await;
+        browser
+            .eval(&format!(
+                "window.expired = 0; window.refreshed = 0;
+                 window.tablo.on('error', (e) => {{
+                   if (e.code === 'token_expired') {{ window.expired++; window.tablo.refresh('{long}'); }}
+                 }});
+                 window.tablo.on('refreshed', () => window.refreshed++);
+                 true"
+            ))
+            .await;
+        browser
+            .wait_for(
+                "window.expired === 1 && window.refreshed === 1",
+                Duration::from_secs(15),
+                "[window.expired, window.refreshed, document.body.dataset.conn]",
+            )
+            .await;
+        // Still the same connection, and events go on arriving.
+        let seen = browser.eval("window.tabloSeqs.length").await;
+        browser
+            .wait_for(
+                &format!("window.tabloSeqs.length > {seen} + 3 && document.body.dataset.conn === 'connected'"),
+                TO_THE_DOM,
+                "[window.tabloSeqs.length, document.body.dataset.conn]",
+            )
+            .await;
+        assert_eq!(
+            browser
+                .eval("window.tablo.url.includes(window.tablo.options.token)")
+                .await,
+            true
+        );
+        assert_eq!(
+            browser.eval("window.tablo.attempt").await,
+            0,
+            "no reconnect happened"
+        );
     });
 }

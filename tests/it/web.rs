@@ -243,6 +243,32 @@ fn api_snapshot_and_stats_answer_json_like_the_ops() {
 }
 
 #[test]
+fn a_closed_server_wants_a_token_for_the_api_too() {
+    let config = "[server]\nallow_anonymous = false\ntokens = [{ token = \"reader\" }]\n";
+    let daemon = Daemon::start_with_config(config, &[]);
+    let bare = request(&daemon, "GET", "/api/stats", "");
+    assert_eq!(bare.status, 401, "{}", bare.body);
+    assert!(bare.header("www-authenticate").is_some());
+    assert_eq!(
+        request(&daemon, "GET", "/api/snapshot?token=nope", "").status,
+        401
+    );
+    assert_eq!(
+        request(&daemon, "GET", "/api/snapshot?token=reader", "").status,
+        200
+    );
+    let bearer = request(
+        &daemon,
+        "GET",
+        "/api/stats",
+        "Authorization: Bearer reader\r\n",
+    );
+    assert_eq!(bearer.status, 200, "{}", bearer.body);
+    // The page itself is public; its socket needs the token.
+    assert_eq!(request(&daemon, "GET", "/", "").status, 200);
+}
+
+#[test]
 fn cors_is_off_by_default_and_names_only_the_configured_origins() {
     // Off: no CORS header, and any page may open the socket.
     let open = Daemon::start(&[]);

@@ -290,8 +290,12 @@ function feed(s) {
 }
 
 // Connection and status bar.
+// A closed board's token, from `#token=` (not sent with the page's own
+// requests) or `?token=`.
+const token = new URLSearchParams(location.hash.slice(1)).get("token") ?? params.get("token");
 const tablo = new Tablo(location.href, {
   client: "browser",
+  token,
   backoffMaxMs: Number(params.get("backoff_max_ms")) || undefined,
 });
 window.tablo = tablo;

@@ -44,7 +44,8 @@ function storage() {
 /**
  * One connection to a Tablo daemon. Events: `hello`, `subscribed`, `event`
  * (every tick, news, alert and status, after `tick`/`news`/...), `gap`,
- * `reset`, `snapshot`, `ack`, `error`, `state` ({state, since, retryInMs}).
+ * `reset`, `snapshot`, `ack`, `refreshed`, `error` (a `token_expired` one
+ * asks for `refresh(token)`), `state` ({state, since, retryInMs}).
  */
 export class Tablo extends EventTarget {
   /**
@@ -61,8 +62,11 @@ export class Tablo extends EventTarget {
       pingMs: PING_MS,
       backoffMaxMs: BACKOFF_MAX_MS,
       queueName: "tablo.queue",
-      ...options,
     };
+    // An option given as undefined keeps its default.
+    for (const [name, value] of Object.entries(options)) {
+      if (value !== undefined) this.options[name] = value;
+    }
     const u = new URL("/ws", url);
     u.protocol = u.protocol.replace(/^http/, "ws");
     if (this.options.token) u.searchParams.set("token", this.options.token);
@@ -147,6 +151,18 @@ export class Tablo extends EventTarget {
     const done = new Promise((resolve, reject) => this.waiting.set(key, { resolve, reject }));
     if (this.state === "connected") this.sendPublish(item);
     return done;
+  }
+
+  /**
+   * Presents a new token: after a `token_expired` error (a JWT ran out while
+   * connected), or before it. Later connections use it too.
+   */
+  refresh(token) {
+    this.options.token = token;
+    const u = new URL(this.url);
+    u.searchParams.set("token", token);
+    this.url = u.href;
+    if (this.state === "connected") this.send({ op: "refresh", token });
   }
 
   /** Publishes still waiting for their ack, oldest first. */
@@ -278,6 +294,8 @@ export class Tablo extends EventTarget {
         return this.failed(m);
       case "pong":
         return;
+      case "refreshed":
+        return this.emit("refreshed", m);
       default:
         if (EVENT_TYPES.includes(m.type)) return this.event(m);
     }

@@ -1930,7 +1930,7 @@ impl Head {
 const SHOWN_ANSWER: usize = 400;
 
 /// The statuses the server ever answers.
-const STATUSES: &[u16] = &[101, 200, 400, 401, 404, 405, 408, 426, 431, 503];
+const STATUSES: &[u16] = &[101, 200, 304, 400, 401, 403, 404, 405, 408, 426, 431, 503];
 
 /// Sends `text` to the daemon at `addr` and reads the answer to its end.
 fn exchange(addr: SocketAddr, text: &str) -> Result<Vec<u8>, String> {
