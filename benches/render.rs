@@ -2,9 +2,11 @@
 //! daemon's CPU and memory with the board on, idle and at 100 updates/s.
 //!
 //! Part 1 draws frames with `tablo::board::draw` (no I/O): a whole frame at
-//! 1920×1080 and 800×480, a whole frame right after one row changed, and
-//! the header and news strips the renderer redraws alone when only the
-//! clock or the marquee moved. p50/p99/max over many frames.
+//! 1920×1080 and 800×480; what the renderer draws when one row changed
+//! (its band, through `tablo::board::Shown`) and when every row did (20
+//! ticks in one frame, as at 100 updates/s); and the header and news strips
+//! the renderer redraws alone when only the clock or the marquee moved.
+//! p50/p99/max over many frames.
 //!
 //! Part 2 runs the release daemon with a fake Binance upstream (a real
 //! WebSocket server on 127.0.0.1) filling 20 rows, on the `fbdev` backend
@@ -20,6 +22,15 @@
 //! Run with `cargo bench --bench render`; `TABLO_BENCH_QUICK=1` shortens
 //! every phase (for a smoke run, not for figures); `TABLO_BENCH_PART=draw`
 //! runs part 1 only.
+//!
+//! `TABLO_BENCH_PART=count` draws `TABLO_BENCH_FRAMES` frames (default 50)
+//! of one kind, `TABLO_BENCH_KIND` (`whole`, `header`, `news`, `persian`;
+//! `strips`: header and news through `Shown`, a second apart; `row` and
+//! `rows`: those strips, then one tick or 20 and the bands they change),
+//! at `TABLO_BENCH_SIZE` (default `1920x1080`), and prints nothing: run it
+//! under `valgrind --tool=callgrind` with 0 and with N frames, and the
+//! difference over N is the instructions a frame costs, a figure that does
+//! not move with the machine's load (a band alone: `row` less `strips`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -32,7 +43,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::{Message, accept};
 use hdrhistogram::Histogram;
 use tablo::board::draw::{draw_header, draw_news};
-use tablo::board::{BoardState, Canvas, Painter, draw};
+use tablo::board::{BoardState, Canvas, Painter, Redrawn, Scope, Shown, draw};
 use tablo::config::{Config, Digits, RowConfig};
 use tablo::event::Event;
 
@@ -58,6 +69,10 @@ fn quick() -> bool {
 }
 
 fn main() {
+    if std::env::var(PART_ENV).is_ok_and(|p| p == "count") {
+        count_frames();
+        return;
+    }
     println!("tablo render bench ({})", support::machine());
     println!();
     draw_times();
@@ -200,17 +215,51 @@ fn draw_times() {
             whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
         }
         whole.line(&format!("{w}×{h} whole frame"));
+        // What the renderer draws after one tick: that row's band. The
+        // header is brought up to the second first, as the renderer's
+        // strips keep it; ticks are a second apart, so no flash from the
+        // tick before is still fading.
+        let mut shown = Shown::new();
         let mut one_row = Stats::new();
+        let start = now + 1_000;
+        shown
+            .redraw(&state, start, &mut painter, &mut frame, Scope::Everything)
+            .unwrap();
         for i in 0..frames {
             seq += 1;
-            let at = now + 1_000 + i * 100;
+            let at = start + 1_000 + i * 1_000;
+            shown
+                .redraw(&state, at, &mut painter, &mut frame, Scope::Strips)
+                .unwrap();
             state.apply(
                 &tick(seq, at, (i % SYMBOLS as u64) as usize, 100_000 + i),
                 at,
             );
-            one_row.time(|| draw(&state, at, &mut painter, &mut frame).unwrap());
+            one_row.time(|| {
+                let redrawn = shown
+                    .redraw(&state, at, &mut painter, &mut frame, Scope::Everything)
+                    .unwrap();
+                assert!(matches!(redrawn, Redrawn::Areas([_])), "{redrawn:?}");
+            });
         }
-        one_row.line(&format!("{w}×{h} whole frame after one row changed"));
+        one_row.line(&format!("{w}×{h} one row changed: its band"));
+        // 100 updates/s at 5 frames a second: 20 ticks, every row, a frame.
+        let mut all_rows = Stats::new();
+        let start = start + 1_000 + frames * 1_000;
+        for i in 0..frames {
+            let at = start + i * 200;
+            for s in 0..SYMBOLS {
+                seq += 1;
+                state.apply(&tick(seq, at, s, 100_000 + (i * 7 + s as u64) % 500), at);
+            }
+            all_rows.time(|| {
+                let redrawn = shown
+                    .redraw(&state, at, &mut painter, &mut frame, Scope::Everything)
+                    .unwrap();
+                assert!(!matches!(redrawn, Redrawn::Whole));
+            });
+        }
+        all_rows.line(&format!("{w}×{h} every row changed: 20 bands"));
         let mut header = Stats::new();
         let mut news = Stats::new();
         for i in 0..frames {
@@ -234,6 +283,68 @@ fn draw_times() {
         whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
     }
     whole.line("1920×1080 whole frame, Persian (rtl, ۰–۹)");
+}
+
+/// `TABLO_BENCH_PART=count`: frames of one kind, for an instruction
+/// count (see the module docs).
+fn count_frames() {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let kind = var("TABLO_BENCH_KIND", "whole");
+    let frames: u64 = var("TABLO_BENCH_FRAMES", "50")
+        .parse()
+        .expect("a frame count");
+    let size = var("TABLO_BENCH_SIZE", "1920x1080");
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .expect("TABLO_BENCH_SIZE is WIDTHxHEIGHT");
+    let now = 1_700_000_000_000;
+    let (mut state, mut seq) = if kind == "persian" {
+        persian_board(now)
+    } else {
+        board(now)
+    };
+    let mut painter = Painter::new();
+    let mut frame = Canvas::new(w, h);
+    let mut shown = Shown::new();
+    // Warm the glyph cache and put a whole frame on screen.
+    shown
+        .redraw(&state, now, &mut painter, &mut frame, Scope::Everything)
+        .unwrap();
+    for i in 0..frames {
+        let at = now + 1_000 + i * 1_000;
+        match kind.as_str() {
+            "whole" | "persian" => draw(&state, at, &mut painter, &mut frame).unwrap(),
+            "header" => {
+                draw_header(&state, at, &mut painter, &mut frame).unwrap();
+            }
+            "news" => {
+                draw_news(&state, at, &mut painter, &mut frame).unwrap();
+            }
+            "strips" => {
+                shown
+                    .redraw(&state, at, &mut painter, &mut frame, Scope::Strips)
+                    .unwrap();
+            }
+            "row" | "rows" => {
+                // The header and news strips first, as the renderer keeps
+                // them (`strips` counts just that part), then the ticks.
+                shown
+                    .redraw(&state, at, &mut painter, &mut frame, Scope::Strips)
+                    .unwrap();
+                let changed = if kind == "row" { 1 } else { SYMBOLS };
+                for s in 0..changed {
+                    seq += 1;
+                    let row = (i as usize + s) % SYMBOLS;
+                    state.apply(&tick(seq, at, row, 100_000 + (i * 7 + s as u64) % 500), at);
+                }
+                shown
+                    .redraw(&state, at, &mut painter, &mut frame, Scope::Everything)
+                    .unwrap();
+            }
+            other => panic!("unknown TABLO_BENCH_KIND {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- part 2

@@ -13,8 +13,11 @@
 //! while a flash fades or the news scrolls; never closer than `fps_max`
 //! allows (and a PNG at most once a second). With nothing due the thread
 //! sleeps until the next thing is due, at most [`MAX_QUIET`], so the
-//! process is idle when nothing changes. When only the news moved, only its
-//! strip is drawn (and, on the framebuffer, copied).
+//! process is idle when nothing changes. Only what changed is drawn (and,
+//! in a window and on the framebuffer, copied): the bands of the rows that
+//! changed, the header when its clock turned, the news strip when it
+//! scrolled; a whole frame when the layout, the page or anything outside
+//! the rows changed (`board::damage`).
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
@@ -28,7 +31,7 @@ use std::time::{Duration, Instant};
 use embedded_graphics::prelude::Point;
 use embedded_graphics::primitives::Rectangle;
 
-use crate::board::draw::{draw, draw_header, draw_news};
+use crate::board::damage::{MAX_AREAS, Redrawn, Scope, Shown};
 use crate::board::feed::{BoardFeed, BoardMsg, Sideband};
 use crate::board::rotate::{Rotated, Rotation, shift_at};
 use crate::board::{self, BoardState, Canvas};
@@ -228,6 +231,8 @@ impl Run {
         }
         let mut painter = crate::board::font::painter(self.font.as_deref());
         let mut target = self.target(self.screen.size());
+        // What is on screen, so a frame redraws only what changed.
+        let mut shown = Shown::new();
         let min_gap = self
             .screen
             .min_interval()
@@ -246,9 +251,13 @@ impl Run {
             self.state.set_clock_offset_ms(offset);
             match self.screen.poll() {
                 Polled::Same => {}
-                Polled::Exposed => pacer.invalidate(),
+                Polled::Exposed => {
+                    shown.forget();
+                    pacer.invalidate();
+                }
                 Polled::Resized(w, h) => {
                     target = self.target((w, h));
+                    shown.forget();
                     pacer.invalidate();
                 }
                 Polled::Closed => {
@@ -271,33 +280,31 @@ impl Run {
                 let shift = shift_at(now_ms, target.margin());
                 if shift != target.shift() {
                     target.set_shift(shift);
+                    shown.forget();
                     pacer.invalidate();
                 }
             }
             match pacer.next(&self.state, now, now_ms) {
                 FrameDue::Full => {
-                    let _ = draw(&self.state, now_ms, &mut painter, &mut target);
-                    self.show(&target, Damage::All, now, false);
+                    let redrawn = shown.redraw(
+                        &self.state,
+                        now_ms,
+                        &mut painter,
+                        &mut target,
+                        Scope::Everything,
+                    );
+                    self.show_redrawn(&target, redrawn, now);
                     pacer.drawn_full(&self.state, now, now_ms);
                 }
-                FrameDue::Strips { header, news } => {
-                    let mut areas = [Rectangle::zero(); 2];
-                    let mut n = 0;
-                    if header
-                        && let Ok(area) =
-                            draw_header(&self.state, now_ms, &mut painter, &mut target)
-                    {
-                        areas[n] = target.map_rect(&area);
-                        n += 1;
-                    }
-                    if news
-                        && let Ok(Some(area)) =
-                            draw_news(&self.state, now_ms, &mut painter, &mut target)
-                    {
-                        areas[n] = target.map_rect(&area);
-                        n += 1;
-                    }
-                    self.show(&target, Damage::Areas(&areas[..n]), now, true);
+                FrameDue::Strips { header, .. } => {
+                    let redrawn = shown.redraw(
+                        &self.state,
+                        now_ms,
+                        &mut painter,
+                        &mut target,
+                        Scope::Strips,
+                    );
+                    self.show_redrawn(&target, redrawn, now);
                     pacer.drawn_strips(now, now_ms, header);
                 }
                 FrameDue::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
@@ -344,6 +351,28 @@ impl Run {
         }
     }
 
+    /// Shows what `Shown::redraw` drew: the whole frame, or only the
+    /// rectangles it redrew (mapped to the screen); nothing when nothing
+    /// changed.
+    fn show_redrawn<E>(
+        &mut self,
+        target: &Rotated<Canvas>,
+        redrawn: Result<Redrawn<'_>, E>,
+        started: Instant,
+    ) {
+        match redrawn {
+            Ok(Redrawn::Whole) => self.show(target, Damage::All, started, false),
+            Ok(Redrawn::Areas(drawn)) if !drawn.is_empty() => {
+                let mut areas = [Rectangle::zero(); MAX_AREAS];
+                for (area, drawn) in areas.iter_mut().zip(drawn) {
+                    *area = target.map_rect(drawn);
+                }
+                self.show(target, Damage::Areas(&areas[..drawn.len()]), started, true);
+            }
+            Ok(Redrawn::Areas(_)) | Err(_) => {}
+        }
+    }
+
     fn show(
         &mut self,
         target: &Rotated<Canvas>,
@@ -387,7 +416,9 @@ pub const WHOLE_FRAME_GAP: Duration = Duration::from_millis(200);
 /// What the render loop does next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FrameDue {
-    /// Draw and show a whole frame now.
+    /// Draw and show what changed anywhere on the board now: the bands of
+    /// the rows that changed, or the whole frame when something outside
+    /// the rows did (`board::damage`).
     Full,
     /// Redraw and show just the header (the clock's second turned) and/or
     /// the news strip (it scrolls).

@@ -77,6 +77,11 @@ impl Painter {
     pub fn text(&self) -> &Text {
         &self.text
     }
+
+    /// The colours drawn with.
+    pub(crate) fn theme(&self) -> &Theme {
+        &self.theme
+    }
 }
 
 /// Draws the whole board for `state` at `now_ms` onto `target`, at the
@@ -93,14 +98,23 @@ where
 {
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
+    draw_laid_out(state, now_ms, painter, target, &layout)
+}
+
+/// [`draw`] with the layout already worked out (`Layout::new` for the same
+/// state, time and target size).
+pub(crate) fn draw_laid_out<D>(
+    state: &BoardState,
+    now_ms: u64,
+    painter: &mut Painter,
+    target: &mut D,
+    layout: &Layout,
+) -> Result<(), D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
     target.clear(painter.theme.background)?;
-    let mut frame = Drawing {
-        target: Mirror::new(target, state.rtl()),
-        layout_rtl: state.rtl(),
-        painter,
-        layout: &layout,
-        now_ms,
-    };
+    let mut frame = Drawing::new(state, now_ms, painter, target, layout);
     frame.header(state)?;
     frame.alert(state)?;
     frame.captions(state)?;
@@ -127,14 +141,21 @@ where
 {
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
-    let mut frame = Drawing {
-        target: Mirror::new(target, state.rtl()),
-        layout_rtl: state.rtl(),
-        painter,
-        layout: &layout,
-        now_ms,
-    };
-    frame.news(state)?;
+    news_laid_out(state, now_ms, painter, target, &layout)
+}
+
+/// [`draw_news`] with the layout already worked out.
+pub(crate) fn news_laid_out<D>(
+    state: &BoardState,
+    now_ms: u64,
+    painter: &mut Painter,
+    target: &mut D,
+    layout: &Layout,
+) -> Result<Option<Rectangle>, D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    Drawing::new(state, now_ms, painter, target, layout).news(state)?;
     Ok(layout.news)
 }
 
@@ -155,15 +176,126 @@ where
 {
     let size = target.bounding_box().size;
     let layout = Layout::new(state, &painter.text, size, now_ms);
-    let mut frame = Drawing {
-        target: Mirror::new(target, state.rtl()),
-        layout_rtl: state.rtl(),
-        painter,
-        layout: &layout,
-        now_ms,
-    };
-    frame.header(state)?;
+    header_laid_out(state, now_ms, painter, target, &layout)
+}
+
+/// [`draw_header`] with the layout already worked out.
+pub(crate) fn header_laid_out<D>(
+    state: &BoardState,
+    now_ms: u64,
+    painter: &mut Painter,
+    target: &mut D,
+    layout: &Layout,
+) -> Result<Rectangle, D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    Drawing::new(state, now_ms, painter, target, layout).header(state)?;
     Ok(layout.header)
+}
+
+/// Redraws the row in `slot` of the page shown at `now_ms` (its band, with
+/// the rule between panels where it crosses the band), exactly as [`draw`]
+/// would draw it there, and returns the band in the target's coordinates.
+/// `layout` is `Layout::new` for the same state, time and target size, and
+/// `slot` one of the page's (`Layout::page_rows`).
+///
+/// For frames where only some rows changed: nothing outside a row's band
+/// depends on that row, as long as the layout is the same (column widths
+/// come from every row's values, which `board::damage` checks).
+pub(crate) fn draw_row<D>(
+    state: &BoardState,
+    now_ms: u64,
+    painter: &mut Painter,
+    target: &mut D,
+    layout: &Layout,
+    slot: usize,
+) -> Result<Rectangle, D::Error>
+where
+    D: DrawTarget<Color = Rgb888>,
+{
+    let rows = state.rows();
+    let page = state.page_at(now_ms, layout.pages);
+    let shown = &rows[layout.page_rows(page, rows.len())];
+    let area = layout.row_rect(slot);
+    let mut frame = Drawing::new(state, now_ms, painter, target, layout);
+    let theme = frame.theme();
+    frame.fill(area, theme.background)?;
+    if let Some(row) = shown.get(slot) {
+        frame.row(state, row, slot)?;
+    }
+    for rule in panel_rules(layout) {
+        frame.fill(rule.intersection(&area), theme.rule)?;
+    }
+    Ok(frame.target.rect(&area))
+}
+
+/// What a row's picture depends on besides its content and its place:
+/// its background (stripe and flash), whether it is drawn stale, and the
+/// note under its label. Time changes these with no event; the row's
+/// content changes only with its `Row::changed` stamp. `board::damage`
+/// compares both to tell which rows need redrawing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowLook {
+    /// Behind the row.
+    pub bg: Rgb888,
+    /// Dimmed as stale.
+    pub stale: bool,
+    /// Under the label.
+    pub note: Note,
+}
+
+/// The small text under a row's label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// Nothing: a fresh row.
+    None,
+    /// A stale row's age, as `age_label` gives it.
+    Age(u64, char),
+    /// A stale row stamped in the future: "age unknown".
+    AgeUnknown,
+    /// A row with no price yet.
+    NoData,
+}
+
+/// The look of `row` in `slot` at `now_ms` (see [`RowLook`]).
+pub(crate) fn row_look(
+    theme: &Theme,
+    layout: &Layout,
+    state: &BoardState,
+    row: &Row,
+    slot: usize,
+    now_ms: u64,
+) -> RowLook {
+    let line = slot % layout.per_panel.max(1);
+    let mut bg = if line % 2 == 1 {
+        theme.stripe
+    } else {
+        theme.background
+    };
+    if let Some((trend, strength)) = row.flash_at(now_ms) {
+        let tint = match trend {
+            Trend::Up => theme.up,
+            Trend::Down => theme.down,
+            Trend::Flat => theme.flat,
+        };
+        bg = mix(bg, tint, (strength * FLASH_TINT) as u32);
+    }
+    let stale = row.is_stale(now_ms, state.stale_after_ms());
+    let note = if stale {
+        match row.age_ms(now_ms) {
+            Some(age) => {
+                let (n, unit) = age_label(age);
+                Note::Age(n, unit)
+            }
+            None => Note::AgeUnknown,
+        }
+    } else if row.price.is_none() {
+        Note::NoData
+    } else {
+        Note::None
+    };
+    RowLook { bg, stale, note }
 }
 
 /// One frame being drawn.
@@ -176,7 +308,23 @@ struct Drawing<'a, D> {
     now_ms: u64,
 }
 
-impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
+impl<'a, D: DrawTarget<Color = Rgb888>> Drawing<'a, D> {
+    fn new(
+        state: &BoardState,
+        now_ms: u64,
+        painter: &'a mut Painter,
+        target: &'a mut D,
+        layout: &'a Layout,
+    ) -> Self {
+        Drawing {
+            target: Mirror::new(target, state.rtl()),
+            layout_rtl: state.rtl(),
+            painter,
+            layout,
+            now_ms,
+        }
+    }
+
     fn theme(&self) -> Theme {
         self.painter.theme
     }
@@ -638,15 +786,8 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
         }
         // A rule between panels.
         let theme = self.theme();
-        for panel in 1..l.panels as i32 {
-            let x = panel * l.panel_width;
-            self.fill(
-                Rectangle::new(
-                    Point::new(x, l.rows.top_left.y),
-                    Size::new(((2.0 * l.scale) as u32).max(1), l.rows.size.height),
-                ),
-                theme.rule,
-            )?;
+        for rule in panel_rules(l) {
+            self.fill(rule, theme.rule)?;
         }
         Ok(())
     }
@@ -680,24 +821,10 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
         let theme = self.theme();
         let l = self.layout;
         let area = l.row_rect(slot);
-        let line = slot % l.per_panel;
-        let mut bg = if line % 2 == 1 {
-            theme.stripe
-        } else {
-            theme.background
-        };
-        if let Some((trend, strength)) = row.flash_at(self.now_ms) {
-            let tint = match trend {
-                Trend::Up => theme.up,
-                Trend::Down => theme.down,
-                Trend::Flat => theme.flat,
-            };
-            bg = mix(bg, tint, (strength * FLASH_TINT) as u32);
-        }
+        let RowLook { bg, stale, note } = row_look(&theme, l, state, row, slot, self.now_ms);
         if bg != theme.background {
             self.fill(area, bg)?;
         }
-        let stale = row.is_stale(self.now_ms, state.stale_after_ms());
         let fade = |c: Rgb888| if stale { mix(c, bg, STALE_FADE) } else { c };
         let x0 = area.top_left.x;
         let center = area.top_left.y + area.size.height as i32 / 2;
@@ -713,22 +840,22 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
             tabular: false,
         };
         let mut sub = Line::new();
-        let sub_color = if stale {
-            match row.age_ms(self.now_ms) {
-                Some(age) => {
-                    let (n, unit) = age_label(age);
-                    let mut raw = Line::new();
-                    let _ = words(state.language()).age(&mut raw, n, unit);
-                    let _ = state.numbers().write(&mut sub, raw.as_str());
-                }
-                None => sub.push_str(words(state.language()).age_unknown),
+        let sub_color = match note {
+            Note::Age(n, unit) => {
+                let mut raw = Line::new();
+                let _ = words(state.language()).age(&mut raw, n, unit);
+                let _ = state.numbers().write(&mut sub, raw.as_str());
+                theme.warning
             }
-            theme.warning
-        } else if row.price.is_none() {
-            sub.push_str(words(state.language()).no_data);
-            theme.muted
-        } else {
-            theme.muted
+            Note::AgeUnknown => {
+                sub.push_str(words(state.language()).age_unknown);
+                theme.warning
+            }
+            Note::NoData => {
+                sub.push_str(words(state.language()).no_data);
+                theme.muted
+            }
+            Note::None => theme.muted,
         };
         let label_cap = self.painter.text.cap_height(s.label, Weight::Bold);
         let label_left = x0 + l.label_x;
@@ -1276,6 +1403,18 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
     }
 }
 
+/// The rules between panels of rows (none with one panel).
+fn panel_rules(l: &Layout) -> impl Iterator<Item = Rectangle> + use<> {
+    let (panel_width, top, height) = (l.panel_width, l.rows.top_left.y, l.rows.size.height);
+    let width = ((2.0 * l.scale) as u32).max(1);
+    (1..l.panels as i32).map(move |panel| {
+        Rectangle::new(
+            Point::new(panel * panel_width, top),
+            Size::new(width, height),
+        )
+    })
+}
+
 /// `HH:MM:SS` (or `HH:MM`) of `ms` since the epoch, `offset_min` east of
 /// UTC.
 fn clock_text(out: &mut Line, ms: u64, offset_min: i32, seconds: bool, numbers: &Numbers) {
@@ -1540,6 +1679,47 @@ mod tests {
                     l.pad
                 );
                 assert!(l.rows.size.height as i32 >= l.row_height * l.per_panel as i32);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_paths_draw_a_board_exactly_as_pixel_by_pixel_drawing_does() {
+        use crate::board::rotate::{Rotated, Rotation};
+        use crate::board::testing::PixelByPixel;
+
+        let (mut latin, last) = demo_board(&board_config(&[]), NOW, 200);
+        let body = Body::News(crate::event::News {
+            title: "A headline long enough to scroll across the bar".into(),
+            url: None,
+            source: "demo".into(),
+        });
+        apply(&mut latin, last, body);
+        let mut board = board_config(&["USD:دلار آمریکا:0", "COIN:نیم‌سکه:0"]);
+        board.locale = "fa".into();
+        board.digits = crate::config::Digits::Persian;
+        let mut persian = BoardState::new(&board, &["rates"]);
+        apply(&mut persian, last, tick_with_open("USD", "58450", "58000"));
+        apply(
+            &mut persian,
+            last,
+            tick_with_open("COIN", "25100000", "25200000"),
+        );
+        let mut painter = Painter::new();
+        for state in [&latin, &persian] {
+            let mut fast = Canvas::new(960, 540);
+            let mut slow = PixelByPixel(Canvas::new(960, 540));
+            draw(state, last + 300, &mut painter, &mut fast).unwrap();
+            draw(state, last + 300, &mut painter, &mut slow).unwrap();
+            assert!(fast == slow.0);
+            for rotation in [Rotation::Cw90, Rotation::Cw180] {
+                let mut fast =
+                    Rotated::new(Canvas::new(540, 960), rotation).with_shift(2, Point::new(2, 2));
+                let mut slow = Rotated::new(PixelByPixel(Canvas::new(540, 960)), rotation)
+                    .with_shift(2, Point::new(2, 2));
+                draw(state, last + 300, &mut painter, &mut fast).unwrap();
+                draw(state, last + 300, &mut painter, &mut slow).unwrap();
+                assert!(*fast.inner() == slow.inner().0, "{rotation:?}");
             }
         }
     }

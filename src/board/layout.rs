@@ -61,7 +61,7 @@ const FONT_GROWTH: f32 = 1.25;
 const MAX_PANELS: usize = 3;
 
 /// Text sizes in pixels (em), one per kind of text; the names say where.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sizes {
     pub title: u32,
     pub clock: u32,
@@ -80,15 +80,17 @@ pub struct Sizes {
 
 /// One column of a row: what it shows and where, relative to the panel's
 /// left edge. Text in it is right-aligned at `x + width`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cell {
     pub column: Column,
     pub x: i32,
     pub width: i32,
 }
 
-/// The geometry of one frame. See the module docs.
-#[derive(Clone, Debug)]
+/// The geometry of one frame. See the module docs. Two equal layouts put
+/// everything in the same place (`board::damage` redraws only rows while
+/// the layout stays the same).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Layout {
     /// Scale against the 1080p design.
     pub scale: f32,

@@ -16,6 +16,7 @@
 //! Prices are never parsed into floating point for display; only the
 //! sparkline's pixel heights go through `f64`.
 
+pub mod damage;
 pub mod draw;
 pub(crate) mod feed;
 pub(crate) mod font;
@@ -34,6 +35,7 @@ pub(crate) mod golden;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use damage::{Redrawn, Scope, Shown};
 pub use draw::{Painter, draw};
 pub use png::Canvas;
 pub use rotate::{Rotated, Rotation};

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use embedded_graphics::Pixel;
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
-use embedded_graphics::prelude::{Dimensions, DrawTarget, OriginDimensions, Point, Size};
+use embedded_graphics::prelude::{
+    Dimensions, DrawTarget, OriginDimensions, Point, PointsIter, Size,
+};
 use embedded_graphics::primitives::Rectangle;
 
 /// A frame of `width × height` pixels, row by row, each `0x00RRGGBB`.
@@ -120,6 +122,40 @@ impl DrawTarget for Canvas {
         for y in area.top_left.y..=bottom_right.y {
             let row = y as usize * self.width as usize;
             self.pixels[row + left..=row + right].fill(value);
+        }
+        Ok(())
+    }
+
+    /// Writes a run of pixels straight into the buffer, row by row: the
+    /// glyph blit of `board::text` sends each run of inked pixels here, so
+    /// text costs a slice write per run instead of a bounds check per pixel.
+    /// An area not wholly inside the frame takes the per-pixel path, which
+    /// drops what falls outside.
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        if area.is_zero_sized() {
+            return Ok(());
+        }
+        if area.intersection(&self.bounding_box()) != *area {
+            return self.draw_iter(
+                area.points()
+                    .zip(colors)
+                    .map(|(at, color)| Pixel(at, color)),
+            );
+        }
+        let (left, top) = (area.top_left.x as usize, area.top_left.y as usize);
+        let (width, stride) = (area.size.width as usize, self.width as usize);
+        let mut colors = colors.into_iter();
+        for y in top..top + area.size.height as usize {
+            let start = y * stride + left;
+            for (pixel, color) in self.pixels[start..start + width]
+                .iter_mut()
+                .zip(colors.by_ref())
+            {
+                *pixel = pack(color);
+            }
         }
         Ok(())
     }

@@ -12,7 +12,9 @@
 //! This module never does I/O and never reads the clock.
 
 use embedded_graphics::Pixel;
-use embedded_graphics::prelude::{Dimensions, DrawTarget, OriginDimensions, Point, Size};
+use embedded_graphics::prelude::{
+    Dimensions, DrawTarget, OriginDimensions, Point, PointsIter, Size,
+};
 use embedded_graphics::primitives::Rectangle;
 
 /// Clockwise rotation of the board on the screen (`[display] rotate`).
@@ -233,6 +235,31 @@ impl<D: DrawTarget> DrawTarget for Rotated<D> {
         }
         let physical = self.geometry().map_rect(&area);
         self.inner.fill_solid(&physical, color)
+    }
+
+    /// Passes a run of pixels on whole when the rotation keeps its order
+    /// (none, or a quarter turn of a one-pixel-high run, which becomes a
+    /// column read top to bottom), so the wrapped frame can write it as a
+    /// slice; otherwise, or when part of it lies outside the board, pixel
+    /// by pixel as `draw_iter` would.
+    fn fill_contiguous<I>(&mut self, area: &Rectangle, colors: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Self::Color>,
+    {
+        let in_order = match self.rotation {
+            Rotation::None => true,
+            Rotation::Cw90 => area.size.height == 1,
+            Rotation::Cw180 | Rotation::Cw270 => false,
+        };
+        if in_order && self.bounding_box().intersection(area) == *area {
+            let physical = self.geometry().map_rect(area);
+            return self.inner.fill_contiguous(&physical, colors);
+        }
+        self.draw_iter(
+            area.points()
+                .zip(colors)
+                .map(|(at, color)| Pixel(at, color)),
+        )
     }
 
     fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {

@@ -14,6 +14,7 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use super::numbers::{Numbers, is_rtl, language};
@@ -48,6 +49,17 @@ pub const FLASH_MS: u64 = 900;
 /// line on the board holds far less, and a hostile feed must not make the
 /// board hold megabytes.
 pub const MAX_TEXT: usize = 300;
+
+/// The next change stamp. Stamps are unique in the process (not per
+/// state), so a frame drawn from one state can be compared with any later
+/// state, even one rebuilt by a resync, without two different contents
+/// ever sharing a stamp.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh change stamp (see [`Row::changed`], [`BoardState::changed`]).
+fn stamp() -> u64 {
+    NEXT_STAMP.fetch_add(1, AtomicOrdering::Relaxed)
+}
 
 /// Up, down or unchanged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +128,8 @@ pub struct Row {
     pub restored: bool,
     /// The last price as the feed sent it, to compare the next one with.
     raw_price: String,
+    /// Stamp of the last change to anything above (see [`Row::changed`]).
+    changed: u64,
     /// Recent prices, oldest first, at most [`SPARK_LEN`].
     history: VecDeque<Decimal>,
 }
@@ -142,7 +156,16 @@ impl Row {
             restored: false,
             raw_price: String::new(),
             history: VecDeque::new(),
+            changed: stamp(),
         }
+    }
+
+    /// A stamp that changes whenever the row's content does (not when
+    /// only time passes: flashes fading and ages are the drawing's to
+    /// work out from `now_ms`). Equal stamps mean equal content, so a row
+    /// on screen whose stamp is the same needs no redrawing.
+    pub fn changed(&self) -> u64 {
+        self.changed
     }
 
     /// Recent prices for the sparkline, oldest first.
@@ -182,6 +205,7 @@ impl Row {
         if !decimal::is_decimal(&tick.price) {
             return;
         }
+        self.changed = stamp();
         if !self.raw_price.is_empty() {
             let moved = Trend::of(decimal::compare(&tick.price, &self.raw_price));
             if moved != Trend::Flat {
@@ -337,6 +361,9 @@ pub struct BoardState {
     /// measures ages on a monotonic board time): what the header's clock
     /// adds.
     clock_offset_ms: i64,
+    /// Stamp of the last change outside the rows (see
+    /// [`BoardState::changed`]).
+    changed: u64,
 }
 
 impl BoardState {
@@ -373,6 +400,7 @@ impl BoardState {
             language: language(&config.locale).to_ascii_lowercase(),
             clock: None,
             clock_offset_ms: 0,
+            changed: stamp(),
         }
     }
 
@@ -403,8 +431,12 @@ impl BoardState {
             Body::Tick(tick) => {
                 if let Some(row) = self.row_for(&tick.symbol) {
                     row.update(tick, ts, now_ms);
-                    row.restored = false;
+                    if row.restored {
+                        row.restored = false;
+                        row.changed = stamp();
+                    }
                 }
+                return;
             }
             Body::News(news) => {
                 if self.news.len() == MAX_NEWS {
@@ -434,7 +466,8 @@ impl BoardState {
                     from_rule: rule_key(alert),
                 });
             }
-            Body::Alert(_) => {}
+            Body::Alert(_) => return,
+            Body::Clock(state) if self.clock == Some(*state) => return,
             Body::Clock(state) => self.clock = Some(*state),
             Body::Status(status) => {
                 let known = self.feeds.iter().position(|f| f.name == status.feed);
@@ -449,6 +482,7 @@ impl BoardState {
                 self.feeds[index].set(status.state, ts);
             }
         }
+        self.changed = stamp();
     }
 
     /// Takes in one event of the journal's last-known state at start-up.
@@ -465,6 +499,7 @@ impl BoardState {
                     row.update(tick, event.ts, event.ts);
                     row.flash = None;
                     row.restored = true;
+                    row.changed = stamp();
                 }
             }
             Body::Status(_) | Body::Clock(_) => {}
@@ -479,8 +514,18 @@ impl BoardState {
             if row.updated_ms.is_some() {
                 row.restored = true;
                 row.flash = None;
+                row.changed = stamp();
             }
         }
+    }
+
+    /// A stamp that changes whenever something outside the rows that the
+    /// board draws changes by an event (news, alerts, feed status, the
+    /// clock's state, rows added) or by [`Self::set_utc_offset_minutes`].
+    /// The client count and the clock's offset are not in it: they change
+    /// only the header, which `board::damage` checks by itself.
+    pub fn changed(&self) -> u64 {
+        self.changed
     }
 
     /// Sets how many clients are connected, for the header.
@@ -492,7 +537,11 @@ impl BoardState {
     /// Tehran, -300 for New York in winter). The board never looks up the
     /// time zone itself. Default 0: UTC.
     pub fn set_utc_offset_minutes(&mut self, minutes: i32) {
-        self.utc_offset_min = minutes.clamp(-24 * 60, 24 * 60);
+        let minutes = minutes.clamp(-24 * 60, 24 * 60);
+        if minutes != self.utc_offset_min {
+            self.utc_offset_min = minutes;
+            self.changed = stamp();
+        }
     }
 
     /// The row of `symbol`, added when rows follow the symbols seen and
@@ -501,6 +550,7 @@ impl BoardState {
         let index = match self.rows.iter().position(|r| r.symbol == symbol) {
             Some(i) => i,
             None if !self.fixed_rows && self.rows.len() < MAX_ROWS && !symbol.is_empty() => {
+                self.changed = stamp();
                 self.rows.push(Row::new(symbol, None));
                 self.rows.len() - 1
             }

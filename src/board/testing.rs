@@ -4,6 +4,11 @@ use crate::config::{BoardConfig, Config, RowConfig};
 use crate::event::{Body, Event, FeedState, Status, Tick};
 use crate::feed::demo::{DEMO_STEP, Demo};
 
+use embedded_graphics::Pixel;
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::{DrawTarget, OriginDimensions, Size};
+
+use super::png::Canvas;
 use super::state::BoardState;
 
 /// The built-in `[board]` defaults with these rows, each
@@ -80,6 +85,30 @@ pub fn demo_board(board: &BoardConfig, start: u64, steps: u64) -> (BoardState, u
         apply(&mut state, incoming.ts, incoming.body);
     }
     (state, last)
+}
+
+/// A frame that takes pixels one at a time and nothing else: its
+/// `fill_solid` and `fill_contiguous` are embedded-graphics' defaults over
+/// `draw_iter`, as on any `DrawTarget` without fast paths. What the fast
+/// paths of [`Canvas`] and `Rotated` must draw exactly.
+pub struct PixelByPixel(pub Canvas);
+
+impl OriginDimensions for PixelByPixel {
+    fn size(&self) -> Size {
+        self.0.size()
+    }
+}
+
+impl DrawTarget for PixelByPixel {
+    type Color = Rgb888;
+    type Error = std::convert::Infallible;
+
+    fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
+    where
+        I: IntoIterator<Item = Pixel<Rgb888>>,
+    {
+        self.0.draw_iter(pixels)
+    }
 }
 
 /// Allocations made by the current thread, counted by the lib test

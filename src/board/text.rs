@@ -37,7 +37,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use ab_glyph::{Font, FontArc, GlyphId, InvalidFont, PxScale, ScaleFont, point};
-use embedded_graphics::Pixel;
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::{DrawTarget, Point, Size};
 use embedded_graphics::primitives::Rectangle;
@@ -619,6 +618,13 @@ fn rasterize(font: &FontArc, id: GlyphId, scale: PxScale) -> Coverage {
 }
 
 /// Blends one glyph onto the known background at `pen`, inside `clip`.
+///
+/// Each row of the glyph goes to the target as runs of inked pixels with
+/// `fill_contiguous`, clipped first: an in-memory frame (`png::Canvas`,
+/// through `rotate::Rotated`) writes a run straight into its slice, and any
+/// other target gets the same pixels one by one (its default
+/// `fill_contiguous` is `draw_iter`). Uninked pixels are never written, so
+/// glyphs that overlap (kerning, joined letters) keep each other's ink.
 fn blit<D>(
     target: &mut D,
     coverage: &Coverage,
@@ -636,36 +642,58 @@ where
     let (x0, y0) = (pen.x + coverage.left, pen.y + coverage.top);
     let height = (coverage.alpha.len() / width) as u32;
     let bounds = Rectangle::new(Point::new(x0, y0), Size::new(coverage.width, height));
-    // Most glyphs lie wholly inside the clip: check it once, not per pixel.
-    let inside = clip.intersection(&bounds) == bounds;
+    let visible = clip.intersection(&bounds);
+    if visible.is_zero_sized() {
+        return Ok(());
+    }
+    // Columns and rows of the glyph that lie inside the clip.
+    let (first_col, first_row) = (
+        (visible.top_left.x - x0) as usize,
+        (visible.top_left.y - y0) as usize,
+    );
+    let end_col = first_col + visible.size.width as usize;
     // Each coverage value's colour is mixed once per glyph, not per pixel.
     const UNSET: u32 = u32::MAX;
     let mut palette = [UNSET; 256];
-    let pixels = coverage
-        .alpha
-        .chunks_exact(width)
+    let mut shade = |a: u8| {
+        let slot = &mut palette[usize::from(a)];
+        if *slot == UNSET {
+            let color = if a == 255 {
+                style.color
+            } else {
+                mix(style.background, style.color, u32::from(a) + 1)
+            };
+            *slot = pack(color);
+        }
+        unpack(*slot)
+    };
+    let lines = coverage.alpha.chunks_exact(width);
+    for (row, line) in lines
         .enumerate()
-        .flat_map(move |(row, line)| {
-            let y = y0 + row as i32;
-            line.iter()
-                .enumerate()
-                .filter(|(_, a)| **a != 0)
-                .map(move |(col, &a)| (Point::new(x0 + col as i32, y), a))
-        })
-        .filter(|(at, _)| inside || clip.contains(*at))
-        .map(move |(at, a)| {
-            let slot = &mut palette[usize::from(a)];
-            if *slot == UNSET {
-                let color = if a == 255 {
-                    style.color
-                } else {
-                    mix(style.background, style.color, u32::from(a) + 1)
-                };
-                *slot = pack(color);
+        .skip(first_row)
+        .take(visible.size.height as usize)
+    {
+        let y = y0 + row as i32;
+        let line = &line[..end_col];
+        let mut col = first_col;
+        while col < end_col {
+            while col < end_col && line[col] == 0 {
+                col += 1;
             }
-            Pixel(at, unpack(*slot))
-        });
-    target.draw_iter(pixels)
+            let start = col;
+            while col < end_col && line[col] != 0 {
+                col += 1;
+            }
+            if col > start {
+                let run = Rectangle::new(
+                    Point::new(x0 + start as i32, y),
+                    Size::new((col - start) as u32, 1),
+                );
+                target.fill_contiguous(&run, line[start..col].iter().map(|&a| shade(a)))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn pack(c: Rgb888) -> u32 {
@@ -699,6 +727,80 @@ mod tests {
         (0..frame.width)
             .filter(|&x| (0..frame.height).any(|y| frame.pixel(x, y) != Rgb888::BLACK))
             .collect()
+    }
+
+    #[test]
+    fn the_direct_blit_draws_what_drawing_pixel_by_pixel_draws() {
+        use crate::board::rotate::{Rotated, Rotation};
+        use crate::board::testing::PixelByPixel;
+
+        /// Draws the same texts, places and clips on `target`.
+        fn texts<D: DrawTarget<Color = Rgb888>>(text: &mut Text, target: &mut D)
+        where
+            D::Error: std::fmt::Debug,
+        {
+            let area = target.bounding_box();
+            let (w, h) = (area.size.width as i32, area.size.height as i32);
+            let clips = [
+                area,
+                Rectangle::new(Point::new(20, 10), Size::new(90, 35)),
+                Rectangle::new(Point::new(-30, -30), Size::new(60, 60)),
+            ];
+            let samples = [
+                ("Gram Altın ÇEYREK ₺ 2,450.00", Weight::Bold, false),
+                ("67012.50 +1.53%", Weight::Bold, true),
+                ("دلار آمریکا ۶۷٬۰۱۲", Weight::Bold, true),
+                ("نیم‌سکه (گرم)", Weight::Regular, false),
+                ("Waiting for prices…", Weight::Regular, false),
+            ];
+            for (i, clip) in clips.iter().enumerate() {
+                for (j, &(s, weight, tabular)) in samples.iter().enumerate() {
+                    let style = TextStyle {
+                        size: [13, 31, 64][(i + j) % 3],
+                        weight,
+                        color: Rgb888::new(250, 200, 20 * j as u8),
+                        background: Rgb888::new(10, 20 * i as u8, 30),
+                        tabular,
+                    };
+                    // Inside, and across each edge of the frame.
+                    for (x, y, align) in [
+                        (10, 40, Align::Left),
+                        (-25, 20, Align::Left),
+                        (w + 20, h - 5, Align::Right),
+                        (w / 2, 8, Align::Center),
+                        (w / 3, h + 12, Align::Left),
+                    ] {
+                        text.draw_text(target, s, Point::new(x, y), align, &style, clip)
+                            .unwrap();
+                    }
+                }
+            }
+        }
+
+        let mut text = Text::new();
+        let mut fast = Canvas::new(240, 90);
+        let mut slow = PixelByPixel(Canvas::new(240, 90));
+        texts(&mut text, &mut fast);
+        texts(&mut text, &mut slow);
+        assert!(fast.pixels.iter().filter(|&&p| p != 0).count() > 2_000);
+        assert!(fast == slow.0, "the same pixels on a plain frame");
+        for rotation in [
+            Rotation::None,
+            Rotation::Cw90,
+            Rotation::Cw180,
+            Rotation::Cw270,
+        ] {
+            let shift = Point::new(2, -3);
+            let mut fast = Rotated::new(Canvas::new(240, 90), rotation).with_shift(3, shift);
+            let mut slow =
+                Rotated::new(PixelByPixel(Canvas::new(240, 90)), rotation).with_shift(3, shift);
+            texts(&mut text, &mut fast);
+            texts(&mut text, &mut slow);
+            assert!(
+                *fast.inner() == slow.inner().0,
+                "the same pixels turned {rotation:?}"
+            );
+        }
     }
 
     #[test]
