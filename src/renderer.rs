@@ -551,6 +551,94 @@ mod tests {
 
     const GAP: Duration = Duration::from_millis(33);
 
+    /// A screen that tells the test what each present changed: `None` for
+    /// a whole frame.
+    struct Recorder {
+        size: (u32, u32),
+        presents: std::sync::mpsc::Sender<Option<Vec<Rectangle>>>,
+    }
+
+    impl Screen for Recorder {
+        fn size(&self) -> (u32, u32) {
+            self.size
+        }
+
+        fn present(&mut self, _: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
+            let areas = match damage {
+                Damage::All => None,
+                Damage::Areas(areas) => Some(areas.to_vec()),
+            };
+            let _ = self.presents.send(areas);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_tick_presents_only_the_band_of_its_row() {
+        let size = (800, 480);
+        let config = board_config(&["AAA", "BBB", "CCC"]);
+        let mut state = BoardState::new(&config, &["feed"]);
+        let wall = wall_ms();
+        for (seq, symbol) in ["AAA", "BBB", "CCC"].into_iter().enumerate() {
+            state.restore(&event(seq as u64, wall - 5_000, tick(symbol, "101.00")));
+        }
+        let mut after = state.clone();
+        let live = event(9, wall, tick("BBB", "102.00"));
+        after.apply(&live, wall);
+        let layout = crate::board::layout::Layout::new(
+            &after,
+            crate::board::Painter::new().text(),
+            embedded_graphics::prelude::Size::new(size.0, size.1),
+            wall,
+        );
+        let (band, header) = (layout.row_rect(1), layout.header);
+        let (mut feed, inbox) = crate::board::feed::channel("test");
+        let (presents_tx, presents) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut run = Run {
+                screen: Box::new(Recorder {
+                    size,
+                    presents: presents_tx,
+                }),
+                fresh: BoardState::new(&config, &["feed"]),
+                state,
+                settings: Settings {
+                    fps_max: 30,
+                    rotation: Rotation::None,
+                    pixel_shift: false,
+                },
+                font: None,
+                shared: inbox.sideband,
+                heart: Heartbeat::new("renderer"),
+                present_warning: RateLimited::new(Duration::from_secs(60)),
+                clock: BoardClock::new(wall_ms(), Instant::now()),
+            };
+            run.run(inbox.messages)
+        });
+        let next = || {
+            presents
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a frame")
+        };
+        assert_eq!(next(), None, "the first frame is whole");
+        feed.offer(&live, Vec::new);
+        // Header strips may come first (the clock's second); then the
+        // tick's frame: the band of its row, and at most the header.
+        let areas = loop {
+            let areas = next().expect("only parts of the frame");
+            if areas != [header] {
+                break areas;
+            }
+        };
+        assert!(areas.contains(&band), "{areas:?} has {band:?}");
+        assert!(
+            areas.iter().all(|a| *a == band || *a == header),
+            "{areas:?}: only {band:?} and {header:?}"
+        );
+        drop(feed);
+        assert_eq!(thread.join().unwrap(), Ended::Shutdown);
+    }
+
     #[test]
     fn the_first_frame_is_whole_and_immediate() {
         let pacer = FramePacer::new(GAP);

@@ -228,7 +228,7 @@ mod tests {
     use crate::board::rotate::{Rotated, Rotation};
     use crate::board::state::{FLASH_MS, SPARK_LEN};
     use crate::board::testing::{NOW, board_config, status, tick_with_open};
-    use crate::config::Digits;
+    use crate::config::{Column, Digits};
     use crate::event::{Alert, Body, Event, FeedState, Level, News};
 
     fn apply(state: &mut BoardState, at: u64, body: Body) {
@@ -574,6 +574,8 @@ mod tests {
         ]);
         config.locale = "fa".into();
         config.digits = Digits::Persian;
+        // An exchange office's columns, with their captions over the rows.
+        config.columns = vec![Column::Bid, Column::Ask, Column::Change, Column::Sparkline];
         let mut state = BoardState::new(&config, &["feed"]);
         for symbol in symbols {
             apply(
@@ -584,6 +586,8 @@ mod tests {
         }
         news(&mut state, NOW - 500, "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت");
         assert!(state.rtl());
+        let layout = Layout::new(&state, Painter::new().text(), Size::new(800, 600), NOW);
+        assert!(layout.captions.is_some());
         for rotation in [Rotation::None, Rotation::Cw90, Rotation::Cw270] {
             let fresh = move || {
                 Rotated::new(Canvas::new(800, 600), rotation).with_shift(3, Point::new(-3, 2))

@@ -43,7 +43,8 @@ pub enum BoardMsg {
 pub struct RenderStats {
     /// Whole frames drawn.
     pub frames: AtomicU64,
-    /// Frames that redrew only the header and/or the news strip.
+    /// Frames that redrew only parts: the bands of changed rows, the
+    /// header, the news strip (`board::damage`).
     pub partial_frames: AtomicU64,
     /// The last frame's draw and present time in nanoseconds.
     pub last_ns: AtomicU64,

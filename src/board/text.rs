@@ -127,6 +127,24 @@ struct Metrics {
     /// default Persian digits are proportional (۱ is half as wide as ۲);
     /// its Latin digits are tabular already.
     eastern_tnum: [GlyphId; 20],
+    /// The cmap's glyph for each ASCII character, looked up once: prices,
+    /// clocks and Latin labels are laid out every frame.
+    ascii: [GlyphId; 128],
+    /// The widest advance of the digits 0–9, in font units: a tabular
+    /// digit cell before scaling.
+    digit_cell_units: f32,
+    /// The widest advance of the `tnum` forms in `eastern_tnum`.
+    eastern_cell_units: f32,
+}
+
+impl Metrics {
+    /// The font's glyph for `c`, from the table for ASCII.
+    fn glyph_id(&self, font: &FontArc, c: char) -> GlyphId {
+        match self.ascii.get(c as usize) {
+            Some(&id) => id,
+            None => font.glyph_id(c),
+        }
+    }
 }
 
 /// One shaped glyph: where it goes relative to the start of the text, in
@@ -289,17 +307,17 @@ impl Text {
                 return;
             }
             let key = (weight, id, size);
-            if !glyphs.contains_key(&key) {
-                if glyphs.len() >= MAX_GLYPHS {
-                    glyphs.clear();
-                }
-                glyphs.insert(key, rasterize(font, id, scale));
-                *rasterized += 1;
-            }
-            let Some(coverage) = glyphs.get(&key) else {
-                return;
-            };
             let pen = Point::new((origin_x + x).round() as i32, anchor.y - y.round() as i32);
+            // One lookup for a cached glyph (every glyph after warm-up).
+            if let Some(coverage) = glyphs.get(&key) {
+                result = blit(target, coverage, pen, style, clip);
+                return;
+            }
+            if glyphs.len() >= MAX_GLYPHS {
+                glyphs.clear();
+            }
+            *rasterized += 1;
+            let coverage = glyphs.entry(key).or_insert(rasterize(font, id, scale));
             result = blit(target, coverage, pen, style, clip);
         });
         result.map(|()| width.ceil() as i32)
@@ -483,31 +501,22 @@ fn layout(
 ) -> f32 {
     let size = style.size.clamp(1, MAX_SIZE);
     let scaled = font.as_scaled(PxScale::from(size as f32 * metrics.px_scale_per_em));
-    let widest = |digits: std::ops::RangeInclusive<char>| {
-        digits
-            .map(|d| scaled.h_advance(font.glyph_id(d)))
-            .fold(0.0, f32::max)
-    };
-    let cell = if style.tabular {
-        widest('0'..='9')
+    // The widest scaled advance is the scaled widest advance: scaling by a
+    // positive factor keeps the order, so these are the same numbers as
+    // taking the widest of the scaled digits.
+    let (cell, eastern) = if style.tabular {
+        let factor = scaled.h_scale_factor();
+        (
+            factor * metrics.digit_cell_units,
+            factor * metrics.eastern_cell_units,
+        )
     } else {
-        0.0
-    };
-    // Persian and Arabic-Indic digits (their `tnum` forms) only cost the
-    // lookup when present.
-    let eastern = if style.tabular && !text.is_ascii() {
-        metrics
-            .eastern_tnum
-            .iter()
-            .map(|&id| scaled.h_advance(id))
-            .fold(0.0, f32::max)
-    } else {
-        0.0
+        (0.0, 0.0)
     };
     let mut x = 0.0;
     let mut previous: Option<GlyphId> = None;
     for c in text.chars() {
-        let id = font.glyph_id(c);
+        let id = metrics.glyph_id(font, c);
         let advance = scaled.h_advance(id);
         if style.tabular && c.is_ascii_digit() {
             glyph(id, x + (cell - advance) / 2.0);
@@ -546,12 +555,24 @@ fn metrics(font: &FontArc, data: &[u8]) -> Metrics {
         font.outline(font.glyph_id(c))
             .map_or(units_per_em * 0.7, |o| o.bounds.min.y)
     };
+    let eastern_tnum = eastern_tnum(font, data);
+    let mut ascii = [GlyphId(0); 128];
+    for (c, id) in ascii.iter_mut().enumerate() {
+        *id = font.glyph_id(char::from(c as u8));
+    }
+    let widest = |ids: &mut dyn Iterator<Item = GlyphId>| {
+        ids.map(|id| font.h_advance_unscaled(id))
+            .fold(0.0, f32::max)
+    };
     Metrics {
         px_scale_per_em: font.height_unscaled() / units_per_em,
         units_per_em,
         digit_units: top('0'),
         cap_units: top('H'),
-        eastern_tnum: eastern_tnum(font, data),
+        digit_cell_units: widest(&mut (b'0'..=b'9').map(|d| ascii[usize::from(d)])),
+        eastern_cell_units: widest(&mut eastern_tnum.iter().copied()),
+        eastern_tnum,
+        ascii,
     }
 }
 
