@@ -36,7 +36,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use ab_glyph::{Font, FontArc, GlyphId, InvalidFont, PxScale, ScaleFont, point};
+use ab_glyph::{Font, FontArc, GlyphId, InvalidFont, PxScale, point};
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use embedded_graphics::prelude::{DrawTarget, Point, Size};
 use embedded_graphics::primitives::Rectangle;
@@ -135,6 +135,8 @@ struct Metrics {
     digit_cell_units: f32,
     /// The widest advance of the `tnum` forms in `eastern_tnum`.
     eastern_cell_units: f32,
+    /// Ascent less descent, in font units (`Font::height_unscaled`).
+    height_units: f32,
 }
 
 impl Metrics {
@@ -500,12 +502,14 @@ fn layout(
     mut glyph: impl FnMut(GlyphId, f32),
 ) -> f32 {
     let size = style.size.clamp(1, MAX_SIZE);
-    let scaled = font.as_scaled(PxScale::from(size as f32 * metrics.px_scale_per_em));
+    // What ab_glyph's `PxScaleFont::h_scale_factor` computes, with the
+    // font's height looked up once per face instead of once per glyph:
+    // `h_advance` and `kern` are this factor times the unscaled values.
+    let factor = PxScale::from(size as f32 * metrics.px_scale_per_em).x / metrics.height_units;
     // The widest scaled advance is the scaled widest advance: scaling by a
     // positive factor keeps the order, so these are the same numbers as
     // taking the widest of the scaled digits.
     let (cell, eastern) = if style.tabular {
-        let factor = scaled.h_scale_factor();
         (
             factor * metrics.digit_cell_units,
             factor * metrics.eastern_cell_units,
@@ -517,20 +521,20 @@ fn layout(
     let mut previous: Option<GlyphId> = None;
     for c in text.chars() {
         let id = metrics.glyph_id(font, c);
-        let advance = scaled.h_advance(id);
+        let advance = factor * font.h_advance_unscaled(id);
         if style.tabular && c.is_ascii_digit() {
             glyph(id, x + (cell - advance) / 2.0);
             x += cell;
             previous = None;
         } else if let Some(i) = eastern_digit(c).filter(|_| style.tabular) {
             let id = metrics.eastern_tnum[i];
-            let advance = scaled.h_advance(id);
+            let advance = factor * font.h_advance_unscaled(id);
             glyph(id, x + (eastern - advance) / 2.0);
             x += eastern;
             previous = None;
         } else {
             if let Some(previous) = previous {
-                x += scaled.kern(previous, id);
+                x += factor * font.kern_unscaled(previous, id);
             }
             glyph(id, x);
             x += advance;
@@ -566,6 +570,7 @@ fn metrics(font: &FontArc, data: &[u8]) -> Metrics {
     };
     Metrics {
         px_scale_per_em: font.height_unscaled() / units_per_em,
+        height_units: font.height_unscaled(),
         units_per_em,
         digit_units: top('0'),
         cap_units: top('H'),
