@@ -17,6 +17,8 @@ use embedded_graphics::prelude::{
 };
 use embedded_graphics::primitives::Rectangle;
 
+use super::png::within;
+
 /// Clockwise rotation of the board on the screen (`[display] rotate`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Rotation {
@@ -251,7 +253,8 @@ impl<D: DrawTarget> DrawTarget for Rotated<D> {
             Rotation::Cw90 => area.size.height == 1,
             Rotation::Cw180 | Rotation::Cw270 => false,
         };
-        if in_order && self.bounding_box().intersection(area) == *area {
+        let logical = self.size();
+        if in_order && !area.is_zero_sized() && within(area, logical.width, logical.height) {
             let physical = self.geometry().map_rect(area);
             return self.inner.fill_contiguous(&physical, colors);
         }
