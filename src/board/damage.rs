@@ -130,6 +130,13 @@ impl Shown {
         self.news_ms = None;
     }
 
+    /// Which of `BoardState::rows` the frame on screen shows (the page's),
+    /// `None` before the first whole frame and after [`Shown::forget`].
+    pub fn rows_on_screen(&self) -> Option<std::ops::Range<usize>> {
+        let frame = self.frame.as_ref()?;
+        Some(frame.layout.page_rows(frame.page, frame.rows))
+    }
+
     /// Draws onto `target` what changed since the frame on screen, for
     /// `state` at `now_ms`, within `scope`, and says what it drew. See the
     /// module docs.
