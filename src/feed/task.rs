@@ -88,33 +88,66 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
         let delay = backoff.next_delay(rng.f64());
         match &end {
             LinkEnd::HubGone => return,
-            LinkEnd::ConnectFailed(why) => match outage.failed(Instant::now()) {
-                Report::First => log::warn!(
-                    "feed {}: cannot connect to {}: {why}; retrying in {} ms",
-                    feed.name,
-                    feed.url,
-                    delay.as_millis()
-                ),
-                Report::StillDown { down_for, attempts } => log::warn!(
-                    "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
-                     retrying in {} ms",
-                    feed.name,
-                    backoff::minutes(down_for),
-                    delay.as_millis()
-                ),
-                Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
-            },
+            LinkEnd::ConnectFailed(why) => report_link_end(
+                &feed,
+                &mut outage,
+                Ending::ConnectFailed(why),
+                up_for,
+                delay,
+            ),
             LinkEnd::Lost(why) => {
-                outage.lost(Instant::now());
-                log::warn!(
-                    "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
-                    feed.name,
-                    up_for.as_secs(),
-                    delay.as_millis()
-                );
+                report_link_end(&feed, &mut outage, Ending::Lost(why), up_for, delay)
             }
         }
         Timer::after(delay).await;
+    }
+}
+
+/// How a link ended, as far as the log is concerned.
+enum Ending<'a> {
+    /// The connect failed, with this reason.
+    ConnectFailed(&'a str),
+    /// The link was up and died, with this reason.
+    Lost(&'a str),
+}
+
+/// Notes in `outage` how `feed`'s link ended and logs it: a failed connect
+/// at its outage's first attempt, then as the outage's [`Report`] says; a lost
+/// link always. `up_for` is how long the attempt lasted, `delay` how long
+/// until the next one. Shared by the WebSocket feeds and [`mqtt`].
+fn report_link_end(
+    feed: &FeedConfig,
+    outage: &mut Outage,
+    ending: Ending<'_>,
+    up_for: Duration,
+    delay: Duration,
+) {
+    match ending {
+        Ending::ConnectFailed(why) => match outage.failed(Instant::now()) {
+            Report::First => log::warn!(
+                "feed {}: cannot connect to {}: {why}; retrying in {} ms",
+                feed.name,
+                feed.url,
+                delay.as_millis()
+            ),
+            Report::StillDown { down_for, attempts } => log::warn!(
+                "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
+                 retrying in {} ms",
+                feed.name,
+                backoff::minutes(down_for),
+                delay.as_millis()
+            ),
+            Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
+        },
+        Ending::Lost(why) => {
+            outage.lost(Instant::now());
+            log::warn!(
+                "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
+                feed.name,
+                up_for.as_secs(),
+                delay.as_millis()
+            );
+        }
     }
 }
 

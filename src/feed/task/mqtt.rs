@@ -35,12 +35,13 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use super::{
-    BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, HubLink, MAX_UPSTREAM_MESSAGE, bad_message,
+    BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, Ending, HubLink, MAX_UPSTREAM_MESSAGE, bad_message,
+    report_link_end,
 };
 use crate::clock::wall_ms;
 use crate::config::FeedConfig;
 use crate::event::FeedState;
-use crate::feed::backoff::{self, Backoff, Outage, Report};
+use crate::feed::backoff::{Backoff, Outage, Report};
 use crate::feed::mqtt::Mqtt;
 use crate::hub::HubMsg;
 use crate::journal::forward::{Outbox, Pending};
@@ -161,30 +162,15 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
                     ),
                 }
             }
-            LinkEnd::ConnectFailed(why) => match outage.failed(Instant::now()) {
-                Report::First => log::warn!(
-                    "feed {}: cannot connect to {}: {why}; retrying in {} ms",
-                    feed.name,
-                    feed.url,
-                    delay.as_millis()
-                ),
-                Report::StillDown { down_for, attempts } => log::warn!(
-                    "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
-                     retrying in {} ms",
-                    feed.name,
-                    backoff::minutes(down_for),
-                    delay.as_millis()
-                ),
-                Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
-            },
+            LinkEnd::ConnectFailed(why) => report_link_end(
+                &feed,
+                &mut outage,
+                Ending::ConnectFailed(why),
+                up_for,
+                delay,
+            ),
             LinkEnd::Lost(why) => {
-                outage.lost(Instant::now());
-                log::warn!(
-                    "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
-                    feed.name,
-                    up_for.as_secs(),
-                    delay.as_millis()
-                );
+                report_link_end(&feed, &mut outage, Ending::Lost(why), up_for, delay)
             }
         }
         Timer::after(delay).await;
