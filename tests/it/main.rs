@@ -3,6 +3,7 @@
 //! feeds on `127.0.0.1:0` and a fresh temp dir per daemon.
 
 mod browser;
+mod browser_proc;
 mod chain;
 mod chromium;
 mod cli;
