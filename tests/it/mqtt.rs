@@ -513,24 +513,54 @@ fn numbers(payloads: &[Value]) -> Vec<u64> {
 const QUEUED: &str = "tablo_forward_queued{to=\"hq\",topic=\"tablo/{site}/{channel}/{symbol}\"}";
 const SENT: &str = "tablo_forward_sent_total{to=\"hq\",topic=\"tablo/{site}/{channel}/{symbol}\"}";
 
+/// A forward test's start: a broker that knows the consumer's session
+/// (so it keeps what arrives for it) and has stopped, and a daemon whose
+/// `[[forward]]` has queued [`EVENTS`] ticks from a fake upstream for it.
+struct Outage {
+    /// The broker's persistence, port and extra config, to restart it.
+    broker: (PathBuf, u16, String),
+    /// The daemon's config.
+    config: String,
+    /// Kept for the upstream's connection.
+    _upstream: FakeUpstream,
+    /// Kept for the broker's persistence.
+    _dir: tempfile::TempDir,
+}
+
+impl Outage {
+    /// Starts the broker again, on the same port with the same sessions.
+    fn restart(&self) -> Broker {
+        let (dir, port, extra) = &self.broker;
+        Broker::start_on(dir, *port, extra)
+    }
+}
+
+async fn queued_for_a_stopped_broker() -> (Outage, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), "");
+    Subscriber::register(broker.port, "consumer", "tablo/#");
+    let stopped = broker.stop();
+    let upstream = FakeUpstream::start().await;
+    let url = format!("mqtt://127.0.0.1:{}", stopped.1);
+    let config = forward_config(&url, &upstream);
+    let daemon = Daemon::start_with_config(&config, &[]);
+    upstream.wait_connection().await;
+    send_ticks(&upstream, 1, EVENTS);
+    wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
+    let outage = Outage {
+        broker: stopped,
+        config,
+        _upstream: upstream,
+        _dir: dir,
+    };
+    (outage, daemon)
+}
+
 #[test]
 fn events_forwarded_while_the_broker_is_down_arrive_in_order_once_each() {
     smol::block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        // The consumer's session exists before the outage, so the broker
-        // keeps what arrives for it.
-        let broker = Broker::start(dir.path(), "");
-        Subscriber::register(broker.port, "consumer", "tablo/#");
-        let (dir2, port, extra) = broker.stop();
-
-        let upstream = FakeUpstream::start().await;
-        let url = format!("mqtt://127.0.0.1:{port}");
-        let daemon = Daemon::start_with_config(&forward_config(&url, &upstream), &[]);
-        upstream.wait_connection().await;
-        send_ticks(&upstream, 1, EVENTS);
-        wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
-
-        let broker = Broker::start_on(&dir2, port, &extra);
+        let (outage, daemon) = queued_for_a_stopped_broker().await;
+        let broker = outage.restart();
         wait_metric(&daemon, SENT, EVENTS as f64, FORWARD_WITHIN);
         let sub = Subscriber::start(broker.port, "consumer", "tablo/#", &[]);
         let got = numbers(&sub.collect(FORWARD_WITHIN, |got| got.len() as u64 >= EVENTS));
@@ -565,22 +595,12 @@ fn wait_commit(daemon: &Daemon) {
 #[test]
 fn forwarding_survives_kill_9_at_least_once_in_order() {
     smol::block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::start(dir.path(), "");
-        Subscriber::register(broker.port, "consumer", "tablo/#");
-        let (dir2, port, extra) = broker.stop();
-        let upstream = FakeUpstream::start().await;
-        let url = format!("mqtt://127.0.0.1:{port}");
-        let config = forward_config(&url, &upstream);
-        let daemon = Daemon::start_with_config(&config, &[]);
-        upstream.wait_connection().await;
-        send_ticks(&upstream, 1, EVENTS);
-        wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
+        let (outage, daemon) = queued_for_a_stopped_broker().await;
         wait_commit(&daemon);
 
         // The broker comes back; Tablo is killed as soon as the first
         // forwarded message arrives.
-        let broker = Broker::start_on(&dir2, port, &extra);
+        let broker = outage.restart();
         let sub = Subscriber::start(broker.port, "consumer", "tablo/#", &[]);
         let mut got = numbers(&sub.collect(FORWARD_WITHIN, |got| !got.is_empty()));
         daemon.sigkill();
@@ -588,7 +608,7 @@ fn forwarding_survives_kill_9_at_least_once_in_order() {
         let before_kill = got.len();
         // The upstream sends nothing more: what is missing must come from
         // the outbox on disk.
-        let daemon = Daemon::start_in(stopped.sandbox, Some(&config), &[]);
+        let daemon = Daemon::start_in(stopped.sandbox, Some(&outage.config), &[]);
         let mut seen: HashSet<u64> = got.iter().copied().collect();
         let rest = sub.collect(FORWARD_WITHIN, |more| {
             if let Some(last) = more.last() {
