@@ -129,16 +129,13 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
             }
             Err(end) => end,
         };
-        if !link.state(FeedState::Down).await {
+        let Some(mut attempt) = link.down(&mut backoff, &mut rng, started).await else {
             return;
-        }
-        let up_for = started.elapsed();
-        backoff.link_lasted(up_for);
-        let mut delay = backoff.next_delay(rng.f64());
-        match &end {
+        };
+        let ending = match &end {
             LinkEnd::HubGone => return,
             LinkEnd::Refused(why) => {
-                delay = delay.max(REFUSED_RETRY);
+                attempt.delay = attempt.delay.max(REFUSED_RETRY);
                 let problem = Some(format!("the broker refused the connection: {why}"));
                 if hub
                     .send(HubMsg::FeedProblem {
@@ -158,22 +155,17 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
                         "feed {}: {} refused the connection: {why}; asking again in {} s",
                         feed.name,
                         feed.url,
-                        delay.as_secs()
+                        attempt.delay.as_secs()
                     ),
                 }
+                Timer::after(attempt.delay).await;
+                continue;
             }
-            LinkEnd::ConnectFailed(why) => report_link_end(
-                &feed,
-                &mut outage,
-                Ending::ConnectFailed(why),
-                up_for,
-                delay,
-            ),
-            LinkEnd::Lost(why) => {
-                report_link_end(&feed, &mut outage, Ending::Lost(why), up_for, delay)
-            }
-        }
-        Timer::after(delay).await;
+            LinkEnd::ConnectFailed(why) => Ending::ConnectFailed(why),
+            LinkEnd::Lost(why) => Ending::Lost(why),
+        };
+        report_link_end(&feed, &mut outage, ending, attempt);
+        Timer::after(attempt.delay).await;
     }
 }
 
