@@ -86,6 +86,14 @@ fn cell(symbol: &str, cell: &str) -> String {
     format!("document.querySelector('.row[data-symbol=\"{symbol}\"] .{cell}')?.textContent")
 }
 
+/// Waits until `symbol`'s `cell` reads `text`, within [`TO_THE_DOM`].
+async fn wait_cell(browser: &mut Chromium, symbol: &str, cell_name: &str, text: &str) {
+    let shown = cell(symbol, cell_name);
+    browser
+        .wait_for(&format!("{shown} === '{text}'"), TO_THE_DOM, &shown)
+        .await;
+}
+
 #[test]
 fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
     with_browser(
@@ -109,22 +117,10 @@ fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
 
             let mut bot = publisher(&daemon).await;
             publish_tick(&mut bot, "WEBTEST", "1234.5", "1000").await;
-            browser
-                .wait_for(
-                    &format!("{} === '1,234.5'", cell("WEBTEST", "price")),
-                    TO_THE_DOM,
-                    &cell("WEBTEST", "price"),
-                )
-                .await;
+            wait_cell(&mut browser, "WEBTEST", "price", "1,234.5").await;
             publish_tick(&mut bot, "WEBTEST", "999.25", "1000").await;
             let row = "document.querySelector('.row[data-symbol=\"WEBTEST\"]')";
-            browser
-                .wait_for(
-                    &format!("{} === '999.25'", cell("WEBTEST", "price")),
-                    TO_THE_DOM,
-                    &cell("WEBTEST", "price"),
-                )
-                .await;
+            wait_cell(&mut browser, "WEBTEST", "price", "999.25").await;
             // Down against the open, with the change and its percent, and a
             // downward flash.
             let state = browser
@@ -354,13 +350,7 @@ decimals = 0
         let mut browser = Chromium::launch().await;
         browser.viewport(360, 640, true).await;
         browser.open(&format!("http://{}/", daemon.addr())).await;
-        browser
-            .wait_for(
-                &format!("{} === '۱٬۰۵۲٬۳۰۰'", cell("USDIRR", "bid")),
-                TO_THE_DOM,
-                &cell("USDIRR", "bid"),
-            )
-            .await;
+        wait_cell(&mut browser, "USDIRR", "bid", "۱٬۰۵۲٬۳۰۰").await;
         let page = browser
             .eval("({dir: getComputedStyle(document.body).direction, lang: document.documentElement.lang,
                      text: document.querySelector('main').innerText,
@@ -903,13 +893,7 @@ fn a_new_journal_behind_the_same_address_is_a_reset_and_the_page_carries_on() {
             assert_eq!(epoch, bot.hello["epoch"]);
             // Live events after the reset arrive too.
             publish_tick(&mut bot, "NEW", "3.00", "2.00").await;
-            browser
-                .wait_for(
-                    &format!("{} === '3.00'", cell("NEW", "price")),
-                    TO_THE_DOM,
-                    &cell("NEW", "price"),
-                )
-                .await;
+            wait_cell(&mut browser, "NEW", "price", "3.00").await;
             drop(stopped);
         },
     );
