@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::chromium::{self, Chromium};
-use crate::harness::{Client, Daemon, Sandbox};
+use crate::harness::{Client, Daemon, Sandbox, Stopped};
 
 /// docs/web.md §5: live prices on the page within 2 s of its load.
 const FIRST_PRICES: Duration = Duration::from_secs(2);
@@ -84,6 +84,15 @@ async fn publish_tick(bot: &mut Client, symbol: &str, price: &str, open: &str) -
 /// The text of a row's cell, in JavaScript.
 fn cell(symbol: &str, cell: &str) -> String {
     format!("document.querySelector('.row[data-symbol=\"{symbol}\"] .{cell}')?.textContent")
+}
+
+/// SIGTERM, and the daemon's clean exit within 5 s.
+#[track_caller]
+fn stop(daemon: Daemon) -> Stopped {
+    daemon.sigterm();
+    let stopped = daemon.into_stopped(Duration::from_secs(5));
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    stopped
 }
 
 /// Waits until `symbol`'s `cell` reads `text`, within [`TO_THE_DOM`].
@@ -175,9 +184,7 @@ fn a_stopped_daemon_turns_the_page_offline_and_stale_and_a_restart_resumes_witho
                 )
                 .await;
 
-            daemon.sigterm();
-            let stopped = daemon.into_stopped(Duration::from_secs(5));
-            assert!(stopped.status.success(), "{}", stopped.stderr);
+            let stopped = stop(daemon);
             browser
             .wait_for(
                 "document.body.dataset.conn === 'offline' && /\\d\\d:\\d\\d/.test(document.getElementById('conn').textContent)",
@@ -568,9 +575,7 @@ label = "EUR/USD"
                 )
                 .await;
 
-            daemon.sigterm();
-            let stopped = daemon.into_stopped(Duration::from_secs(5));
-            assert!(stopped.status.success(), "{}", stopped.stderr);
+            let _stopped = stop(daemon);
             browser
                 .wait_for(
                     "document.body.dataset.conn === 'offline'",
