@@ -14,8 +14,9 @@
 //!   zone; a row added), it draws the whole frame;
 //! - otherwise it redraws the band of each row whose stamp or look changed
 //!   (`draw::draw_row`), the header when its clock second or client count
-//!   changed, and the news strip when it scrolled; when every row of the
-//!   page changed, one whole frame is cheaper and it draws that,
+//!   changed, and the news strip when it scrolled (even when every row
+//!   changed, the bands cost less than a whole frame, which would draw the
+//!   header and news strip again),
 //!
 //! and says which rectangles it drew, so a backend copies only those. A
 //! frame redrawn this way is, pixel for pixel, the frame `draw::draw`
@@ -37,9 +38,6 @@ use super::draw::{
 };
 use super::layout::Layout;
 use super::state::{BoardState, MAX_ROWS};
-
-// A bit per row slot in `Shown::redraw`.
-const _: () = assert!(MAX_ROWS <= 64);
 
 /// Most rectangles one redraw reports: a band per row slot (a page shows
 /// at most every row), the header and the news line.
@@ -173,18 +171,7 @@ impl Shown {
         let rows = layout.page_rows(page, state.rows().len());
         let mut n = 0;
         if scope == Scope::Everything {
-            // Which slots changed (a page has at most `MAX_ROWS` = 64).
-            let mut changed = 0_u64;
-            for slot in 0..rows.len() {
-                if self.rows[slot] != Some(row_key(state, painter, layout, &rows, slot, now_ms)) {
-                    changed |= 1 << slot;
-                }
-            }
-            // When every row on the page changed (prices moving on every
-            // row, as at 100 updates/s over 20 symbols), one whole frame
-            // costs less than a band for each and the strips.
-            let every_row = rows.len() > 1 && changed.count_ones() as usize == rows.len();
-            if every_row || self.frame.as_ref() != Some(&frame) {
+            if self.frame.as_ref() != Some(&frame) {
                 draw_laid_out(state, now_ms, painter, target, layout)?;
                 self.header = Some(header);
                 self.news_ms = Some(now_ms);
@@ -195,10 +182,13 @@ impl Shown {
                 self.frame = Some(frame);
                 return Ok(Redrawn::Whole);
             }
-            for slot in (0..rows.len()).filter(|slot| changed & 1 << slot != 0) {
-                self.areas[n] = draw_row(state, now_ms, painter, target, layout, slot)?;
-                self.rows[slot] = Some(row_key(state, painter, layout, &rows, slot, now_ms));
-                n += 1;
+            for slot in 0..rows.len() {
+                let key = row_key(state, painter, layout, &rows, slot, now_ms);
+                if self.rows[slot] != Some(key) {
+                    self.areas[n] = draw_row(state, now_ms, painter, target, layout, slot)?;
+                    self.rows[slot] = Some(key);
+                    n += 1;
+                }
             }
         }
         if self.header != Some(header) {
@@ -525,31 +515,6 @@ mod tests {
             allocated.push(count);
         }
         assert_eq!(allocated[1], 0, "{allocated:?}");
-    }
-
-    #[test]
-    fn when_every_row_changed_the_frame_is_drawn_whole() {
-        let symbols = ["AAA", "BBB", "CCC"];
-        let mut state = board(&symbols);
-        let fresh = plain(800, 480);
-        let (mut shown, mut painter, mut screen) = (Shown::new(), Painter::new(), fresh());
-        let mut r =
-            |state: &BoardState, t| redraw(&mut shown, &mut painter, &mut screen, state, t, &fresh);
-        assert_eq!(r(&state, NOW + 100), None);
-        for symbol in symbols {
-            apply(
-                &mut state,
-                NOW + 200,
-                tick_with_open(symbol, "100.50", "100.00"),
-            );
-        }
-        assert_eq!(r(&state, NOW + 200), None);
-        // Their flashes end together: every row again.
-        assert_eq!(r(&state, NOW + 200 + FLASH_MS + 10), None);
-        // One tick: one band.
-        let t = NOW + 200 + FLASH_MS + 20;
-        apply(&mut state, t, tick_with_open("BBB", "100.75", "100.00"));
-        assert_eq!(r(&state, t).map(|a| a.len()), Some(1));
     }
 
     #[test]
