@@ -26,7 +26,9 @@
 //! `TABLO_BENCH_PART=count` draws `TABLO_BENCH_FRAMES` frames (default 50)
 //! of one kind, `TABLO_BENCH_KIND` (`whole`, `header`, `news`, `persian`;
 //! `strips`: header and news through `Shown`, a second apart; `row` and
-//! `rows`: those strips, then one tick or 20 and the bands they change),
+//! `rows`: those strips, then one tick of a row of the page at the price it
+//! shows (no flash to fade later) or 20 moving ticks, and the bands they
+//! change),
 //! at `TABLO_BENCH_SIZE` (default `1920x1080`), and prints nothing: run it
 //! under `valgrind --tool=callgrind` with 0 and with N frames, and the
 //! difference over N is the instructions a frame costs, a figure that does
@@ -219,9 +221,9 @@ fn draw_times() {
         }
         whole.line(&format!("{w}×{h} whole frame"));
         // What the renderer draws after one tick: that row's band. The
-        // header is brought up to the second first, as the renderer's
-        // strips keep it; ticks are a second apart, so no flash from the
-        // tick before is still fading.
+        // frame is brought up to the moment first, untimed (the header's
+        // second, the marquee, the end of the last tick's flash), as the
+        // renderer's frames between two ticks keep it.
         let mut shown = Shown::new();
         let mut one_row = Stats::new();
         let start = now + 1_000;
@@ -233,7 +235,7 @@ fn draw_times() {
             seq += 1;
             let at = start + 1_000 + i * 1_000;
             shown
-                .redraw(&state, at, &mut painter, &mut frame, Scope::Strips)
+                .redraw(&state, at, &mut painter, &mut frame, Scope::Everything)
                 .unwrap();
             let row = page.start + i as usize % page.len();
             state.apply(&tick(seq, at, row, 100_000 + i), at);
@@ -339,16 +341,23 @@ fn count_frames() {
                 shown
                     .redraw(&state, at, &mut painter, &mut frame, Scope::Strips)
                     .unwrap();
-                // One row of the page, or every row (the page's change).
-                let (rows, first) = if kind == "row" {
-                    (1, page.start + i as usize % page.len())
-                } else {
-                    (SYMBOLS, 0)
-                };
-                for s in 0..rows {
+                if kind == "row" {
+                    // One row of the page, at the price it shows: no
+                    // flash, so the band of the tick before is not due
+                    // again as its flash ends.
+                    let row = page.start + i as usize % page.len();
+                    let price = state.rows()[row].price.clone().expect("a price");
+                    let (units, decimals) = price.split_once('.').expect("a decimal");
+                    let cents =
+                        units.parse::<u64>().unwrap() * 100 + decimals.parse::<u64>().unwrap();
                     seq += 1;
-                    let row = (first + s) % SYMBOLS;
-                    state.apply(&tick(seq, at, row, 100_000 + (i * 7 + s as u64) % 500), at);
+                    state.apply(&tick(seq, at, row, cents), at);
+                } else {
+                    for row in 0..SYMBOLS {
+                        seq += 1;
+                        let cents = 100_000 + (i * 7 + row as u64) % 500;
+                        state.apply(&tick(seq, at, row, cents), at);
+                    }
                 }
                 shown
                     .redraw(&state, at, &mut painter, &mut frame, Scope::Everything)
