@@ -30,7 +30,7 @@
 //! nothing: its tables are fixed arrays, [`MAX_AREAS`] rectangles at most.
 
 use embedded_graphics::pixelcolor::Rgb888;
-use embedded_graphics::prelude::DrawTarget;
+use embedded_graphics::prelude::{DrawTarget, Size};
 use embedded_graphics::primitives::Rectangle;
 
 use super::draw::{
@@ -82,6 +82,37 @@ struct HeaderKey {
     clients: usize,
 }
 
+/// Everything `Layout::new` reads, besides the painter's fonts: a layout
+/// worked out for an equal key is the same layout. (A new input of
+/// `Layout::new` must join this key.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LayoutKey {
+    size: Size,
+    rows: usize,
+    /// `Row::changed` of each row: the values whose widths set the columns.
+    stamps: [u64; MAX_ROWS],
+    /// `BoardState::changed`: news, alerts and the rest outside the rows.
+    changed: u64,
+    /// Whether the critical-alert band shows (alerts expire with time).
+    alert: bool,
+}
+
+impl LayoutKey {
+    fn of(state: &BoardState, size: Size, now_ms: u64) -> LayoutKey {
+        let mut stamps = [0; MAX_ROWS];
+        for (stamp, row) in stamps.iter_mut().zip(state.rows()) {
+            *stamp = row.changed();
+        }
+        LayoutKey {
+            size,
+            rows: state.rows().len(),
+            stamps,
+            changed: state.changed(),
+            alert: state.critical_alerts(now_ms).next().is_some(),
+        }
+    }
+}
+
 /// What decides one row's band, beyond the [`FrameKey`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RowKey {
@@ -104,6 +135,9 @@ pub struct Shown {
     rows: [Option<RowKey>; MAX_ROWS],
     /// What the last redraw drew, reused.
     areas: [Rectangle; MAX_AREAS],
+    /// The last layout worked out: frames where no value changed (the
+    /// marquee, the clock, a flash fading) do not measure every row again.
+    layout: Option<(LayoutKey, Layout)>,
 }
 
 impl Default for Shown {
@@ -121,6 +155,7 @@ impl Shown {
             news_ms: None,
             rows: [None; MAX_ROWS],
             areas: [Rectangle::zero(); MAX_AREAS],
+            layout: None,
         }
     }
 
@@ -154,7 +189,15 @@ impl Shown {
         D: DrawTarget<Color = Rgb888>,
     {
         let size = target.bounding_box().size;
-        let layout = Layout::new(state, painter.text(), size, now_ms);
+        let key = LayoutKey::of(state, size, now_ms);
+        let layout = match &self.layout {
+            Some((known, layout)) if *known == key => layout.clone(),
+            _ => {
+                let layout = Layout::new(state, painter.text(), size, now_ms);
+                self.layout = Some((key, layout.clone()));
+                layout
+            }
+        };
         let page = state.page_at(now_ms, layout.pages);
         let frame = FrameKey {
             layout,
@@ -229,7 +272,7 @@ fn row_key(
 
 #[cfg(test)]
 mod tests {
-    use embedded_graphics::prelude::{OriginDimensions, Point, Size};
+    use embedded_graphics::prelude::{OriginDimensions, Point};
 
     use super::*;
     use crate::board::draw::draw;
