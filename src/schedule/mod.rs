@@ -164,7 +164,9 @@ pub fn parse_entry(text: &str) -> Result<Entry, ScheduleError> {
             d = (d + 1) % 7;
         }
     }
-    let range = hours_text.split_once('-').filter(|_| hours_text.contains(':'));
+    let range = hours_text
+        .split_once('-')
+        .filter(|_| hours_text.contains(':'));
     let Some((start_text, end_text)) = range else {
         return fail(format!(
             "{hours_text:?} is not a range of hours such as 08:00-20:00"

@@ -26,6 +26,7 @@ mod mqtt;
 mod protocol;
 mod relay;
 mod rules;
+mod screen;
 mod service;
 mod slow;
 mod web;

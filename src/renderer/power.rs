@@ -1,0 +1,268 @@
+//! The screen's schedule in the render loop: when to go dark, when to wake,
+//! and how (docs/board.md §9).
+//!
+//! [`Power::turn`] runs on every turn of the loop and is cheap until
+//! something is due: it asks [`schedule::verdict::decide`] again only at
+//! the next change (a monotonic deadline made from the schedule's wall-time
+//! answer), when the wall clock steps, when the clock's state changes, and
+//! when a waking alert comes or goes. Going dark blanks the framebuffer
+//! (`FBIOBLANK`) where there is one, else shows a black frame, and for
+//! `off = "dpms"` or `"cec"` also asks [`PowerCommand`] to switch the
+//! display or the TV off; waking undoes both. The state goes to the
+//! sideband for `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::board::BoardState;
+use crate::board::feed::Sideband;
+use crate::board::screen::Darkness;
+use crate::clock::{self, ClockState};
+use crate::config::{DisplayConfig, ScreenOff, WakeOn};
+use crate::display::power::{PowerCommand, Program, find_program};
+use crate::display::{Choice, Screen};
+use crate::schedule::verdict::{Facts, Reason, Verdict, decide};
+use crate::schedule::{Schedule, zone};
+
+/// The longest the verdict goes unasked, even with no change due: the
+/// system's time zone may be changed under a running daemon (jiff reads
+/// it again every few minutes), and NTP slewing moves the wall clock a
+/// little against the monotonic deadline. An hour is cheap and soon enough
+/// for both.
+const RECHECK_AT_LEAST: Duration = Duration::from_secs(3600);
+
+/// The screen's schedule and the means to switch it. See the module docs.
+pub(super) struct Power {
+    schedule: Schedule,
+    wake_on: WakeOn,
+    command: Option<PowerCommand>,
+    shared: Arc<Sideband>,
+    darkness: Darkness,
+    /// The last verdict; `None` before the first.
+    verdict: Option<Verdict>,
+    /// The facts it was decided on.
+    facts: Facts,
+    /// When to ask again.
+    recheck: Instant,
+    /// The clock's state, probed every `clock::sync::CHECK_INTERVAL`.
+    clock_unsynchronized: bool,
+    clock_probed: Option<Instant>,
+    /// The framebuffer is blanked by `FBIOBLANK`.
+    blanked: bool,
+    /// A failed blank has been logged (once a run).
+    blank_warned: bool,
+}
+
+impl Power {
+    /// The schedule of `config` for the screen `choice` picked, reporting
+    /// to `shared`. Logs what will happen outside the hours, and why a
+    /// configured `off` cannot be had here.
+    pub(super) fn new(config: &DisplayConfig, choice: &Choice, shared: Arc<Sideband>) -> Power {
+        let schedule = config.schedule.clone();
+        let mut darkness = match choice {
+            Choice::Fbdev(_) => Darkness::Fbioblank,
+            _ => Darkness::Black,
+        };
+        let mut command = None;
+        if !schedule.is_empty() {
+            let program = match (config.off, choice) {
+                (ScreenOff::Blank, _) => None,
+                (ScreenOff::Dpms, Choice::Window) => Some(Program::Xset),
+                (ScreenOff::Dpms, _) => {
+                    log::warn!(
+                        "[display] off = \"dpms\" is for the window display mode (X11), not {}; \
+                         blanking the screen instead",
+                        choice.name()
+                    );
+                    None
+                }
+                (ScreenOff::Cec, _) => Some(Program::CecCtl),
+            };
+            if let Some(program) = program {
+                command = start_command(program);
+                if command.is_some() {
+                    darkness = match program {
+                        Program::Xset => Darkness::Dpms,
+                        Program::CecCtl => Darkness::Cec,
+                    };
+                }
+            }
+            let entries: Vec<String> = schedule.entries().iter().map(|e| e.to_string()).collect();
+            log::info!(
+                "screen schedule: on {} (local time, now {}); outside it: {}; wakes on: {}",
+                entries.join(", "),
+                zone::label(&zone::local(), jiff::Timestamp::now()),
+                darkness.name(),
+                config.wake_on.name()
+            );
+        }
+        shared.screen.configure(!schedule.is_empty(), darkness);
+        Power {
+            schedule,
+            wake_on: config.wake_on,
+            command,
+            shared,
+            darkness,
+            verdict: None,
+            facts: Facts {
+                clock_unsynchronized: false,
+                waking_alert: false,
+            },
+            recheck: Instant::now(),
+            clock_unsynchronized: false,
+            clock_probed: None,
+            blanked: false,
+            blank_warned: false,
+        }
+    }
+
+    /// Whether the screen is dark now.
+    pub(super) fn dark(&self) -> bool {
+        self.verdict.is_some_and(|v| !v.on)
+    }
+
+    /// How long the loop may sleep before the verdict must be asked again.
+    pub(super) fn wait(&self, now: Instant) -> Duration {
+        self.recheck.saturating_duration_since(now)
+    }
+
+    /// One turn of the render loop at `now` (monotonic), `wall_ms` (the
+    /// wall clock) and `board_ms` (the board's time, for the alerts);
+    /// `stepped` when the wall clock stepped since the last turn. Returns
+    /// `Some(on)` when the screen must switch (the first verdict always
+    /// does, so a screen left dark by an earlier run wakes).
+    pub(super) fn turn(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        stepped: bool,
+        state: &BoardState,
+        board_ms: u64,
+    ) -> Option<bool> {
+        if self.schedule.is_empty() {
+            return None;
+        }
+        if self
+            .clock_probed
+            .is_none_or(|t| now.saturating_duration_since(t) >= clock::sync::CHECK_INTERVAL)
+        {
+            self.clock_unsynchronized = clock::sync::check() == ClockState::Unsynchronized;
+            self.clock_probed = Some(now);
+        }
+        let facts = Facts {
+            clock_unsynchronized: self.clock_unsynchronized,
+            waking_alert: self.wake_on == WakeOn::Critical
+                && state.critical_alerts(board_ms).next().is_some(),
+        };
+        if self.verdict.is_some() && !stepped && facts == self.facts && now < self.recheck {
+            return None;
+        }
+        let verdict = decide(
+            &self.schedule,
+            &zone::local(),
+            zone::timestamp(wall_ms),
+            facts,
+        );
+        // The wall-clock answer becomes a monotonic deadline; a step
+        // of the wall clock before it comes makes a new one.
+        let next_at = verdict
+            .next_change
+            .map(|t| now + Duration::from_millis(zone::millis(t).saturating_sub(wall_ms)));
+        self.recheck = next_at
+            .unwrap_or(now + RECHECK_AT_LEAST)
+            .min(now + RECHECK_AT_LEAST);
+        self.shared.screen.set(&verdict, next_at);
+        let previous = self.verdict.replace(verdict);
+        self.facts = facts;
+        let switch = previous.is_none_or(|p| p.on != verdict.on);
+        if switch || previous.is_some_and(|p| p.reason != verdict.reason) {
+            log::info!("{}", describe(&verdict));
+        }
+        switch.then_some(verdict.on)
+    }
+
+    /// The screen went dark: blanks it (or says a black frame must do)
+    /// and asks the command to switch the display off. Returns whether
+    /// the caller must show a black frame.
+    pub(super) fn went_dark(&mut self, screen: &mut dyn Screen) -> bool {
+        if let Some(command) = &self.command {
+            command.set(false);
+        }
+        match screen.set_blanked(true) {
+            Ok(true) => {
+                self.blanked = true;
+                false
+            }
+            Ok(false) => true,
+            Err(e) => {
+                if !self.blank_warned {
+                    log::warn!("{e}; showing a black frame instead (no frame is drawn while dark)");
+                    self.blank_warned = true;
+                }
+                if self.darkness == Darkness::Fbioblank {
+                    self.darkness = Darkness::Black;
+                    self.shared.screen.configure(true, Darkness::Black);
+                }
+                true
+            }
+        }
+    }
+
+    /// The screen woke: unblanks it and asks the command to switch the
+    /// display on. At start-up too, for a screen an earlier run left dark.
+    pub(super) fn woke(&mut self, screen: &mut dyn Screen) {
+        if let Some(command) = &self.command {
+            command.set(true);
+        }
+        let was_blanked = std::mem::take(&mut self.blanked);
+        match screen.set_blanked(false) {
+            Ok(_) => {}
+            Err(e) if was_blanked => log::warn!("{e}"),
+            // A plain file, or a device that cannot blank: nothing to undo.
+            Err(e) => log::debug!("{e}"),
+        }
+    }
+}
+
+/// The log line of a verdict: `screen off (schedule); on again at …`.
+fn describe(verdict: &Verdict) -> String {
+    let state = if verdict.on { "on" } else { "off" };
+    let why = match verdict.reason {
+        Reason::NoSchedule => "no schedule",
+        Reason::Schedule if verdict.on => "in the schedule's hours",
+        Reason::Schedule => "outside the schedule's hours",
+        Reason::Alert => "a critical alert is on the band",
+        Reason::ClockUnsynchronized => {
+            "the wall clock is not synchronized, so the hours cannot be told"
+        }
+    };
+    match verdict.next_change {
+        Some(at) => format!(
+            "screen {state} ({why}); next change at {}",
+            zone::label(&zone::local(), at)
+        ),
+        None => format!("screen {state} ({why})"),
+    }
+}
+
+/// The thread that runs `program`, when the program is installed; else
+/// `None`, with a log line that names the package.
+fn start_command(program: Program) -> Option<PowerCommand> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(file) = find_program(program.name(), &path) else {
+        log::warn!(
+            "{} is not installed (apt-get install {}); outside the schedule's hours the board \
+             only goes black",
+            program.name(),
+            program.package()
+        );
+        return None;
+    };
+    match PowerCommand::start(program, file) {
+        Ok(command) => Some(command),
+        Err(e) => {
+            log::warn!("cannot start the screen's power thread: {e}; the board only goes black");
+            None
+        }
+    }
+}
