@@ -181,7 +181,9 @@ fn run(program: Program, file: &Path, want: &AtomicU8, woken: Receiver<()>) {
 }
 
 /// Runs `file args` to its end or for at most `timeout` (then kills it);
-/// the error says how it failed, with the start of its stderr.
+/// the error says how it failed, with the start of its stderr. A program
+/// that exits 0 but complains on stderr has failed too: `xset` does that
+/// on a server without the DPMS extension.
 pub fn run_once(file: &Path, args: &[&str], timeout: Duration) -> Result<(), String> {
     let mut child = Command::new(file)
         .args(args)
@@ -203,26 +205,28 @@ pub fn run_once(file: &Path, args: &[&str], timeout: Duration) -> Result<(), Str
             Err(e) => return Err(format!("cannot wait for it: {e}")),
         }
     };
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{status}: {}", stderr_start(&mut child)))
+    let said = stderr_start(&mut child);
+    match (status.success(), said) {
+        (true, None) => Ok(()),
+        (true, Some(said)) => Err(format!("it said {said:?}")),
+        (false, said) => Err(format!(
+            "{status}: {}",
+            said.as_deref().unwrap_or("no message")
+        )),
     }
 }
 
-/// The first line of an ended child's stderr (at most 200 bytes).
-fn stderr_start(child: &mut Child) -> String {
+/// The first line of an ended child's stderr (at most 200 bytes), if it
+/// wrote any.
+fn stderr_start(child: &mut Child) -> Option<String> {
     use std::io::Read;
     let mut text = Vec::with_capacity(200);
     if let Some(err) = child.stderr.as_mut() {
         let _ = err.take(200).read_to_end(&mut text);
     }
     let text = String::from_utf8_lossy(&text);
-    text.lines()
-        .next()
-        .unwrap_or("no message")
-        .trim()
-        .to_owned()
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(first.to_owned())
 }
 
 #[cfg(test)]
@@ -264,6 +268,13 @@ mod tests {
             err.contains("exit status: 3") && err.contains("no DPMS here"),
             "{err}"
         );
+        let grumbling = fake(
+            dir.path(),
+            "xset",
+            "echo 'server does not have extension for dpms option' >&2",
+        );
+        let err = run_once(&grumbling, &["dpms", "force", "off"], COMMAND_TIMEOUT).unwrap_err();
+        assert!(err.contains("does not have extension"), "{err}");
         let hanging = fake(dir.path(), "cec-ctl", "exec sleep 30");
         let started = Instant::now();
         let err = run_once(&hanging, &[], Duration::from_millis(200)).unwrap_err();
