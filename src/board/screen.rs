@@ -4,9 +4,10 @@
 //!
 //! The renderer writes it with atomics on each switch and each new
 //! verdict; the hub reads it when asked, never waiting on the board. No
-//! I/O, no clock: `now` is passed in.
+//! I/O, no clock, no time zone lookup (the renderer hands over the local
+//! offset with the time): `now` is passed in.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -76,6 +77,8 @@ pub struct ScreenStatus {
     darkness: AtomicU8,
     /// Wall ms of the schedule's next change, or [`NONE`].
     next_ms: AtomicU64,
+    /// The local offset then, in seconds east of UTC, for its label.
+    next_offset_s: AtomicI32,
     /// The same change as ms after `base` on the monotonic clock, or
     /// [`NONE`].
     next_at_ms: AtomicU64,
@@ -92,6 +95,7 @@ impl Default for ScreenStatus {
             reason: AtomicU8::new(Reason::NoSchedule.index()),
             darkness: AtomicU8::new(Darkness::Black.index()),
             next_ms: AtomicU64::new(NONE),
+            next_offset_s: AtomicI32::new(0),
             next_at_ms: AtomicU64::new(NONE),
             switches: AtomicU64::new(0),
         }
@@ -106,8 +110,10 @@ impl ScreenStatus {
     }
 
     /// Records `verdict`; its next change is due at `next_at` on the
-    /// monotonic clock.
-    pub fn set(&self, verdict: &Verdict, next_at: Option<Instant>) {
+    /// monotonic clock, when the local offset is `offset_s` seconds east
+    /// of UTC.
+    pub fn set(&self, verdict: &Verdict, next_at: Option<Instant>, offset_s: i32) {
+        self.next_offset_s.store(offset_s, Ordering::Relaxed);
         if self.on.swap(verdict.on, Ordering::Relaxed) != verdict.on {
             self.switches.fetch_add(1, Ordering::Relaxed);
         }
@@ -147,7 +153,10 @@ impl ScreenStatus {
             "off": Darkness::from_index(self.darkness.load(Ordering::Relaxed)).name(),
             "schedule": self.scheduled.load(Ordering::Relaxed),
             "next_change_ms": next,
-            "next_change": next.map(|ms| zone::label(&zone::local(), zone::timestamp(ms))),
+            "next_change": next.map(|ms| {
+                let offset = self.next_offset_s.load(Ordering::Relaxed);
+                zone::label_at_offset(zone::timestamp(ms), offset)
+            }),
             "next_change_in_s": self.next_in_s(now),
             "switches": self.switches.load(Ordering::Relaxed),
         })
@@ -197,12 +206,13 @@ mod tests {
             reason: Reason::Schedule,
             next_change: Some(at),
         };
-        status.set(&verdict, Some(now + Duration::from_secs(90)));
+        status.set(&verdict, Some(now + Duration::from_secs(90)), 12_600);
         let json = status.to_json(now);
         assert_eq!(json["on"], false);
         assert_eq!(json["reason"], "schedule");
         assert_eq!(json["off"], "fbioblank");
         assert_eq!(json["next_change_ms"], 1_796_601_600_000u64);
+        assert_eq!(json["next_change"], "2026-12-07T03:30:00+03:30");
         assert_eq!(json["next_change_in_s"], 90);
         assert_eq!(json["switches"], 1);
         let mut out = String::new();

@@ -91,7 +91,7 @@ impl Power {
             log::info!(
                 "screen schedule: on {} (local time, now {}); outside it: {}; wakes on: {}",
                 entries.join(", "),
-                zone::label(&zone::local(), jiff::Timestamp::now()),
+                zone::label(&zone::local(), zone::timestamp(clock::wall_ms())),
                 darkness.name(),
                 config.wake_on.name()
             );
@@ -157,12 +157,8 @@ impl Power {
         if self.verdict.is_some() && !stepped && facts == self.facts && now < self.recheck {
             return None;
         }
-        let verdict = decide(
-            &self.schedule,
-            &zone::local(),
-            zone::timestamp(wall_ms),
-            facts,
-        );
+        let local = zone::local();
+        let verdict = decide(&self.schedule, &local, zone::timestamp(wall_ms), facts);
         // The wall-clock answer becomes a monotonic deadline; a step
         // of the wall clock before it comes makes a new one.
         let next_at = verdict
@@ -171,7 +167,10 @@ impl Power {
         self.recheck = next_at
             .unwrap_or(now + RECHECK_AT_LEAST)
             .min(now + RECHECK_AT_LEAST);
-        self.shared.screen.set(&verdict, next_at);
+        let offset_s = verdict
+            .next_change
+            .map_or(0, |t| local.to_offset(t).seconds());
+        self.shared.screen.set(&verdict, next_at, offset_s);
         let previous = self.verdict.replace(verdict);
         self.facts = facts;
         let switch = previous.is_none_or(|p| p.on != verdict.on);

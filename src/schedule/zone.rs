@@ -50,15 +50,21 @@ pub fn offset_minutes(zone: &TimeZone, ms: u64) -> i32 {
 /// Wall time `at` as a local label with its offset, to the second:
 /// `2026-12-07T20:00:00+01:00`.
 pub fn label(zone: &TimeZone, at: Timestamp) -> String {
-    let local = zone.to_datetime(at);
-    let offset = zone.to_offset(at).seconds();
-    let sign = if offset < 0 { '-' } else { '+' };
-    let offset = offset.unsigned_abs() / 60;
+    label_at_offset(at, zone.to_offset(at).seconds())
+}
+
+/// Wall time `at` as a label at `offset_s` seconds east of UTC; pure (no
+/// zone to look up), for a reader that must not touch files.
+pub fn label_at_offset(at: Timestamp, offset_s: i32) -> String {
+    let offset = jiff::tz::Offset::from_seconds(offset_s).unwrap_or(jiff::tz::Offset::UTC);
+    let local = offset.to_datetime(at);
+    let sign = if offset_s < 0 { '-' } else { '+' };
+    let minutes = offset_s.unsigned_abs() / 60;
     format!(
         "{}{sign}{:02}:{:02}",
         local.strftime("%Y-%m-%dT%H:%M:%S"),
-        offset / 60,
-        offset % 60
+        minutes / 60,
+        minutes % 60
     )
 }
 
