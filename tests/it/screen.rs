@@ -215,18 +215,25 @@ wake_on = "critical"
     assert_eq!(stopped.status.code(), Some(0), "{}", stopped.stderr);
 }
 
-/// A `cec-ctl` that appends its arguments to `cec-ctl.log` beside it.
-fn fake_cec_ctl(dir: &Path) -> std::path::PathBuf {
+/// A program `name` that appends its arguments to `name.log` beside it;
+/// returns the log's path.
+fn fake_program(dir: &Path, name: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let file = dir.join("cec-ctl");
-    let log = dir.join("cec-ctl.log");
-    std::fs::write(
-        &file,
-        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
+    let file = dir.join(name);
+    let log = dir.join(format!("{name}.log"));
+    let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display());
+    std::fs::write(&file, script).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
     log
+}
+
+/// `PATH` with `dir` first.
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Hours that are not now, whatever the real time: one minute on the
@@ -244,12 +251,8 @@ fn hours_not_now() -> String {
 #[test]
 fn cec_switches_the_tv_and_an_unsynchronized_clock_keeps_the_screen_on() {
     let bin = Sandbox::new();
-    let calls = fake_cec_ctl(bin.path());
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let calls = fake_program(bin.path(), "cec-ctl");
+    let path = path_with(bin.path());
     let config = format!(
         "[server]\ntokens = [{{ token = \"pub\", publish = true }}]\n\n\
          [display]\nwidth = 320\nheight = 240\nschedule = [\"{}\"]\noff = \"cec\"\nwake_on = \"critical\"\n",
@@ -282,6 +285,12 @@ fn cec_switches_the_tv_and_an_unsynchronized_clock_keeps_the_screen_on() {
         (json!(false), json!("cec")),
         "{dark}"
     );
+    let stats = smol::block_on(async {
+        let mut client = daemon.bot().await;
+        client.request(json!({"op": "stats"})).await
+    });
+    assert_eq!(stats["screen"]["on"], false, "{stats}");
+    assert_eq!(stats["screen"]["reason"], "schedule", "{stats}");
     // A critical alert wakes it.
     publish_critical(&daemon, "Fire drill");
     await_true("cec-ctl --image-view-on", || {
@@ -308,6 +317,42 @@ fn cec_switches_the_tv_and_an_unsynchronized_clock_keeps_the_screen_on() {
         "{on}"
     );
     assert_eq!(daemon.metric("tablo_screen_on"), 1.0);
+    daemon.sigterm();
+    assert_eq!(daemon.into_stopped(WITHIN).status.code(), Some(0));
+}
+
+#[test]
+fn dpms_puts_the_x_screen_to_sleep_after_a_black_frame() {
+    let x = crate::display::Xvfb::start(320, 240);
+    let bin = Sandbox::new();
+    let calls = fake_program(bin.path(), "xset");
+    let config = format!(
+        "[display]\nwidth = 320\nheight = 240\nschedule = [\"{}\"]\noff = \"dpms\"\n",
+        hours_not_now()
+    );
+    let daemon = Daemon::start_in_with(
+        Sandbox::new(),
+        Some(&config),
+        &["--display", "window"],
+        |cmd| {
+            cmd.env("TZ", TZ)
+                .env("DISPLAY", &x.display)
+                .env("PATH", path_with(bin.path()))
+                .env("TABLO_TEST_CLOCK_STATE", "synchronized");
+        },
+    );
+    daemon.wait_stderr("screen off (outside the schedule's hours)", WITHIN);
+    await_true("xset dpms force off", || {
+        std::fs::read_to_string(&calls).is_ok_and(|c| c.lines().last() == Some("dpms force off"))
+    });
+    // The window is black: no stale prices if the display ignores DPMS.
+    await_true("a black window", || {
+        crate::display::screen(&x.display)
+            .pixels
+            .iter()
+            .all(|p| *p == 0)
+    });
+    assert_eq!(screen(&daemon)["off"], "dpms");
     daemon.sigterm();
     assert_eq!(daemon.into_stopped(WITHIN).status.code(), Some(0));
 }
