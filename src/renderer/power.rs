@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jiff::tz::TimeZone;
+
 use crate::board::BoardState;
 use crate::board::feed::Sideband;
 use crate::board::screen::Darkness;
@@ -33,17 +35,11 @@ const RECHECK_AT_LEAST: Duration = Duration::from_secs(3600);
 
 /// The screen's schedule and the means to switch it. See the module docs.
 pub(super) struct Power {
-    schedule: Schedule,
+    plan: Plan,
     wake_on: WakeOn,
     command: Option<PowerCommand>,
     shared: Arc<Sideband>,
     darkness: Darkness,
-    /// The last verdict; `None` before the first.
-    verdict: Option<Verdict>,
-    /// The facts it was decided on.
-    facts: Facts,
-    /// When to ask again.
-    recheck: Instant,
     /// The clock's state, probed every `clock::sync::CHECK_INTERVAL`.
     clock_unsynchronized: bool,
     clock_probed: Option<Instant>,
@@ -98,17 +94,11 @@ impl Power {
         }
         shared.screen.configure(!schedule.is_empty(), darkness);
         Power {
-            schedule,
+            plan: Plan::new(schedule, Instant::now()),
             wake_on: config.wake_on,
             command,
             shared,
             darkness,
-            verdict: None,
-            facts: Facts {
-                clock_unsynchronized: false,
-                waking_alert: false,
-            },
-            recheck: Instant::now(),
             clock_unsynchronized: false,
             clock_probed: None,
             blanked: false,
@@ -118,12 +108,12 @@ impl Power {
 
     /// Whether the screen is dark now.
     pub(super) fn dark(&self) -> bool {
-        self.verdict.is_some_and(|v| !v.on)
+        self.plan.dark()
     }
 
     /// How long the loop may sleep before the verdict must be asked again.
     pub(super) fn wait(&self, now: Instant) -> Duration {
-        self.recheck.saturating_duration_since(now)
+        self.plan.recheck.saturating_duration_since(now)
     }
 
     /// One turn of the render loop at `now` (monotonic), `wall_ms` (the
@@ -139,7 +129,7 @@ impl Power {
         state: &BoardState,
         board_ms: u64,
     ) -> Option<bool> {
-        if self.schedule.is_empty() {
+        if self.plan.schedule.is_empty() {
             return None;
         }
         if self
@@ -154,27 +144,18 @@ impl Power {
             waking_alert: self.wake_on == WakeOn::Critical
                 && state.critical_alerts(board_ms).next().is_some(),
         };
-        if self.verdict.is_some() && !stepped && facts == self.facts && now < self.recheck {
+        if !self.plan.due(now, stepped, facts) {
             return None;
         }
         let local = zone::local();
-        let verdict = decide(&self.schedule, &local, zone::timestamp(wall_ms), facts);
-        // The wall-clock answer becomes a monotonic deadline; a step
-        // of the wall clock before it comes makes a new one.
-        let next_at = verdict
-            .next_change
-            .map(|t| now + Duration::from_millis(zone::millis(t).saturating_sub(wall_ms)));
-        self.recheck = next_at
-            .unwrap_or(now + RECHECK_AT_LEAST)
-            .min(now + RECHECK_AT_LEAST);
+        let asked = self.plan.ask(now, wall_ms, facts, &local);
+        let verdict = asked.verdict;
         let offset_s = verdict
             .next_change
             .map_or(0, |t| local.to_offset(t).seconds());
-        self.shared.screen.set(&verdict, next_at, offset_s);
-        let previous = self.verdict.replace(verdict);
-        self.facts = facts;
-        let switch = previous.is_none_or(|p| p.on != verdict.on);
-        if switch || previous.is_some_and(|p| p.reason != verdict.reason) {
+        self.shared.screen.set(&verdict, asked.next_at, offset_s);
+        let switch = asked.previous.is_none_or(|p| p.on != verdict.on);
+        if switch || asked.previous.is_some_and(|p| p.reason != verdict.reason) {
             log::info!("{}", describe(&verdict));
         }
         switch.then_some(verdict.on)
@@ -223,6 +204,72 @@ impl Power {
     }
 }
 
+/// When to ask the schedule, and what it said last: the pure part of
+/// [`Power`], with the clocks and the zone passed in.
+#[derive(Debug)]
+struct Plan {
+    schedule: Schedule,
+    /// The last verdict; `None` before the first.
+    verdict: Option<Verdict>,
+    /// The facts it was decided on.
+    facts: Facts,
+    /// When to ask again (monotonic).
+    recheck: Instant,
+}
+
+/// What [`Plan::ask`] found.
+#[derive(Clone, Copy, Debug)]
+struct Asked {
+    verdict: Verdict,
+    /// The verdict before it.
+    previous: Option<Verdict>,
+    /// The next change as a monotonic deadline.
+    next_at: Option<Instant>,
+}
+
+impl Plan {
+    fn new(schedule: Schedule, now: Instant) -> Plan {
+        Plan {
+            schedule,
+            verdict: None,
+            facts: Facts {
+                clock_unsynchronized: false,
+                waking_alert: false,
+            },
+            recheck: now,
+        }
+    }
+
+    fn dark(&self) -> bool {
+        self.verdict.is_some_and(|v| !v.on)
+    }
+
+    /// Whether the verdict must be asked again at `now`: never asked, the
+    /// deadline has come, the wall clock `stepped`, or the facts changed.
+    fn due(&self, now: Instant, stepped: bool, facts: Facts) -> bool {
+        self.verdict.is_none() || stepped || facts != self.facts || now >= self.recheck
+    }
+
+    /// Asks the schedule at `now` (monotonic) and `wall_ms` (the wall
+    /// clock) in `zone`. The wall-clock answer becomes a monotonic
+    /// deadline; a step of the wall clock before it comes makes a new one.
+    fn ask(&mut self, now: Instant, wall_ms: u64, facts: Facts, zone: &TimeZone) -> Asked {
+        let verdict = decide(&self.schedule, zone, zone::timestamp(wall_ms), facts);
+        let next_at = verdict
+            .next_change
+            .map(|t| now + Duration::from_millis(zone::millis(t).saturating_sub(wall_ms)));
+        self.recheck = next_at
+            .unwrap_or(now + RECHECK_AT_LEAST)
+            .min(now + RECHECK_AT_LEAST);
+        self.facts = facts;
+        Asked {
+            verdict,
+            previous: self.verdict.replace(verdict),
+            next_at,
+        }
+    }
+}
+
 /// The log line of a verdict: `screen off (schedule); on again at …`.
 fn describe(verdict: &Verdict) -> String {
     let state = if verdict.on { "on" } else { "off" };
@@ -263,5 +310,131 @@ fn start_command(program: Program) -> Option<PowerCommand> {
             log::warn!("cannot start the screen's power thread: {e}; the board only goes black");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 86_400_000;
+
+    /// Berlin's rules, as the schedule's own tests use them.
+    fn berlin() -> TimeZone {
+        TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap()
+    }
+
+    /// Berlin local time `text` as wall ms.
+    fn wall(text: &str) -> u64 {
+        let local: jiff::civil::DateTime = text.parse().unwrap();
+        zone::millis(berlin().to_ambiguous_timestamp(local).compatible().unwrap())
+    }
+
+    const CALM: Facts = Facts {
+        clock_unsynchronized: false,
+        waking_alert: false,
+    };
+
+    /// One turn: `Some(on)` when the plan switched the screen.
+    fn turn(
+        plan: &mut Plan,
+        now: Instant,
+        wall_ms: u64,
+        stepped: bool,
+        facts: Facts,
+    ) -> Option<bool> {
+        if !plan.due(now, stepped, facts) {
+            return None;
+        }
+        let asked = plan.ask(now, wall_ms, facts, &berlin());
+        asked
+            .previous
+            .is_none_or(|p| p.on != asked.verdict.on)
+            .then_some(asked.verdict.on)
+    }
+
+    #[test]
+    fn closing_time_is_a_monotonic_deadline_from_the_wall_clocks_answer() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let schedule = Schedule::parse(["Mon-Fri 08:00-20:00"]).unwrap();
+        let mut plan = Plan::new(schedule, t0);
+        let w0 = wall("2026-12-11T19:59:58");
+        assert_eq!(
+            turn(&mut plan, at(0), w0, false, CALM),
+            Some(true),
+            "first verdict"
+        );
+        assert_eq!(plan.recheck, at(2_000));
+        // Nothing to ask before the deadline, however often the loop turns.
+        assert_eq!(turn(&mut plan, at(1_999), w0 + 1_999, false, CALM), None);
+        assert!(!plan.due(at(1_999), false, CALM));
+        assert_eq!(
+            turn(&mut plan, at(2_000), w0 + 2_000, false, CALM),
+            Some(false)
+        );
+        assert!(plan.dark());
+        // Dark until Monday 08:00; the wait is capped at an hour.
+        assert_eq!(plan.recheck, at(2_000) + RECHECK_AT_LEAST);
+        let hour = RECHECK_AT_LEAST.as_millis() as u64;
+        assert_eq!(
+            turn(&mut plan, at(2_000 + hour), w0 + 2_000 + hour, false, CALM),
+            None
+        );
+        assert!(plan.dark());
+    }
+
+    #[test]
+    fn a_step_of_90_days_either_way_is_asked_again_at_once() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let schedule = Schedule::parse(["Mon-Fri 08:00-20:00"]).unwrap();
+        let mut plan = Plan::new(schedule, t0);
+        // Friday noon: on, next change at 20:00.
+        let w0 = wall("2026-12-11T12:00");
+        assert_eq!(turn(&mut plan, at(0), w0, false, CALM), Some(true));
+        // NTP steps the clock 90 days ahead, to a Thursday at 12:00 + 1 s:
+        // still open, with a new deadline for 20:00 that day.
+        let ahead = w0 + 90 * DAY_MS + 1_000;
+        assert!(plan.due(at(1_000), true, CALM));
+        let asked = plan.ask(at(1_000), ahead, CALM, &berlin());
+        assert!(asked.verdict.on);
+        assert_eq!(
+            asked.next_at,
+            Some(at(1_000) + Duration::from_millis(8 * 3_600_000 - 1_000))
+        );
+        // And 90 days back from the first reading, to a Saturday: dark at once,
+        // without waiting for the old deadline.
+        let behind = w0 - 90 * DAY_MS + 2_000;
+        assert_eq!(turn(&mut plan, at(2_000), behind, true, CALM), Some(false));
+        assert!(plan.dark());
+    }
+
+    #[test]
+    fn an_unsynchronized_clock_or_a_waking_alert_lights_a_dark_screen() {
+        let t0 = Instant::now();
+        let schedule = Schedule::parse(["Mon-Fri 08:00-20:00"]).unwrap();
+        let mut plan = Plan::new(schedule, t0);
+        let night = wall("2026-12-11T23:00");
+        assert_eq!(turn(&mut plan, t0, night, false, CALM), Some(false));
+        let unsynchronized = Facts {
+            clock_unsynchronized: true,
+            ..CALM
+        };
+        assert_eq!(
+            turn(&mut plan, t0, night, false, unsynchronized),
+            Some(true)
+        );
+        assert_eq!(turn(&mut plan, t0, night, false, CALM), Some(false));
+        let alert = Facts {
+            waking_alert: true,
+            ..CALM
+        };
+        assert_eq!(turn(&mut plan, t0, night, false, alert), Some(true));
+        assert_eq!(
+            turn(&mut plan, t0, night, false, CALM),
+            Some(false),
+            "the alert left"
+        );
     }
 }
