@@ -263,7 +263,8 @@ impl Run {
                 pacer.invalidate();
             }
             self.state.set_clock_offset_ms(offset);
-            match self.screen.poll() {
+            let polled = self.screen.poll();
+            match polled {
                 Polled::Same => {}
                 Polled::Exposed => pacer.invalidate(),
                 Polled::Resized(w, h) => {
@@ -285,6 +286,10 @@ impl Run {
                 self.switch(on, &mut pacer);
             }
             if self.power.dark() {
+                if polled != Polled::Same && self.power.painted_black() {
+                    // The window lost its black frame (uncovered, resized).
+                    self.show_black();
+                }
                 match self.rest(&rx, now) {
                     Some(ended) => return ended,
                     None => continue,
@@ -351,11 +356,16 @@ impl Run {
             self.power.woke(self.screen.as_mut());
             pacer.invalidate();
         } else if self.power.went_dark(self.screen.as_mut()) {
-            let (width, height) = self.screen.size();
-            let black = Canvas::new(width, height);
-            if let Err(e) = self.screen.present(&black, Damage::All) {
-                log::warn!("cannot show the black frame: {e}");
-            }
+            self.show_black();
+        }
+    }
+
+    /// Shows one black frame (made for the occasion: switches are rare).
+    fn show_black(&mut self) {
+        let (width, height) = self.screen.size();
+        let black = Canvas::new(width, height);
+        if let Err(e) = self.screen.present(&black, Damage::All) {
+            log::warn!("cannot show the black frame: {e}");
         }
     }
 

@@ -111,6 +111,12 @@ impl Power {
         self.plan.dark()
     }
 
+    /// Whether the dark screen is a black frame (not blanked by the
+    /// device), which a window must be shown again when it loses it.
+    pub(super) fn painted_black(&self) -> bool {
+        self.dark() && !self.blanked
+    }
+
     /// How long the loop may sleep before the verdict must be asked again.
     pub(super) fn wait(&self, now: Instant) -> Duration {
         self.plan.recheck.saturating_duration_since(now)
