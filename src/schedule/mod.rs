@@ -289,18 +289,21 @@ impl Schedule {
         let horizon = now
             .checked_add(jiff::SignedDuration::from_hours(24 * HORIZON_DAYS))
             .ok()?;
-        let today = zone.to_datetime(now).date();
+        // From yesterday (a window of yesterday's may run past midnight)
+        // to the horizon, a day at a time (`tomorrow` rather than calendar
+        // spans keeps jiff's span arithmetic out of the binary).
+        let mut date = zone.to_datetime(now).date();
+        date = date.yesterday().unwrap_or(date);
         let mut candidates: Vec<Timestamp> = Vec::with_capacity(64);
-        for offset in -1..=HORIZON_DAYS {
-            let Ok(date) = today.checked_add(jiff::Span::new().days(offset)) else {
-                continue;
-            };
+        for _ in -1..=HORIZON_DAYS {
             let weekday = date.weekday().to_monday_zero_offset() as u8;
             for entry in self.entries.iter().filter(|e| e.days & (1 << weekday) != 0) {
                 for minutes in [entry.start, entry.start + entry.minutes()] {
                     edge_instants(date, minutes, zone, &mut candidates);
                 }
             }
+            let Ok(next) = date.tomorrow() else { break };
+            date = next;
         }
         candidates.extend(
             zone.following(now)
@@ -321,8 +324,12 @@ impl Schedule {
 /// skipped hour, two in a repeated one.
 fn edge_instants(date: Date, minutes: u16, zone: &TimeZone, out: &mut Vec<Timestamp>) {
     let (days, rest) = (minutes / DAY, minutes % DAY);
-    let Ok(date) = date.checked_add(jiff::Span::new().days(i64::from(days))) else {
-        return;
+    let date = match days {
+        0 => date,
+        _ => match date.tomorrow() {
+            Ok(next) => next,
+            Err(_) => return,
+        },
     };
     let local = date.at((rest / 60) as i8, (rest % 60) as i8, 0, 0);
     let offsets = match zone.to_ambiguous_timestamp(local).offset() {

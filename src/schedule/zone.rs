@@ -60,9 +60,16 @@ pub fn label_at_offset(at: Timestamp, offset_s: i32) -> String {
     let local = offset.to_datetime(at);
     let sign = if offset_s < 0 { '-' } else { '+' };
     let minutes = offset_s.unsigned_abs() / 60;
+    // By hand rather than `strftime`, which would bring jiff's whole
+    // formatting engine into the binary for one label.
     format!(
-        "{}{sign}{:02}:{:02}",
-        local.strftime("%Y-%m-%dT%H:%M:%S"),
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{sign}{:02}:{:02}",
+        local.year(),
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second(),
         minutes / 60,
         minutes % 60
     )
