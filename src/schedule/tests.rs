@@ -236,3 +236,33 @@ fn a_clock_stepped_90_days_either_way_gets_the_schedule_of_its_new_day() {
     assert!(s.open(behind, &zone));
     assert_eq!(s.next_change(behind, &zone), Some(utc("2026-09-08T18:00Z")));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// Any text is an entry or an error that shows how to write one; never
+    /// a panic.
+    #[test]
+    fn any_text_parses_or_says_how_to_write_it(text in "[ -~]{0,40}") {
+        match parse_entry(&text) {
+            Ok(entry) => proptest::prop_assert_eq!(parse_entry(&entry.to_string()), Ok(entry)),
+            Err(e) => proptest::prop_assert!(e.to_string().contains(EXAMPLE)),
+        }
+    }
+
+    /// Every well-formed entry prints in a form that reads back the same,
+    /// and its window is open at its start and closed at its end.
+    #[test]
+    fn well_formed_entries_round_trip_and_open_at_their_start(
+        days in 1u8..128,
+        start in 0u16..1440,
+        length in 1u16..1440,
+    ) {
+        let entry = Entry { days, start, end: (start + length - 1) % 1440 + 1 };
+        let text = entry.to_string();
+        proptest::prop_assert_eq!(parse_entry(&text), Ok(entry), "{}", text);
+        let first = (0..7u32).find(|d| days & (1 << d) != 0).unwrap_or(0);
+        let m = first * u32::from(DAY) + u32::from(start);
+        proptest::prop_assert!(entry.contains(m), "{} at minute {}", text, m);
+    }
+}

@@ -300,7 +300,9 @@ fn cec_switches_the_tv_and_an_unsynchronized_clock_keeps_the_screen_on() {
     daemon.sigterm();
     assert_eq!(daemon.into_stopped(WITHIN).status.code(), Some(0));
 
-    // An unsynchronized clock cannot tell the hours: the screen stays on.
+    // An unsynchronized clock cannot tell the hours: the screen stays on,
+    // and the TV the last run left in standby is switched on.
+    std::fs::remove_file(&calls).unwrap();
     let daemon = start("unsynchronized");
     daemon.wait_stderr(
         "screen on (the wall clock is not synchronized, so the hours cannot be told)",
@@ -317,6 +319,9 @@ fn cec_switches_the_tv_and_an_unsynchronized_clock_keeps_the_screen_on() {
         "{on}"
     );
     assert_eq!(daemon.metric("tablo_screen_on"), 1.0);
+    await_true("cec-ctl --image-view-on at start", || {
+        calls_now().lines().collect::<Vec<_>>() == ["--playback --to 0 --image-view-on"]
+    });
     daemon.sigterm();
     assert_eq!(daemon.into_stopped(WITHIN).status.code(), Some(0));
 }
