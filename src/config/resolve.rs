@@ -56,6 +56,7 @@ pub(super) fn resolve(
     }
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
+    schedule_notes(&display, &mut notes);
     let board = resolve_board(raw.board, src, &paths)?;
 
     let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
@@ -387,6 +388,24 @@ fn resolve_display(
     })
 }
 
+/// What `[display] off` and `schedule` cannot do with the display mode set
+/// (docs/board.md §9): said at `tablo check` and at start, not an error.
+fn schedule_notes(display: &DisplayConfig, notes: &mut Vec<String>) {
+    let mode = display.mode;
+    if display.schedule.is_empty() {
+        return;
+    }
+    if mode == DisplayMode::None {
+        notes.push("[display] schedule has no screen to switch with mode = \"none\"".to_owned());
+    } else if display.off == ScreenOff::Dpms
+        && matches!(mode, DisplayMode::Fbdev | DisplayMode::Png)
+    {
+        notes.push(format!(
+            "[display] off = \"dpms\" is for the window mode (X11); with mode = \"{mode}\" the screen is blanked instead"
+        ));
+    }
+}
+
 /// `[display] schedule`: each entry parsed, a bad one named with its line.
 fn resolve_schedule(
     entries: &[Spanned<String>],
@@ -644,6 +663,17 @@ mod tests {
             "[display]\nwake_on = \"warning\"\n",
             2,
             "\"warning\" is not one of critical, none",
+        );
+        let (_, notes) = load_notes(
+            "[display]\nmode = \"fbdev\"\nschedule = [\"08:00-20:00\"]\noff = \"dpms\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("the screen is blanked instead")),
+            "{notes:?}"
         );
         let d = load("[display]\nschedule = []\n").unwrap().display;
         assert!(d.schedule.is_empty());
