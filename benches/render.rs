@@ -15,7 +15,12 @@
 //! RSS and its anonymous RSS (the plain file standing in for /dev/fb0 is
 //! mapped and counts as file RSS; a real framebuffer's memory does not),
 //! and for the window the X server's CPU too. The same load with
-//! `--display none` gives the relay's own share.
+//! `--display none` gives the relay's own share. Then issue 14's targets
+//! for the whole kiosk on fbdev as PASS/FAIL lines
+//! (`benches/support/targets.rs`): ≤ 3 % of a core at 100 updates/s,
+//! ≤ 0.2 % idle, peak RSS ≤ 16 MiB not counting the pages of the plain
+//! file that stands in for /dev/fb0 (a real framebuffer's mapping is device
+//! memory, which RSS does not count).
 //!
 //! Run with `cargo bench --bench render`; `TABLO_BENCH_QUICK=1` shortens
 //! every phase (for a smoke run, not for figures); `TABLO_BENCH_PART=draw`
@@ -76,18 +81,59 @@ fn main() {
         phase.as_secs()
     );
     println!(
-        "  {:<28} {:>9} {:>9} {:>10} {:>10} {:>10}",
-        "backend / load", "CPU %", "frames/s", "peak RSS", "anon RSS", "X server %"
+        "  {:<28} {:>9} {:>9} {:>10} {:>10} {:>11} {:>10}",
+        "backend / load", "CPU %", "frames/s", "peak RSS", "anon RSS", "peak w/o fb", "X server %"
     );
     daemon_cpu(&bin, Backend::None, phase);
-    daemon_cpu(&bin, Backend::Fbdev, phase);
+    let fbdev = daemon_cpu(&bin, Backend::Fbdev, phase);
     match Xvfb::start() {
-        Some(x) => daemon_cpu(&bin, Backend::Window(x), phase),
+        Some(x) => {
+            daemon_cpu(&bin, Backend::Window(x), phase);
+        }
         None => println!("  window: skipped (Xvfb is not installed)"),
     }
     println!(
         "  for comparison (docs/notes.md §6): a Chromium kiosk page with the same board: 432 MiB PSS, 81 % of a core at 100 updates/s"
     );
+    println!();
+    use support::targets::{Unit, at_most, print};
+    let kiosk = "whole daemon, board on fbdev at 1920×1080, 20 rows";
+    print(
+        "targets (issue 14), the whole kiosk:",
+        &[
+            at_most(
+                &format!("{kiosk}, 100 updates/s: CPU ≤ 3 % of a core"),
+                Unit::Pct,
+                3.0,
+                Some(fbdev.loaded_pct),
+                None,
+            ),
+            at_most(
+                &format!("{kiosk}, idle (clock only): CPU ≤ 0.2 % of a core"),
+                Unit::Pct,
+                0.2,
+                Some(fbdev.idle_pct),
+                None,
+            ),
+            at_most(
+                &format!("{kiosk}: peak RSS ≤ 16 MiB (less the fb file's pages)"),
+                Unit::Mib,
+                16.0,
+                Some(fbdev.peak_mib),
+                None,
+            ),
+        ],
+    );
+}
+
+/// What [`daemon_cpu`] measured for one backend.
+struct Whole {
+    /// CPU, percent of one core, with only the clock ticking.
+    idle_pct: f64,
+    /// CPU, percent of one core, at [`RATE`] updates/s.
+    loaded_pct: f64,
+    /// Peak RSS (`VmHWM`) less the pages of the fb file, MiB.
+    peak_mib: f64,
 }
 
 // ---------------------------------------------------------------- part 1
@@ -312,7 +358,7 @@ fn serve(stream: std::net::TcpStream, rate: &AtomicU64) {
     }
 }
 
-fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
+fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) -> Whole {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = Upstream::start();
     let fb = dir.path().join("fb0");
@@ -361,6 +407,11 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
     let pid = child.id();
     // Rows filled, flashes over.
     std::thread::sleep(Duration::from_secs(3));
+    let mut whole = Whole {
+        idle_pct: 0.0,
+        loaded_pct: 0.0,
+        peak_mib: 0.0,
+    };
     for (label, rate) in [("idle (clock only)", 0), ("100 updates/s", RATE)] {
         upstream.rate.store(rate, Ordering::Relaxed);
         if rate > 0 {
@@ -374,13 +425,24 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
         let (cpu1, x1) = (cpu_ns(pid), x_pid.map(cpu_ns));
         let frames1 = frames(&dir.path().join("data"));
         let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e9 / wall * 100.0;
+        let hwm_kib = status_kib(pid, "VmHWM");
+        // The fb file is wholly mapped and touched by the first frame, so
+        // its pages are in the peak too.
+        let peak_mib = hwm_kib.saturating_sub(mapped_rss_kib(pid, &fb)) as f64 / 1024.0;
+        if rate == 0 {
+            whole.idle_pct = pct(cpu0, cpu1);
+        } else {
+            whole.loaded_pct = pct(cpu0, cpu1);
+        }
+        whole.peak_mib = whole.peak_mib.max(peak_mib);
         println!(
-            "  {:<28} {:>9.2} {:>9.1} {:>6.1} MiB {:>6.1} MiB {:>10}",
+            "  {:<28} {:>9.2} {:>9.1} {:>6.1} MiB {:>6.1} MiB {:>7.1} MiB {:>10}",
             format!("{mode}: {label}"),
             pct(cpu0, cpu1),
             (frames1 - frames0) as f64 / wall,
-            status_kib(pid, "VmHWM") as f64 / 1024.0,
+            hwm_kib as f64 / 1024.0,
             status_kib(pid, "RssAnon") as f64 / 1024.0,
+            peak_mib,
             match (x0, x1) {
                 (Some(a), Some(b)) => format!("{:.2}", pct(a, b)),
                 _ => "-".to_owned(),
@@ -390,6 +452,30 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
+    whole
+}
+
+/// The resident pages of `pid`'s mappings of `path`, in KiB (from
+/// `/proc/PID/smaps`).
+fn mapped_rss_kib(pid: u32, path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let path = path.to_string_lossy();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if head.contains('-') && !head.ends_with(':') {
+            // A mapping's first line: `start-end perms offset dev inode path`.
+            inside = line.split_whitespace().nth(5) == Some(&path[..]);
+        } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+            kib += rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib
 }
 
 /// Frames drawn so far, whole and strips, from the daemon's `/metrics`.
