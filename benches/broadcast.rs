@@ -47,8 +47,9 @@
 //! `TABLO_BENCH_HIGH_CLIENTS` (an extra load, default 1000 msg/s to 100
 //! clients; rate 0 skips it), `TABLO_BENCH_SECONDS` (measured seconds per
 //! run, default 5), `TABLO_BENCH_RUNS` (2), `TABLO_BENCH_JOURNAL` (`on,off`),
-//! `TABLO_BENCH_PEER` (`node`, the default when installed, or `none`), `TABLO_BENCH_THREADS` (client threads; default
-//! one per generator CPU), `TABLO_BENCH_WRAP` (a command the daemon is run
+//! `TABLO_BENCH_PEER` (`node`, the default when installed, or `none`),
+//! `TABLO_BENCH_THREADS` (client threads; default one per generator CPU),
+//! `TABLO_BENCH_WRAP` (a command the daemon is run
 //! under, e.g. `valgrind --tool=callgrind`), `TABLO_BENCH_TABLO` (a `tablo`
 //! binary to use instead of building the release one), `TABLO_BENCH_QUICK=1`
 //! (a short smoke run).
@@ -280,7 +281,7 @@ impl Plan {
             Err(_) if node_installed() => relays.push(Relay::Node),
             Ok("" | "none") | Err(_) => {}
             Ok(other) => fail(&format!(
-                "TABLO_BENCH_PEER: {other:?} is not a known peer; the one peer is node"
+                "TABLO_BENCH_PEER: {other:?} is not a known peer; use node or none"
             )),
         }
         let cpus = Cpus::split();
