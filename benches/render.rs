@@ -14,7 +14,9 @@
 //! updates (only the clock ticks) and over 10 s at 100 updates/s, its peak
 //! RSS and its anonymous RSS (the plain file standing in for /dev/fb0 is
 //! mapped and counts as file RSS; a real framebuffer's memory does not),
-//! and for the window the X server's CPU too. The same load with
+//! and for the window the X server's CPU too; under each phase, every
+//! thread's share and its context switches a second (from
+//! `/proc/PID/task`), which say who wakes up and how often. The same load with
 //! `--display none` gives the relay's own share. Then issue 14's targets
 //! for the whole kiosk on fbdev as PASS/FAIL lines
 //! (`benches/support/targets.rs`): ≤ 3 % of a core at 100 updates/s,
@@ -419,10 +421,12 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) -> Whole {
         }
         let frames0 = frames(&dir.path().join("data"));
         let (cpu0, x0) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let threads0 = threads(pid);
         let t0 = Instant::now();
         std::thread::sleep(phase);
         let wall = t0.elapsed().as_secs_f64();
         let (cpu1, x1) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let threads1 = threads(pid);
         let frames1 = frames(&dir.path().join("data"));
         let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e9 / wall * 100.0;
         let hwm_kib = status_kib(pid, "VmHWM");
@@ -448,6 +452,7 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) -> Whole {
                 _ => "-".to_owned(),
             }
         );
+        println!("    {}", per_thread(&threads0, &threads1, wall));
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
@@ -508,6 +513,75 @@ fn wait_for(child: &mut Child, needle: &str) {
     }
     // Keep draining so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
+}
+
+/// One thread's counters: its name, CPU time in ns (schedstat), and its
+/// context switches, voluntary and not (each voluntary one is a wake-up).
+type ThreadCounters = (String, u64, u64);
+
+/// The counters of every thread of `pid`, by thread id.
+fn threads(pid: u32) -> Vec<(u32, ThreadCounters)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let cpu = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            let cpu = cpu.split_whitespace().next()?.parse().ok()?;
+            Some((tid, (name.trim().to_owned(), cpu, switches)))
+        })
+        .collect()
+}
+
+/// `threads: renderer 0.39 % 2/s, …`: each thread's share of a core and
+/// its context switches a second over the phase, busiest first (sled's
+/// I/O threads as one), then the process's switches a second.
+fn per_thread(
+    before: &[(u32, ThreadCounters)],
+    after: &[(u32, ThreadCounters)],
+    wall: f64,
+) -> String {
+    let mut named: Vec<(String, f64, f64)> = Vec::new();
+    for (tid, (name, cpu, switches)) in after {
+        let (cpu0, switches0) = before
+            .iter()
+            .find(|(t, _)| t == tid)
+            .map_or((0, 0), |(_, c)| (c.1, c.2));
+        let name = if name.starts_with("sled-io") {
+            "sled-io".to_owned()
+        } else {
+            name.clone()
+        };
+        let pct = cpu.saturating_sub(cpu0) as f64 / 1e9 / wall * 100.0;
+        let rate = switches.saturating_sub(switches0) as f64 / wall;
+        match named.iter_mut().find(|n| n.0 == name) {
+            Some(n) => {
+                n.1 += pct;
+                n.2 += rate;
+            }
+            None => named.push((name, pct, rate)),
+        }
+    }
+    named.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = named.iter().map(|n| n.2).sum();
+    let list: Vec<String> = named
+        .iter()
+        .filter(|n| n.1 >= 0.005 || n.2 >= 1.0)
+        .map(|(name, pct, rate)| format!("{name} {pct:.2} % {rate:.0}/s"))
+        .collect();
+    format!(
+        "threads (CPU, context switches a second): {}; {total:.0} switches/s in all",
+        list.join(", ")
+    )
 }
 
 /// CPU time of every thread of `pid`, in nanoseconds.
