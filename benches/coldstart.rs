@@ -138,6 +138,7 @@ fn main() {
     println!();
     summary(&runs);
     println!();
+    journal_split(&journal);
     renderer_split(root.path());
     println!();
     let all: Vec<f64> = runs.iter().map(|(_, s)| s.total_ms()).collect();
@@ -416,6 +417,26 @@ fn summary(runs: &[(&str, Start)]) {
         }
         println!("{line}");
     }
+}
+
+/// The journal's part in process, warm, split: sled's open (with the
+/// store's own checks) and reading the snapshot tree.
+fn journal_split(dir: &Path) {
+    let started = Instant::now();
+    let opened = Store::open(dir, DEFAULT_CACHE_BYTES).expect("open the journal");
+    let open = started.elapsed();
+    let started = Instant::now();
+    let entries = opened.store.snapshot().expect("read the snapshot").len();
+    let snapshot = started.elapsed();
+    opened
+        .store
+        .close_clean(opened.next_seq - 1)
+        .expect("close the journal");
+    println!(
+        "  the journal's part in process, warm: open {:.1} ms, snapshot read {:.1} ms ({entries} entries)",
+        ms(open),
+        ms(snapshot)
+    );
 }
 
 /// The renderer's first frame in process, split: opening the screen (a
