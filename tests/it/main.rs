@@ -9,6 +9,7 @@ mod chain;
 mod chromium;
 mod cli;
 mod clock;
+mod cross;
 mod disk;
 mod display;
 mod embedded;
