@@ -29,6 +29,7 @@ mod mqtt;
 mod protocol;
 mod relay;
 mod rules;
+mod screen;
 mod service;
 mod slow;
 mod web;
