@@ -13,7 +13,9 @@
 //! while a flash fades or the news scrolls; never closer than `fps_max`
 //! allows (and a PNG at most once a second). With nothing due the thread
 //! sleeps until the next thing is due, at most [`MAX_QUIET`], so the
-//! process is idle when nothing changes. When only the news moved, only its
+//! process is idle when nothing changes; while a frame is due but held
+//! back by the cap, events do not wake it (they wait in the queue for that
+//! frame), so a busy feed costs one wake-up per frame. When only the news moved, only its
 //! strip is drawn (and, on the framebuffer, copied).
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
@@ -299,6 +301,15 @@ impl Run {
                     }
                     self.show(&target, Damage::Areas(&areas[..n]), now, true);
                     pacer.drawn_strips(now, now_ms, header);
+                }
+                // A whole frame is due already, held back by the frame cap:
+                // what arrives before then goes into that frame anyway, so
+                // the thread sleeps until it instead of waking per event.
+                FrameDue::Wait(wait) if pacer.dirty => {
+                    std::thread::sleep(wait.min(MAX_QUIET));
+                    if self.drain(&rx) == Some(Ended::Shutdown) {
+                        return Ended::Shutdown;
+                    }
                 }
                 FrameDue::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
                     Ok(msg) => {

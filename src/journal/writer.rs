@@ -364,23 +364,68 @@ pub struct WriterConfig {
     pub clock: ClockState,
 }
 
-/// What the hub and sessions hold of the writer: its inbox and its status.
+/// What the hub and sessions hold of the writer: its inboxes and its
+/// status.
+///
+/// Two inboxes: what `tx` carries wakes the writer at once (reads, acks,
+/// keys, the close: someone waits for them), while the hub's appends
+/// ([`JournalHandle::try_append`]) wait in the second one for the writer's
+/// commit tick, so a steady stream of events costs the writer thread one
+/// wake-up per `flush_interval_ms`, not one per batch. The writer empties
+/// the appends before it handles anything from `tx`, so the order the hub
+/// sent them in holds (an append before its ack).
 #[derive(Clone, Debug)]
 pub struct JournalHandle {
-    /// The writer's inbox.
+    /// The writer's inbox for what must be handled at once.
     pub tx: Sender<JournalMsg>,
     /// Its health and counters.
     pub status: Arc<JournalStatus>,
+    /// The appends, taken on the commit tick.
+    appends: Sender<JournalMsg>,
+    /// Rung when an append nears the lease: the writer then commits at once.
+    bell: Sender<()>,
 }
 
 impl JournalHandle {
-    /// Hands an event to the writer without waiting; false if the inbox is
-    /// full (the event is then missing from the journal, recorded as a gap).
+    /// A handle whose appends go to `appends` and whose rings go to `bell`
+    /// (see [`JournalHandle`]); the writer's own come from
+    /// [`Journal::handle`].
+    pub fn new(
+        tx: Sender<JournalMsg>,
+        status: Arc<JournalStatus>,
+        appends: Sender<JournalMsg>,
+        bell: Sender<()>,
+    ) -> JournalHandle {
+        JournalHandle {
+            tx,
+            status,
+            appends,
+            bell,
+        }
+    }
+
+    /// Hands an event to the writer without waiting, for its next commit
+    /// tick; false if the inbox is full (the event is then missing from the
+    /// journal, recorded as a gap). An append that nears the lease rings the
+    /// writer, which renews the lease at once (see `lease_running_out`).
     pub fn try_append(&self, msg: JournalMsg) -> bool {
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
+        let near_lease = match &msg {
+            JournalMsg::Append { seq, .. } => {
+                seq.saturating_add(LEASE_EARLY) > self.status.lease.load(Ordering::Acquire)
+            }
+            _ => true,
+        };
+        match self.appends.try_send(msg) {
+            Ok(()) => {
+                if near_lease {
+                    // Full means a ring is already pending.
+                    let _ = self.bell.try_send(());
+                }
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 self.status.dropped.fetch_add(1, Ordering::Relaxed);
+                let _ = self.bell.try_send(());
                 false
             }
         }
@@ -425,6 +470,8 @@ impl Journal {
         });
         status.lease.store(lease, Ordering::Release);
         let (tx, rx) = bounded(INBOX);
+        let (appends, appends_rx) = bounded(INBOX);
+        let (bell, bell_rx) = bounded(1);
         let heart = Heartbeat::new("journal");
         let mut writer = Writer {
             heart: heart.clone(),
@@ -452,13 +499,13 @@ impl Journal {
         status.healthy.store(true, Ordering::Release);
         let thread = std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || smol::block_on(writer.run(rx)))
+            .spawn(move || crate::exec::block_on(writer.run(rx, appends_rx, bell_rx)))
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<journal thread>"),
                 source,
             })?;
         Ok(Journal {
-            handle: JournalHandle { tx, status },
+            handle: JournalHandle::new(tx, status, appends, bell),
             thread: Some(thread),
             heart,
         })
@@ -478,6 +525,7 @@ impl Journal {
     /// the thread.
     pub fn close(mut self) {
         self.handle.tx.close();
+        self.handle.appends.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -527,13 +575,20 @@ fn time_mark(time: &JournalTime, synced: bool) -> TimeMark {
 /// What woke the writer.
 enum WriterWake {
     Msg(JournalMsg),
+    /// An append neared the lease.
+    Bell,
     /// The commit deadline, or [`MAX_QUIET`] since the last round.
     Timer,
     Closed,
 }
 
 impl Writer {
-    async fn run(&mut self, rx: Receiver<JournalMsg>) {
+    async fn run(
+        &mut self,
+        rx: Receiver<JournalMsg>,
+        appends: Receiver<JournalMsg>,
+        bell: Receiver<()>,
+    ) {
         if self.heart.injected_stall() {
             // A writer stuck in the disk, as a test of the watchdog sees it.
             loop {
@@ -542,26 +597,38 @@ impl Writer {
         }
         let mut now = Instant::now();
         let mut deadline = now + self.config.flush_interval;
+        // Set again only when the time changes: arming a timer is a message
+        // to the reactor's thread.
+        let mut wake_at = deadline.min(now + MAX_QUIET);
+        let mut timer = Timer::at(wake_at);
         loop {
-            // A flush interval longer than MAX_QUIET still wakes the writer
-            // in time to beat.
-            let wake_at = deadline.min(now + MAX_QUIET);
             let wake = or(
+                or(
+                    async {
+                        match rx.recv().await {
+                            Ok(msg) => WriterWake::Msg(msg),
+                            Err(_) => WriterWake::Closed,
+                        }
+                    },
+                    async {
+                        let _ = bell.recv().await;
+                        WriterWake::Bell
+                    },
+                ),
                 async {
-                    match rx.recv().await {
-                        Ok(msg) => WriterWake::Msg(msg),
-                        Err(_) => WriterWake::Closed,
-                    }
-                },
-                async {
-                    Timer::at(wake_at).await;
+                    (&mut timer).await;
                     WriterWake::Timer
                 },
             )
             .await;
+            // The appends first: they came before anything in `rx` that
+            // refers to them.
+            while let Ok(msg) = appends.try_recv() {
+                self.handle(msg);
+            }
             match wake {
                 WriterWake::Msg(msg) => self.handle(msg),
-                WriterWake::Timer => {}
+                WriterWake::Bell | WriterWake::Timer => {}
                 WriterWake::Closed => break,
             }
             now = Instant::now();
@@ -570,6 +637,16 @@ impl Writer {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
             }
+            // A flush interval longer than MAX_QUIET still wakes the writer
+            // in time to beat.
+            let next = deadline.min(now + MAX_QUIET);
+            if now >= wake_at || next < wake_at {
+                wake_at = next;
+                timer.set_at(wake_at);
+            }
+        }
+        while let Ok(msg) = appends.try_recv() {
+            self.handle(msg);
         }
         if let Some(last) = self.final_seq
             && last > self.last_appended

@@ -10,6 +10,7 @@ mod clock;
 mod disk;
 mod display;
 mod embedded;
+mod fanout;
 mod firefox;
 mod fuzz;
 mod harness;
