@@ -1,20 +1,31 @@
-//! Where the daemon's tasks run: on one executor, ticked by the thread that
-//! drives async-io's reactor.
+//! Where the daemon's tasks run: on one executor, on the thread that runs
+//! `app::run` (`main`), with async-io's own thread as the only one that
+//! waits in epoll.
 //!
-//! smol's global executor runs its tasks on a thread of its own, while the
-//! reactor (epoll and the timers) is driven by whichever thread sits in
-//! `block_on`, or else by async-io's own thread. Every socket event then
-//! cost a cross-thread wake-up: reactor thread → executor thread. [`run`]
-//! instead gives a future an executor of its own, polled inside the
-//! caller's `block_on`: the thread that takes a socket event from epoll is
-//! the one that runs the task it wakes, with no notification between
-//! threads (`main` runs `app::run` this way). [`spawn`] puts a task on the
+//! smol's global executor runs its tasks on a thread of its own, and every
+//! thread inside `smol::block_on` (`main`, that executor thread, the
+//! journal writer) competes for the reactor. While any thread is in
+//! `smol::block_on`, async-io's thread ("async-io") does not sleep in epoll
+//! but polls with a back-off of 50 µs to 10 ms, and takes the reactor
+//! whenever the others let go of it: measured in `benches/broadcast.rs`,
+//! 5–7 wake-ups of that thread per upstream message, plus one of the
+//! executor's and 2–3 of the journal's (docs/notes.md §1).
+//!
+//! So no thread of the daemon is in `smol::block_on`. [`run`] gives a
+//! future an executor of its own, polled inside the caller's blocking
+//! wait, which `main` does with [`block_on`]: it parks the thread and never
+//! touches the reactor. async-io's thread then sleeps in epoll alone and is
+//! woken only by I/O and timers; it wakes the task, and a task waking
+//! another (a feed → the hub → a session) stays on the executor's thread
+//! with no wake-up of any other. (Running the executor on the thread that
+//! drives the reactor instead, `smol::block_on(run(..))`, was measured too:
+//! async-io's thread still polls and steals the reactor after every quiet
+//! gap, about 1.5 more switches per message.) [`spawn`] puts a task on the
 //! executor of the thread it is called from, so sessions, feeds and the hub
 //! land there without being handed one.
 //!
-//! Threads that must not drive the reactor (the journal writer, the
-//! renderer, the fan-out threads) block with [`block_on`]: it parks the
-//! thread and never takes the reactor from the thread that runs the tasks.
+//! The other threads (the journal writer, the fan-out threads) block with
+//! [`block_on`] too, or on plain std primitives (the renderer).
 //!
 //! This module owns no task and knows nothing of what runs on it.
 
@@ -42,9 +53,9 @@ pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static
 }
 
 /// Runs `future` and every task it [`spawn`]s on a new executor polled
-/// here, on the caller's thread. In `smol::block_on` that thread also drives
-/// the reactor, so an I/O event wakes its task on the same thread. The
-/// tasks still alive when `future` ends are dropped (cancelled).
+/// here, on the caller's thread (see the module docs for which `block_on`
+/// to call it in). The tasks still alive when `future` ends are dropped
+/// (cancelled).
 pub async fn run<T>(future: impl Future<Output = T>) -> T {
     let executor = Arc::new(Executor::new());
     let running = pin!(executor.run(future));
@@ -55,8 +66,8 @@ pub async fn run<T>(future: impl Future<Output = T>) -> T {
     .await
 }
 
-/// Blocks the current thread on `future` without driving the reactor (see
-/// the module docs): for the threads that are not the executor's.
+/// Blocks the current thread on `future`, parked between wake-ups, without
+/// ever driving the reactor (see the module docs).
 pub fn block_on<T>(future: impl Future<Output = T>) -> T {
     smol::future::block_on(future)
 }

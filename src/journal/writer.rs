@@ -51,10 +51,17 @@ use crate::metrics::Histogram;
 use crate::outbox::{Frame, Outbox};
 use crate::protocol::{ErrorCode, ProtoError};
 
-/// Capacity of the writer's inbox. ~16 s of a busy 1,000 events/s: when it
-/// is full the disk is stuck, and the hub drops events from the journal
-/// (never from fan-out) instead of waiting; the writer records them as a gap.
+/// Capacity of the writer's inbox of appends. ~16 s of a busy 1,000
+/// events/s: when it is full the disk is stuck, and the hub drops events
+/// from the journal (never from fan-out) instead of waiting; the writer
+/// records them as a gap.
 pub const INBOX: usize = 16 * 1024;
+
+/// Capacity of the writer's inbox of requests (reads, acks, keys, the
+/// close). The first one wakes the writer, which takes them all, so only
+/// what comes during one commit waits here; a slot costs ~90 bytes whether
+/// used or not, so this is a quarter of [`INBOX`].
+pub const REQUESTS: usize = INBOX / 4;
 
 /// Seqs reserved ahead of the last stored event. A crash loses at most this
 /// many seqs to the recorded gap; the reservation is extended at every commit
@@ -469,7 +476,7 @@ impl Journal {
             ..JournalStatus::default()
         });
         status.lease.store(lease, Ordering::Release);
-        let (tx, rx) = bounded(INBOX);
+        let (tx, rx) = bounded(REQUESTS);
         let (appends, appends_rx) = bounded(INBOX);
         let (bell, bell_rx) = bounded(1);
         let heart = Heartbeat::new("journal");
