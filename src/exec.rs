@@ -8,7 +8,7 @@
 //! `smol::block_on`, async-io's thread ("async-io") does not sleep in epoll
 //! but polls with a back-off of 50 µs to 10 ms, and takes the reactor
 //! whenever the others let go of it: measured in `benches/broadcast.rs`,
-//! 5–7 wake-ups of that thread per upstream message, plus one of the
+//! 6–9 wake-ups of that thread per upstream message, plus one of the
 //! executor's and 2–3 of the journal's (docs/notes.md §1).
 //!
 //! So no thread of the daemon is in `smol::block_on`. [`run`] gives a
@@ -20,7 +20,7 @@
 //! with no wake-up of any other. (Running the executor on the thread that
 //! drives the reactor instead, `smol::block_on(run(..))`, was measured too:
 //! async-io's thread still polls and steals the reactor after every quiet
-//! gap, about 1.5 more switches per message.) [`spawn`] puts a task on the
+//! gap, about 2.5 more switches per message.) [`spawn`] puts a task on the
 //! executor of the thread it is called from, so sessions, feeds and the hub
 //! land there without being handed one.
 //!
