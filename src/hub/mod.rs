@@ -496,6 +496,9 @@ impl Hub {
         }
         let mut pacer = FlushPacer::new(Instant::now());
         let mut timer = Timer::never();
+        // When `timer` is set for: it is set again only for a new time, as
+        // each setting is a message to the reactor's thread that wakes it.
+        let mut timer_at = None;
         // Wakes an idle hub so that it beats; a message that is ready wins.
         let mut idle = Timer::interval(MAX_QUIET);
         let recv = || async {
@@ -536,7 +539,10 @@ impl Hub {
                     if due <= Instant::now() {
                         Turn::Ring
                     } else {
-                        timer.set_at(due);
+                        if timer_at != Some(due) {
+                            timer.set_at(due);
+                            timer_at = Some(due);
+                        }
                         or(recv(), async {
                             (&mut timer).await;
                             Turn::Ring
@@ -554,6 +560,7 @@ impl Hub {
                     }
                 }
                 Turn::Ring => {
+                    timer_at = None;
                     self.fanout.flush(&mut self.scratch);
                     self.flush_journal();
                     pacer.flushed(Instant::now());
