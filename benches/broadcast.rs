@@ -719,7 +719,7 @@ fn print_switches(results: &[Config], node: Option<&str>) {
         );
         print!(
             "{}",
-            support::switches::describe(&total, delivered, upstream)
+            support::switches::describe(&total, delivered, upstream, 1000.0 / clock_ticks())
         );
     }
     println!();

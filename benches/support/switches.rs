@@ -1,7 +1,9 @@
 //! Context switches of a process, per thread name, from
 //! `/proc/<pid>/task/*/status` (`voluntary_ctxt_switches`: the thread
 //! blocked, i.e. a wake-up it waited for; `nonvoluntary_ctxt_switches`: the
-//! scheduler took the CPU away). Read before and after a measured window,
+//! scheduler took the CPU away), and each thread's CPU time (utime + stime
+//! from `/proc/<pid>/task/*/stat`, in clock ticks), so a split of the work
+//! over threads shows. Read before and after a measured window,
 //! the difference divided by the events of the window says how many thread
 //! hops an event costs, and on which thread.
 //!
@@ -25,6 +27,8 @@ struct Counts {
     name: String,
     voluntary: u64,
     involuntary: u64,
+    /// utime + stime, clock ticks.
+    ticks: u64,
 }
 
 /// The switches of one thread name over a window.
@@ -38,6 +42,8 @@ pub struct PerName {
     pub voluntary: u64,
     /// Non-voluntary switches in the window.
     pub involuntary: u64,
+    /// CPU time in the window, clock ticks (`sysconf(_SC_CLK_TCK)`).
+    pub ticks: u64,
 }
 
 impl Switches {
@@ -69,6 +75,18 @@ impl Switches {
                     _ => {}
                 }
             }
+            // Fields 14 and 15 of stat, counted after the `(comm)`, which
+            // may hold spaces.
+            counts.ticks = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1;
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    let utime: u64 = fields.get(11)?.parse().ok()?;
+                    let stime: u64 = fields.get(12)?.parse().ok()?;
+                    Some(utime + stime)
+                })
+                .unwrap_or(0);
             threads.insert(tid, counts);
         }
         Switches { threads }
@@ -88,6 +106,7 @@ impl Switches {
             entry.voluntary += now.voluntary - then.map_or(0, |t| t.voluntary.min(now.voluntary));
             entry.involuntary +=
                 now.involuntary - then.map_or(0, |t| t.involuntary.min(now.involuntary));
+            entry.ticks += now.ticks - then.map_or(0, |t| t.ticks.min(now.ticks));
         }
         let mut out: Vec<PerName> = names.into_values().collect();
         out.sort_by_key(|n| std::cmp::Reverse(n.voluntary + n.involuntary));
@@ -104,6 +123,7 @@ pub fn accumulate(total: &mut Vec<PerName>, window: &[PerName]) {
                 t.threads = t.threads.max(w.threads);
                 t.voluntary += w.voluntary;
                 t.involuntary += w.involuntary;
+                t.ticks += w.ticks;
             }
             None => total.push(w.clone()),
         }
@@ -113,14 +133,17 @@ pub fn accumulate(total: &mut Vec<PerName>, window: &[PerName]) {
 
 /// One line per thread name: voluntary + non-voluntary switches per
 /// delivered frame and per upstream message, and a total line.
-pub fn describe(per_name: &[PerName], delivered: u64, upstream: u64) -> String {
+/// `tick_ms` is the length of a clock tick in ms (10 at 100 Hz).
+pub fn describe(per_name: &[PerName], delivered: u64, upstream: u64, tick_ms: f64) -> String {
     let mut out = String::new();
     let per = |n: u64, of: u64| n as f64 / of.max(1) as f64;
     let mut vol = 0;
     let mut invol = 0;
+    let mut ticks = 0;
     for t in per_name {
         vol += t.voluntary;
         invol += t.involuntary;
+        ticks += t.ticks;
         let threads = if t.threads > 1 {
             format!(" ×{}", t.threads)
         } else {
@@ -128,7 +151,7 @@ pub fn describe(per_name: &[PerName], delivered: u64, upstream: u64) -> String {
         };
         let _ = writeln!(
             out,
-            "    {:<16} vol {:>8} invol {:>7} | per frame {:.4} + {:.4} | per upstream msg {:.2} + {:.2}",
+            "    {:<16} vol {:>8} invol {:>7} | per frame {:.4} + {:.4} | per upstream msg {:.2} + {:.2} | CPU {:.0} ms",
             format!("{}{threads}", t.name),
             t.voluntary,
             t.involuntary,
@@ -136,16 +159,18 @@ pub fn describe(per_name: &[PerName], delivered: u64, upstream: u64) -> String {
             per(t.involuntary, delivered),
             per(t.voluntary, upstream),
             per(t.involuntary, upstream),
+            t.ticks as f64 * tick_ms,
         );
     }
     let _ = writeln!(
         out,
-        "    {:<16} vol {vol:>8} invol {invol:>7} | per frame {:.4} + {:.4} | per upstream msg {:.2} + {:.2}",
+        "    {:<16} vol {vol:>8} invol {invol:>7} | per frame {:.4} + {:.4} | per upstream msg {:.2} + {:.2} | CPU {:.0} ms",
         "all threads",
         per(vol, delivered),
         per(invol, delivered),
         per(vol, upstream),
         per(invol, upstream),
+        ticks as f64 * tick_ms,
     );
     out
 }
