@@ -15,8 +15,8 @@
 //! sleeps until the next thing is due, at most [`MAX_QUIET`], so the
 //! process is idle when nothing changes; while a frame is due but held
 //! back by the cap, events do not wake it (they wait in the queue for that
-//! frame), so a busy feed costs one wake-up per frame. When only the news moved, only its
-//! strip is drawn (and, on the framebuffer, copied).
+//! frame), so a busy feed costs one wake-up per frame. When only the news
+//! moved, only its strip is drawn (and, on the framebuffer, copied).
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
@@ -43,6 +43,10 @@ use crate::logger::RateLimited;
 
 /// How long shutdown waits for the renderer to finish its frame.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest sleep while a frame is held back by the cap (events do not wake
+/// the thread then): it must see the hub gone well within [`JOIN_WAIT`].
+const HELD_SLEEP: Duration = Duration::from_millis(250);
 
 /// Pixels of burn-in shift per 1,000 pixels of the shorter side (4 px at
 /// 1080p); at least 2.
@@ -306,7 +310,7 @@ impl Run {
                 // what arrives before then goes into that frame anyway, so
                 // the thread sleeps until it instead of waking per event.
                 FrameDue::Wait(wait) if pacer.dirty => {
-                    std::thread::sleep(wait.min(MAX_QUIET));
+                    std::thread::sleep(wait.min(HELD_SLEEP));
                     if self.drain(&rx) == Some(Ended::Shutdown) {
                         return Ended::Shutdown;
                     }
