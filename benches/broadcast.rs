@@ -1218,7 +1218,9 @@ fn relay_child(upstream: &str) {
     let listener = tablo::app::bind(config.server.listen).expect("bind the relay");
     let local = listener.local_addr().expect("local address");
     eprintln!("listening on {local}");
-    smol::block_on(tablo::app::run_relay(
+    // As the daemon's main does: a blocking wait that never drives the
+    // reactor (the `exec` module docs).
+    smol::future::block_on(tablo::app::run_relay(
         listener,
         std::future::pending(),
         config,
