@@ -342,8 +342,8 @@ pub struct Hub {
     /// Clients owed a flush for events pushed quietly since the last one,
     /// and the threads that write them (`hub::fanout`).
     fanout: Fanout,
-    /// Messages for the journal writer, handed over with the flushes (one
-    /// wake-up of its thread per batch, not per event) and in order.
+    /// Messages for the journal writer, handed over with the flushes, in
+    /// order; the writer takes them on its commit tick (`JournalHandle`).
     journal_out: Vec<JournalMsg>,
     /// Scratch space for flushes.
     scratch: Batch,
