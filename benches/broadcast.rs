@@ -36,9 +36,16 @@
 //! this bench (built with the release profile, like the daemon).
 //!
 //! On a machine with 2 or more CPUs the relay is pinned to the last CPU and
-//! the load generator (upstream and clients) to the others, as `taskset`
-//! would (`sched_setaffinity`); the generator's own CPU use is printed so a
-//! saturated harness shows. Every configuration runs `TABLO_BENCH_RUNS`
+//! the load generator (upstream and clients) to the others (the first half
+//! from 4 CPUs up), as `taskset` would (`sched_setaffinity`); the generator's
+//! own CPU use is printed so a saturated harness shows. Each relay runs once
+//! per placement in `TABLO_BENCH_RELAY_CPUS` (default `one,rest`: one CPU,
+//! then every CPU but the generator's; `all` adds every CPU, shared with the
+//! generator); on a 2- or 3-CPU machine `rest` is the one CPU, so it runs
+//! once and the header says so. The relay's context switches over the
+//! measured window, per thread name, voluntary and not, per delivered frame
+//! and per upstream message, come from `/proc/<pid>/task/*/status`
+//! (`benches/support/switches.rs`) and are printed under the table. Every configuration runs `TABLO_BENCH_RUNS`
 //! times (default 2), interleaved; the table shows medians.
 //!
 //! Run with `cargo bench --bench broadcast`. Settings (environment):
@@ -129,6 +136,9 @@ fn main() {
     );
     println!("  machine: {}", machine());
     println!("  pinning: {}", plan.cpus.note);
+    for note in &plan.place_notes {
+        println!("  relay placement: {note}");
+    }
     println!(
         "  load: Binance 24hrTicker frames over {} symbols; {} s warm-up + {} s measured per run; {} run(s) per configuration, interleaved; figures are medians of the runs",
         plan.symbols,
@@ -153,14 +163,18 @@ fn main() {
         results.push(Config {
             load: *load,
             relay: None,
+            place: plan.places[0].clone(),
             samples: Vec::new(),
         });
         for relay in &plan.relays {
-            results.push(Config {
-                load: *load,
-                relay: Some(*relay),
-                samples: Vec::new(),
-            });
+            for place in &plan.places {
+                results.push(Config {
+                    load: *load,
+                    relay: Some(*relay),
+                    place: place.clone(),
+                    samples: Vec::new(),
+                });
+            }
         }
     }
     for run in 0..plan.runs {
@@ -175,7 +189,7 @@ fn main() {
             );
             let sample = match config.relay {
                 None => send_floor(&plan, config.load),
-                Some(relay) => run_once(&plan, relay, config.load, &bin, root.path()),
+                Some(relay) => run_once(&plan, relay, config, &bin, root.path()),
             };
             eprintln!("{}", sample.brief());
             config.samples.push(sample);
@@ -215,6 +229,19 @@ struct Plan {
     cpus: Cpus,
     wrap: Vec<String>,
     quick: bool,
+    /// Where each relay run goes (`TABLO_BENCH_RELAY_CPUS`), at least one.
+    places: Vec<Place>,
+    /// What the placements mean on this machine.
+    place_notes: Vec<String>,
+}
+
+/// The CPUs one relay run may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Place {
+    /// `None`: not pinned (a 1-CPU machine).
+    cpus: Option<Vec<usize>>,
+    /// Shown in the table when there is more than one placement.
+    label: String,
 }
 
 /// One load: N clients, messages per second.
@@ -238,6 +265,10 @@ enum Relay {
 /// Where the relay and the load generator run.
 struct Cpus {
     relay: Option<Vec<usize>>,
+    /// Every CPU but the generator's (may equal `relay`).
+    rest: Option<Vec<usize>>,
+    /// Every allowed CPU, the generator's too.
+    all: Vec<usize>,
     generator: Option<Vec<usize>>,
     note: String,
 }
@@ -285,6 +316,8 @@ impl Plan {
             )),
         }
         let cpus = Cpus::split();
+        let (places, place_notes) = cpus
+            .places(&std::env::var("TABLO_BENCH_RELAY_CPUS").unwrap_or_else(|_| "one,rest".into()));
         let generator_cpus = cpus.generator.as_ref().map_or(1, Vec::len);
         let wrap = std::env::var("TABLO_BENCH_WRAP")
             .map(|w| w.split_whitespace().map(str::to_owned).collect())
@@ -312,6 +345,8 @@ impl Plan {
             cpus,
             wrap,
             quick,
+            places,
+            place_notes,
         }
     }
 }
@@ -319,19 +354,30 @@ impl Plan {
 impl Cpus {
     /// The relay gets the last allowed CPU, the generator the rest; with one
     /// CPU nothing is pinned.
+    /// With 4 or more CPUs the generator gets the first half, so that "every
+    /// CPU but the generator's" is more than one.
     fn split() -> Cpus {
         let allowed = allowed_cpus();
+        let generator_n = if allowed.len() >= 4 {
+            allowed.len() / 2
+        } else {
+            allowed.len().saturating_sub(1)
+        };
         match allowed.split_last() {
-            Some((&last, rest)) if !rest.is_empty() => Cpus {
+            Some((&last, _)) if generator_n > 0 => Cpus {
                 relay: Some(vec![last]),
-                generator: Some(rest.to_vec()),
+                rest: Some(allowed[generator_n..].to_vec()),
+                all: allowed.clone(),
+                generator: Some(allowed[..generator_n].to_vec()),
                 note: format!(
-                    "relay on CPU {last}, load generator on CPU {} (sched_setaffinity, as taskset -c does)",
-                    list(rest)
+                    "relay on CPU {last} (or as placed below), load generator on CPU {} (sched_setaffinity, as taskset -c does)",
+                    list(&allowed[..generator_n])
                 ),
             },
             _ => Cpus {
                 relay: None,
+                rest: None,
+                all: allowed.clone(),
                 generator: None,
                 note: format!(
                     "none: only {} CPU available, so relay and load generator share it and latency includes the generator's own work",
@@ -339,6 +385,54 @@ impl Cpus {
                 ),
             },
         }
+    }
+}
+
+impl Cpus {
+    /// The relay placements `spec` names (`one`: one CPU; `rest`: every CPU
+    /// but the generator's; `all`: every CPU, shared with the generator),
+    /// with what each means here. A placement that comes out the same as an
+    /// earlier one is run once, and the note says so.
+    fn places(&self, spec: &str) -> (Vec<Place>, Vec<String>) {
+        let mut places: Vec<Place> = Vec::new();
+        let mut notes = Vec::new();
+        for word in spec.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let cpus = match word {
+                "one" => self.relay.clone(),
+                "rest" => self.rest.clone(),
+                "all" => Some(self.all.clone()),
+                other => fail(&format!(
+                    "TABLO_BENCH_RELAY_CPUS: {other:?} is not one, rest or all"
+                )),
+            };
+            let n = cpus.as_ref().map_or(self.all.len(), Vec::len);
+            let what = match word {
+                "one" => "one CPU",
+                "rest" => "every CPU but the load generator's",
+                _ => "every CPU, shared with the load generator",
+            };
+            let label = format!("{n} CPU{}", if n == 1 { "" } else { "s" });
+            if let Some(same) = places.iter().find(|p| p.cpus == cpus) {
+                notes.push(format!(
+                    "{word} ({what}) is CPU {} here, the same as the {} run: run once",
+                    cpus.as_deref().map_or("(any)".into(), list),
+                    same.label
+                ));
+                continue;
+            }
+            notes.push(format!(
+                "{word} ({what}): CPU {} ({label}); Tablo's [server] threads defaults to that count, at most 4",
+                cpus.as_deref().map_or("(any)".into(), list)
+            ));
+            places.push(Place { cpus, label });
+        }
+        if places.is_empty() {
+            places.push(Place {
+                cpus: self.relay.clone(),
+                label: "1 CPU".into(),
+            });
+        }
+        (places, notes)
     }
 }
 
@@ -391,6 +485,8 @@ struct Config {
     load: Load,
     /// `None` for the send() floor.
     relay: Option<Relay>,
+    /// Where the relay ran (the floor: pinned like the one-CPU relay).
+    place: Place,
     samples: Vec<Sample>,
 }
 
@@ -398,13 +494,17 @@ impl Config {
     fn label(&self, node: Option<&str>) -> String {
         match self.relay {
             None => "send() floor".into(),
-            Some(Relay::Tablo) => "tablo, journal on".into(),
-            Some(Relay::TabloNoJournal) => "tablo, journal off".into(),
-            Some(Relay::Node) => node
-                .and_then(|v| v.split_whitespace().find(|w| w.starts_with("ws/")))
-                .map_or("node ws".into(), |ws| {
-                    format!("node {}", ws.replace('/', " "))
-                }),
+            Some(Relay::Tablo) => format!("tablo, journal on, {}", self.place.label),
+            Some(Relay::TabloNoJournal) => format!("tablo, journal off, {}", self.place.label),
+            Some(Relay::Node) => {
+                node.and_then(|v| v.split_whitespace().find(|w| w.starts_with("ws/")))
+                    .map_or("node ws".into(), |ws| {
+                        format!("node {}", ws.replace('/', " "))
+                    })
+                    .to_string()
+                    + ", "
+                    + &self.place.label
+            }
         }
     }
 
@@ -440,6 +540,10 @@ struct Sample {
     achieved_rate: Option<f64>,
     /// Frames per client read() (batching seen from the client).
     frames_per_read: Option<f64>,
+    /// The relay's context switches per thread name over the window.
+    switches: Vec<support::switches::PerName>,
+    /// Upstream messages in the window.
+    upstream_msgs: u64,
 }
 
 impl Sample {
@@ -541,6 +645,7 @@ fn print_table(plan: &Plan, results: &[Config], node: Option<&str>) {
         );
     }
     println!();
+    print_switches(results, node);
     let find = |relay: Relay, load: Load| {
         results
             .iter()
@@ -619,6 +724,33 @@ fn print_table(plan: &Plan, results: &[Config], node: Option<&str>) {
             "PASS/FAIL not decided: the bar is p99 < {BAR_P99_MS} ms at {BAR_CLIENTS} clients, and no Tablo run had {BAR_CLIENTS} clients"
         ),
     }
+}
+
+/// The relays' context switches per thread, summed over each
+/// configuration's runs (benches/support/switches.rs).
+fn print_switches(results: &[Config], node: Option<&str>) {
+    println!(
+        "  context switches of the relay in the measured windows, per thread name (voluntary + non-voluntary):"
+    );
+    for config in results.iter().filter(|c| c.relay.is_some()) {
+        let mut total = Vec::new();
+        for s in &config.samples {
+            support::switches::accumulate(&mut total, &s.switches);
+        }
+        let delivered = config.samples.iter().map(|s| s.delivered).sum();
+        let upstream = config.samples.iter().map(|s| s.upstream_msgs).sum();
+        println!(
+            "  {} clients @ {}/s · {}:",
+            config.load.clients,
+            config.load.rate,
+            config.label(node)
+        );
+        print!(
+            "{}",
+            support::switches::describe(&total, delivered, upstream, 1000.0 / clock_ticks())
+        );
+    }
+    println!();
 }
 
 /// Issue 5's targets for a 2-core machine, each said met or not when the
@@ -718,7 +850,8 @@ enum Phase {
     Failed(String),
 }
 
-fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> Sample {
+fn run_once(plan: &Plan, relay: Relay, config: &Config, bin: &Path, root: &Path) -> Sample {
+    let load = config.load;
     let rate = f64::from(load.rate);
     let warm = (plan.warmup.as_secs_f64() * rate).round() as u64;
     let measured = ((plan.measure.as_secs_f64() * rate).round() as u64).max(1);
@@ -744,7 +877,7 @@ fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> S
             .spawn(move || upstream(listener, &state, load.rate, symbols, &phase_tx))
             .expect("spawn the upstream")
     };
-    let mut proc = RelayProcess::start(plan, relay, &url, load.clients, bin, root);
+    let mut proc = RelayProcess::start(plan, relay, &config.place, &url, load.clients, bin, root);
     match phases.recv_timeout(START_TIMEOUT) {
         Ok(Phase::Connected) => {}
         Ok(Phase::Failed(why)) => proc.fail(&format!("the fake upstream failed: {why}")),
@@ -790,6 +923,7 @@ fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> S
         _ => proc.fail("the upstream did not start sending"),
     }
     let before = Usage::now(proc.pid);
+    let switches_before = support::switches::Switches::read(proc.pid);
     let sent_in = match phases.recv_timeout(plan.measure * 2 + START_TIMEOUT) {
         Ok(Phase::Sent(took)) => took,
         Ok(Phase::Failed(why)) => proc.fail(&format!("the fake upstream failed: {why}")),
@@ -801,6 +935,8 @@ fn run_once(plan: &Plan, relay: Relay, load: Load, bin: &Path, root: &Path) -> S
         thread::sleep(Duration::from_millis(2));
     }
     let after = Usage::now(proc.pid);
+    sample.switches = switches_before.since(&support::switches::Switches::read(proc.pid));
+    sample.upstream_msgs = measured;
     sample.achieved_rate = Some(measured as f64 / sent_in.as_secs_f64().max(1e-9));
     let metrics = proc.metrics();
     let metric = |name: &str| -> Option<u64> {
@@ -918,6 +1054,7 @@ impl RelayProcess {
     fn start(
         plan: &Plan,
         kind: Relay,
+        place: &Place,
         upstream: &str,
         clients: usize,
         bin: &Path,
@@ -976,7 +1113,7 @@ impl RelayProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(cpus) = plan.cpus.relay.clone() {
+        if let Some(cpus) = place.cpus.clone() {
             // SAFETY: only sched_setaffinity, which is async-signal-safe,
             // runs between fork and exec.
             unsafe {
@@ -1109,7 +1246,9 @@ fn relay_child(upstream: &str) {
     let listener = tablo::app::bind(config.server.listen).expect("bind the relay");
     let local = listener.local_addr().expect("local address");
     eprintln!("listening on {local}");
-    smol::block_on(tablo::app::run_relay(
+    // As the daemon's main does: a blocking wait that never drives the
+    // reactor (the `exec` module docs).
+    smol::future::block_on(tablo::app::run_relay(
         listener,
         std::future::pending(),
         config,

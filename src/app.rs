@@ -30,6 +30,7 @@ use crate::display::{self, Choice, DisplayError, Environment};
 use crate::event::{Event, Position};
 use crate::feed;
 use crate::forward::Rule;
+use crate::hub::fanout::Fanout;
 use crate::hub::{Hub, HubMsg, INBOX, Start};
 use crate::journal::forward::Outboxes;
 use crate::journal::keys::{self, RecentKeys};
@@ -134,7 +135,20 @@ pub fn stop_signals() -> Result<impl Future<Output = ()>, RunError> {
 ///
 /// The binary binds the listener and passes [`stop_signals`]; tests and
 /// benches pass their own listener (port 0) and shutdown future.
+///
+/// Every task runs on this thread, on the executor of [`crate::exec::run`].
+/// The binary blocks on it with `smol::future::block_on`, so that no thread
+/// but async-io's own waits in epoll (the `exec` module docs say why).
 pub async fn run(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    config: Config,
+) -> Result<(), RunError> {
+    crate::exec::run(run_here(listener, shutdown, config)).await
+}
+
+/// [`run`], inside its executor.
+async fn run_here(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     config: Config,
@@ -153,6 +167,7 @@ pub async fn run(
     let (hub_tx, hub_rx) = bounded(INBOX);
     let epoch = start.epoch.clone();
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.attach_fanout(Fanout::new(config.server.threads));
     let rules = start_rules(&config, &rule_state, &restored);
     hub.restore(restored, Instant::now(), clock::wall_ms());
     hub.attach_rules(rules);
@@ -173,7 +188,7 @@ pub async fn run(
         None => (None, None),
     };
     let mut hub = spawn_hub(hub, hub_rx);
-    let clock_watch = smol::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
+    let clock_watch = crate::exec::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
     let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(
@@ -183,7 +198,7 @@ pub async fn run(
     );
     shared.set_journal_info(journal.handle().status, epoch);
     shared.set_site(Site::new(&config.board));
-    let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+    let server: Task<()> = crate::exec::spawn(server::serve(listener, shared, stop_rx));
     // Bound and journal open: systemd may send traffic our way. Every
     // loop that must not get stuck is in the watchdog's list, the
     // renderer's too when the board runs.
@@ -244,8 +259,17 @@ pub async fn run(
 /// the server as [`run`] wires them, but with no journal (numbering starts
 /// at 1 in epoch `relay`), no board and no systemd. What
 /// `benches/broadcast.rs` measures as "journal off"; the daemon itself
-/// always journals.
+/// always journals. Runs on this thread like [`run`].
 pub async fn run_relay(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    config: Config,
+) -> Result<(), RunError> {
+    crate::exec::run(run_relay_here(listener, shutdown, config)).await
+}
+
+/// [`run_relay`], inside its executor.
+async fn run_relay_here(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     config: Config,
@@ -257,6 +281,7 @@ pub async fn run_relay(
         journal: None,
     };
     let mut hub = Hub::new(&config.feeds, start, Instant::now());
+    hub.attach_fanout(Fanout::new(config.server.threads));
     hub.attach_rules(start_rules(&config, &[], &[]));
     let mut hub = spawn_hub(hub, hub_rx);
     if !config.forwards.is_empty() {
@@ -265,7 +290,7 @@ pub async fn run_relay(
     let feeds = spawn_feeds(&config, &hub_tx, &[], None);
     let (stop_tx, stop_rx) = bounded::<()>(1);
     let shared = Shared::new(config.server.clone(), hub_tx.clone(), None);
-    let server: Task<()> = smol::spawn(server::serve(listener, shared, stop_rx));
+    let server: Task<()> = crate::exec::spawn(server::serve(listener, shared, stop_rx));
     let died = or(
         async {
             shutdown.await;
@@ -305,7 +330,7 @@ async fn watch_clock(hub: Sender<HubMsg>, check: fn() -> clock::ClockState) {
 /// result is false after a panic.
 fn spawn_hub(hub: Hub, inbox: Receiver<HubMsg>) -> Task<bool> {
     let hub_run = hub.run(inbox);
-    smol::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
+    crate::exec::spawn(async move { AssertUnwindSafe(hub_run).catch_unwind().await.is_ok() })
 }
 
 /// The `[[alert]]` rules, with the state saved beside the journal
@@ -340,10 +365,15 @@ fn spawn_feeds(
         .map(|(i, f)| {
             if f.format == FeedFormat::Mqtt {
                 let outbox = outboxes.and_then(|o| o.for_feed(&f.name));
-                return smol::spawn(feed::task::mqtt::run(i, f.clone(), hub.clone(), outbox));
+                return crate::exec::spawn(feed::task::mqtt::run(
+                    i,
+                    f.clone(),
+                    hub.clone(),
+                    outbox,
+                ));
             }
             let resume = positions.get(i).cloned().flatten();
-            smol::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
+            crate::exec::spawn(feed::task::run(i, f.clone(), hub.clone(), resume))
         })
         .collect()
 }

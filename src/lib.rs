@@ -60,6 +60,7 @@ pub mod config;
 pub(crate) mod decimal;
 pub mod display;
 pub mod event;
+pub(crate) mod exec;
 pub mod feed;
 pub(crate) mod forward;
 #[doc(hidden)]

@@ -174,8 +174,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            let ran = tablo::app::bind(config.server.listen)
-                .and_then(|listener| smol::block_on(tablo::app::run(listener, shutdown, config)));
+            let ran = tablo::app::bind(config.server.listen).and_then(|listener| {
+                // Parks between events and never drives the reactor
+                // itself: async-io's thread alone waits in epoll, so it
+                // never backs off and polls (the `exec` module docs).
+                smol::future::block_on(tablo::app::run(listener, shutdown, config))
+            });
             match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e @ tablo::app::RunError::Journal(_)) => {

@@ -13,11 +13,13 @@
 //! while a flash fades or the news scrolls; never closer than `fps_max`
 //! allows (and a PNG at most once a second). With nothing due the thread
 //! sleeps until the next thing is due, at most [`MAX_QUIET`], so the
-//! process is idle when nothing changes. Only what changed is drawn (and,
-//! in a window and on the framebuffer, copied): the bands of the rows that
-//! changed, the header when its clock turned, the news strip when it
-//! scrolled; a whole frame when the layout, the page or anything outside
-//! the rows changed (`board::damage`).
+//! process is idle when nothing changes; while a frame is due but held
+//! back by the cap, events do not wake it (they wait in the queue for that
+//! frame), so a busy feed costs one wake-up per frame. Only what changed is
+//! drawn (and, in a window and on the framebuffer, copied): the bands of
+//! the rows that changed, the header when its clock turned, the news strip
+//! when it scrolled; a whole frame when the layout, the page or anything
+//! outside the rows changed (`board::damage`).
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
@@ -52,6 +54,10 @@ use crate::schedule::zone;
 
 /// How long shutdown waits for the renderer to finish its frame.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest sleep while a frame is held back by the cap (events do not wake
+/// the thread then): it must see the hub gone well within [`JOIN_WAIT`].
+const HELD_SLEEP: Duration = Duration::from_millis(250);
 
 /// Pixels of burn-in shift per 1,000 pixels of the shorter side (4 px at
 /// 1080p); at least 2.
@@ -342,6 +348,15 @@ impl Run {
                     );
                     self.show_redrawn(&target, redrawn, now);
                     pacer.drawn_strips(now, now_ms, header);
+                }
+                // A whole frame is due already, held back by the frame cap:
+                // what arrives before then goes into that frame anyway, so
+                // the thread sleeps until it instead of waking per event.
+                FrameDue::Wait(wait) if pacer.dirty => {
+                    std::thread::sleep(wait.min(HELD_SLEEP));
+                    if self.drain(&rx) == Some(Ended::Shutdown) {
+                        return Ended::Shutdown;
+                    }
                 }
                 FrameDue::Wait(wait) => match rx.recv_timeout(wait.min(MAX_QUIET)) {
                     Ok(msg) => {

@@ -219,7 +219,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Receive
                 let done = done_tx.clone();
                 let upgraded = Arc::new(AtomicBool::new(false));
                 let flag = upgraded.clone();
-                let task = smol::spawn(async move {
+                let task = crate::exec::spawn(async move {
                     handle(stream, peer, &shared, &flag).await;
                     let _ = done.send(conn).await;
                 });

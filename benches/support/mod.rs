@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod switches;
 pub mod targets;
 
 /// The daemon under test: `TABLO_BENCH_TABLO` when set (e.g. a build with

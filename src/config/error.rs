@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "/etc/tablo/tablo.toml:5: unknown key `lisen` in [server]; expected one of listen, max_clients, \
-             max_frame_bytes, allow_anonymous, tokens, cors_origins, jwt"
+             max_frame_bytes, allow_anonymous, tokens, cors_origins, jwt, threads"
         );
     }
 

@@ -162,6 +162,9 @@ pub struct ServerConfig {
     /// and open `/ws`; empty (the default) means CORS off and any origin
     /// may open `/ws`. `"*"` allows every origin.
     pub cors_origins: Vec<String>,
+    /// Threads that write to clients (`hub::fanout`), 1 to [`MAX_THREADS`];
+    /// default the CPUs this process may use, at most [`DEFAULT_THREADS_MAX`].
+    pub threads: usize,
 }
 
 /// One entry of `[server] tokens`.
@@ -458,6 +461,22 @@ const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LO
 /// Default `[server] max_clients`: an idle client costs about 10 KiB with
 /// small WebSocket buffers, so 1000 fit in ~10 MiB on a Pi.
 const DEFAULT_MAX_CLIENTS: usize = 1000;
+
+/// Most fan-out threads `[server] threads` defaults to: a Pi has 4 cores,
+/// and past 4 the writes of 1000 clients no longer split usefully.
+pub const DEFAULT_THREADS_MAX: usize = 4;
+
+/// Largest accepted `[server] threads`: each is a thread and its stack, and
+/// more than there are cores only adds wake-ups.
+pub const MAX_THREADS: usize = 16;
+
+/// Default `[server] threads`: the CPUs this process may run on (its
+/// affinity, as `taskset` sets it), at most [`DEFAULT_THREADS_MAX`].
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(DEFAULT_THREADS_MAX)
+}
 
 /// Default `[server] max_frame_bytes`: client ops are small JSON objects;
 /// 64 KiB leaves room for a `publish` with a long alert text.

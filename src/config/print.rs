@@ -42,6 +42,7 @@ impl Config {
             q(&format_size(s.max_frame_bytes as u64)),
         );
         key(&mut out, "allow_anonymous", s.allow_anonymous.to_string());
+        key(&mut out, "threads", s.threads.to_string());
         if !s.tokens.is_empty() {
             let tokens: Vec<String> = s
                 .tokens

@@ -64,6 +64,7 @@ pub(super) struct RawServer {
     pub(super) tokens: Vec<Spanned<RawToken>>,
     pub(super) cors_origins: Vec<Spanned<String>>,
     pub(super) jwt: At<RawJwt>,
+    pub(super) threads: At<u64>,
 }
 
 /// `[server.jwt]` as written.

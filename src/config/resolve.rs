@@ -28,8 +28,8 @@ use super::{
     DEFAULT_MAX_BYTES, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_EVENTS, DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
     DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS,
-    MAX_FRAME_BYTES, MAX_SIDE, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides, RowConfig,
-    Schedule, ScreenOff, ServerConfig, THEMES, TokenConfig, WakeOn,
+    MAX_FRAME_BYTES, MAX_SIDE, MAX_THREADS, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides,
+    RowConfig, Schedule, ScreenOff, ServerConfig, THEMES, TokenConfig, WakeOn, default_threads,
 };
 
 /// Defaults ← file ← overrides, with every value checked.
@@ -205,6 +205,10 @@ fn resolve_server(
         }
         cors_origins.push(origin);
     }
+    let threads = match &raw.threads {
+        Some(v) => in_range(src, v, "[server] threads", 1, MAX_THREADS as u64)? as usize,
+        None => default_threads(),
+    };
     Ok(ServerConfig {
         listen,
         max_clients,
@@ -213,6 +217,7 @@ fn resolve_server(
         tokens,
         jwt: None,
         cors_origins,
+        threads,
     })
 }
 
@@ -781,6 +786,26 @@ mod tests {
         ] {
             load(ok).unwrap();
         }
+    }
+
+    #[test]
+    fn threads_are_1_to_16_and_default_to_the_cpus_at_most_4() {
+        for bad in ["0", "17", "1000"] {
+            check_err(
+                &format!("[server]\nthreads = {bad}\n"),
+                2,
+                &format!("[server] threads: {bad} is out of range; use 1 to 16"),
+            );
+        }
+        check_err("[server]\nthreads = \"four\"\n", 2, "threads");
+        check_err("[server]\nthreads = -1\n", 2, "threads");
+        for good in [1, 2, 16] {
+            let config = load(&format!("[server]\nthreads = {good}\n")).unwrap();
+            assert_eq!(config.server.threads, good);
+        }
+        let default = load("").unwrap().server.threads;
+        assert!((1..=4).contains(&default), "{default}");
+        assert_eq!(default, super::default_threads());
     }
 
     #[test]

@@ -247,6 +247,10 @@ async fn pump(
     }
     let mut keepalive = Keepalive::new(Instant::now());
     let mut timer = Timer::never();
+    // When `timer` is set to go off. It is moved only to an earlier time
+    // (or after it went off): a deadline that moves later with every message
+    // would re-arm it per message, and each arming wakes the reactor.
+    let mut armed: Option<Instant> = None;
     let mut events = Vec::new();
     let mut saved = decoder.position();
     loop {
@@ -259,7 +263,10 @@ async fn pump(
             }
             Action::Dead(why) => return LinkEnd::Lost(why.to_string()),
             Action::WaitUntil(at) => {
-                timer.set_at(at);
+                if armed.is_none_or(|armed| at < armed) {
+                    timer.set_at(at);
+                    armed = Some(at);
+                }
             }
         }
         let next = or(async { Some(ws.next().await) }, async {
@@ -267,7 +274,11 @@ async fn pump(
             None
         })
         .await;
-        let Some(next) = next else { continue };
+        let Some(next) = next else {
+            // Gone off, maybe early: the keepalive says what is due now.
+            armed = None;
+            continue;
+        };
         let now = Instant::now();
         let text = match next {
             None => return LinkEnd::Lost("upstream closed the connection".into()),

@@ -35,6 +35,7 @@
 //! event gets its `ts` from [`Stamps`], so `ts` never goes back within an
 //! epoch (docs/protocol.md §6.2).
 
+pub mod fanout;
 mod last_known;
 mod report;
 
@@ -50,6 +51,7 @@ use smol::channel::{Receiver, Sender, TryRecvError};
 use smol::future::or;
 use smol::stream::StreamExt;
 
+use self::fanout::{Fanout, Shard};
 use self::last_known::{LastKnown, MAX_SYMBOLS};
 pub use self::report::HealthReport;
 use crate::board::feed::BoardFeed;
@@ -281,6 +283,8 @@ struct Client {
     user: Option<Arc<str>>,
     tx: Tx,
     subs: Subscriptions,
+    /// Which fan-out thread writes to it.
+    shard: Shard,
 }
 
 impl Client {
@@ -335,10 +339,11 @@ pub struct Hub {
     /// The `[[alert]]` rules, when there are any.
     rules: Option<Rules>,
     heart: Arc<Heartbeat>,
-    /// Clients owed a flush for events pushed quietly since the last one.
-    rings: Vec<Tx>,
-    /// Messages for the journal writer, handed over with the flushes (one
-    /// wake-up of its thread per batch, not per event) and in order.
+    /// Clients owed a flush for events pushed quietly since the last one,
+    /// and the threads that write them (`hub::fanout`).
+    fanout: Fanout,
+    /// Messages for the journal writer, handed over with the flushes, in
+    /// order; the writer takes them on its commit tick (`JournalHandle`).
     journal_out: Vec<JournalMsg>,
     /// Scratch space for flushes.
     scratch: Batch,
@@ -445,7 +450,7 @@ impl Hub {
             board: None,
             rules: None,
             heart: Heartbeat::new("hub"),
-            rings: Vec::new(),
+            fanout: Fanout::new(1),
             journal_out: Vec::new(),
             scratch: Batch::default(),
             stamps: Stamps::new(0, now),
@@ -454,6 +459,13 @@ impl Hub {
             held: VecDeque::new(),
             held_log: RateLimited::new(SYMBOL_CAP_LOG_INTERVAL),
         }
+    }
+
+    /// Writes to clients through `fanout`'s threads from now on (before any
+    /// client joins; a new hub writes every socket itself). Dropping the hub
+    /// stops them.
+    pub fn attach_fanout(&mut self, fanout: Fanout) {
+        self.fanout = fanout;
     }
 
     /// Shows every event on the board fed by `board` from now on. Dropping
@@ -484,6 +496,9 @@ impl Hub {
         }
         let mut pacer = FlushPacer::new(Instant::now());
         let mut timer = Timer::never();
+        // When `timer` is set for: it is set again only for a new time, as
+        // each setting is a message to the reactor's thread that wakes it.
+        let mut timer_at = None;
         // Wakes an idle hub so that it beats; a message that is ready wins.
         let mut idle = Timer::interval(MAX_QUIET);
         let recv = || async {
@@ -500,7 +515,7 @@ impl Hub {
                 // complete. Flush its clients, now or when the pacer allows,
                 // unless a message comes first.
                 Err(TryRecvError::Empty)
-                    if self.rings.is_empty()
+                    if self.fanout.is_empty()
                         && self.journal_out.is_empty()
                         && !self.held.is_empty() =>
                 {
@@ -511,7 +526,7 @@ impl Hub {
                     .await
                 }
                 Err(TryRecvError::Empty)
-                    if self.rings.is_empty() && self.journal_out.is_empty() =>
+                    if self.fanout.is_empty() && self.journal_out.is_empty() =>
                 {
                     or(recv(), async {
                         idle.next().await;
@@ -524,7 +539,10 @@ impl Hub {
                     if due <= Instant::now() {
                         Turn::Ring
                     } else {
-                        timer.set_at(due);
+                        if timer_at != Some(due) {
+                            timer.set_at(due);
+                            timer_at = Some(due);
+                        }
                         or(recv(), async {
                             (&mut timer).await;
                             Turn::Ring
@@ -542,9 +560,8 @@ impl Hub {
                     }
                 }
                 Turn::Ring => {
-                    for tx in self.rings.drain(..) {
-                        tx.flush(&mut self.scratch);
-                    }
+                    timer_at = None;
+                    self.fanout.flush(&mut self.scratch);
                     self.flush_journal();
                     pacer.flushed(Instant::now());
                 }
@@ -992,6 +1009,7 @@ impl Hub {
             hello["user"] = (**user).into();
         }
         tx.outbox().push(control(hello.to_string()));
+        let shard = self.fanout.join();
         self.clients.insert(
             client,
             Client {
@@ -999,6 +1017,7 @@ impl Hub {
                 user,
                 tx,
                 subs: Subscriptions::default(),
+                shard,
             },
         );
         if let Some(board) = &self.board {
@@ -1010,6 +1029,7 @@ impl Hub {
         let Some(c) = self.clients.remove(&client) else {
             return;
         };
+        self.fanout.leave(c.shard);
         if let Some(n) = self.kinds.get_mut(&c.kind) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -1235,7 +1255,7 @@ impl Hub {
             }
             let (pushed, owe_ring) = client.outbox().push_quiet(frame.clone());
             if owe_ring {
-                self.rings.push(client.tx.clone());
+                self.fanout.owe(client.shard, client.tx.clone());
             }
             match pushed {
                 Push::Queued => self.counters.frames_out[channel] += 1,
@@ -1857,10 +1877,12 @@ mod tests {
         let start = Start {
             epoch: "e".into(),
             next_seq: 1,
-            journal: Some(JournalHandle {
+            journal: Some(JournalHandle::new(
+                tx.clone(),
+                status.clone(),
                 tx,
-                status: status.clone(),
-            }),
+                smol::channel::bounded(1).0,
+            )),
         };
         let now = Instant::now();
         let mut hub = Hub::new(&[], start, now);

@@ -146,6 +146,12 @@ impl Hub {
             self.clients.len(),
         );
         text.single(
+            "fanout_threads",
+            Kind::Gauge,
+            "Threads that write to clients ([server] threads).",
+            self.fanout.threads(),
+        );
+        text.single(
             "users",
             Kind::Gauge,
             "Distinct JWT subs with a connection open.",

@@ -51,10 +51,17 @@ use crate::metrics::Histogram;
 use crate::outbox::{Frame, Outbox};
 use crate::protocol::{ErrorCode, ProtoError};
 
-/// Capacity of the writer's inbox. ~16 s of a busy 1,000 events/s: when it
-/// is full the disk is stuck, and the hub drops events from the journal
-/// (never from fan-out) instead of waiting; the writer records them as a gap.
+/// Capacity of the writer's inbox of appends. ~16 s of a busy 1,000
+/// events/s: when it is full the disk is stuck, and the hub drops events
+/// from the journal (never from fan-out) instead of waiting; the writer
+/// records them as a gap.
 pub const INBOX: usize = 16 * 1024;
+
+/// Capacity of the writer's inbox of requests (reads, acks, keys, the
+/// close). The first one wakes the writer, which takes them all, so only
+/// what comes during one commit waits here; a slot costs ~90 bytes whether
+/// used or not, so this is a quarter of [`INBOX`].
+pub const REQUESTS: usize = INBOX / 4;
 
 /// Seqs reserved ahead of the last stored event. A crash loses at most this
 /// many seqs to the recorded gap; the reservation is extended at every commit
@@ -364,23 +371,68 @@ pub struct WriterConfig {
     pub clock: ClockState,
 }
 
-/// What the hub and sessions hold of the writer: its inbox and its status.
+/// What the hub and sessions hold of the writer: its inboxes and its
+/// status.
+///
+/// Two inboxes: what `tx` carries wakes the writer at once (reads, acks,
+/// keys, the close: someone waits for them), while the hub's appends
+/// ([`JournalHandle::try_append`]) wait in the second one for the writer's
+/// commit tick, so a steady stream of events costs the writer thread one
+/// wake-up per `flush_interval_ms`, not one per batch. The writer empties
+/// the appends before it handles anything from `tx`, so the order the hub
+/// sent them in holds (an append before its ack).
 #[derive(Clone, Debug)]
 pub struct JournalHandle {
-    /// The writer's inbox.
+    /// The writer's inbox for what must be handled at once.
     pub tx: Sender<JournalMsg>,
     /// Its health and counters.
     pub status: Arc<JournalStatus>,
+    /// The appends, taken on the commit tick.
+    appends: Sender<JournalMsg>,
+    /// Rung when an append nears the lease: the writer then commits at once.
+    bell: Sender<()>,
 }
 
 impl JournalHandle {
-    /// Hands an event to the writer without waiting; false if the inbox is
-    /// full (the event is then missing from the journal, recorded as a gap).
+    /// A handle whose appends go to `appends` and whose rings go to `bell`
+    /// (see [`JournalHandle`]); the writer's own come from
+    /// [`Journal::handle`].
+    pub fn new(
+        tx: Sender<JournalMsg>,
+        status: Arc<JournalStatus>,
+        appends: Sender<JournalMsg>,
+        bell: Sender<()>,
+    ) -> JournalHandle {
+        JournalHandle {
+            tx,
+            status,
+            appends,
+            bell,
+        }
+    }
+
+    /// Hands an event to the writer without waiting, for its next commit
+    /// tick; false if the inbox is full (the event is then missing from the
+    /// journal, recorded as a gap). An append that nears the lease rings the
+    /// writer, which renews the lease at once (see `lease_running_out`).
     pub fn try_append(&self, msg: JournalMsg) -> bool {
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
+        let near_lease = match &msg {
+            JournalMsg::Append { seq, .. } => {
+                seq.saturating_add(LEASE_EARLY) > self.status.lease.load(Ordering::Acquire)
+            }
+            _ => true,
+        };
+        match self.appends.try_send(msg) {
+            Ok(()) => {
+                if near_lease {
+                    // Full means a ring is already pending.
+                    let _ = self.bell.try_send(());
+                }
+                true
+            }
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 self.status.dropped.fetch_add(1, Ordering::Relaxed);
+                let _ = self.bell.try_send(());
                 false
             }
         }
@@ -424,7 +476,9 @@ impl Journal {
             ..JournalStatus::default()
         });
         status.lease.store(lease, Ordering::Release);
-        let (tx, rx) = bounded(INBOX);
+        let (tx, rx) = bounded(REQUESTS);
+        let (appends, appends_rx) = bounded(INBOX);
+        let (bell, bell_rx) = bounded(1);
         let heart = Heartbeat::new("journal");
         let mut writer = Writer {
             heart: heart.clone(),
@@ -452,13 +506,13 @@ impl Journal {
         status.healthy.store(true, Ordering::Release);
         let thread = std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || smol::block_on(writer.run(rx)))
+            .spawn(move || crate::exec::block_on(writer.run(rx, appends_rx, bell_rx)))
             .map_err(|source| StoreError::Io {
                 path: PathBuf::from("<journal thread>"),
                 source,
             })?;
         Ok(Journal {
-            handle: JournalHandle { tx, status },
+            handle: JournalHandle::new(tx, status, appends, bell),
             thread: Some(thread),
             heart,
         })
@@ -478,6 +532,7 @@ impl Journal {
     /// the thread.
     pub fn close(mut self) {
         self.handle.tx.close();
+        self.handle.appends.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -527,13 +582,20 @@ fn time_mark(time: &JournalTime, synced: bool) -> TimeMark {
 /// What woke the writer.
 enum WriterWake {
     Msg(JournalMsg),
+    /// An append neared the lease.
+    Bell,
     /// The commit deadline, or [`MAX_QUIET`] since the last round.
     Timer,
     Closed,
 }
 
 impl Writer {
-    async fn run(&mut self, rx: Receiver<JournalMsg>) {
+    async fn run(
+        &mut self,
+        rx: Receiver<JournalMsg>,
+        appends: Receiver<JournalMsg>,
+        bell: Receiver<()>,
+    ) {
         if self.heart.injected_stall() {
             // A writer stuck in the disk, as a test of the watchdog sees it.
             loop {
@@ -542,26 +604,38 @@ impl Writer {
         }
         let mut now = Instant::now();
         let mut deadline = now + self.config.flush_interval;
+        // Set again only when the time changes: arming a timer is a message
+        // to the reactor's thread.
+        let mut wake_at = deadline.min(now + MAX_QUIET);
+        let mut timer = Timer::at(wake_at);
         loop {
-            // A flush interval longer than MAX_QUIET still wakes the writer
-            // in time to beat.
-            let wake_at = deadline.min(now + MAX_QUIET);
             let wake = or(
+                or(
+                    async {
+                        match rx.recv().await {
+                            Ok(msg) => WriterWake::Msg(msg),
+                            Err(_) => WriterWake::Closed,
+                        }
+                    },
+                    async {
+                        let _ = bell.recv().await;
+                        WriterWake::Bell
+                    },
+                ),
                 async {
-                    match rx.recv().await {
-                        Ok(msg) => WriterWake::Msg(msg),
-                        Err(_) => WriterWake::Closed,
-                    }
-                },
-                async {
-                    Timer::at(wake_at).await;
+                    (&mut timer).await;
                     WriterWake::Timer
                 },
             )
             .await;
+            // The appends first: they came before anything in `rx` that
+            // refers to them.
+            while let Ok(msg) = appends.try_recv() {
+                self.handle(msg);
+            }
             match wake {
                 WriterWake::Msg(msg) => self.handle(msg),
-                WriterWake::Timer => {}
+                WriterWake::Bell | WriterWake::Timer => {}
                 WriterWake::Closed => break,
             }
             now = Instant::now();
@@ -570,6 +644,16 @@ impl Writer {
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
             }
+            // A flush interval longer than MAX_QUIET still wakes the writer
+            // in time to beat.
+            let next = deadline.min(now + MAX_QUIET);
+            if now >= wake_at || next < wake_at {
+                wake_at = next;
+                timer.set_at(wake_at);
+            }
+        }
+        while let Ok(msg) = appends.try_recv() {
+            self.handle(msg);
         }
         if let Some(last) = self.final_seq
             && last > self.last_appended

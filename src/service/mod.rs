@@ -115,7 +115,7 @@ impl Service {
     /// one to tell. `addr` is the bound address, shown in the line.
     pub fn status_task(&self, hub: Sender<HubMsg>, addr: SocketAddr) -> Option<Task<()>> {
         let notifier = self.notifier.clone()?;
-        Some(smol::spawn(report_status(notifier, hub, addr)))
+        Some(crate::exec::spawn(report_status(notifier, hub, addr)))
     }
 
     /// `STOPPING=1`, and no more watchdog pings: call when shutdown starts.

@@ -135,7 +135,7 @@ pub async fn run(session: Session, socket: TcpStream, leftover: Vec<u8>, config:
         return;
     }
     let (sink, mut stream) = ws.split();
-    let mut writer: Task<()> = smol::spawn(write_loop(
+    let mut writer: Task<()> = crate::exec::spawn(write_loop(
         Arc::from(socket.clone()),
         sink,
         outbox.clone(),

@@ -13,6 +13,7 @@ mod cross;
 mod disk;
 mod display;
 mod embedded;
+mod fanout;
 mod firefox;
 mod fuzz;
 mod harness;
