@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn the_local_day_turns_at_local_midnight() {
-        let midnight_tehran = day_of(2025, 3, 21) * DAY_MS as i64 - 210 * 60_000;
+        let midnight_tehran = day_of(2025, 3, 21) * DAY_MS - 210 * 60_000;
         let at = |ms: i64| local_day(ms as u64, 210);
         assert_eq!(at(midnight_tehran - 1), day_of(2025, 3, 20));
         assert_eq!(at(midnight_tehran), day_of(2025, 3, 21));
@@ -361,11 +361,8 @@ mod tests {
             ""
         );
         assert_eq!(date.ymd(LAST_DAY), Some((9999, 12, 31)));
-        assert_eq!(local_day(u64::MAX, 0) > LAST_DAY, true);
-        assert_eq!(
-            text(CalendarChoice::Hijri, Language::Arabic, LAST_DAY).is_empty(),
-            false
-        );
+        assert!(local_day(u64::MAX, 0) > LAST_DAY);
+        assert!(!text(CalendarChoice::Hijri, Language::Arabic, LAST_DAY).is_empty());
         assert_eq!(
             text(CalendarChoice::Persian, Language::Persian, 0),
             "11 دی 1348"
