@@ -119,16 +119,6 @@ impl LocalDate {
         }
     }
 
-    /// The calendar shown.
-    pub fn calendar(&self) -> Calendar {
-        self.calendar
-    }
-
-    /// The language of the month names.
-    pub fn language(&self) -> Language {
-        self.language
-    }
-
     /// Writes local day `day` (see [`local_day`]) as the header shows it,
     /// with ASCII digits; writes nothing for a day before 1970 or after
     /// [`LAST_DAY`].
@@ -362,7 +352,14 @@ mod tests {
         );
         assert_eq!(date.ymd(LAST_DAY), Some((9999, 12, 31)));
         assert!(local_day(u64::MAX, 0) > LAST_DAY);
-        assert!(!text(CalendarChoice::Hijri, Language::Arabic, LAST_DAY).is_empty());
+        for choice in [
+            CalendarChoice::Gregorian,
+            CalendarChoice::Persian,
+            CalendarChoice::Hijri,
+        ] {
+            assert!(!text(choice, Language::Arabic, LAST_DAY).is_empty());
+            assert!(!text(choice, Language::Persian, 0).is_empty());
+        }
         assert_eq!(
             text(CalendarChoice::Persian, Language::Persian, 0),
             "11 دی 1348"
