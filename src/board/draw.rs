@@ -376,16 +376,7 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
             )? + 2 * gap;
         }
         line.clear();
-        let clients = state.clients();
-        let _ = write!(
-            line,
-            "{clients} {}",
-            if clients == 1 {
-                words.client
-            } else {
-                words.clients
-            }
-        );
+        let _ = words.clients(&mut line, state.clients() as u64);
         right -= self.text(
             localized(state.numbers(), line.as_str()).as_str(),
             Point::new(right, small_baseline),

@@ -10,7 +10,9 @@
 //! ([`super::plural`]): Arabic says "منذ دقيقة" for one minute, the dual
 //! "منذ دقيقتين" for two (no number), "منذ ٣ دقائق" for 3 to 10, "منذ ١١
 //! دقيقة" from 11; Persian and Turkish keep the noun singular after a
-//! number, as their grammar does ("۵ دقیقه پیش", "5 dakika önce").
+//! number, as their grammar does ("۵ دقیقه پیش", "5 dakika önce"). The
+//! header's client count takes its plural forms too (Arabic "متصلان" for
+//! two, "1 client" against "2 clients" in English).
 //!
 //! This module never allocates: phrases are written into any
 //! [`fmt::Write`].
@@ -82,6 +84,8 @@ pub struct Words {
     language: Language,
     /// An age in seconds, minutes, hours, days.
     ages: [Forms; 4],
+    /// The header's count of connected clients.
+    connected: Forms,
 }
 
 /// One age phrase per CLDR plural category; `#` stands for the number,
@@ -131,6 +135,15 @@ impl Forms {
         }
     }
 
+    /// Writes the form of `n` in `language`, the number in place of `#`.
+    fn write(&self, out: &mut impl fmt::Write, n: u64, language: Language) -> fmt::Result {
+        let phrase = self.of(category(language, n));
+        match phrase.split_once('#') {
+            Some((before, after)) => write!(out, "{before}{n}{after}"),
+            None => out.write_str(phrase),
+        }
+    }
+
     fn of(&self, category: PluralCategory) -> &'static str {
         match category {
             PluralCategory::Zero => self.zero,
@@ -163,6 +176,10 @@ pub const EN: Words = Words {
         Forms::same("#h ago"),
         Forms::same("#d ago"),
     ],
+    connected: Forms {
+        one: "# client",
+        ..Forms::same("# clients")
+    },
 };
 
 /// Persian.
@@ -184,6 +201,7 @@ pub const FA: Words = Words {
         Forms::same("# ساعت پیش"),
         Forms::same("# روز پیش"),
     ],
+    connected: Forms::same("# کاربر"),
 };
 
 /// Arabic.
@@ -229,6 +247,7 @@ pub const AR: Words = Words {
             "منذ # يوم",
         ),
     ],
+    connected: Forms::arabic("متصل واحد", "متصلان", "# متصلين", "# متصلًا", "# متصل"),
 };
 
 /// Turkish.
@@ -250,6 +269,7 @@ pub const TR: Words = Words {
         Forms::same("# saat önce"),
         Forms::same("# gün önce"),
     ],
+    connected: Forms::same("# istemci"),
 };
 
 /// The words of a language code (`"fa"`); English for any other.
@@ -273,11 +293,13 @@ impl Words {
             'h' => 2,
             _ => 3,
         };
-        let phrase = self.ages[i].of(category(self.language, n));
-        match phrase.split_once('#') {
-            Some((before, after)) => write!(out, "{before}{n}{after}"),
-            None => out.write_str(phrase),
-        }
+        self.ages[i].write(out, n, self.language)
+    }
+
+    /// Writes the header's count of `n` connected clients in the plural
+    /// form of `n` ("1 client", Arabic's dual "متصلان"), with ASCII digits.
+    pub fn clients(&self, out: &mut impl fmt::Write, n: u64) -> fmt::Result {
+        self.connected.write(out, n, self.language)
     }
 }
 
@@ -424,6 +446,40 @@ mod tests {
                 "0h ago", "1h ago", "2h ago", "3h ago", "10h ago", "11h ago", "100h ago",
             ],
         );
+    }
+
+    #[test]
+    fn client_counts_take_the_plural_forms() {
+        let clients = |language: &str, n: u64| {
+            let mut out = String::new();
+            words(language).clients(&mut out, n).unwrap();
+            out
+        };
+        let all = |language| [0, 1, 2, 3, 11, 100].map(|n| clients(language, n));
+        assert_eq!(
+            all("ar"),
+            [
+                "0 متصل",
+                "متصل واحد",
+                "متصلان",
+                "3 متصلين",
+                "11 متصلًا",
+                "100 متصل"
+            ]
+        );
+        assert_eq!(
+            all("en"),
+            [
+                "0 clients",
+                "1 client",
+                "2 clients",
+                "3 clients",
+                "11 clients",
+                "100 clients"
+            ]
+        );
+        assert_eq!(clients("fa", 2), "2 کاربر");
+        assert_eq!(clients("tr", 2), "2 istemci");
     }
 
     #[test]
