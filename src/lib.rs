@@ -42,7 +42,8 @@
 //! - [`config`]: the resolved settings, from defaults, the TOML file and
 //!   flags. `clock` (the wall clock and ages), `decimal` (price strings),
 //!   `metrics` (Prometheus text; `metrics::process`, the `process_*`
-//!   metrics from `/proc`), `ratelimit`, `heartbeat`, [`logger`]: small
+//!   metrics from `/proc`), `ratelimit`, `heartbeat`, [`logger`],
+//!   [`schedule`] (the screen's opening hours in local time): small
 //!   leaves that import nothing of the crate.
 //! - `fuzzing` (hidden): a narrow door to the private parsers for the
 //!   property tests and `cargo bench --bench fuzz`; not an API.
@@ -74,6 +75,7 @@ pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
 pub mod rules;
+pub mod schedule;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;
