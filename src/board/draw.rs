@@ -24,6 +24,7 @@ use embedded_graphics::primitives::{
 };
 use embedded_graphics::{Drawable, Pixel};
 
+use super::calendar::{DateCache, local_day};
 use super::layout::{self, Layout};
 use super::numbers::{Line, Numbers, localized};
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
@@ -50,6 +51,8 @@ pub struct Painter {
     theme: Theme,
     /// Sparkline heights, reused.
     heights: Vec<f32>,
+    /// The header's date, formatted once a day.
+    dates: DateCache,
 }
 
 impl Default for Painter {
@@ -70,6 +73,7 @@ impl Painter {
             text,
             theme: DARK,
             heights: Vec::with_capacity(SPARK_LEN),
+            dates: DateCache::default(),
         }
     }
 
@@ -481,10 +485,31 @@ impl<'a, D: DrawTarget<Color = Rgb888>> Drawing<'a, D> {
         )?;
         let mut right = width - pad - clock_width - 2 * gap;
 
+        // Today's date in the board's calendar, before the clock; none
+        // while the clock is not set. The header is redrawn each second,
+        // so the date turns with the clock at local midnight, and at once
+        // after a clock step.
+        let small_baseline = self.centred_baseline(center, l.sizes.header_small, Weight::Regular);
+        if !state.clock_not_set() {
+            let wall = self.now_ms.saturating_add_signed(state.clock_offset_ms());
+            let day = local_day(wall, state.utc_offset_minutes());
+            let date = localized(state.numbers(), self.painter.dates.get(state.date(), day));
+            if !date.is_empty() {
+                let date_style = style(l.sizes.header_small, Weight::Bold, theme.text, true);
+                right -= self.text(
+                    date.as_str(),
+                    Point::new(right, small_baseline),
+                    Align::Right,
+                    date_style,
+                    width,
+                    &area,
+                )? + 2 * gap;
+            }
+        }
+
         // Page and clients, right to left.
         let words = words(state.language());
         let small = style(l.sizes.header_small, Weight::Regular, theme.muted, true);
-        let small_baseline = self.centred_baseline(center, l.sizes.header_small, Weight::Regular);
         let mut line = Line::new();
         if l.pages > 1 {
             let page = state.page_at(self.now_ms, l.pages);
@@ -499,16 +524,7 @@ impl<'a, D: DrawTarget<Color = Rgb888>> Drawing<'a, D> {
             )? + 2 * gap;
         }
         line.clear();
-        let clients = state.clients();
-        let _ = write!(
-            line,
-            "{clients} {}",
-            if clients == 1 {
-                words.client
-            } else {
-                words.clients
-            }
-        );
+        let _ = words.clients(&mut line, state.clients() as u64);
         right -= self.text(
             localized(state.numbers(), line.as_str()).as_str(),
             Point::new(right, small_baseline),

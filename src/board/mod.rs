@@ -16,6 +16,7 @@
 //! Prices are never parsed into floating point for display; only the
 //! sparkline's pixel heights go through `f64`.
 
+pub(crate) mod calendar;
 pub mod damage;
 pub mod draw;
 pub(crate) mod feed;
@@ -28,11 +29,14 @@ pub(crate) mod state;
 pub(crate) mod text;
 
 pub(crate) mod layout;
+pub(crate) mod plural;
 pub(crate) mod theme;
 pub(crate) mod words;
 
 #[cfg(test)]
 pub(crate) mod golden;
+#[cfg(test)]
+mod golden_calendar;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -17,7 +17,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
+use super::calendar::LocalDate;
 use super::numbers::{Numbers, is_rtl, language};
+use super::words::Language;
 use crate::config::{BoardConfig, Column, RowConfig};
 use crate::decimal::{self, Decimal};
 use crate::event::{Alert, Body, ClockState, Event, FeedState, Level, Tick, alert_ttl};
@@ -354,6 +356,8 @@ pub struct BoardState {
     rtl: bool,
     /// The locale's language, for the column captions.
     language: String,
+    /// How the header writes today's date (`[board] calendar`).
+    date: LocalDate,
     /// The wall clock's state as the last clock status said; `None` before
     /// any.
     clock: Option<ClockState>,
@@ -398,6 +402,10 @@ impl BoardState {
             numbers: Numbers::new(&config.locale, config.digits),
             rtl: is_rtl(&config.locale, config.direction),
             language: language(&config.locale).to_ascii_lowercase(),
+            date: LocalDate::new(
+                config.calendar,
+                Language::of(&language(&config.locale).to_ascii_lowercase()),
+            ),
             clock: None,
             clock_offset_ms: 0,
             changed: stamp(),
@@ -417,6 +425,11 @@ impl BoardState {
     /// The locale's language code, lower case (`"fa"`, `"tr"`, `"en"`).
     pub fn language(&self) -> &str {
         &self.language
+    }
+
+    /// How the header writes today's date.
+    pub fn date(&self) -> &LocalDate {
+        &self.date
     }
 
     /// Takes in one live event that arrived at `now_ms`.

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn};
+use super::{
+    CalendarChoice, Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn,
+};
 
 /// A setting whose value is one of a few words.
 pub(super) trait Keyword: Copy + PartialEq + 'static {
@@ -104,6 +106,15 @@ impl Keyword for Direction {
         ("auto", Direction::Auto),
         ("ltr", Direction::Ltr),
         ("rtl", Direction::Rtl),
+    ];
+}
+
+impl Keyword for CalendarChoice {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("auto", CalendarChoice::Auto),
+        ("gregorian", CalendarChoice::Gregorian),
+        ("persian", CalendarChoice::Persian),
+        ("hijri", CalendarChoice::Hijri),
     ];
 }
 

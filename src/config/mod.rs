@@ -283,6 +283,8 @@ pub struct BoardConfig {
     pub digits: Digits,
     /// Layout direction.
     pub direction: Direction,
+    /// The calendar of the header's date.
+    pub calendar: CalendarChoice,
     /// A TTF/OTF to use instead of the bundled font.
     pub font: Option<PathBuf>,
     /// Rows to show; empty means every symbol seen, in first-seen order.
@@ -326,6 +328,20 @@ pub enum Direction {
     Ltr,
     /// Right to left: the whole board mirrors.
     Rtl,
+}
+
+/// `[board] calendar`: the calendar of the header's date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalendarChoice {
+    /// From the locale: Solar Hijri for `fa`, Hijri for `ar`, else
+    /// Gregorian.
+    Auto,
+    /// The Gregorian calendar.
+    Gregorian,
+    /// The Solar Hijri (Jalali) calendar.
+    Persian,
+    /// The Hijri calendar, Umm al-Qura.
+    Hijri,
 }
 
 /// One `[[board.rows]]`.

@@ -155,6 +155,7 @@ impl Config {
         key(&mut out, "locale", q(&b.locale));
         key(&mut out, "digits", q(b.digits.keyword()));
         key(&mut out, "direction", q(b.direction.keyword()));
+        key(&mut out, "calendar", q(b.calendar.keyword()));
         match &b.font {
             Some(font) => key(&mut out, "font", q_path(font)),
             None => out.push_str("# font: the bundled font\n"),

@@ -19,7 +19,9 @@ use toml::Spanned;
 use super::alert::RawAlert;
 use super::keyword::Keyword;
 use super::units::{parse_duration, parse_size};
-use super::{Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn};
+use super::{
+    CalendarChoice, Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn,
+};
 
 /// A value wrapped with where it was written in the file.
 pub(super) type At<T> = Option<Spanned<T>>;
@@ -129,6 +131,7 @@ pub(super) struct RawBoard {
     pub(super) locale: At<String>,
     pub(super) digits: Option<Kw<Digits>>,
     pub(super) direction: Option<Kw<Direction>>,
+    pub(super) calendar: Option<Kw<CalendarChoice>>,
     pub(super) font: At<String>,
     pub(super) rows: Vec<Spanned<RawRow>>,
 }
@@ -438,6 +441,31 @@ mod tests {
                 .listen
                 .to_string(),
             "[::]:80"
+        );
+    }
+
+    #[test]
+    fn calendar_is_one_of_the_four_words() {
+        use crate::config::CalendarChoice;
+        check_err(
+            "[board]\nlocale = \"fa\"\ncalendar = \"jalali\"\n",
+            3,
+            "[board] calendar: \"jalali\" is not one of auto, gregorian, persian, hijri",
+        );
+        check_err("[board]\ncalendar = 1\n", 2, "[board] calendar");
+        let calendar = |text: &str| load(text).unwrap().board.calendar;
+        assert_eq!(calendar(""), CalendarChoice::Auto);
+        assert_eq!(
+            calendar("[board]\ncalendar = \"hijri\"\n"),
+            CalendarChoice::Hijri
+        );
+        assert_eq!(
+            calendar("[board]\nlocale = \"ar\"\ncalendar = \"gregorian\"\n"),
+            CalendarChoice::Gregorian
+        );
+        assert_eq!(
+            calendar("[board]\ncalendar = \"persian\"\n"),
+            CalendarChoice::Persian
         );
     }
 

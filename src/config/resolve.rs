@@ -23,7 +23,7 @@ use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;
 use super::{
-    BoardConfig, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_COLUMNS, DEFAULT_FB_DEVICE,
+    BoardConfig, CalendarChoice, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_FB_DEVICE,
     DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE, DEFAULT_MAX_AGE,
     DEFAULT_MAX_BYTES, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_EVENTS, DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
@@ -529,6 +529,7 @@ fn resolve_board(
         locale,
         digits: raw.digits.map_or(Digits::Latin, |d| d.0),
         direction: raw.direction.map_or(Direction::Auto, |d| d.0),
+        calendar: raw.calendar.map_or(CalendarChoice::Auto, |c| c.0),
         font,
         rows,
     })

@@ -111,6 +111,7 @@ fn the_international_boards_say_their_locale_digits_and_direction() {
         assert_eq!(board["locale"].as_str(), Some(locale), "{name}");
         assert_eq!(board["digits"].as_str(), Some(digits), "{name}");
         assert_eq!(board["direction"].as_str(), Some("auto"), "{name}");
+        assert_eq!(board["calendar"].as_str(), Some("auto"), "{name}");
         assert_eq!(columns(&config), ["bid", "ask", "change"], "{name}");
         let labels: Vec<&str> = board["rows"]
             .as_array()

@@ -2155,6 +2155,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "locale",
             "digits",
             "direction",
+            "calendar",
             "font",
         ],
     ),
