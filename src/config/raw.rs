@@ -126,6 +126,7 @@ pub(super) struct RawBoard {
     pub(super) direction: Option<Kw<Direction>>,
     pub(super) font: At<String>,
     pub(super) rows: Vec<Spanned<RawRow>>,
+    pub(super) qr: At<String>,
 }
 
 /// One `[[board.rows]]` as written.
