@@ -19,6 +19,7 @@
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -38,6 +39,8 @@ use crate::display::{self, Choice, Damage, DisplayError, Polled, Screen};
 use crate::event::Event;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::logger::RateLimited;
+
+pub mod qr;
 
 /// How long shutdown waits for the renderer to finish its frame.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
@@ -80,12 +83,14 @@ impl Renderer {
 }
 
 /// Starts the renderer for `choice`, drawing `restored` (the journal's
-/// last-known state, marked stale) at once. Returns `None` for
+/// last-known state, marked stale) at once; `listen` is the bound listen
+/// address, for `[board] qr = "auto"`. Returns `None` for
 /// [`Choice::None`]. Fails when the screen cannot be opened.
 pub fn start(
     config: &Config,
     choice: &Choice,
     restored: &[Event],
+    listen: SocketAddr,
 ) -> Result<Option<(Renderer, BoardFeed)>, DisplayError> {
     if *choice == Choice::None {
         return Ok(None);
@@ -96,6 +101,7 @@ pub fn start(
         state.restore(event);
     }
     let fresh = BoardState::new(&config.board, &feeds);
+    let auto_qr = qr::AutoQr::new(&config.board.qr, listen, Instant::now());
     let settings = Settings {
         fps_max: config.display.fps_max,
         rotation: Rotation::from_degrees(config.display.rotate).unwrap_or_default(),
@@ -133,6 +139,7 @@ pub fn start(
                     heart,
                     present_warning: RateLimited::new(Duration::from_secs(60)),
                     clock: BoardClock::new(wall_ms(), Instant::now()),
+                    auto_qr,
                 };
                 if run.run(inbox.messages) == Ended::Closed {
                     let _ = closed_tx.try_send(());
@@ -188,6 +195,8 @@ struct Run {
     present_warning: RateLimited,
     /// The board's time: ages, staleness, flashes and pages.
     clock: BoardClock,
+    /// The QR code's URL, for `[board] qr = "auto"`.
+    auto_qr: Option<qr::AutoQr>,
 }
 
 /// The board's time: the wall clock at the renderer's start, advanced by the
@@ -261,6 +270,12 @@ impl Run {
                 self.state
                     .set_utc_offset_minutes(local_offset_minutes(wall));
                 offset_checked_ms = wall;
+            }
+            if let Some(auto) = &mut self.auto_qr
+                && let Some(code) = auto.poll(now, crate::lan::phone_url)
+            {
+                self.state.set_qr(code);
+                pacer.invalidate();
             }
             let clients = self.shared.clients.load(Ordering::Relaxed);
             if clients != self.state.clients() {
@@ -336,6 +351,7 @@ impl Run {
                 state.set_clients(self.state.clients());
                 state.set_utc_offset_minutes(self.state.utc_offset_minutes());
                 state.set_clock_offset_ms(self.state.clock_offset_ms());
+                state.set_qr(self.state.qr().cloned());
                 for event in &events {
                     state.apply(event, now_ms);
                 }

@@ -14,10 +14,12 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::numbers::{Numbers, is_rtl, language};
-use crate::config::{BoardConfig, Column, RowConfig};
+use super::qr::Qr;
+use crate::config::{BoardConfig, BoardQr, Column, RowConfig};
 use crate::decimal::{self, Decimal};
 use crate::event::{Alert, Body, ClockState, Event, FeedState, Level, Tick, alert_ttl};
 
@@ -337,6 +339,9 @@ pub struct BoardState {
     /// measures ages on a monotonic board time): what the header's clock
     /// adds.
     clock_offset_ms: i64,
+    /// The QR code to the web board, when one is shown (shared: a state is
+    /// cloned at every resync).
+    qr: Option<Arc<Qr>>,
 }
 
 impl BoardState {
@@ -373,7 +378,22 @@ impl BoardState {
             language: language(&config.locale).to_ascii_lowercase(),
             clock: None,
             clock_offset_ms: 0,
+            qr: match &config.qr {
+                BoardQr::Url(url) => Qr::encode(url).map(Arc::new),
+                BoardQr::Auto | BoardQr::Off => None,
+            },
         }
+    }
+
+    /// The QR code the board shows, if any.
+    pub fn qr(&self) -> Option<&Arc<Qr>> {
+        self.qr.as_ref()
+    }
+
+    /// Shows `qr` (or no code); for `[board] qr = "auto"`, whose URL the
+    /// renderer finds and follows.
+    pub fn set_qr(&mut self, qr: Option<Arc<Qr>>) {
+        self.qr = qr;
     }
 
     /// How numbers are written on this board.
