@@ -18,6 +18,10 @@
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
+//!
+//! With `[board] qr = "auto"` the loop also looks up the listen socket's
+//! LAN address every [`qr::RECHECK`] and redraws the QR code when it moved
+//! (`renderer::qr`); the look-up rides on a wake-up the loop has anyway.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
