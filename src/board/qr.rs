@@ -207,7 +207,7 @@ where
 pub fn caption(language: &str) -> &'static str {
     match language {
         "fa" => "برای دیدن روی گوشی اسکن کنید",
-        "ar" => "امسح الرمز لفتح اللوحة على هاتفك",
+        "ar" => "امسح لفتح اللوحة على هاتفك",
         "tr" => "Telefonunuzda açmak için okutun",
         _ => "Scan to open on your phone",
     }
