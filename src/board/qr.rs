@@ -24,9 +24,10 @@ use embedded_graphics::primitives::Rectangle;
 pub const QUIET: u32 = 4;
 
 /// Pixels a module is drawn at on a 1920×1080 board, scaled with the
-/// board: 10 px is 4.6 mm on a 40-inch TV and 6.3 mm on a 55-inch one, so a
-/// version-3 code (an auto URL) is 13 to 18 cm wide, which a phone reads
-/// from two metres and more (docs/board.md §9).
+/// board: 10 px is 4.6 mm on a 40-inch TV and 6.3 mm on a 55-inch one, so
+/// an auto URL's code (25 or 29 modules) is 11 to 18 cm wide, and each
+/// module covers three to four pixels of a phone camera's preview at two
+/// metres (docs/board.md §9).
 const MODULE_1080P: f32 = 10.0;
 
 /// At most this share of the screen's width (or, on a portrait screen, its
