@@ -26,6 +26,12 @@
 //! the forward runs, default 10000), `TABLO_BENCH_QUICK=1` (a short smoke
 //! run), `TABLO_BENCH_TABLO` (a `tablo` binary to use).
 
+#[allow(
+    dead_code,
+    reason = "the bench starts, stops and drops brokers; the tests do the rest"
+)]
+#[path = "../tests/it/broker.rs"]
+mod broker;
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -41,6 +47,8 @@ use hdrhistogram::Histogram;
 use mqttbytes::QoS;
 use mqttbytes::v4::{Connect, Packet, Publish};
 
+use broker::{Broker, free_port};
+
 /// Symbols the latency run cycles through.
 const SYMBOLS: usize = 20;
 
@@ -51,70 +59,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A Mosquitto of the bench's own; killed on drop.
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let store = dir.join(format!("mosquitto-{port}"));
-        std::fs::create_dir_all(&store).unwrap();
-        let conf = dir.join(format!("mosquitto-{port}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nuser root\nlog_dest stderr\n\
-                 max_queued_messages 1000000\nmax_inflight_messages 100\n",
-                store.display()
-            ),
-        )
-        .unwrap();
-        let bin = if Path::new("/usr/sbin/mosquitto").exists() {
-            "/usr/sbin/mosquitto"
-        } else {
-            "mosquitto"
-        };
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mosquitto (apt-get install mosquitto)");
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut lines = stderr.lines();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) if line.contains(" running") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("mosquitto did not start"),
-            }
-        }
-        thread::spawn(move || for _ in lines {});
-        Broker { child }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A broker for the bench on `port`, in its own dir under `dir` (a run
+/// has two), with room for a large burst queued for an offline session.
+fn start_broker(dir: &Path, port: u16) -> Broker {
+    let own = dir.join(format!("mosquitto-{port}"));
+    Broker::start_on(&own, port, "max_queued_messages 1000000")
 }
 
 /// A `mosquitto_sub` printing each payload on its own line, with the time
@@ -375,7 +324,7 @@ fn main() {
     // Latency: publisher → Mosquitto → Tablo → WebSocket client, against
     // publisher → Mosquitto → mosquitto_sub, in the same run.
     let port = free_port();
-    let broker = Broker::start(dir.path(), port);
+    let broker = start_broker(dir.path(), port);
     let config = format!(
         r#"
 [[feed]]
@@ -455,8 +404,8 @@ volume = "/v"
     // Forward throughput at QoS 1, then the outbox's replay after an outage.
     let in_port = free_port();
     let out_port = free_port();
-    let input = Broker::start(dir.path(), in_port);
-    let output = Broker::start(dir.path(), out_port);
+    let input = start_broker(dir.path(), in_port);
+    let output = start_broker(dir.path(), out_port);
     Sub::register(out_port, "out/#", "bench-consumer");
     let config = format!(
         r#"
@@ -508,14 +457,14 @@ qos = 1
     drop(sub);
 
     // The outage: the forwarding broker is down while the burst comes in.
-    output.stop();
+    let _ = output.stop();
     let queued = "tablo_forward_queued{to=\"out\",topic=\"out/{symbol}\"}";
     let before = daemon.metric(queued);
     for k in 0..burst {
         publisher.send("bench/FWD", &format!(r#"{{"p":"{k}"}}"#));
     }
     daemon.wait_metric(queued, before + burst as f64, Duration::from_secs(120));
-    let output = Broker::start(dir.path(), out_port);
+    let output = start_broker(dir.path(), out_port);
     let restarted = Instant::now();
     let sub = Sub::start(out_port, "out/#", Some("bench-consumer"));
     let (first, last, got) = sub.first_last(burst, Duration::from_secs(120));

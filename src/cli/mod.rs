@@ -128,7 +128,7 @@ pub struct RenderArgs {
     #[argh(option)]
     pub data_dir: Option<PathBuf>,
 
-    /// frame size as WIDTHxHEIGHT, e.g. 1920x1080 (default [display] width
+    /// frame size as WIDTHxHEIGHT, e.g. 1920x1080 (default `[display]` width
     /// and height, else 1920x1080)
     #[argh(option, from_str_fn(parse_frame_size))]
     pub size: Option<(u32, u32)>,
@@ -166,12 +166,12 @@ pub struct RunArgs {
     pub listen: Option<SocketAddr>,
 
     /// an upstream feed as FORMAT=URL, FORMAT one of binance, coinbase,
-    /// tablo, json, mqtt, demo; repeatable; replaces the config's [[feed]] list
+    /// tablo, json, mqtt, demo; repeatable; replaces the config's `[[feed]]` list
     #[argh(option)]
     pub feed: Vec<String>,
 
     /// where to draw the board: auto, window, fbdev, png or none
-    #[argh(option, from_str_fn(parse_display))]
+    #[argh(option)]
     pub display: Option<DisplayMode>,
 
     /// directory for the journal and board.png (default $STATE_DIRECTORY,
@@ -319,22 +319,6 @@ fn parse_tail(value: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses `--display`.
-fn parse_display(value: &str) -> Result<DisplayMode, String> {
-    Ok(match value {
-        "auto" => DisplayMode::Auto,
-        "window" => DisplayMode::Window,
-        "fbdev" => DisplayMode::Fbdev,
-        "png" => DisplayMode::Png,
-        "none" => DisplayMode::None,
-        other => {
-            return Err(format!(
-                "unknown display mode \"{other}\"; one of auto, window, fbdev, png, none"
-            ));
-        }
-    })
-}
-
 impl RunArgs {
     /// The command-line overrides; an error names the bad `--feed`.
     pub fn overrides(&self) -> Result<Overrides, String> {
@@ -365,5 +349,25 @@ mod tests {
         assert!(parse_tail("10001").unwrap_err().contains("export --since"));
         assert!(parse_tail("-1").is_err());
         assert!(parse_tail("ten").is_err());
+    }
+
+    #[test]
+    fn display_takes_the_config_s_mode_words() {
+        use argh::FromArgs;
+        let run = |mode: &str| match Args::from_args(&["tablo"], &["run", "--display", mode]) {
+            Ok(Args {
+                command: Some(Command::Run(run)),
+                ..
+            }) => Ok(run.display),
+            Ok(_) => panic!("not a run"),
+            Err(e) => Err(e.output),
+        };
+        assert_eq!(run("png"), Ok(Some(DisplayMode::Png)));
+        assert_eq!(run("none"), Ok(Some(DisplayMode::None)));
+        let err = run("windw").unwrap_err();
+        assert!(
+            err.contains("use one of auto, window, fbdev, png, none"),
+            "{err}"
+        );
     }
 }

@@ -522,6 +522,10 @@ const MAX_SIDE: u32 = 8192;
 /// Default `[display] theme`.
 const DEFAULT_THEME: &str = "dark";
 
+/// The `[display] theme` names the board draws (their colours are in
+/// `board::theme`): any other name is an error, not a silent `dark`.
+const THEMES: &[&str] = &[DEFAULT_THEME];
+
 /// Default `[display] device`.
 const DEFAULT_FB_DEVICE: &str = "/dev/fb0";
 

@@ -29,7 +29,7 @@ use super::{
     DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
     DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS,
     MAX_FRAME_BYTES, MAX_QR_URL, MAX_SIDE, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides,
-    RowConfig, ServerConfig, TokenConfig,
+    RowConfig, ServerConfig, THEMES, TokenConfig,
 };
 
 /// Defaults ← file ← overrides, with every value checked.
@@ -108,6 +108,19 @@ pub(super) fn nonempty(
     } else {
         Ok(value.into_inner())
     }
+}
+
+/// `[display] theme`: one of [`THEMES`]; the error lists them.
+fn known_theme(src: &Source<'_>, theme: Spanned<String>) -> Result<String, ConfigError> {
+    if THEMES.contains(&theme.get_ref().as_str()) {
+        return Ok(theme.into_inner());
+    }
+    let message = format!(
+        "[display] theme: {:?} is not one of {} (the themes the board draws)",
+        theme.get_ref(),
+        THEMES.join(", ")
+    );
+    Err(src.at(theme.span(), message))
 }
 
 /// `[server]` without `[server.jwt]`: `--listen` wins over the file's
@@ -355,7 +368,7 @@ fn resolve_display(
         rotate,
         fps_max,
         theme: match raw.theme {
-            Some(theme) => nonempty(src, theme, "[display] theme")?,
+            Some(theme) => known_theme(src, theme)?,
             None => DEFAULT_THEME.to_owned(),
         },
         pixel_shift: raw.pixel_shift.unwrap_or(false),
@@ -424,7 +437,11 @@ fn resolve_board(
                     format!("[board] locale: {text:?} is not a locale name such as \"en\", \"fa\" or \"tr-TR\""),
                 ));
             }
-            locale.into_inner()
+            // Language codes are case-insensitive (BCP 47): `FA` is `fa`.
+            let mut locale = locale.into_inner();
+            let end = locale.find(['-', '_', '.']).unwrap_or(locale.len());
+            locale[..end].make_ascii_lowercase();
+            locale
         }
         None => DEFAULT_LOCALE.to_owned(),
     };
@@ -571,10 +588,7 @@ mod tests {
             (d.mode, d.width, d.height, d.rotate, d.fps_max),
             (DisplayMode::Png, Some(1920), Some(1080), 90, 20)
         );
-        assert_eq!(
-            (d.theme.as_str(), d.pixel_shift, d.bpp),
-            ("light", true, 16)
-        );
+        assert_eq!((d.theme.as_str(), d.pixel_shift, d.bpp), ("dark", true, 16));
         assert_eq!(
             (d.device.as_path(), d.png_path.as_path()),
             (Path::new("/dev/fb1"), Path::new("/tmp/board.png"))
@@ -693,7 +707,12 @@ mod tests {
         check_err(
             "[display]\ntheme = \"\"\n",
             2,
-            "[display] theme: must not be empty",
+            "[display] theme: \"\" is not one of dark (the themes",
+        );
+        check_err(
+            "[display]\ntheme = \"light\"\n",
+            2,
+            "[display] theme: \"light\" is not one of dark (the themes the board draws)",
         );
         check_err(
             "[[board.rows]]\nsymbol = \"A\"\ndecimals = 19\n",
@@ -727,6 +746,14 @@ mod tests {
             "[server]\nmax_frame_bytes = 1024\n",
         ] {
             load(ok).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_locale_s_language_is_read_in_any_case() {
+        for (given, read) in [("FA", "fa"), ("Tr-TR", "tr-TR"), ("en", "en")] {
+            let config = load(&format!("[board]\nlocale = \"{given}\"\n")).unwrap();
+            assert_eq!(config.board.locale, read, "{given}");
         }
     }
 

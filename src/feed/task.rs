@@ -80,41 +80,68 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, resume: Op
             }
             Err(why) => LinkEnd::ConnectFailed(why),
         };
-        if !link.state(FeedState::Down).await {
+        let Some(attempt) = link.down(&mut backoff, &mut rng, started).await else {
             return;
-        }
-        let up_for = started.elapsed();
-        backoff.link_lasted(up_for);
-        let delay = backoff.next_delay(rng.f64());
-        match &end {
+        };
+        let ending = match &end {
             LinkEnd::HubGone => return,
-            LinkEnd::ConnectFailed(why) => match outage.failed(Instant::now()) {
-                Report::First => log::warn!(
-                    "feed {}: cannot connect to {}: {why}; retrying in {} ms",
-                    feed.name,
-                    feed.url,
-                    delay.as_millis()
-                ),
-                Report::StillDown { down_for, attempts } => log::warn!(
-                    "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
-                     retrying in {} ms",
-                    feed.name,
-                    backoff::minutes(down_for),
-                    delay.as_millis()
-                ),
-                Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
-            },
-            LinkEnd::Lost(why) => {
-                outage.lost(Instant::now());
-                log::warn!(
-                    "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
-                    feed.name,
-                    up_for.as_secs(),
-                    delay.as_millis()
-                );
-            }
+            LinkEnd::ConnectFailed(why) => Ending::ConnectFailed(why),
+            LinkEnd::Lost(why) => Ending::Lost(why),
+        };
+        report_link_end(&feed, &mut outage, ending, attempt);
+        Timer::after(attempt.delay).await;
+    }
+}
+
+/// How a link ended, as far as the log is concerned.
+enum Ending<'a> {
+    /// The connect failed, with this reason.
+    ConnectFailed(&'a str),
+    /// The link was up and died, with this reason.
+    Lost(&'a str),
+}
+
+/// How long one attempt at a link lasted, and how long to wait before the
+/// next.
+#[derive(Clone, Copy)]
+struct Attempt {
+    /// From the start of the connect to the link's end.
+    up_for: Duration,
+    /// Until the next connect.
+    delay: Duration,
+}
+
+/// Notes in `outage` how `feed`'s link ended and logs it: a failed connect
+/// at its outage's first attempt, then as the outage's [`Report`] says; a lost
+/// link always. Shared by the WebSocket feeds and [`mqtt`].
+fn report_link_end(feed: &FeedConfig, outage: &mut Outage, ending: Ending<'_>, attempt: Attempt) {
+    let Attempt { up_for, delay } = attempt;
+    match ending {
+        Ending::ConnectFailed(why) => match outage.failed(Instant::now()) {
+            Report::First => log::warn!(
+                "feed {}: cannot connect to {}: {why}; retrying in {} ms",
+                feed.name,
+                feed.url,
+                delay.as_millis()
+            ),
+            Report::StillDown { down_for, attempts } => log::warn!(
+                "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
+                 retrying in {} ms",
+                feed.name,
+                backoff::minutes(down_for),
+                delay.as_millis()
+            ),
+            Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
+        },
+        Ending::Lost(why) => {
+            outage.lost(Instant::now());
+            log::warn!(
+                "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
+                feed.name,
+                up_for.as_secs(),
+                delay.as_millis()
+            );
         }
-        Timer::after(delay).await;
     }
 }
 
@@ -134,6 +161,24 @@ impl HubLink {
             })
             .await
             .is_ok()
+    }
+
+    /// Reports the link down (a link that started at `started`) and asks
+    /// `backoff` how long to wait before the next attempt; `None` if the hub
+    /// is gone.
+    async fn down(
+        &self,
+        backoff: &mut Backoff,
+        rng: &mut fastrand::Rng,
+        started: Instant,
+    ) -> Option<Attempt> {
+        if !self.state(FeedState::Down).await {
+            return None;
+        }
+        let up_for = started.elapsed();
+        backoff.link_lasted(up_for);
+        let delay = backoff.next_delay(rng.f64());
+        Some(Attempt { up_for, delay })
     }
 
     /// Hands events to the hub; false if the hub is gone.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::chromium::{self, Chromium};
-use crate::harness::{Client, Daemon, Sandbox};
+use crate::harness::{Client, Daemon, Sandbox, Stopped};
 
 /// docs/web.md §5: live prices on the page within 2 s of its load.
 const FIRST_PRICES: Duration = Duration::from_secs(2);
@@ -35,6 +35,25 @@ stale_after = "2s"
 
 /// A feed that never answers: no events but its own status.
 const DEAD_FEED: &str = "binance=ws://127.0.0.1:1/ws";
+
+/// Runs one browser test: skipped without Chromium (failed under
+/// `CI=true`); otherwise `test` gets a daemon started with `config` and
+/// `args`, and a fresh Chromium.
+fn with_browser<F: Future<Output = ()>>(
+    name: &str,
+    config: &str,
+    args: &[&str],
+    test: impl FnOnce(Daemon, Chromium) -> F,
+) {
+    if !chromium::available(name) {
+        return;
+    }
+    smol::block_on(async {
+        let daemon = Daemon::start_with_config(config, args);
+        let browser = Chromium::launch().await;
+        test(daemon, browser).await;
+    });
+}
 
 /// Saves a screenshot in `dir` and, when asked, in `docs/img/`.
 fn keep_screenshot(dir: &std::path::Path, name: &str, png: &[u8]) -> PathBuf {
@@ -67,152 +86,155 @@ fn cell(symbol: &str, cell: &str) -> String {
     format!("document.querySelector('.row[data-symbol=\"{symbol}\"] .{cell}')?.textContent")
 }
 
+/// SIGTERM, and the daemon's clean exit within 5 s.
+#[track_caller]
+fn stop(daemon: Daemon) -> Stopped {
+    daemon.sigterm();
+    let stopped = daemon.into_stopped(Duration::from_secs(5));
+    assert!(stopped.status.success(), "{}", stopped.stderr);
+    stopped
+}
+
+/// Waits until `symbol`'s `cell` reads `text`, within [`TO_THE_DOM`].
+async fn wait_cell(browser: &mut Chromium, symbol: &str, cell_name: &str, text: &str) {
+    let shown = cell(symbol, cell_name);
+    browser
+        .wait_for(&format!("{shown} === '{text}'"), TO_THE_DOM, &shown)
+        .await;
+}
+
 #[test]
 fn live_prices_show_within_two_seconds_and_a_change_reaches_the_dom() {
-    if !chromium::available("live_prices_show_within_two_seconds") {
-        return;
-    }
-    smol::block_on(async {
-        let daemon = Daemon::start_with_config(CONFIG, &["--feed", "demo="]);
-        let mut browser = Chromium::launch().await;
-        browser.open(&format!("http://{}/", daemon.addr())).await;
-        let loaded = Instant::now();
-        browser
+    with_browser(
+        "live_prices_show_within_two_seconds",
+        CONFIG,
+        &["--feed", "demo="],
+        |daemon, mut browser| async move {
+            browser.open(&format!("http://{}/", daemon.addr())).await;
+            let loaded = Instant::now();
+            browser
             .wait_for(
                 "[...document.querySelectorAll('.row .price')].some((p) => /\\d/.test(p.textContent))",
                 FIRST_PRICES.saturating_sub(loaded.elapsed()),
                 "document.querySelector('main').innerHTML",
             )
             .await;
-        assert_eq!(
-            browser.eval("document.body.dataset.conn").await,
-            "connected"
-        );
+            assert_eq!(
+                browser.eval("document.body.dataset.conn").await,
+                "connected"
+            );
 
-        let mut bot = publisher(&daemon).await;
-        publish_tick(&mut bot, "WEBTEST", "1234.5", "1000").await;
-        browser
-            .wait_for(
-                &format!("{} === '1,234.5'", cell("WEBTEST", "price")),
-                TO_THE_DOM,
-                &cell("WEBTEST", "price"),
-            )
-            .await;
-        publish_tick(&mut bot, "WEBTEST", "999.25", "1000").await;
-        let row = "document.querySelector('.row[data-symbol=\"WEBTEST\"]')";
-        browser
-            .wait_for(
-                &format!("{} === '999.25'", cell("WEBTEST", "price")),
-                TO_THE_DOM,
-                &cell("WEBTEST", "price"),
-            )
-            .await;
-        // Down against the open, with the change and its percent, and a
-        // downward flash.
-        let state = browser
+            let mut bot = publisher(&daemon).await;
+            publish_tick(&mut bot, "WEBTEST", "1234.5", "1000").await;
+            wait_cell(&mut browser, "WEBTEST", "price", "1,234.5").await;
+            publish_tick(&mut bot, "WEBTEST", "999.25", "1000").await;
+            let row = "document.querySelector('.row[data-symbol=\"WEBTEST\"]')";
+            wait_cell(&mut browser, "WEBTEST", "price", "999.25").await;
+            // Down against the open, with the change and its percent, and a
+            // downward flash.
+            let state = browser
             .eval(&format!(
                 "({{cls: {row}.className, change: {}, flash: {row}.querySelector('.price').className}})",
                 cell("WEBTEST", "change")
             ))
             .await;
-        assert!(
-            state["cls"].as_str().unwrap_or("").contains("down"),
-            "{state}"
-        );
-        assert_eq!(state["change"], "-0.75-0.08%", "{state}");
-        assert!(
-            state["flash"].as_str().unwrap_or("").contains("fd"),
-            "{state}"
-        );
+            assert!(
+                state["cls"].as_str().unwrap_or("").contains("down"),
+                "{state}"
+            );
+            assert_eq!(state["change"], "-0.75-0.08%", "{state}");
+            assert!(
+                state["flash"].as_str().unwrap_or("").contains("fd"),
+                "{state}"
+            );
 
-        // The page's client has its defaults (regression: an option the
-        // page passed as undefined once replaced its default, and an
-        // undefined backoff cap meant no backoff at all).
-        let options = browser
-            .eval("[window.tablo.options.backoffMaxMs, window.tablo.options.pingMs]")
-            .await;
-        assert_eq!(options, json!([30000, 10000]));
+            // The page's client has its defaults (regression: an option the
+            // page passed as undefined once replaced its default, and an
+            // undefined backoff cap meant no backoff at all).
+            let options = browser
+                .eval("[window.tablo.options.backoffMaxMs, window.tablo.options.pingMs]")
+                .await;
+            assert_eq!(options, json!([30000, 10000]));
 
-        // Every event once, in seq order.
-        let seqs = browser.eval("window.tabloSeqs").await;
-        assert_increasing(&seqs);
-        // Nothing refused by the CSP, nothing thrown.
-        browser.assert_no_errors();
-    });
+            // Every event once, in seq order.
+            let seqs = browser.eval("window.tabloSeqs").await;
+            assert_increasing(&seqs);
+            // Nothing refused by the CSP, nothing thrown.
+            browser.assert_no_errors();
+        },
+    );
 }
 
 #[test]
 fn a_stopped_daemon_turns_the_page_offline_and_stale_and_a_restart_resumes_without_gap() {
-    if !chromium::available("a_stopped_daemon_turns_the_page_offline") {
-        return;
-    }
-    smol::block_on(async {
-        let daemon = Daemon::start_with_config(CONFIG, &["--feed", "demo="]);
-        let addr = daemon.addr();
-        let mut browser = Chromium::launch().await;
-        browser
-            .open(&format!("http://{addr}/?backoff_max_ms=1000"))
-            .await;
-        browser
-            .wait_for(
-                "window.tabloSeqs.length > 5",
-                TO_THE_DOM,
-                "window.tabloSeqs",
-            )
-            .await;
+    with_browser(
+        "a_stopped_daemon_turns_the_page_offline",
+        CONFIG,
+        &["--feed", "demo="],
+        |daemon, mut browser| async move {
+            let addr = daemon.addr();
+            browser
+                .open(&format!("http://{addr}/?backoff_max_ms=1000"))
+                .await;
+            browser
+                .wait_for(
+                    "window.tabloSeqs.length > 5",
+                    TO_THE_DOM,
+                    "window.tabloSeqs",
+                )
+                .await;
 
-        daemon.sigterm();
-        let stopped = daemon.into_stopped(Duration::from_secs(5));
-        assert!(stopped.status.success(), "{}", stopped.stderr);
-        browser
+            let stopped = stop(daemon);
+            browser
             .wait_for(
                 "document.body.dataset.conn === 'offline' && /\\d\\d:\\d\\d/.test(document.getElementById('conn').textContent)",
                 RECONNECT,
                 "document.getElementById('conn').textContent",
             )
             .await;
-        // After stale_after (2 s) with no update every row is stale, with
-        // its age.
-        let stale = browser
+            // After stale_after (2 s) with no update every row is stale, with
+            // its age.
+            let stale = browser
             .wait_for(
                 "[...document.querySelectorAll('.row')].every((r) => r.classList.contains('stale')) && document.querySelector('.row .age').textContent",
                 Duration::from_secs(5),
                 "document.querySelector('main').innerHTML",
             )
             .await;
-        assert!(stale.as_str().unwrap_or("").ends_with("ago"), "{stale}");
-        let before = browser.eval("window.tabloSeqs.length").await;
+            assert!(stale.as_str().unwrap_or("").ends_with("ago"), "{stale}");
+            let before = browser.eval("window.tabloSeqs.length").await;
 
-        // The same journal on the same address; the demo feed goes on, so
-        // events arrive while the page is still away.
-        let port = addr.to_string();
-        let daemon = Daemon::start_in(
-            stopped.sandbox,
-            Some(CONFIG),
-            &["--feed", "demo=", "--listen", &port],
-        );
-        browser
+            // The same journal on the same address; the demo feed goes on, so
+            // events arrive while the page is still away.
+            let port = addr.to_string();
+            let daemon = Daemon::start_in(
+                stopped.sandbox,
+                Some(CONFIG),
+                &["--feed", "demo=", "--listen", &port],
+            );
+            browser
             .wait_for(
                 &format!("document.body.dataset.conn === 'connected' && window.tabloSeqs.length > {before} + 20"),
                 RECONNECT,
                 "[document.body.dataset.conn, window.tabloSeqs.length]",
             )
             .await;
-        let seqs = browser.eval("window.tabloSeqs").await;
-        assert_increasing(&seqs);
-        assert_contiguous(&seqs);
-        assert_eq!(browser.eval("window.tabloGaps").await, json!([]));
-        assert_eq!(browser.eval("window.tabloResets").await, 0);
-        // Fresh again.
-        browser
-            .wait_for(
-                "document.querySelectorAll('.row.stale').length === 0",
-                TO_THE_DOM,
-                "document.querySelectorAll('.row.stale').length",
-            )
-            .await;
-        drop(daemon);
-    });
+            let seqs = browser.eval("window.tabloSeqs").await;
+            assert_increasing(&seqs);
+            assert_contiguous(&seqs);
+            assert_eq!(browser.eval("window.tabloGaps").await, json!([]));
+            assert_eq!(browser.eval("window.tabloResets").await, 0);
+            // Fresh again.
+            browser
+                .wait_for(
+                    "document.querySelectorAll('.row.stale').length === 0",
+                    TO_THE_DOM,
+                    "document.querySelectorAll('.row.stale').length",
+                )
+                .await;
+            drop(daemon);
+        },
+    );
 }
 
 #[test]
@@ -335,13 +357,7 @@ decimals = 0
         let mut browser = Chromium::launch().await;
         browser.viewport(360, 640, true).await;
         browser.open(&format!("http://{}/", daemon.addr())).await;
-        browser
-            .wait_for(
-                &format!("{} === '۱٬۰۵۲٬۳۰۰'", cell("USDIRR", "bid")),
-                TO_THE_DOM,
-                &cell("USDIRR", "bid"),
-            )
-            .await;
+        wait_cell(&mut browser, "USDIRR", "bid", "۱٬۰۵۲٬۳۰۰").await;
         let page = browser
             .eval("({dir: getComputedStyle(document.body).direction, lang: document.documentElement.lang,
                      text: document.querySelector('main').innerText,
@@ -441,18 +457,17 @@ fn journaled(daemon: &Daemon, text: &str) -> Vec<u64> {
 
 #[test]
 fn publishes_made_offline_or_racing_their_ack_are_applied_exactly_once() {
-    if !chromium::available("publishes_made_offline_are_applied_exactly_once") {
-        return;
-    }
-    smol::block_on(async {
-        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
-        let addr = daemon.addr();
-        let mut browser = Chromium::launch().await;
-        browser.open(&format!("http://{addr}/")).await;
-        // A publishing client of its own, beside the page's read-only one.
-        browser
-            .eval(
-                "import('/tablo.js').then(({ Tablo }) => {
+    with_browser(
+        "publishes_made_offline_are_applied_exactly_once",
+        CONFIG,
+        &["--feed", DEAD_FEED],
+        |daemon, mut browser| async move {
+            let addr = daemon.addr();
+            browser.open(&format!("http://{addr}/")).await;
+            // A publishing client of its own, beside the page's read-only one.
+            browser
+                .eval(
+                    "import('/tablo.js').then(({ Tablo }) => {
                    window.pub = new Tablo(location.href, { token: 'pub', client: 'bot',
                      channels: ['alerts'], backoffMaxMs: 500 });
                    window.sent = 0;
@@ -460,75 +475,72 @@ fn publishes_made_offline_or_racing_their_ack_are_applied_exactly_once() {
                    window.pub.send = (m) => { if (m.op === 'publish') window.sent++; send(m); };
                    window.pub.connect();
                  })",
-            )
-            .await;
-        browser
-            .wait_for(
-                "window.pub.state === 'connected'",
-                TO_THE_DOM,
-                "window.pub.state",
-            )
-            .await;
+                )
+                .await;
+            browser
+                .wait_for(
+                    "window.pub.state === 'connected'",
+                    TO_THE_DOM,
+                    "window.pub.state",
+                )
+                .await;
 
-        // Racing the ack: the socket closes right after the publish went
-        // out, so the ack is lost and the publish is sent again after the
-        // reconnect, with the same key.
-        browser
-            .eval(
-                "window.raced = window.pub.publish('alerts', { level: 'info', text: 'raced' });
+            // Racing the ack: the socket closes right after the publish went
+            // out, so the ack is lost and the publish is sent again after the
+            // reconnect, with the same key.
+            browser
+                .eval(
+                    "window.raced = window.pub.publish('alerts', { level: 'info', text: 'raced' });
                  window.pub.ws.close(); true",
-            )
-            .await;
-        let raced = browser.eval("window.raced").await;
-        let raced = raced.as_u64().expect("the publish resolves with its seq");
-        // Sent twice (the ack of the first was lost with its socket),
-        // applied once.
-        assert_eq!(browser.eval("window.sent").await, 2);
-        assert_eq!(journaled(&daemon, "raced"), [raced]);
+                )
+                .await;
+            let raced = browser.eval("window.raced").await;
+            let raced = raced.as_u64().expect("the publish resolves with its seq");
+            // Sent twice (the ack of the first was lost with its socket),
+            // applied once.
+            assert_eq!(browser.eval("window.sent").await, 2);
+            assert_eq!(journaled(&daemon, "raced"), [raced]);
 
-        // Offline: queued (in localStorage too), sent after the restart.
-        daemon.sigterm();
-        let stopped = daemon.into_stopped(Duration::from_secs(5));
-        browser
-            .wait_for(
-                "window.pub.state === 'offline'",
-                RECONNECT,
-                "window.pub.state",
-            )
-            .await;
-        let queued = browser
+            // Offline: queued (in localStorage too), sent after the restart.
+            daemon.sigterm();
+            let stopped = daemon.into_stopped(Duration::from_secs(5));
+            browser
+                .wait_for(
+                    "window.pub.state === 'offline'",
+                    RECONNECT,
+                    "window.pub.state",
+                )
+                .await;
+            let queued = browser
             .eval(
                 "window.later = window.pub.publish('alerts', { level: 'warning', text: 'offline' });
                  window.pub.queued.length + ':' + localStorage.getItem(window.pub.queueKey).includes('offline')",
             )
             .await;
-        assert_eq!(queued, "1:true");
-        let port = addr.to_string();
-        let daemon = Daemon::start_in(
-            stopped.sandbox,
-            Some(CONFIG),
-            &["--feed", DEAD_FEED, "--listen", &port],
-        );
-        let later = browser.eval("window.later").await;
-        let later = later.as_u64().expect("the publish resolves with its seq");
-        assert!(later > raced);
-        assert_eq!(browser.eval("window.sent").await, 3);
-        assert_eq!(journaled(&daemon, "offline"), [later]);
-        assert_eq!(journaled(&daemon, "raced"), [raced]);
-        let left = browser
-            .eval("window.pub.queued.length + ':' + localStorage.getItem(window.pub.queueKey)")
-            .await;
-        assert_eq!(left, "0:null");
-    });
+            assert_eq!(queued, "1:true");
+            let port = addr.to_string();
+            let daemon = Daemon::start_in(
+                stopped.sandbox,
+                Some(CONFIG),
+                &["--feed", DEAD_FEED, "--listen", &port],
+            );
+            let later = browser.eval("window.later").await;
+            let later = later.as_u64().expect("the publish resolves with its seq");
+            assert!(later > raced);
+            assert_eq!(browser.eval("window.sent").await, 3);
+            assert_eq!(journaled(&daemon, "offline"), [later]);
+            assert_eq!(journaled(&daemon, "raced"), [raced]);
+            let left = browser
+                .eval("window.pub.queued.length + ':' + localStorage.getItem(window.pub.queueKey)")
+                .await;
+            assert_eq!(left, "0:null");
+        },
+    );
 }
 
 #[test]
 fn a_reload_with_the_daemon_down_shows_the_last_known_rows_through_the_service_worker() {
-    if !chromium::available("a_reload_with_the_daemon_down") {
-        return;
-    }
-    smol::block_on(async {
-        let config = r#"
+    let config = r#"
 [board]
 title = "Offline test"
 
@@ -540,55 +552,56 @@ label = "Bitcoin"
 symbol = "EURUSD"
 label = "EUR/USD"
 "#;
-        let daemon = Daemon::start_with_config(config, &["--feed", "demo="]);
-        let mut browser = Chromium::launch().await;
-        // 127.0.0.1 is a secure context, so the page registers its worker.
-        browser.open(&format!("http://{}/", daemon.addr())).await;
-        browser
-            .wait_for(
-                "navigator.serviceWorker.controller !== null",
-                TO_THE_DOM,
-                "navigator.serviceWorker.controller",
-            )
-            .await;
-        let prices = "[...document.querySelectorAll('.row .price')].map((p) => p.textContent)";
-        let live = browser
-            .wait_for(
-                &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
-                TO_THE_DOM,
-                prices,
-            )
-            .await;
+    with_browser(
+        "a_reload_with_the_daemon_down",
+        config,
+        &["--feed", "demo="],
+        |daemon, mut browser| async move {
+            // 127.0.0.1 is a secure context, so the page registers its worker.
+            browser.open(&format!("http://{}/", daemon.addr())).await;
+            browser
+                .wait_for(
+                    "navigator.serviceWorker.controller !== null",
+                    TO_THE_DOM,
+                    "navigator.serviceWorker.controller",
+                )
+                .await;
+            let prices = "[...document.querySelectorAll('.row .price')].map((p) => p.textContent)";
+            let live = browser
+                .wait_for(
+                    &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
+                    TO_THE_DOM,
+                    prices,
+                )
+                .await;
 
-        daemon.sigterm();
-        let stopped = daemon.into_stopped(Duration::from_secs(5));
-        assert!(stopped.status.success(), "{}", stopped.stderr);
-        browser
-            .wait_for(
-                "document.body.dataset.conn === 'offline'",
-                RECONNECT,
-                "document.body.dataset.conn",
-            )
-            .await;
-        // Once every row waiting for a redraw has had it.
-        let kept = browser
-            .wait_for(
-                &format!("window.tabloPending() === 0 && {prices}"),
-                TO_THE_DOM,
-                "window.tabloPending()",
-            )
-            .await;
+            let _stopped = stop(daemon);
+            browser
+                .wait_for(
+                    "document.body.dataset.conn === 'offline'",
+                    RECONNECT,
+                    "document.body.dataset.conn",
+                )
+                .await;
+            // Once every row waiting for a redraw has had it.
+            let kept = browser
+                .wait_for(
+                    &format!("window.tabloPending() === 0 && {prices}"),
+                    TO_THE_DOM,
+                    "window.tabloPending()",
+                )
+                .await;
 
-        browser.reload().await;
-        let shown = browser
-            .wait_for(
-                &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
-                TO_THE_DOM,
-                "document.documentElement.outerHTML",
-            )
-            .await;
-        assert_eq!(shown, kept, "the last-known rows (live before: {live})");
-        let page = browser
+            browser.reload().await;
+            let shown = browser
+                .wait_for(
+                    &format!("{prices}.every((t) => /\\d/.test(t)) && {prices}"),
+                    TO_THE_DOM,
+                    "document.documentElement.outerHTML",
+                )
+                .await;
+            assert_eq!(shown, kept, "the last-known rows (live before: {live})");
+            let page = browser
             .eval(
                 "({stale: [...document.querySelectorAll('.row')].every((r) => r.classList.contains('stale')),
                    age: document.querySelector('.row .age').textContent,
@@ -596,15 +609,16 @@ label = "EUR/USD"
                    title: document.title})",
             )
             .await;
-        assert_eq!(page["stale"], true, "{page}");
-        assert!(
-            page["age"].as_str().unwrap_or("").ends_with("ago"),
-            "{page}"
-        );
-        let conn = page["conn"].as_str().unwrap_or("");
-        assert!(conn.starts_with("OFFLINE since "), "{page}");
-        assert_eq!(page["title"], "Offline test");
-    });
+            assert_eq!(page["stale"], true, "{page}");
+            assert!(
+                page["age"].as_str().unwrap_or("").ends_with("ago"),
+                "{page}"
+            );
+            let conn = page["conn"].as_str().unwrap_or("");
+            assert!(conn.starts_with("OFFLINE since "), "{page}");
+            assert_eq!(page["title"], "Offline test");
+        },
+    );
 }
 
 /// How long the cost test feeds the page 100 updates a second (seconds);
@@ -759,36 +773,35 @@ fn on_plain_http_to_a_lan_name_the_page_works_without_a_service_worker() {
 
 #[test]
 fn a_closed_board_connects_with_the_token_in_the_address() {
-    if !chromium::available("a_closed_board_connects_with_the_token") {
-        return;
-    }
-    smol::block_on(async {
-        let config = "[server]\nallow_anonymous = false\ntokens = [{ token = \"reader\" }]\n";
-        let daemon = Daemon::start_with_config(config, &["--feed", "demo="]);
-        let mut browser = Chromium::launch().await;
-        browser
-            .open(&format!("http://{}/#token=reader", daemon.addr()))
-            .await;
-        browser
-            .wait_for(
-                "document.body.dataset.conn === 'connected' && window.tabloSeqs.length > 0",
-                TO_THE_DOM,
-                "document.body.dataset.conn",
-            )
-            .await;
-    });
+    let config = "[server]\nallow_anonymous = false\ntokens = [{ token = \"reader\" }]\n";
+    with_browser(
+        "a_closed_board_connects_with_the_token",
+        config,
+        &["--feed", "demo="],
+        |daemon, mut browser| async move {
+            browser
+                .open(&format!("http://{}/#token=reader", daemon.addr()))
+                .await;
+            browser
+                .wait_for(
+                    "document.body.dataset.conn === 'connected' && window.tabloSeqs.length > 0",
+                    TO_THE_DOM,
+                    "document.body.dataset.conn",
+                )
+                .await;
+        },
+    );
 }
 
 #[test]
 fn a_frozen_link_is_found_within_two_ping_intervals() {
-    if !chromium::available("a_frozen_link_is_found") {
-        return;
-    }
-    smol::block_on(async {
-        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
-        let mut browser = Chromium::launch().await;
-        browser.open(&format!("http://{}/", daemon.addr())).await;
-        browser
+    with_browser(
+        "a_frozen_link_is_found",
+        CONFIG,
+        &["--feed", DEAD_FEED],
+        |daemon, mut browser| async move {
+            browser.open(&format!("http://{}/", daemon.addr())).await;
+            browser
             .eval(
                 "import('/tablo.js').then(({ Tablo }) => {
                    window.probe = new Tablo(location.href, { pingMs: 500, channels: ['alerts'] });
@@ -797,103 +810,98 @@ fn a_frozen_link_is_found_within_two_ping_intervals() {
                  })",
             )
             .await;
-        browser
-            .wait_for(
-                "window.probe.state === 'connected'",
-                TO_THE_DOM,
-                "window.probe.state",
-            )
-            .await;
-        // A stopped process keeps its sockets open and answers nothing:
-        // what a phone's link looks like after the phone slept.
-        browser
-            .eval("window.frozeAt = performance.now(); true")
-            .await;
-        daemon.signal(libc::SIGSTOP);
-        let took = browser
-            .wait_for(
-                "window.deadAt && window.deadAt - window.frozeAt",
-                Duration::from_secs(5),
-                "window.probe.state",
-            )
-            .await;
-        daemon.signal(libc::SIGCONT);
-        let took = took.as_f64().expect("a duration");
-        // Two intervals, and a little for timers on a busy machine.
-        assert!(took <= 2.0 * 500.0 + 250.0, "found after {took:.0} ms");
-        browser
-            .wait_for(
-                "window.probe.state === 'connected'",
-                RECONNECT,
-                "window.probe.state",
-            )
-            .await;
-    });
+            browser
+                .wait_for(
+                    "window.probe.state === 'connected'",
+                    TO_THE_DOM,
+                    "window.probe.state",
+                )
+                .await;
+            // A stopped process keeps its sockets open and answers nothing:
+            // what a phone's link looks like after the phone slept.
+            browser
+                .eval("window.frozeAt = performance.now(); true")
+                .await;
+            daemon.signal(libc::SIGSTOP);
+            let took = browser
+                .wait_for(
+                    "window.deadAt && window.deadAt - window.frozeAt",
+                    Duration::from_secs(5),
+                    "window.probe.state",
+                )
+                .await;
+            daemon.signal(libc::SIGCONT);
+            let took = took.as_f64().expect("a duration");
+            // Two intervals, and a little for timers on a busy machine.
+            assert!(took <= 2.0 * 500.0 + 250.0, "found after {took:.0} ms");
+            browser
+                .wait_for(
+                    "window.probe.state === 'connected'",
+                    RECONNECT,
+                    "window.probe.state",
+                )
+                .await;
+        },
+    );
 }
 
 #[test]
 fn a_new_journal_behind_the_same_address_is_a_reset_and_the_page_carries_on() {
-    if !chromium::available("a_new_journal_behind_the_same_address") {
-        return;
-    }
-    smol::block_on(async {
-        let daemon = Daemon::start_with_config(CONFIG, &["--feed", DEAD_FEED]);
-        let addr = daemon.addr();
-        let mut bot = publisher(&daemon).await;
-        publish_tick(&mut bot, "OLD", "1.00", "1.00").await;
-        let mut browser = Chromium::launch().await;
-        browser
-            .open(&format!("http://{addr}/?backoff_max_ms=500"))
-            .await;
-        browser
-            .wait_for(
-                &format!("{} === '1.00'", cell("OLD", "price")),
-                TO_THE_DOM,
-                "0",
-            )
-            .await;
-        let old_epoch = browser.eval("window.tablo.epoch").await;
-        drop(bot);
-        daemon.sigterm();
-        let stopped = daemon.into_stopped(Duration::from_secs(5));
-        browser
-            .wait_for("document.body.dataset.conn === 'offline'", RECONNECT, "0")
-            .await;
+    with_browser(
+        "a_new_journal_behind_the_same_address",
+        CONFIG,
+        &["--feed", DEAD_FEED],
+        |daemon, mut browser| async move {
+            let addr = daemon.addr();
+            let mut bot = publisher(&daemon).await;
+            publish_tick(&mut bot, "OLD", "1.00", "1.00").await;
+            browser
+                .open(&format!("http://{addr}/?backoff_max_ms=500"))
+                .await;
+            browser
+                .wait_for(
+                    &format!("{} === '1.00'", cell("OLD", "price")),
+                    TO_THE_DOM,
+                    "0",
+                )
+                .await;
+            let old_epoch = browser.eval("window.tablo.epoch").await;
+            drop(bot);
+            daemon.sigterm();
+            let stopped = daemon.into_stopped(Duration::from_secs(5));
+            browser
+                .wait_for("document.body.dataset.conn === 'offline'", RECONNECT, "0")
+                .await;
 
-        // Another journal (another epoch) on the same address: the resume is
-        // answered with reset and a snapshot, and the page goes on from it.
-        let port = addr.to_string();
-        let daemon = Daemon::start_in(
-            Sandbox::new(),
-            Some(CONFIG),
-            &["--feed", DEAD_FEED, "--listen", &port],
-        );
-        let mut bot = publisher(&daemon).await;
-        publish_tick(&mut bot, "NEW", "2.00", "2.00").await;
-        browser
-            .wait_for(
-                &format!(
-                    "window.tabloResets === 1 && {} === '2.00'",
-                    cell("NEW", "price")
-                ),
-                RECONNECT,
-                "[window.tabloResets, document.querySelector('main').innerText]",
-            )
-            .await;
-        let epoch = browser.eval("window.tablo.epoch").await;
-        assert_ne!(epoch, old_epoch);
-        assert_eq!(epoch, bot.hello["epoch"]);
-        // Live events after the reset arrive too.
-        publish_tick(&mut bot, "NEW", "3.00", "2.00").await;
-        browser
-            .wait_for(
-                &format!("{} === '3.00'", cell("NEW", "price")),
-                TO_THE_DOM,
-                &cell("NEW", "price"),
-            )
-            .await;
-        drop(stopped);
-    });
+            // Another journal (another epoch) on the same address: the resume is
+            // answered with reset and a snapshot, and the page goes on from it.
+            let port = addr.to_string();
+            let daemon = Daemon::start_in(
+                Sandbox::new(),
+                Some(CONFIG),
+                &["--feed", DEAD_FEED, "--listen", &port],
+            );
+            let mut bot = publisher(&daemon).await;
+            publish_tick(&mut bot, "NEW", "2.00", "2.00").await;
+            browser
+                .wait_for(
+                    &format!(
+                        "window.tabloResets === 1 && {} === '2.00'",
+                        cell("NEW", "price")
+                    ),
+                    RECONNECT,
+                    "[window.tabloResets, document.querySelector('main').innerText]",
+                )
+                .await;
+            let epoch = browser.eval("window.tablo.epoch").await;
+            assert_ne!(epoch, old_epoch);
+            assert_eq!(epoch, bot.hello["epoch"]);
+            // Live events after the reset arrive too.
+            publish_tick(&mut bot, "NEW", "3.00", "2.00").await;
+            wait_cell(&mut browser, "NEW", "price", "3.00").await;
+            drop(stopped);
+        },
+    );
 }
 
 #[test]

@@ -1,27 +1,18 @@
 //! A headless Chromium driven over the DevTools protocol (CDP), for the web
 //! page's tests in `browser`: Debian's `/usr/bin/chromium` (which `.ci/run`
-//! installs), a fresh profile in a temp dir, and the WebSocket client the
-//! other tests use. Nothing is downloaded.
+//! installs), started, connected to and waited on through `browser_proc`,
+//! which the Firefox driver shares. Nothing is downloaded.
 //!
 //! Every wait is on an event with a deadline: the "DevTools listening on"
 //! line, a CDP reply, or a JavaScript promise that settles when the page
 //! reaches the state the test waits for.
 
 use std::collections::VecDeque;
-use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use smol::net::TcpStream;
-use tempfile::TempDir;
 
+use crate::browser_proc::{self, Process, Rpc};
 use crate::harness::within;
 
 /// Where Debian puts the browser.
@@ -35,29 +26,17 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A running headless Chromium with one page attached.
 pub struct Chromium {
-    child: Child,
-    ws: WebSocketStream<TcpStream>,
-    next_id: u64,
+    rpc: Rpc,
     session: Option<String>,
     /// CDP events that arrived while waiting for a reply.
     events: VecDeque<Value>,
-    /// Kept for the profile, which must outlive the process.
-    _profile: TempDir,
+    process: Process,
 }
 
 /// Whether the browser tests can run here; under `CI=true` a missing
 /// Chromium fails the test instead of skipping it.
 pub fn available(test: &str) -> bool {
-    if Path::new(CHROMIUM).exists() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{CHROMIUM} is missing under CI=true; .ci/run installs it (apt-get install chromium)"
-        );
-    }
-    eprintln!("SKIPPED {test}: {CHROMIUM} is missing (apt-get install chromium)");
-    false
+    browser_proc::available(CHROMIUM, "chromium", test)
 }
 
 impl Chromium {
@@ -68,77 +47,40 @@ impl Chromium {
 
     /// Like [`Chromium::launch`], with `extra` command-line switches.
     pub async fn launch_with(extra: &[&str]) -> Chromium {
-        let profile = tempfile::tempdir().expect("a temp dir for the profile");
-        let mut child = Command::new(CHROMIUM)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-extensions",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-                "--lang=en-US",
-            ])
-            .args(extra)
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMIUM}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                // Nobody listens once the address is known.
-                let _ = tx.send(line);
-            }
-        });
-        let mut said = Vec::new();
-        let url = loop {
-            match rx.recv_timeout(LAUNCH_TIMEOUT) {
-                Ok(line) => {
-                    if let Some(url) = line.split_once("DevTools listening on ") {
-                        break url.1.trim().to_owned();
-                    }
-                    said.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "Chromium said no \"DevTools listening on\" within {LAUNCH_TIMEOUT:?}:\n{}",
-                        said.join("\n")
-                    );
-                }
-            }
-        };
-        let addr = url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("not a ws:// URL: {url}"))
-            .to_owned();
-        let stream = TcpStream::connect(addr.as_str())
-            .await
-            .unwrap_or_else(|e| panic!("connect to DevTools at {addr}: {e}"));
-        let (ws, _) = async_tungstenite::client_async(url.as_str(), stream)
-            .await
-            .unwrap_or_else(|e| panic!("DevTools upgrade at {url}: {e}"));
+        let (process, url) = Process::start(
+            "Chromium",
+            "DevTools listening on ",
+            LAUNCH_TIMEOUT,
+            |profile| {
+                let mut command = std::process::Command::new(CHROMIUM);
+                command
+                    .args([
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-quic",
+                        "--no-first-run",
+                        "--no-default-browser-check",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--disable-extensions",
+                        "--disable-dev-shm-usage",
+                        "--hide-scrollbars",
+                        "--remote-debugging-port=0",
+                        "--lang=en-US",
+                    ])
+                    .args(extra)
+                    .arg(format!("--user-data-dir={}", profile.display()))
+                    .arg("about:blank");
+                command
+            },
+        );
         let mut browser = Chromium {
-            child,
-            ws,
-            next_id: 0,
+            rpc: Rpc::connect("DevTools", &url).await,
             session: None,
             events: VecDeque::new(),
-            _profile: profile,
+            process,
         };
         let target = browser
             .call("Target.createTarget", json!({"url": "about:blank"}))
@@ -159,33 +101,15 @@ impl Chromium {
     /// Sends one CDP command to the page and returns its `result`; fails
     /// the test on an error reply.
     pub async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({"id": id, "method": method, "params": params});
+        let mut message = json!({"method": method, "params": params});
         if let Some(session) = &self.session {
             message["sessionId"] = json!(session);
         }
-        self.ws
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap_or_else(|e| panic!("send {method} to Chromium: {e}"));
-        let reply = within(CALL_TIMEOUT, async {
-            loop {
-                let frame = self.ws.next().await;
-                let Some(Ok(Message::Text(text))) = frame else {
-                    panic!("the DevTools connection ended while waiting for {method}: {frame:?}");
-                };
-                let value: Value = serde_json::from_str(&text).expect("CDP sends JSON");
-                if value["id"] == id {
-                    break value;
-                }
-                if value.get("method").is_some() {
-                    self.keep(value);
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|| panic!("no reply to {method} within {CALL_TIMEOUT:?}"));
+        let events = &mut self.events;
+        let reply = self
+            .rpc
+            .call(message, CALL_TIMEOUT, |value| keep(events, value))
+            .await;
         if let Some(error) = reply.get("error") {
             panic!("{method} failed: {error}");
         }
@@ -213,15 +137,6 @@ impl Chromium {
         assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
     }
 
-    /// Keeps an event for [`Chromium::assert_no_errors`] and the waits.
-    fn keep(&mut self, event: Value) {
-        self.events.push_back(event);
-        // Only the newest events matter to the tests.
-        if self.events.len() > 1000 {
-            self.events.pop_front();
-        }
-    }
-
     /// Loads `url` and waits for its load event.
     pub async fn open(&mut self, url: &str) {
         self.events.clear();
@@ -246,17 +161,11 @@ impl Chromium {
         }
         within(CALL_TIMEOUT, async {
             loop {
-                let frame = self.ws.next().await;
-                let Some(Ok(Message::Text(text))) = frame else {
-                    panic!("the DevTools connection ended while waiting for {method}: {frame:?}");
-                };
-                let value: Value = serde_json::from_str(&text).expect("CDP sends JSON");
+                let value = self.rpc.next(method).await;
                 if value["method"] == method {
                     break value;
                 }
-                if value.get("method").is_some() {
-                    self.keep(value);
-                }
+                keep(&mut self.events, value);
             }
         })
         .await
@@ -286,30 +195,10 @@ impl Chromium {
     /// page checks it every 20 ms) and returns its value; fails after
     /// `limit` with `what` and the value of `show`.
     pub async fn wait_for(&mut self, condition: &str, limit: Duration, show: &str) -> Value {
-        let ms = limit.as_millis();
-        let js = format!(
-            "new Promise((resolve) => {{
-               const until = performance.now() + {ms};
-               const check = () => {{
-                 let v; try {{ v = ({condition}); }} catch (e) {{ v = undefined; }}
-                 if (v) return resolve({{ok: true, v}});
-                 if (performance.now() > until) {{
-                   let s; try {{ s = ({show}); }} catch (e) {{ s = String(e); }}
-                   return resolve({{ok: false, s}});
-                 }}
-                 setTimeout(check, 20);
-               }};
-               check();
-             }})"
-        );
-        let outcome = self.eval(&js).await;
-        if outcome["ok"] != true {
-            panic!(
-                "the page did not reach `{condition}` within {limit:?}; {show} = {}",
-                outcome["s"]
-            );
-        }
-        outcome["v"].clone()
+        let outcome = self
+            .eval(&browser_proc::wait_script(condition, limit, show))
+            .await;
+        browser_proc::settled("Chromium", &outcome, condition, limit, show)
     }
 
     /// Makes the page `width`×`height` CSS pixels, as a phone when `mobile`.
@@ -348,7 +237,7 @@ impl Chromium {
     /// CPU time (user + system) of Chromium and every process under it
     /// (the page's renderer, the GPU and network processes), from /proc.
     pub fn cpu_seconds(&self) -> f64 {
-        let root = self.child.id();
+        let root = self.process.id();
         let mut stats = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -389,10 +278,16 @@ impl Chromium {
     }
 }
 
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Keeps a CDP event (a message with a `method`) for
+/// [`Chromium::assert_no_errors`] and the waits.
+fn keep(events: &mut VecDeque<Value>, event: Value) {
+    if event.get("method").is_none() {
+        return;
+    }
+    events.push_back(event);
+    // Only the newest events matter to the tests.
+    if events.len() > 1000 {
+        events.pop_front();
     }
 }
 

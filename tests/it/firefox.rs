@@ -4,21 +4,13 @@
 //! WebSocket client as the other tests. One check: the page's ES modules
 //! load and show live prices (docs/web.md §2).
 
-use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 use std::time::Duration;
 
-use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
-use smol::net::TcpStream;
-use tempfile::TempDir;
 
-use crate::harness::{Daemon, within};
+use crate::browser_proc::{self, Process, Rpc, host_port};
+use crate::harness::Daemon;
 
 /// Where Debian puts the browser.
 const FIREFOX: &str = "/usr/bin/firefox-esr";
@@ -30,75 +22,37 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Firefox {
-    child: Child,
-    ws: WebSocketStream<TcpStream>,
-    next_id: u64,
+    rpc: Rpc,
     context: String,
-    _profile: TempDir,
+    _process: Process,
 }
 
 impl Firefox {
     async fn launch() -> Firefox {
-        let profile = tempfile::tempdir().expect("a temp dir for the profile");
-        let mut child = Command::new(FIREFOX)
-            .args([
-                "--headless",
-                "--no-remote",
-                "--remote-debugging-port=0",
-                "--profile",
-            ])
-            .arg(profile.path())
-            .arg("about:blank")
-            .env("MOZ_CRASHREPORTER_DISABLE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {FIREFOX}: {e}"));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let mut said = Vec::new();
-        let url = loop {
-            match rx.recv_timeout(LAUNCH_TIMEOUT) {
-                Ok(line) => {
-                    if let Some((_, url)) = line.split_once("WebDriver BiDi listening on ") {
-                        break url.trim().to_owned();
-                    }
-                    said.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "Firefox said no \"WebDriver BiDi listening on\" within {LAUNCH_TIMEOUT:?}:\n{}",
-                        said.join("\n")
-                    );
-                }
-            }
-        };
-        let addr = url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("not a ws:// URL: {url}"))
-            .to_owned();
-        let session_url = format!("ws://{addr}/session");
-        let stream = TcpStream::connect(addr.as_str())
-            .await
-            .unwrap_or_else(|e| panic!("connect to BiDi at {addr}: {e}"));
-        let (ws, _) = async_tungstenite::client_async(session_url.as_str(), stream)
-            .await
-            .unwrap_or_else(|e| panic!("BiDi upgrade at {session_url}: {e}"));
+        let (process, url) = Process::start(
+            "Firefox",
+            "WebDriver BiDi listening on ",
+            LAUNCH_TIMEOUT,
+            |profile| {
+                let mut command = Command::new(FIREFOX);
+                command
+                    .args([
+                        "--headless",
+                        "--no-remote",
+                        "--remote-debugging-port=0",
+                        "--profile",
+                    ])
+                    .arg(profile)
+                    .arg("about:blank")
+                    .env("MOZ_CRASHREPORTER_DISABLE", "1");
+                command
+            },
+        );
+        let session_url = format!("ws://{}/session", host_port(&url));
         let mut firefox = Firefox {
-            child,
-            ws,
-            next_id: 0,
+            rpc: Rpc::connect("BiDi", &session_url).await,
             context: String::new(),
-            _profile: profile,
+            _process: process,
         };
         firefox
             .call("session.new", json!({"capabilities": {}}))
@@ -112,27 +66,8 @@ impl Firefox {
     }
 
     async fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let message = json!({"id": id, "method": method, "params": params});
-        self.ws
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap_or_else(|e| panic!("send {method} to Firefox: {e}"));
-        let reply = within(CALL_TIMEOUT, async {
-            loop {
-                let frame = self.ws.next().await;
-                let Some(Ok(Message::Text(text))) = frame else {
-                    panic!("the BiDi connection ended while waiting for {method}: {frame:?}");
-                };
-                let value: Value = serde_json::from_str(&text).expect("BiDi sends JSON");
-                if value["id"] == id {
-                    break value;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|| panic!("no reply to {method} within {CALL_TIMEOUT:?}"));
+        let message = json!({"method": method, "params": params});
+        let reply = self.rpc.call(message, CALL_TIMEOUT, |_| {}).await;
         if reply["type"] == "error" {
             panic!("{method} failed: {reply}");
         }
@@ -151,22 +86,7 @@ impl Firefox {
     /// Waits until `condition` is true in the page (it checks every
     /// 20 ms); fails after `limit` with the value of `show`.
     async fn wait_for(&mut self, condition: &str, limit: Duration, show: &str) {
-        let ms = limit.as_millis();
-        let js = format!(
-            "new Promise((resolve) => {{
-               const until = performance.now() + {ms};
-               const check = () => {{
-                 let v; try {{ v = ({condition}); }} catch (e) {{ v = false; }}
-                 if (v) return resolve('ok');
-                 if (performance.now() > until) {{
-                   let s; try {{ s = String({show}); }} catch (e) {{ s = String(e); }}
-                   return resolve(s);
-                 }}
-                 setTimeout(check, 20);
-               }};
-               check();
-             }})"
-        );
+        let js = browser_proc::wait_script(condition, limit, show);
         let context = self.context.clone();
         let result = self
             .call(
@@ -174,31 +94,22 @@ impl Firefox {
                 json!({"expression": js, "target": {"context": context}, "awaitPromise": true}),
             )
             .await;
-        let value = &result["result"]["value"];
-        if result["type"] != "success" || value != "ok" {
-            panic!(
-                "Firefox: the page did not reach `{condition}` within {limit:?}; {show} = {result}"
-            );
+        if result["type"] != "success" {
+            panic!("Firefox: waiting for `{condition}` threw: {result}");
         }
-    }
-}
-
-impl Drop for Firefox {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        browser_proc::settled(
+            "Firefox",
+            &result["result"]["value"],
+            condition,
+            limit,
+            show,
+        );
     }
 }
 
 #[test]
 fn the_page_runs_in_firefox_too() {
-    if !Path::new(FIREFOX).exists() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "{FIREFOX} is missing under CI=true; .ci/run installs it (apt-get install firefox-esr)"
-            );
-        }
-        eprintln!("SKIPPED the_page_runs_in_firefox_too: {FIREFOX} is missing");
+    if !browser_proc::available(FIREFOX, "firefox-esr", "the_page_runs_in_firefox_too") {
         return;
     }
     smol::block_on(async {

@@ -2,7 +2,9 @@
 //! line, its WebSocket protocol and its HTTP endpoints, with fake upstream
 //! feeds on `127.0.0.1:0` and a fresh temp dir per daemon.
 
+mod broker;
 mod browser;
+mod browser_proc;
 mod chain;
 mod chromium;
 mod cli;

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::broker::{Broker, free_port};
 use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
 use crate::relay::is_tick;
-
-/// How long a broker may take to say it is running.
-const BROKER_START: Duration = Duration::from_secs(10);
 
 /// How long Tablo may take to (re)connect to a broker: its backoff is at
 /// most 30 s, but the first retries come within a few seconds.
@@ -28,134 +26,6 @@ const FORWARD_WITHIN: Duration = Duration::from_secs(60);
 
 /// Events published into Tablo in the forward tests.
 const EVENTS: u64 = 1000;
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A Mosquitto of our own: killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    extra: String,
-}
-
-impl Broker {
-    /// Starts a broker on a free port with its persistence in `dir`, plus
-    /// `extra` config lines.
-    fn start(dir: &Path, extra: &str) -> Broker {
-        Broker::start_on(dir, free_port(), extra)
-    }
-
-    /// Starts a broker on `port`.
-    fn start_on(dir: &Path, port: u16, extra: &str) -> Broker {
-        let store = dir.join("mosquitto");
-        std::fs::create_dir_all(&store).unwrap();
-        let has_listener = extra.contains("allow_anonymous");
-        let conf = format!(
-            "listener {port} 127.0.0.1\n{}persistence true\npersistence_location {}/\n\
-             user root\nlog_dest stderr\nlog_type all\nmax_queued_messages 100000\n\
-             max_inflight_messages 100\n{extra}\n",
-            if has_listener {
-                ""
-            } else {
-                "allow_anonymous true\n"
-            },
-            store.display()
-        );
-        let path = dir.join("mosquitto.conf");
-        std::fs::write(&path, conf).unwrap();
-        let mut child = Command::new(mosquitto())
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start mosquitto (apt-get install mosquitto)");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + BROKER_START;
-        let mut seen = Vec::new();
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains(" running") => break,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("mosquitto did not start:\n{}", seen.join("\n")),
-            }
-        }
-        // The rest of its log is not needed; keep the pipe drained.
-        thread::spawn(move || while rx.recv().is_ok() {});
-        Broker {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-            extra: extra.to_owned(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM (the broker saves its sessions) and waits for the exit.
-    fn stop(mut self) -> (PathBuf, u16, String) {
-        // SAFETY: kill(2) on our own unreaped child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        (self.dir.clone(), self.port, std::mem::take(&mut self.extra))
-    }
-
-    /// SIGKILL: gone at once.
-    fn kill(mut self) -> (PathBuf, u16, String) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        (self.dir.clone(), self.port, std::mem::take(&mut self.extra))
-    }
-
-    /// `mosquitto_pub` one message; fails the test if it fails.
-    fn publish(&self, topic: &str, payload: &str, qos: u8, retain: bool) {
-        let mut cmd = Command::new("mosquitto_pub");
-        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-t", topic, "-m", payload, "-q", &qos.to_string()]);
-        if retain {
-            cmd.arg("-r");
-        }
-        let out = cmd.output().expect("run mosquitto_pub");
-        assert!(
-            out.status.success(),
-            "mosquitto_pub failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The mosquitto binary (in /usr/sbin on Debian, which a plain PATH may
-/// not hold).
-fn mosquitto() -> String {
-    if Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto".into()
-    } else {
-        "mosquitto".into()
-    }
-}
 
 /// A `mosquitto_sub` with a persistent session `id` at QoS 1 on `topic`,
 /// printing `topic payload` lines.
@@ -513,24 +383,54 @@ fn numbers(payloads: &[Value]) -> Vec<u64> {
 const QUEUED: &str = "tablo_forward_queued{to=\"hq\",topic=\"tablo/{site}/{channel}/{symbol}\"}";
 const SENT: &str = "tablo_forward_sent_total{to=\"hq\",topic=\"tablo/{site}/{channel}/{symbol}\"}";
 
+/// A forward test's start: a broker that knows the consumer's session
+/// (so it keeps what arrives for it) and has stopped, and a daemon whose
+/// `[[forward]]` has queued [`EVENTS`] ticks from a fake upstream for it.
+struct Outage {
+    /// The broker's persistence, port and extra config, to restart it.
+    broker: (PathBuf, u16, String),
+    /// The daemon's config.
+    config: String,
+    /// Kept for the upstream's connection.
+    _upstream: FakeUpstream,
+    /// Kept for the broker's persistence.
+    _dir: tempfile::TempDir,
+}
+
+impl Outage {
+    /// Starts the broker again, on the same port with the same sessions.
+    fn restart(&self) -> Broker {
+        let (dir, port, extra) = &self.broker;
+        Broker::start_on(dir, *port, extra)
+    }
+}
+
+async fn queued_for_a_stopped_broker() -> (Outage, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), "");
+    Subscriber::register(broker.port, "consumer", "tablo/#");
+    let stopped = broker.stop();
+    let upstream = FakeUpstream::start().await;
+    let url = format!("mqtt://127.0.0.1:{}", stopped.1);
+    let config = forward_config(&url, &upstream);
+    let daemon = Daemon::start_with_config(&config, &[]);
+    upstream.wait_connection().await;
+    send_ticks(&upstream, 1, EVENTS);
+    wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
+    let outage = Outage {
+        broker: stopped,
+        config,
+        _upstream: upstream,
+        _dir: dir,
+    };
+    (outage, daemon)
+}
+
 #[test]
 fn events_forwarded_while_the_broker_is_down_arrive_in_order_once_each() {
     smol::block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        // The consumer's session exists before the outage, so the broker
-        // keeps what arrives for it.
-        let broker = Broker::start(dir.path(), "");
-        Subscriber::register(broker.port, "consumer", "tablo/#");
-        let (dir2, port, extra) = broker.stop();
-
-        let upstream = FakeUpstream::start().await;
-        let url = format!("mqtt://127.0.0.1:{port}");
-        let daemon = Daemon::start_with_config(&forward_config(&url, &upstream), &[]);
-        upstream.wait_connection().await;
-        send_ticks(&upstream, 1, EVENTS);
-        wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
-
-        let broker = Broker::start_on(&dir2, port, &extra);
+        let (outage, daemon) = queued_for_a_stopped_broker().await;
+        let broker = outage.restart();
         wait_metric(&daemon, SENT, EVENTS as f64, FORWARD_WITHIN);
         let sub = Subscriber::start(broker.port, "consumer", "tablo/#", &[]);
         let got = numbers(&sub.collect(FORWARD_WITHIN, |got| got.len() as u64 >= EVENTS));
@@ -565,22 +465,12 @@ fn wait_commit(daemon: &Daemon) {
 #[test]
 fn forwarding_survives_kill_9_at_least_once_in_order() {
     smol::block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::start(dir.path(), "");
-        Subscriber::register(broker.port, "consumer", "tablo/#");
-        let (dir2, port, extra) = broker.stop();
-        let upstream = FakeUpstream::start().await;
-        let url = format!("mqtt://127.0.0.1:{port}");
-        let config = forward_config(&url, &upstream);
-        let daemon = Daemon::start_with_config(&config, &[]);
-        upstream.wait_connection().await;
-        send_ticks(&upstream, 1, EVENTS);
-        wait_metric(&daemon, QUEUED, EVENTS as f64, FORWARD_WITHIN);
+        let (outage, daemon) = queued_for_a_stopped_broker().await;
         wait_commit(&daemon);
 
         // The broker comes back; Tablo is killed as soon as the first
         // forwarded message arrives.
-        let broker = Broker::start_on(&dir2, port, &extra);
+        let broker = outage.restart();
         let sub = Subscriber::start(broker.port, "consumer", "tablo/#", &[]);
         let mut got = numbers(&sub.collect(FORWARD_WITHIN, |got| !got.is_empty()));
         daemon.sigkill();
@@ -588,7 +478,7 @@ fn forwarding_survives_kill_9_at_least_once_in_order() {
         let before_kill = got.len();
         // The upstream sends nothing more: what is missing must come from
         // the outbox on disk.
-        let daemon = Daemon::start_in(stopped.sandbox, Some(&config), &[]);
+        let daemon = Daemon::start_in(stopped.sandbox, Some(&outage.config), &[]);
         let mut seen: HashSet<u64> = got.iter().copied().collect();
         let rest = sub.collect(FORWARD_WITHIN, |more| {
             if let Some(last) = more.last() {

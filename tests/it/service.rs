@@ -102,6 +102,39 @@ impl NotifySocket {
         self.receive(limit)
     }
 
+    /// Sends `text` to this socket from the test itself and passes over
+    /// everything received until it comes back (within `limit`). One
+    /// socket's datagrams arrive in the order they were sent, so what is
+    /// passed over is all the daemon sent before this call, however late the
+    /// reader thread got to it, and all that comes next was sent after it.
+    #[track_caller]
+    fn skip_to_marker(&mut self, text: &str, limit: Duration) {
+        let sender = UnixDatagram::unbound().expect("an unbound datagram socket");
+        let sent = match self.address.strip_prefix('@') {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                    .expect("an abstract socket name");
+                sender.send_to_addr(text.as_bytes(), &addr)
+            }
+            None => sender.send_to(text.as_bytes(), &self.address),
+        };
+        sent.unwrap_or_else(|e| panic!("send a marker to {}: {e}", self.address));
+        self.backlog.clear();
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.receive(left) {
+                Some(message) if message.text == text => return,
+                Some(_) => {}
+                None => panic!(
+                    "our own marker {text:?} did not come back within {limit:?}; received:\n{}",
+                    self.seen.join("\n---\n")
+                ),
+            }
+        }
+    }
+
     /// The next datagram from the socket within `limit`, if any.
     fn receive(&mut self, limit: Duration) -> Option<Message> {
         let message = self.messages.recv_timeout(limit).ok()?;
@@ -281,31 +314,31 @@ fn pings_stop_when_stuck(loop_name: &str) {
     );
     let stuck = format!("the {loop_name} loop has not come round");
     daemon.wait_stderr(&stuck, STUCK_TIMEOUT);
-    let said_stuck = Instant::now();
-    // A ping sent before the verdict may still be on its way; none may
-    // arrive after it, for several ping intervals.
-    let grace = Duration::from_millis(50);
-    let quiet_until = said_stuck + PING_EVERY * 6;
+    // Every ping sent before the verdict is ahead of this marker on the
+    // socket; none may come after it, for several ping intervals.
+    notify.skip_to_marker("TEST_MARKER=stuck-seen", MESSAGE_TIMEOUT);
+    let quiet_until = Instant::now() + PING_EVERY * 6;
     while let Some(message) = notify.next(quiet_until.saturating_duration_since(Instant::now())) {
         assert!(
-            !(is_ping(&message.text) && message.at > said_stuck + grace),
-            "a WATCHDOG=1 ping {:?} after the daemon said the {loop_name} loop is stuck; stderr:\n{}",
-            message.at - said_stuck,
+            !is_ping(&message.text),
+            "a WATCHDOG=1 ping after the daemon said the {loop_name} loop is stuck; stderr:\n{}",
             daemon.stderr_tail()
         );
     }
-    // Only the stalled loop is named.
+    // Only the stalled loop stays stuck. On a loaded machine another loop
+    // may be slow to come round at start-up (the renderer opens its screen
+    // and loads its fonts before its first beat) and be called stuck for a
+    // moment; it must then be said to run again.
     for other in ["hub", "journal", "renderer"]
         .iter()
         .filter(|l| **l != loop_name)
     {
-        assert!(
-            !daemon
-                .stderr()
-                .contains(&format!("the {other} loop has not come round")),
-            "only {loop_name} was stalled, yet {other} was called stuck:\n{}",
-            daemon.stderr_tail()
-        );
+        if daemon
+            .stderr()
+            .contains(&format!("the {other} loop has not come round"))
+        {
+            daemon.wait_stderr(&format!("the {other} loop is running again"), STUCK_TIMEOUT);
+        }
     }
 }
 

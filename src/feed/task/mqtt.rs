@@ -35,12 +35,13 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::TcpStream;
 
 use super::{
-    BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, HubLink, MAX_UPSTREAM_MESSAGE, bad_message,
+    BAD_MESSAGE_LOG_INTERVAL, CONNECT_TIMEOUT, Ending, HubLink, MAX_UPSTREAM_MESSAGE, bad_message,
+    report_link_end,
 };
 use crate::clock::wall_ms;
 use crate::config::FeedConfig;
 use crate::event::FeedState;
-use crate::feed::backoff::{self, Backoff, Outage, Report};
+use crate::feed::backoff::{Backoff, Outage, Report};
 use crate::feed::mqtt::Mqtt;
 use crate::hub::HubMsg;
 use crate::journal::forward::{Outbox, Pending};
@@ -128,16 +129,13 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
             }
             Err(end) => end,
         };
-        if !link.state(FeedState::Down).await {
+        let Some(mut attempt) = link.down(&mut backoff, &mut rng, started).await else {
             return;
-        }
-        let up_for = started.elapsed();
-        backoff.link_lasted(up_for);
-        let mut delay = backoff.next_delay(rng.f64());
-        match &end {
+        };
+        let ending = match &end {
             LinkEnd::HubGone => return,
             LinkEnd::Refused(why) => {
-                delay = delay.max(REFUSED_RETRY);
+                attempt.delay = attempt.delay.max(REFUSED_RETRY);
                 let problem = Some(format!("the broker refused the connection: {why}"));
                 if hub
                     .send(HubMsg::FeedProblem {
@@ -157,37 +155,17 @@ pub async fn run(index: usize, feed: FeedConfig, hub: Sender<HubMsg>, outbox: Op
                         "feed {}: {} refused the connection: {why}; asking again in {} s",
                         feed.name,
                         feed.url,
-                        delay.as_secs()
+                        attempt.delay.as_secs()
                     ),
                 }
+                Timer::after(attempt.delay).await;
+                continue;
             }
-            LinkEnd::ConnectFailed(why) => match outage.failed(Instant::now()) {
-                Report::First => log::warn!(
-                    "feed {}: cannot connect to {}: {why}; retrying in {} ms",
-                    feed.name,
-                    feed.url,
-                    delay.as_millis()
-                ),
-                Report::StillDown { down_for, attempts } => log::warn!(
-                    "feed {}: still down after {}, {attempts} attempts; the last: {why}; \
-                     retrying in {} ms",
-                    feed.name,
-                    backoff::minutes(down_for),
-                    delay.as_millis()
-                ),
-                Report::Quiet => log::debug!("feed {}: cannot connect: {why}", feed.name),
-            },
-            LinkEnd::Lost(why) => {
-                outage.lost(Instant::now());
-                log::warn!(
-                    "feed {}: link lost after {} s: {why}; reconnecting in {} ms",
-                    feed.name,
-                    up_for.as_secs(),
-                    delay.as_millis()
-                );
-            }
-        }
-        Timer::after(delay).await;
+            LinkEnd::ConnectFailed(why) => Ending::ConnectFailed(why),
+            LinkEnd::Lost(why) => Ending::Lost(why),
+        };
+        report_link_end(&feed, &mut outage, ending, attempt);
+        Timer::after(attempt.delay).await;
     }
 }
 
