@@ -1219,13 +1219,14 @@ impl<D: DrawTarget<Color = Rgb888>> Drawing<'_, D> {
             &area,
         )?;
         let card = self.target.rect(&place.card);
+        let (light, dark) = qr::light_and_dark(theme.text, theme.background);
         qr::paint(
             &mut *self.target.inner,
             code,
             card,
             place.module,
-            theme.text,
-            theme.background,
+            light,
+            dark,
         )
     }
 

@@ -203,6 +203,14 @@ where
     Ok(())
 }
 
+/// `a` and `b` as (light, dark): a scanner wants dark modules on a light
+/// card whatever the theme's text and background are.
+pub fn light_and_dark(a: Rgb888, b: Rgb888) -> (Rgb888, Rgb888) {
+    use embedded_graphics::pixelcolor::RgbColor;
+    let luma = |c: Rgb888| 3 * u32::from(c.r()) + 6 * u32::from(c.g()) + u32::from(c.b());
+    if luma(a) >= luma(b) { (a, b) } else { (b, a) }
+}
+
 /// The caption under or beside the code in `language` (`"fa"`, `"ar"`,
 /// `"tr"`; any other is English): what the code is for, in a few words.
 pub fn caption(language: &str) -> &'static str {
@@ -331,6 +339,13 @@ mod tests {
                 assert_eq!(p.module, 10);
             }
         }
+    }
+
+    #[test]
+    fn the_card_is_light_on_any_theme() {
+        let (text, background) = (Rgb888::new(0xf3, 0xf5, 0xf8), Rgb888::new(0x0d, 0x10, 0x15));
+        assert_eq!(light_and_dark(text, background), (text, background));
+        assert_eq!(light_and_dark(background, text), (text, background));
     }
 
     #[test]
