@@ -22,10 +22,17 @@ use crate::lan::NoUrl;
 /// that sends nothing, a few microseconds) costs nothing at that rate.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
+/// Set to a number of milliseconds, the look-up runs that often instead of
+/// every [`RECHECK`]: for the test that moves the LAN address, which would
+/// otherwise wait half a minute per move. The daemon warns when it is set.
+pub const TEST_RECHECK_VAR: &str = "TABLO_TEST_QR_RECHECK_MS";
+
 /// The code of `[board] qr = "auto"` and when to look again.
 #[derive(Debug)]
 pub struct AutoQr {
     listen: SocketAddr,
+    /// [`RECHECK`], or what [`TEST_RECHECK_VAR`] says.
+    every: Duration,
     /// When to look the address up next; `None` once it cannot change
     /// (loopback).
     next: Option<Instant>,
@@ -37,8 +44,22 @@ impl AutoQr {
     /// The tracker for `setting` on a daemon listening on `listen`: `None`
     /// unless `setting` is `auto`. The first look-up is due at once.
     pub fn new(setting: &BoardQr, listen: SocketAddr, now: Instant) -> Option<AutoQr> {
-        (*setting == BoardQr::Auto).then_some(AutoQr {
+        if *setting != BoardQr::Auto {
+            return None;
+        }
+        let test = std::env::var(TEST_RECHECK_VAR).ok();
+        let every = match test.as_deref().map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => {
+                log::warn!(
+                    "{TEST_RECHECK_VAR}={ms}: the QR code's address is looked up every {ms} ms (a test)"
+                );
+                Duration::from_millis(ms)
+            }
+            _ => RECHECK,
+        };
+        Some(AutoQr {
             listen,
+            every,
             next: Some(now),
             found: None,
         })
@@ -58,7 +79,7 @@ impl AutoQr {
         let found = find(self.listen);
         self.next = match found {
             Err(NoUrl::Loopback(_)) => None,
-            _ => Some(now + RECHECK),
+            _ => Some(now + self.every),
         };
         if self.found.as_ref() == Some(&found) {
             return None;
@@ -80,8 +101,8 @@ impl AutoQr {
             }
             Err(why @ NoUrl::NoLan) => {
                 log::info!(
-                    "board: no QR code yet: {why}; looking again every {}s",
-                    RECHECK.as_secs()
+                    "board: no QR code yet: {why}; looking again every {} s",
+                    self.every.as_secs_f32()
                 );
                 None
             }

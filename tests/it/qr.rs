@@ -1,6 +1,8 @@
 //! The board's QR code (docs/board.md §9) through the real binary: a fixed
 //! URL drawn and read back from the PNG board, `auto` on loopback (no code,
-//! one log line saying why), `auto` on every address, and `tablo check`.
+//! one log line saying why), `auto` on every address, `auto` following a
+//! LAN address that moves (in a network namespace of the test's own, with
+//! a veth pair: no traffic leaves it), and `tablo check`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -127,4 +129,93 @@ fn check_prints_qr_and_rejects_a_bad_one_with_its_line() {
     out.assert_code(78)
         .assert_stderr_has("bad.toml:3")
         .assert_stderr_has("[board] qr: \"rates.example.com\" is not auto, off, or a URL starting with http:// or https://");
+}
+
+/// Runs `ip ARGS` in the network namespace of process `pid`.
+#[track_caller]
+fn ip_in(pid: u32, args: &str) {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .arg("ip")
+        .args(args.split(' '))
+        .output()
+        .expect("nsenter runs");
+    assert!(
+        out.status.success(),
+        "ip {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until the daemon has logged the code for `url` and its board
+/// shows it.
+#[track_caller]
+fn shows(daemon: &Daemon, url: &str) {
+    daemon.wait_stderr(&format!("board: QR code for {url} "), APPEAR);
+    let png = daemon.data_dir().join("board.png");
+    let found = board_codes(&png, |c| c == [url]);
+    assert_eq!(
+        found,
+        Some(vec![url.to_owned()]),
+        "{}",
+        daemon.stderr_tail()
+    );
+}
+
+/// A daemon in a network namespace of its own (root only): no network at
+/// start, then a LAN with no default route, then a new address (a new DHCP
+/// lease) with a default route. The code follows each move, through both
+/// ways the address is found, and "no code yet" is said once.
+#[test]
+fn auto_follows_the_lan_address_when_it_moves() {
+    let root = unsafe { libc::geteuid() } == 0;
+    let tools = ["ip", "nsenter"]
+        .iter()
+        .all(|tool| std::process::Command::new(tool).arg("-V").output().is_ok());
+    if !root || !tools {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "under CI=true this test needs root, ip and nsenter (.ci/run installs iproute2)"
+        );
+        eprintln!("SKIPPED: needs root, ip (iproute2) and nsenter (util-linux)");
+        return;
+    }
+    let daemon = Daemon::start_in_with(
+        Sandbox::new(),
+        Some(DISPLAY),
+        &["--display", "png", "--listen", "0.0.0.0:0"],
+        |cmd| {
+            cmd.env("TABLO_TEST_QR_RECHECK_MS", "200");
+            // SAFETY: the hook runs in the forked child before exec and
+            // only calls unshare(2), which allocates nothing and takes no
+            // lock.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(cmd, || {
+                    if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        },
+    );
+    let port = daemon.addr().port();
+    let pid = daemon.pid();
+    daemon.wait_stderr(
+        "board: no QR code yet: this machine has no LAN address yet",
+        APPEAR,
+    );
+    // A LAN with no way out: the address of its interface route.
+    ip_in(pid, "link add v0 type veth peer name v1");
+    ip_in(pid, "link set v1 up");
+    ip_in(pid, "link set v0 up");
+    ip_in(pid, "addr add 10.9.0.2/24 dev v0");
+    shows(&daemon, &format!("http://10.9.0.2:{port}/"));
+    // A new lease on another subnet, with a default route: the routing
+    // table's answer wins over the first interface route (still 10.9.0.0/24).
+    ip_in(pid, "addr add 10.9.1.3/24 dev v0");
+    ip_in(pid, "route add default via 10.9.1.1");
+    shows(&daemon, &format!("http://10.9.1.3:{port}/"));
+    let log = daemon.stderr();
+    assert_eq!(log.matches("no QR code yet").count(), 1, "{log}");
 }
