@@ -140,26 +140,23 @@ pub fn place(
         Point::new(w - pad - side, bottom - pad / 2 - side),
         Size::new(side as u32, side as u32),
     );
-    let (caption, taken) = if strip {
-        let left = pad;
-        let caption = Rectangle::new(
-            Point::new(left, card.top_left.y),
-            Size::new((card.top_left.x - pad - left).max(0) as u32, side as u32),
-        );
-        (caption, side + pad)
+    let caption = if strip {
+        Rectangle::new(
+            Point::new(pad, card.top_left.y),
+            Size::new((card.top_left.x - 2 * pad).max(0) as u32, side as u32),
+        )
     } else {
-        let caption = Rectangle::new(
+        Rectangle::new(
             Point::new(card.top_left.x, card.top_left.y - caption_h),
             Size::new(side as u32, caption_h as u32),
-        );
-        (caption, side + pad)
+        )
     };
     Some(QrPlace {
         card,
         module: module as u32,
         caption,
         strip,
-        taken,
+        taken: side + pad,
     })
 }
 
