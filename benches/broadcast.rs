@@ -26,8 +26,10 @@
 //!   a multiple of it.
 //!
 //! Configurations: Tablo with its journal (default flush), Tablo without a
-//! journal, and with `TABLO_BENCH_PEER=node` a minimal Node.js relay on the
-//! `ws` package (`benches/peer/relay.js`), so ratios come from one run. The
+//! journal, and (when `node` is installed, or with `TABLO_BENCH_PEER=node`)
+//! a minimal Node.js relay on the `ws` package (`benches/peer/relay.js`),
+//! so ratios come from one run; issue 14's targets are printed from it as
+//! PASS/FAIL lines (`benches/support/targets.rs`). The
 //! daemon has no switch to turn its journal off (docs/durability.md §2: every
 //! event is journaled), so "journal off" is the same hub, server, sessions and
 //! feed task from the library wired without a journal, in a child process of
@@ -45,8 +47,9 @@
 //! `TABLO_BENCH_HIGH_CLIENTS` (an extra load, default 1000 msg/s to 100
 //! clients; rate 0 skips it), `TABLO_BENCH_SECONDS` (measured seconds per
 //! run, default 5), `TABLO_BENCH_RUNS` (2), `TABLO_BENCH_JOURNAL` (`on,off`),
-//! `TABLO_BENCH_PEER=node`, `TABLO_BENCH_THREADS` (client threads; default
-//! one per generator CPU), `TABLO_BENCH_WRAP` (a command the daemon is run
+//! `TABLO_BENCH_PEER` (`node`, the default when installed, or `none`),
+//! `TABLO_BENCH_THREADS` (client threads; default one per generator CPU),
+//! `TABLO_BENCH_WRAP` (a command the daemon is run
 //! under, e.g. `valgrind --tool=callgrind`), `TABLO_BENCH_TABLO` (a `tablo`
 //! binary to use instead of building the release one), `TABLO_BENCH_QUICK=1`
 //! (a short smoke run).
@@ -272,11 +275,13 @@ impl Plan {
                 )),
             }
         }
+        // Node by default when it is installed, so one run has both sides.
         match std::env::var("TABLO_BENCH_PEER").as_deref() {
             Ok("node") => relays.push(Relay::Node),
-            Ok("") | Err(_) => {}
+            Err(_) if node_installed() => relays.push(Relay::Node),
+            Ok("" | "none") | Err(_) => {}
             Ok(other) => fail(&format!(
-                "TABLO_BENCH_PEER: {other:?} is not a known peer; the one peer is node"
+                "TABLO_BENCH_PEER: {other:?} is not a known peer; use node or none"
             )),
         }
         let cpus = Cpus::split();
@@ -570,6 +575,29 @@ fn print_table(plan: &Plan, results: &[Config], node: Option<&str>) {
         println!();
     }
     print_targets(results);
+    // Issue 14's targets, from the one-core runs (benches/support/targets.rs).
+    let relayed = |who, clients, rate| {
+        use support::targets::{Relayed, Who};
+        let relay = if who == Who::Tablo {
+            Relay::Tablo
+        } else {
+            Relay::Node
+        };
+        let c = find(relay, Load { clients, rate })?;
+        let lost = c.samples.iter().filter(|s| s.latency.is_some());
+        Some(Relayed {
+            p50_ms: c.median(|s| s.latency.map(|l| l[0])),
+            p99_ms: c.median(|s| s.latency.map(|l| l[2])),
+            cpu_us: c.median(|s| s.cpu_per_frame_us),
+            lost: lost.map(|s| s.lost as f64).reduce(f64::max),
+        })
+    };
+    let lines = support::targets::relay(relayed);
+    support::targets::print(
+        "targets (issue 14), Tablo against Node in this run:",
+        &lines,
+    );
+    println!();
     // The mission's bar.
     let bar = plan
         .loads
@@ -1850,6 +1878,19 @@ fn bench_root() -> tempfile::TempDir {
         .prefix("bench-broadcast-")
         .tempdir_in(&target)
         .expect("create the bench dir under target/")
+}
+
+/// Whether `node` runs and the peer's `ws` is there or `npm` can get it.
+fn node_installed() -> bool {
+    let runs = |cmd: &str| {
+        Command::new(cmd)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    runs("node") && (peer_dir().join("node_modules/ws").exists() || runs("npm"))
 }
 
 fn peer_dir() -> PathBuf {

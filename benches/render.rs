@@ -14,8 +14,15 @@
 //! updates (only the clock ticks) and over 10 s at 100 updates/s, its peak
 //! RSS and its anonymous RSS (the plain file standing in for /dev/fb0 is
 //! mapped and counts as file RSS; a real framebuffer's memory does not),
-//! and for the window the X server's CPU too. The same load with
-//! `--display none` gives the relay's own share.
+//! and for the window the X server's CPU too; under each phase, every
+//! thread's share and its context switches a second (from
+//! `/proc/PID/task`), which say who wakes up and how often. The same load with
+//! `--display none` gives the relay's own share. Then issue 14's targets
+//! for the whole kiosk on fbdev as PASS/FAIL lines
+//! (`benches/support/targets.rs`): ≤ 3 % of a core at 100 updates/s,
+//! ≤ 0.2 % idle, peak RSS ≤ 16 MiB not counting the pages of the plain
+//! file that stands in for /dev/fb0 (a real framebuffer's mapping is device
+//! memory, which RSS does not count).
 //!
 //! Run with `cargo bench --bench render`; `TABLO_BENCH_QUICK=1` shortens
 //! every phase (for a smoke run, not for figures); `TABLO_BENCH_PART=draw`
@@ -76,18 +83,59 @@ fn main() {
         phase.as_secs()
     );
     println!(
-        "  {:<28} {:>9} {:>9} {:>10} {:>10} {:>10}",
-        "backend / load", "CPU %", "frames/s", "peak RSS", "anon RSS", "X server %"
+        "  {:<28} {:>9} {:>9} {:>10} {:>10} {:>11} {:>10}",
+        "backend / load", "CPU %", "frames/s", "peak RSS", "anon RSS", "peak w/o fb", "X server %"
     );
     daemon_cpu(&bin, Backend::None, phase);
-    daemon_cpu(&bin, Backend::Fbdev, phase);
+    let fbdev = daemon_cpu(&bin, Backend::Fbdev, phase);
     match Xvfb::start() {
-        Some(x) => daemon_cpu(&bin, Backend::Window(x), phase),
+        Some(x) => {
+            daemon_cpu(&bin, Backend::Window(x), phase);
+        }
         None => println!("  window: skipped (Xvfb is not installed)"),
     }
     println!(
         "  for comparison (docs/notes.md §6): a Chromium kiosk page with the same board: 432 MiB PSS, 81 % of a core at 100 updates/s"
     );
+    println!();
+    use support::targets::{Unit, at_most, print};
+    let kiosk = "whole daemon, board on fbdev at 1920×1080, 20 rows";
+    print(
+        "targets (issue 14), the whole kiosk:",
+        &[
+            at_most(
+                &format!("{kiosk}, 100 updates/s: CPU ≤ 3 % of a core"),
+                Unit::Pct,
+                3.0,
+                Some(fbdev.loaded_pct),
+                None,
+            ),
+            at_most(
+                &format!("{kiosk}, idle (clock only): CPU ≤ 0.2 % of a core"),
+                Unit::Pct,
+                0.2,
+                Some(fbdev.idle_pct),
+                None,
+            ),
+            at_most(
+                &format!("{kiosk}: peak RSS ≤ 16 MiB (less the fb file's pages)"),
+                Unit::Mib,
+                16.0,
+                Some(fbdev.peak_mib),
+                None,
+            ),
+        ],
+    );
+}
+
+/// What [`daemon_cpu`] measured for one backend.
+struct Whole {
+    /// CPU, percent of one core, with only the clock ticking.
+    idle_pct: f64,
+    /// CPU, percent of one core, at [`RATE`] updates/s.
+    loaded_pct: f64,
+    /// Peak RSS (`VmHWM`) less the pages of the fb file, MiB.
+    peak_mib: f64,
 }
 
 // ---------------------------------------------------------------- part 1
@@ -322,7 +370,7 @@ fn serve(stream: std::net::TcpStream, rate: &AtomicU64) {
     }
 }
 
-fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
+fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) -> Whole {
     let dir = tempfile::tempdir().expect("temp dir");
     let upstream = Upstream::start();
     let fb = dir.path().join("fb0");
@@ -371,6 +419,11 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
     let pid = child.id();
     // Rows filled, flashes over.
     std::thread::sleep(Duration::from_secs(3));
+    let mut whole = Whole {
+        idle_pct: 0.0,
+        loaded_pct: 0.0,
+        peak_mib: 0.0,
+    };
     for (label, rate) in [("idle (clock only)", 0), ("100 updates/s", RATE)] {
         upstream.rate.store(rate, Ordering::Relaxed);
         if rate > 0 {
@@ -378,28 +431,66 @@ fn daemon_cpu(bin: &str, backend: Backend, phase: Duration) {
         }
         let frames0 = frames(&dir.path().join("data"));
         let (cpu0, x0) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let threads0 = threads(pid);
         let t0 = Instant::now();
         std::thread::sleep(phase);
         let wall = t0.elapsed().as_secs_f64();
         let (cpu1, x1) = (cpu_ns(pid), x_pid.map(cpu_ns));
+        let threads1 = threads(pid);
         let frames1 = frames(&dir.path().join("data"));
         let pct = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1e9 / wall * 100.0;
+        let hwm_kib = status_kib(pid, "VmHWM");
+        // The fb file is wholly mapped and touched by the first frame, so
+        // its pages are in the peak too.
+        let peak_mib = hwm_kib.saturating_sub(mapped_rss_kib(pid, &fb)) as f64 / 1024.0;
+        if rate == 0 {
+            whole.idle_pct = pct(cpu0, cpu1);
+        } else {
+            whole.loaded_pct = pct(cpu0, cpu1);
+        }
+        whole.peak_mib = whole.peak_mib.max(peak_mib);
         println!(
-            "  {:<28} {:>9.2} {:>9.1} {:>6.1} MiB {:>6.1} MiB {:>10}",
+            "  {:<28} {:>9.2} {:>9.1} {:>6.1} MiB {:>6.1} MiB {:>7.1} MiB {:>10}",
             format!("{mode}: {label}"),
             pct(cpu0, cpu1),
             (frames1 - frames0) as f64 / wall,
-            status_kib(pid, "VmHWM") as f64 / 1024.0,
+            hwm_kib as f64 / 1024.0,
             status_kib(pid, "RssAnon") as f64 / 1024.0,
+            peak_mib,
             match (x0, x1) {
                 (Some(a), Some(b)) => format!("{:.2}", pct(a, b)),
                 _ => "-".to_owned(),
             }
         );
+        println!("    {}", per_thread(&threads0, &threads1, wall));
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
+    whole
+}
+
+/// The resident pages of `pid`'s mappings of `path`, in KiB (from
+/// `/proc/PID/smaps`).
+fn mapped_rss_kib(pid: u32, path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let path = path.to_string_lossy();
+    let mut inside = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if head.contains('-') && !head.ends_with(':') {
+            // A mapping's first line: `start-end perms offset dev inode path`.
+            inside = line.split_whitespace().nth(5) == Some(&path[..]);
+        } else if inside && let Some(rest) = line.strip_prefix("Rss:") {
+            kib += rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib
 }
 
 /// Frames drawn so far, whole and strips, from the daemon's `/metrics`.
@@ -432,6 +523,75 @@ fn wait_for(child: &mut Child, needle: &str) {
     }
     // Keep draining so the daemon never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
+}
+
+/// One thread's counters: its name, CPU time in ns (schedstat), and its
+/// context switches, voluntary and not (each voluntary one is a wake-up).
+type ThreadCounters = (String, u64, u64);
+
+/// The counters of every thread of `pid`, by thread id.
+fn threads(pid: u32) -> Vec<(u32, ThreadCounters)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            let cpu = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let switches = status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum();
+            let cpu = cpu.split_whitespace().next()?.parse().ok()?;
+            Some((tid, (name.trim().to_owned(), cpu, switches)))
+        })
+        .collect()
+}
+
+/// `threads: renderer 0.39 % 2/s, …`: each thread's share of a core and
+/// its context switches a second over the phase, busiest first (sled's
+/// I/O threads as one), then the process's switches a second.
+fn per_thread(
+    before: &[(u32, ThreadCounters)],
+    after: &[(u32, ThreadCounters)],
+    wall: f64,
+) -> String {
+    let mut named: Vec<(String, f64, f64)> = Vec::new();
+    for (tid, (name, cpu, switches)) in after {
+        let (cpu0, switches0) = before
+            .iter()
+            .find(|(t, _)| t == tid)
+            .map_or((0, 0), |(_, c)| (c.1, c.2));
+        let name = if name.starts_with("sled-io") {
+            "sled-io".to_owned()
+        } else {
+            name.clone()
+        };
+        let pct = cpu.saturating_sub(cpu0) as f64 / 1e9 / wall * 100.0;
+        let rate = switches.saturating_sub(switches0) as f64 / wall;
+        match named.iter_mut().find(|n| n.0 == name) {
+            Some(n) => {
+                n.1 += pct;
+                n.2 += rate;
+            }
+            None => named.push((name, pct, rate)),
+        }
+    }
+    named.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = named.iter().map(|n| n.2).sum();
+    let list: Vec<String> = named
+        .iter()
+        .filter(|n| n.1 >= 0.005 || n.2 >= 1.0)
+        .map(|(name, pct, rate)| format!("{name} {pct:.2} % {rate:.0}/s"))
+        .collect();
+    format!(
+        "threads (CPU, context switches a second): {}; {total:.0} switches/s in all",
+        list.join(", ")
+    )
 }
 
 /// CPU time of every thread of `pid`, in nanoseconds.

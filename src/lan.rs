@@ -1,5 +1,5 @@
 //! The address nearby phones reach this daemon at, for the board's QR code
-//! (`[board] qr = "auto"`, docs/board.md §9).
+//! (`[board] qr = "auto"`, docs/board.md §10).
 //!
 //! [`phone_url`] turns the listen socket's address into `http://ADDR:PORT/`.
 //! A specific address is used as it is. For a wildcard (`0.0.0.0`, `[::]`)

@@ -43,7 +43,8 @@
 //!   flags. `clock` (the wall clock and ages), `decimal` (price strings),
 //!   `metrics` (Prometheus text; `metrics::process`, the `process_*`
 //!   metrics from `/proc`), `ratelimit`, `heartbeat`, `lan` (the LAN
-//!   address phones reach, for the board's QR code), [`logger`]: small
+//!   address phones reach, for the board's QR code), [`logger`],
+//!   [`schedule`] (the screen's opening hours in local time): small
 //!   leaves that import nothing of the crate.
 //! - `fuzzing` (hidden): a narrow door to the private parsers for the
 //!   property tests and `cargo bench --bench fuzz`; not an API.
@@ -76,6 +77,7 @@ pub(crate) mod publish;
 pub(crate) mod ratelimit;
 pub(crate) mod renderer;
 pub mod rules;
+pub mod schedule;
 pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod session;

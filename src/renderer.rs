@@ -22,6 +22,13 @@
 //! With `[board] qr = "auto"` the loop also looks up the listen socket's
 //! LAN address every [`qr::RECHECK`] and redraws the QR code when it moved
 //! (`renderer::qr`); the look-up rides on a wake-up the loop has anyway.
+//!
+//! Outside `[display] schedule`'s hours ([`power`]) the screen goes dark:
+//! nothing is drawn, the thread takes events in batches (so a wake shows
+//! current data) and otherwise sleeps until the next change; waking draws
+//! a whole frame.
+
+mod power;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +50,7 @@ use crate::display::{self, Choice, Damage, DisplayError, Polled, Screen};
 use crate::event::Event;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::logger::RateLimited;
+use crate::schedule::zone;
 
 pub mod qr;
 
@@ -52,6 +60,12 @@ const JOIN_WAIT: Duration = Duration::from_secs(1);
 /// Pixels of burn-in shift per 1,000 pixels of the shorter side (4 px at
 /// 1080p); at least 2.
 const SHIFT_PER_1000: u32 = 4;
+
+/// While the screen is dark, events are taken in at most this often: a
+/// burst of ticks then costs one wake-up, not one each. The queue
+/// (`BOARD_INBOX`) holds seconds of events; a critical alert that wakes
+/// the screen waits this long at most.
+const DARK_BATCH: Duration = Duration::from_millis(250);
 
 /// The running renderer thread, owned by `app`.
 pub struct Renderer {
@@ -133,6 +147,7 @@ pub fn start(
                     }
                 };
                 let _ = opened_tx.send(Ok(screen.size()));
+                let power = power::Power::new(&display, &choice, inbox.sideband.clone());
                 let mut run = Run {
                     screen,
                     state,
@@ -144,6 +159,7 @@ pub fn start(
                     present_warning: RateLimited::new(Duration::from_secs(60)),
                     clock: BoardClock::new(wall_ms(), Instant::now()),
                     auto_qr,
+                    power,
                 };
                 if run.run(inbox.messages) == Ended::Closed {
                     let _ = closed_tx.try_send(());
@@ -201,6 +217,8 @@ struct Run {
     clock: BoardClock,
     /// The QR code's URL, for `[board] qr = "auto"`.
     auto_qr: Option<qr::AutoQr>,
+    /// The screen's schedule: on, or dark.
+    power: power::Power,
 }
 
 /// The board's time: the wall clock at the renderer's start, advanced by the
@@ -253,11 +271,13 @@ impl Run {
             let now_ms = self.clock.at(now);
             let wall = wall_ms();
             let offset = wall as i64 - now_ms as i64;
-            if (offset - self.state.clock_offset_ms()).abs() >= CLOCK_STEP_MS {
+            let stepped = (offset - self.state.clock_offset_ms()).abs() >= CLOCK_STEP_MS;
+            if stepped {
                 pacer.invalidate();
             }
             self.state.set_clock_offset_ms(offset);
-            match self.screen.poll() {
+            let polled = self.screen.poll();
+            match polled {
                 Polled::Same => {}
                 Polled::Exposed => pacer.invalidate(),
                 Polled::Resized(w, h) => {
@@ -280,6 +300,19 @@ impl Run {
             {
                 self.state.set_qr(code);
                 pacer.invalidate();
+            }
+            if let Some(on) = self.power.turn(now, wall, stepped, &self.state, now_ms) {
+                self.switch(on, &mut pacer);
+            }
+            if self.power.dark() {
+                if polled != Polled::Same && self.power.painted_black() {
+                    // The window lost its black frame (uncovered, resized).
+                    self.show_black();
+                }
+                match self.rest(&rx, now) {
+                    Some(ended) => return ended,
+                    None => continue,
+                }
             }
             let clients = self.shared.clients.load(Ordering::Relaxed);
             if clients != self.state.clients() {
@@ -332,6 +365,42 @@ impl Run {
                     Err(RecvTimeoutError::Disconnected) => return Ended::Shutdown,
                 },
             }
+        }
+    }
+
+    /// Switches the screen on or off. Dark: blanked (or a black frame)
+    /// and nothing more drawn. On: a whole frame of the current state.
+    fn switch(&mut self, on: bool, pacer: &mut FramePacer) {
+        if on {
+            self.power.woke(self.screen.as_mut());
+            pacer.invalidate();
+        } else if self.power.went_dark(self.screen.as_mut()) {
+            self.show_black();
+        }
+    }
+
+    /// Shows one black frame (made for the occasion: switches are rare).
+    fn show_black(&mut self) {
+        let (width, height) = self.screen.size();
+        let black = Canvas::new(width, height);
+        if let Err(e) = self.screen.present(&black, Damage::All) {
+            log::warn!("cannot show the black frame: {e}");
+        }
+    }
+
+    /// One turn while the screen is dark: waits for an event or the next
+    /// check, takes in what came (in batches of [`DARK_BATCH`]), draws
+    /// nothing. `Some` when the render loop ends.
+    fn rest(&mut self, rx: &Receiver<BoardMsg>, now: Instant) -> Option<Ended> {
+        match rx.recv_timeout(self.power.wait(now).min(MAX_QUIET)) {
+            Ok(msg) => {
+                let now_ms = self.clock.at(Instant::now());
+                self.take(msg, now_ms);
+                std::thread::sleep(DARK_BATCH.min(self.power.wait(Instant::now())));
+                self.drain(rx)
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Ended::Shutdown),
         }
     }
 
@@ -508,18 +577,10 @@ impl FramePacer {
 }
 
 /// Minutes east of UTC for local time at `now_ms` (the TZ environment
-/// variable or /etc/localtime), through the C library.
+/// variable or /etc/localtime), read by `schedule::zone` as the schedule
+/// reads it, so the header's clock and the opening hours agree.
 fn local_offset_minutes(now_ms: u64) -> i32 {
-    let secs = (now_ms / 1000) as libc::time_t;
-    // SAFETY: localtime_r with valid pointers to a time_t and a zeroed tm,
-    // which it fills; nothing else in the process sets TZ.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        (tm.tm_gmtoff / 60) as i32
-    }
+    zone::offset_minutes(&zone::local(), now_ms)
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod targets;
+
 /// The daemon under test: `TABLO_BENCH_TABLO` when set (e.g. a build with
 /// symbols for a profiler), else the release build, built now.
 pub fn release_binary() -> PathBuf {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
+use super::screen::ScreenStatus;
 use crate::event::Event;
 use crate::metrics::{Histogram, Kind, MetricsText};
 
@@ -128,6 +129,9 @@ pub struct Sideband {
     pub clients: AtomicUsize,
     /// The renderer's counters, read by `/metrics`.
     pub stats: RenderStats,
+    /// The screen on or off by its schedule, read by `/healthz`, `stats`
+    /// and `/metrics`.
+    pub screen: ScreenStatus,
 }
 
 /// The hub's end of the renderer: never blocks.
@@ -186,6 +190,11 @@ impl BoardFeed {
     /// Appends the render metrics.
     pub fn write_metrics(&self, text: &mut MetricsText<'_>) {
         self.shared.stats.write_metrics(self.mode, text);
+    }
+
+    /// The screen's state (on, off, why, the next change).
+    pub fn screen(&self) -> &ScreenStatus {
+        &self.shared.screen
     }
 }
 

@@ -162,7 +162,7 @@ fn with_qr(mut state: BoardState) -> BoardState {
     state
 }
 
-/// The live demo with the QR code to the web board (docs/board.md §9): a
+/// The live demo with the QR code to the web board (docs/board.md §10): a
 /// column at the end of the rows, the code over the news line; the picture
 /// reads back as its URL.
 #[test]

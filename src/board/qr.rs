@@ -1,5 +1,5 @@
 //! The board's QR code: a code that opens the web board on a phone
-//! (docs/board.md §9).
+//! (docs/board.md §10).
 //!
 //! [`Qr`] is a URL encoded once (by the `qrcode` crate, error correction
 //! level M) into its modules; the board state holds it until the URL
@@ -27,7 +27,7 @@ pub const QUIET: u32 = 4;
 /// board: 10 px is 4.6 mm on a 40-inch TV and 6.3 mm on a 55-inch one, so
 /// an auto URL's code (25 or 29 modules) is 11 to 18 cm wide, and each
 /// module covers three to four pixels of a phone camera's preview at two
-/// metres (docs/board.md §9).
+/// metres (docs/board.md §10).
 const MODULE_1080P: f32 = 10.0;
 
 /// At most this share of the screen's width (or, on a portrait screen, its

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Column, Digits, Direction, DisplayMode, FeedFormat};
+use super::{Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn};
 
 /// A setting whose value is one of a few words.
 pub(super) trait Keyword: Copy + PartialEq + 'static {
@@ -51,6 +51,33 @@ impl Keyword for DisplayMode {
         ("png", DisplayMode::Png),
         ("none", DisplayMode::None),
     ];
+}
+
+impl Keyword for ScreenOff {
+    const ALL: &'static [(&'static str, Self)] = &[
+        ("blank", ScreenOff::Blank),
+        ("dpms", ScreenOff::Dpms),
+        ("cec", ScreenOff::Cec),
+    ];
+}
+
+impl Keyword for WakeOn {
+    const ALL: &'static [(&'static str, Self)] =
+        &[("critical", WakeOn::Critical), ("none", WakeOn::None)];
+}
+
+impl ScreenOff {
+    /// The config name: `blank`, `dpms`, `cec`.
+    pub fn name(self) -> &'static str {
+        self.keyword()
+    }
+}
+
+impl WakeOn {
+    /// The config name: `critical`, `none`.
+    pub fn name(self) -> &'static str {
+        self.keyword()
+    }
 }
 
 impl Keyword for Column {

@@ -47,6 +47,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::schedule::Schedule;
+
 pub use self::alert::{
     ANY_SYMBOL, AlertKind, AlertLevel, AlertRule, Hysteresis, MAX_RULES, MoveDirection,
     PLACEHOLDERS,
@@ -215,6 +217,35 @@ pub struct DisplayConfig {
     pub bpp: u8,
     /// Output file for `png`; default `<data_dir>/board.png`.
     pub png_path: PathBuf,
+    /// `schedule`: the screen's opening hours in local time; empty (the
+    /// default) is always on.
+    pub schedule: Schedule,
+    /// `off`: how the screen goes dark outside them; default `blank`.
+    pub off: ScreenOff,
+    /// `wake_on`: what lights it up outside them; default `none`.
+    pub wake_on: WakeOn,
+}
+
+/// `[display] off`: how the screen goes dark outside the schedule
+/// (docs/board.md §9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScreenOff {
+    /// The framebuffer blanked (`FBIOBLANK`), else a black frame.
+    Blank,
+    /// The X screen put to sleep (`xset dpms force off`), and a black frame.
+    Dpms,
+    /// The TV switched to standby over HDMI-CEC (`cec-ctl`), and a black
+    /// frame.
+    Cec,
+}
+
+/// `[display] wake_on`: what lights the screen up outside its hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeOn {
+    /// A critical alert, while it is on the band.
+    Critical,
+    /// Nothing: outside the hours the screen stays dark.
+    None,
 }
 
 /// `--display` / `[display] mode`.
@@ -253,7 +284,7 @@ pub struct BoardConfig {
     pub font: Option<PathBuf>,
     /// Rows to show; empty means every symbol seen, in first-seen order.
     pub rows: Vec<RowConfig>,
-    /// The QR code to the web board (docs/board.md §9); default
+    /// The QR code to the web board (docs/board.md §10); default
     /// [`BoardQr::Auto`].
     pub qr: BoardQr,
 }
@@ -276,7 +307,7 @@ pub enum BoardQr {
 /// Longest `[board] qr` URL, in bytes. At error correction level M a
 /// 100-byte URL is a version-6 code (41 modules a side); a longer one would
 /// shrink the modules of a code that fits its corner below what a phone
-/// reads from across a room (docs/board.md §9).
+/// reads from across a room (docs/board.md §10).
 pub const MAX_QR_URL: usize = 100;
 
 /// One `[board] columns` entry.

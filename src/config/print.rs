@@ -123,6 +123,19 @@ impl Config {
         key(&mut out, "device", q_path(&d.device));
         key(&mut out, "bpp", d.bpp.to_string());
         key(&mut out, "png_path", q_path(&d.png_path));
+        if d.schedule.is_empty() {
+            out.push_str("# schedule: none, the screen is always on\n");
+        } else {
+            let entries: Vec<String> = d
+                .schedule
+                .entries()
+                .iter()
+                .map(|e| q(&e.to_string()))
+                .collect();
+            key(&mut out, "schedule", format!("[{}]", entries.join(", ")));
+        }
+        key(&mut out, "off", q(d.off.name()));
+        key(&mut out, "wake_on", q(d.wake_on.name()));
 
         let b = &self.board;
         out.push_str("\n[board]\n");

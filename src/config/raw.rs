@@ -19,7 +19,7 @@ use toml::Spanned;
 use super::alert::RawAlert;
 use super::keyword::Keyword;
 use super::units::{parse_duration, parse_size};
-use super::{Column, Digits, Direction, DisplayMode, FeedFormat};
+use super::{Column, Digits, Direction, DisplayMode, FeedFormat, ScreenOff, WakeOn};
 
 /// A value wrapped with where it was written in the file.
 pub(super) type At<T> = Option<Spanned<T>>;
@@ -111,6 +111,10 @@ pub(super) struct RawDisplay {
     pub(super) device: At<String>,
     pub(super) bpp: At<u64>,
     pub(super) png_path: At<String>,
+    /// Each entry kept with its place, for the line of a bad one.
+    pub(super) schedule: Option<Vec<Spanned<String>>>,
+    pub(super) off: Option<Kw<ScreenOff>>,
+    pub(super) wake_on: Option<Kw<WakeOn>>,
 }
 
 /// `[board]` as written.

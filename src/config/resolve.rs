@@ -29,7 +29,7 @@ use super::{
     DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
     DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS,
     MAX_FRAME_BYTES, MAX_QR_URL, MAX_SIDE, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides,
-    RowConfig, ServerConfig, THEMES, TokenConfig,
+    RowConfig, Schedule, ScreenOff, ServerConfig, THEMES, TokenConfig, WakeOn,
 };
 
 /// Defaults ← file ← overrides, with every value checked.
@@ -56,6 +56,7 @@ pub(super) fn resolve(
     }
     let journal = resolve_journal(raw.journal, src, &paths, &data_dir)?;
     let display = resolve_display(raw.display, src, &paths, overrides, &data_dir)?;
+    schedule_notes(&display, &mut notes);
     let board = resolve_board(raw.board, src, &paths)?;
 
     let feeds = resolve_feeds(raw.feed, src, &paths, overrides, &mut notes)?;
@@ -381,6 +382,40 @@ fn resolve_display(
             Some(png) => paths.resolve(png, "[display] png_path")?,
             None => data_dir.join("board.png"),
         },
+        schedule: resolve_schedule(raw.schedule.as_deref().unwrap_or_default(), src)?,
+        off: raw.off.map_or(ScreenOff::Blank, |o| o.0),
+        wake_on: raw.wake_on.map_or(WakeOn::None, |w| w.0),
+    })
+}
+
+/// What `[display] off` and `schedule` cannot do with the display mode set
+/// (docs/board.md §9): said at `tablo check` and at start, not an error.
+fn schedule_notes(display: &DisplayConfig, notes: &mut Vec<String>) {
+    let mode = display.mode;
+    if display.schedule.is_empty() {
+        return;
+    }
+    if mode == DisplayMode::None {
+        notes.push("[display] schedule has no screen to switch with mode = \"none\"".to_owned());
+    } else if display.off == ScreenOff::Dpms
+        && matches!(mode, DisplayMode::Fbdev | DisplayMode::Png)
+    {
+        notes.push(format!(
+            "[display] off = \"dpms\" is for the window mode (X11); with mode = \"{mode}\" the screen is blanked instead"
+        ));
+    }
+}
+
+/// `[display] schedule`: each entry parsed, a bad one named with its line.
+fn resolve_schedule(
+    entries: &[Spanned<String>],
+    src: &Source<'_>,
+) -> Result<Schedule, ConfigError> {
+    Schedule::parse(entries.iter().map(|e| e.get_ref().as_str())).map_err(|(i, e)| {
+        src.at(
+            entries[i].span(),
+            format!("[display] schedule: {:?}: {e}", entries[i].get_ref()),
+        )
     })
 }
 
@@ -593,6 +628,12 @@ mod tests {
             (d.device.as_path(), d.png_path.as_path()),
             (Path::new("/dev/fb1"), Path::new("/tmp/board.png"))
         );
+        let entries: Vec<String> = d.schedule.entries().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            entries,
+            ["Mon-Fri 08:00-20:00", "Sat 09:00-14:00", "Fri 20:00-02:00"]
+        );
+        assert_eq!((d.off, d.wake_on), (ScreenOff::Cec, WakeOn::Critical));
         let b = &c.board;
         assert_eq!(b.title, "صرافی");
         assert_eq!(
@@ -644,6 +685,44 @@ mod tests {
         assert_eq!(c.feeds[2].channels, ["prices", "news"]);
         assert_eq!(c.feeds[3].subscribe, ["a", "b"]);
         assert_eq!(c.feeds[4], demo_feed("demo".into()));
+    }
+
+    #[test]
+    fn a_bad_schedule_entry_is_named_with_its_line_and_the_fix() {
+        check_err(
+            "[display]\nschedule = [\n  \"Mon-Fri 08:00-20:00\",\n  \"Sat 9-14\",\n]\n",
+            4,
+            "[display] schedule: \"Sat 9-14\": \"9-14\" is not a range of hours such as 08:00-20:00",
+        );
+        check_err(
+            "[display]\nschedule = [\"Mun 08:00-20:00\"]\n",
+            2,
+            "\"Mun\" is not a day: use Mon, Tue, Wed, Thu, Fri, Sat, Sun",
+        );
+        check_err(
+            "[display]\noff = \"sleep\"\n",
+            2,
+            "[display] off: \"sleep\" is not one of blank, dpms, cec",
+        );
+        check_err(
+            "[display]\nwake_on = \"warning\"\n",
+            2,
+            "\"warning\" is not one of critical, none",
+        );
+        let (_, notes) = load_notes(
+            "[display]\nmode = \"fbdev\"\nschedule = [\"08:00-20:00\"]\noff = \"dpms\"\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("the screen is blanked instead")),
+            "{notes:?}"
+        );
+        let d = load("[display]\nschedule = []\n").unwrap().display;
+        assert!(d.schedule.is_empty());
+        assert_eq!((d.off, d.wake_on), (ScreenOff::Blank, WakeOn::None));
     }
 
     #[test]

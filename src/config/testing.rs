@@ -91,6 +91,9 @@ pixel_shift = true
 device = "/dev/fb1"
 bpp = 16
 png_path = "/tmp/board.png"
+schedule = ["Mon-Fri 08:00-20:00", "sat 9:00-14:00", "Fri 20:00-02:00"]
+off = "cec"
+wake_on = "critical"
 
 [board]
 title = "صرافی"

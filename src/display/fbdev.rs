@@ -10,6 +10,9 @@
 //! `[display] width`, `height` and `bpp`, which is how tests and machines
 //! with no framebuffer exercise this code.
 //!
+//! Outside the screen's hours `FBIOBLANK` powers the screen down (and up
+//! again; a dropped `Fbdev` unblanks), docs/board.md §9.
+//!
 //! This module only copies pixels; it never draws. Its `unsafe` is the
 //! ioctl, the mapping and the copy into it, each with its bounds checked.
 
@@ -28,6 +31,13 @@ use crate::board::Canvas;
 const FBIOGET_VSCREENINFO: libc::c_ulong = 0x4600;
 /// `FBIOGET_FSCREENINFO` from `<linux/fb.h>`.
 const FBIOGET_FSCREENINFO: libc::c_ulong = 0x4602;
+/// `FBIOBLANK` from `<linux/fb.h>`: its argument is a blanking level.
+const FBIOBLANK: libc::c_ulong = 0x4611;
+/// `FB_BLANK_UNBLANK`: the screen on.
+const FB_BLANK_UNBLANK: libc::c_ulong = 0;
+/// `FB_BLANK_POWERDOWN`: the screen off, its signal too (the monitor
+/// sleeps).
+const FB_BLANK_POWERDOWN: libc::c_ulong = 4;
 
 /// Largest side accepted from a device: beyond 8K, the ioctl answer is
 /// nonsense rather than a screen.
@@ -205,11 +215,14 @@ impl Geometry {
 
 /// An open, mapped framebuffer. See the module docs.
 pub struct Fbdev {
+    path: std::path::PathBuf,
     geometry: Geometry,
     map: NonNull<u8>,
     map_len: usize,
+    /// `FBIOBLANK` powered the screen down (undone on drop).
+    blanked: bool,
     /// Kept open for the mapping's lifetime.
-    _file: File,
+    file: File,
 }
 
 // SAFETY: the mapping is owned by this value alone and only written
@@ -292,10 +305,12 @@ impl Fbdev {
         let map = NonNull::new(map.cast::<u8>())
             .ok_or_else(|| fail("map", io::Error::other("null mapping")))?;
         Ok(Fbdev {
+            path: path.to_path_buf(),
             geometry,
             map,
             map_len,
-            _file: file,
+            blanked: false,
+            file,
         })
     }
 
@@ -356,6 +371,10 @@ impl Fbdev {
 
 impl Drop for Fbdev {
     fn drop(&mut self) {
+        if self.blanked {
+            // A stopped daemon leaves the console visible.
+            let _ = self.set_blanked(false);
+        }
         // SAFETY: the mapping made in `open`, unmapped once.
         unsafe {
             libc::munmap(self.map.as_ptr().cast(), self.map_len);
@@ -378,6 +397,27 @@ impl Screen for Fbdev {
             }
         }
         Ok(())
+    }
+
+    /// `FBIOBLANK`: powers the screen down or up. A plain file answers
+    /// ENOTTY, which is an error here (the renderer shows a black frame).
+    fn set_blanked(&mut self, blanked: bool) -> Result<bool, DisplayError> {
+        let level = if blanked {
+            FB_BLANK_POWERDOWN
+        } else {
+            FB_BLANK_UNBLANK
+        };
+        // SAFETY: FBIOBLANK takes its level by value and touches no memory
+        // of ours.
+        if unsafe { libc::ioctl(self.file.as_raw_fd(), FBIOBLANK as _, level) } < 0 {
+            return Err(DisplayError::Blank {
+                path: self.path.clone(),
+                what: if blanked { "blank" } else { "unblank" },
+                source: io::Error::last_os_error(),
+            });
+        }
+        self.blanked = blanked;
+        Ok(true)
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub(crate) mod fbdev;
 pub(crate) mod pngfile;
+pub mod power;
 pub mod window;
 
 use std::fmt;
@@ -43,6 +44,14 @@ pub trait Screen {
     /// The shortest time between two frames this backend wants.
     fn min_interval(&self) -> Duration {
         Duration::ZERO
+    }
+
+    /// Switches the screen's own output off (`blanked`) or back on, where
+    /// the backend has a way: the framebuffer's `FBIOBLANK`. `Ok(false)`
+    /// when it has none; then (and on an error) the renderer shows a black
+    /// frame instead (docs/board.md §9).
+    fn set_blanked(&mut self, _blanked: bool) -> Result<bool, DisplayError> {
+        Ok(false)
     }
 }
 
@@ -113,6 +122,15 @@ pub enum DisplayError {
     Png(PathBuf, io::Error),
     /// The window could not be created or updated.
     Window(String),
+    /// The framebuffer could not be blanked or unblanked (`FBIOBLANK`).
+    Blank {
+        /// The device.
+        path: PathBuf,
+        /// What failed: `blank` or `unblank`.
+        what: &'static str,
+        /// The cause (ENOTTY for a plain file).
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for DisplayError {
@@ -133,6 +151,12 @@ impl fmt::Display for DisplayError {
             ),
             DisplayError::Png(path, e) => write!(f, "cannot write {}: {e}", path.display()),
             DisplayError::Window(what) => write!(f, "the board window failed: {what}"),
+            DisplayError::Blank { path, what, source } => write!(
+                f,
+                "cannot {what} {} (FBIOBLANK): {source}; a plain file or a driver without \
+                 blanking cannot",
+                path.display()
+            ),
         }
     }
 }

@@ -96,6 +96,7 @@ impl Hub {
             "upstreams": self.upstreams_json(now),
             "journal": self.journal_json(),
             "clock": self.clock_json(now),
+            "screen": self.board.as_ref().map(|b| b.screen().to_json(now)),
             "uptime_s": clock::age(self.started, now).as_secs(),
         })
     }
@@ -112,6 +113,7 @@ impl Hub {
             "journal": self.journal_json(),
             "forward": self.journal.as_ref().map(|j| forward::to_json(&j.status.forward)),
             "clock": self.clock_json(now),
+            "screen": self.board.as_ref().map(|b| b.screen().to_json(now)),
             "clients": self.clients.len(),
         });
         HealthReport {
@@ -311,6 +313,7 @@ impl Hub {
         );
         if let Some(board) = &self.board {
             board.write_metrics(&mut text);
+            board.screen().write_metrics(Instant::now(), &mut text);
         }
         out
     }

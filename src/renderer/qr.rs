@@ -1,6 +1,6 @@
 //! `[board] qr = "auto"` on the renderer thread: which URL the board's QR
 //! code holds, found again now and then so that a new DHCP lease redraws
-//! the code (docs/board.md §9).
+//! the code (docs/board.md §10).
 //!
 //! [`AutoQr`] asks `lan::phone_url` for the listen socket's LAN URL when
 //! the renderer starts and then every [`RECHECK`] on the monotonic clock,

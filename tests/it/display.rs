@@ -23,13 +23,15 @@ const APPEAR: Duration = Duration::from_secs(10);
 const CHILD: &str = "TABLO_TEST_WINDOW_CHILD";
 
 /// An Xvfb server on a free display number, stopped on drop.
-struct Xvfb {
+pub(crate) struct Xvfb {
     child: Child,
-    display: String,
+    /// `:N`, for `DISPLAY`.
+    pub(crate) display: String,
 }
 
 impl Xvfb {
-    fn start(width: u32, height: u32) -> Xvfb {
+    /// A server with one screen of `width × height` at 24 bits.
+    pub(crate) fn start(width: u32, height: u32) -> Xvfb {
         let mut child = Command::new("Xvfb")
             .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
             .arg(format!("{width}x{height}x24"))
@@ -62,7 +64,7 @@ impl Drop for Xvfb {
 }
 
 /// The X screen's pixels, `0x00RRGGBB`, read with `xwd -root`.
-fn screen(display: &str) -> Canvas {
+pub(crate) fn screen(display: &str) -> Canvas {
     let out = Command::new("xwd")
         .args(["-root", "-silent", "-display", display])
         .output()

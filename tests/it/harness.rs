@@ -104,9 +104,10 @@ impl Sandbox {
         path
     }
 
-    /// `tablo` with a clean environment rooted in the sandbox.
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(TABLO);
+    /// `program` (`tablo`, or an emulator running one) with a clean
+    /// environment rooted in the sandbox.
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("TABLO_LOG", "debug")
             .env("HOME", self.path())
             .env("XDG_STATE_HOME", self.path().join("xdg-state"))
@@ -124,7 +125,13 @@ impl Sandbox {
     /// Runs `tablo ARGS` to completion (killing it after a deadline) and
     /// returns what it printed.
     pub fn tablo(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command();
+        self.run(TABLO, args)
+    }
+
+    /// Runs `program ARGS` like [`Sandbox::tablo`]: for a `tablo` of
+    /// another architecture under qemu-user.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        let mut cmd = self.command(program);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut proc = Proc::spawn(cmd);
         let stdout = read_all_in_background(proc.child.stdout.take().expect("piped stdout"));
@@ -405,7 +412,7 @@ impl Daemon {
         args: &[&str],
         customize: impl FnOnce(&mut Command),
     ) -> Daemon {
-        let mut cmd = sandbox.command();
+        let mut cmd = sandbox.command(TABLO);
         cmd.arg("run");
         // A free port unless the test names one (a restart on the same
         // address, which a browser's page is tied to).
@@ -1467,7 +1474,7 @@ impl Sandbox {
     /// Starts `tablo ARGS` with its stdout piped to the test, for a test
     /// that reads only part of it (like `| head -1`).
     pub fn tablo_piped(&self, args: &[&str]) -> Piped {
-        let mut cmd = self.command();
+        let mut cmd = self.command(TABLO);
         cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut proc = Proc::spawn(cmd);
         let stderr = read_all_in_background(proc.child.stderr.take().expect("piped stderr"));

@@ -1,4 +1,4 @@
-//! The board's QR code (docs/board.md §9) through the real binary: a fixed
+//! The board's QR code (docs/board.md §10) through the real binary: a fixed
 //! URL drawn and read back from the PNG board, `auto` on loopback (no code,
 //! one log line saying why), `auto` on every address, `auto` following a
 //! LAN address that moves (in a network namespace of the test's own, with
