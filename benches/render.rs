@@ -53,7 +53,7 @@ use async_tungstenite::tungstenite::{Message, accept};
 use hdrhistogram::Histogram;
 use tablo::board::draw::{draw_header, draw_news};
 use tablo::board::{BoardState, Canvas, Painter, Redrawn, Scope, Shown, draw};
-use tablo::config::{Config, Digits, RowConfig};
+use tablo::config::{BoardQr, Config, Digits, RowConfig};
 use tablo::event::Event;
 
 mod support;
@@ -339,6 +339,16 @@ fn draw_times() {
         whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
     }
     whole.line("1920×1080 whole frame, Persian (rtl, ۰–۹)");
+    let mut config = Config::defaults_in(Path::new("/nonexistent"));
+    config.board.qr = BoardQr::Url("http://192.168.1.23:7070/".into());
+    let (state, _) = filled(BoardState::new(&config.board, &["binance"]), now);
+    let mut painter = Painter::new();
+    draw(&state, now, &mut painter, &mut frame).unwrap();
+    let mut whole = Stats::new();
+    for i in 0..frames {
+        whole.time(|| draw(&state, now + i * 33, &mut painter, &mut frame).unwrap());
+    }
+    whole.line("1920×1080 whole frame with the QR code");
 }
 
 /// `TABLO_BENCH_PART=count`: frames of one kind, for an instruction

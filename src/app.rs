@@ -158,8 +158,8 @@ async fn run_here(
     let (journal, start, restored, positions, keys, rule_state, outboxes) = open_journal(&config)?;
     // The board first, so the last-known prices are on the screen while
     // the rest starts.
-    let board = open_board(&config, &restored)?;
     let local = listener.local_addr().unwrap_or(config.server.listen);
+    let board = open_board(&config, &restored, local)?;
     log::info!("listening on {local} (ws://{local}/ws, http://{local}/healthz)");
     write_listen_file(&config.data_dir, local);
     log_feeds(&config);
@@ -566,11 +566,12 @@ fn free_bytes(dir: &Path) -> io::Result<u64> {
 fn open_board(
     config: &Config,
     restored: &[Event],
+    listen: SocketAddr,
 ) -> Result<Option<(Renderer, BoardFeed)>, RunError> {
     let env = Environment::current(&config.display);
     let (choice, why) = display::choose(&config.display, &env);
     log::info!("board: {} ({why})", choice.name());
-    let first = match renderer::start(config, &choice, restored) {
+    let first = match renderer::start(config, &choice, restored, listen) {
         Ok(board) => return Ok(board),
         Err(e) if config.display.mode != DisplayMode::Auto => return Err(RunError::Display(e)),
         Err(e) => e,
@@ -583,7 +584,7 @@ fn open_board(
     let mut last = first;
     for next in fallbacks {
         log::warn!("{last}; trying {} instead", next.name());
-        match renderer::start(config, &next, restored) {
+        match renderer::start(config, &next, restored, listen) {
             Ok(board) => return Ok(board),
             Err(e) => last = e,
         }

@@ -42,7 +42,8 @@
 //! - [`config`]: the resolved settings, from defaults, the TOML file and
 //!   flags. `clock` (the wall clock and ages), `decimal` (price strings),
 //!   `metrics` (Prometheus text; `metrics::process`, the `process_*`
-//!   metrics from `/proc`), `ratelimit`, `heartbeat`, [`logger`],
+//!   metrics from `/proc`), `ratelimit`, `heartbeat`, `lan` (the LAN
+//!   address phones reach, for the board's QR code), [`logger`],
 //!   [`schedule`] (the screen's opening hours in local time): small
 //!   leaves that import nothing of the crate.
 //! - `fuzzing` (hidden): a narrow door to the private parsers for the
@@ -68,6 +69,7 @@ pub mod fuzzing;
 pub(crate) mod heartbeat;
 pub(crate) mod hub;
 pub mod journal;
+pub(crate) mod lan;
 pub mod logger;
 pub(crate) mod metrics;
 pub(crate) mod outbox;

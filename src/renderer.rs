@@ -24,6 +24,10 @@
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
 //!
+//! With `[board] qr = "auto"` the loop also looks up the listen socket's
+//! LAN address every [`qr::RECHECK`] and redraws the QR code when it moved
+//! (`renderer::qr`); the look-up rides on a wake-up the loop has anyway.
+//!
 //! Outside `[display] schedule`'s hours ([`power`]) the screen goes dark:
 //! nothing is drawn, the thread takes events in batches (so a wake shows
 //! current data) and otherwise sleeps until the next change; waking draws
@@ -31,6 +35,7 @@
 
 mod power;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -51,6 +56,8 @@ use crate::event::Event;
 use crate::heartbeat::{Heartbeat, MAX_QUIET};
 use crate::logger::RateLimited;
 use crate::schedule::zone;
+
+pub mod qr;
 
 /// How long shutdown waits for the renderer to finish its frame.
 const JOIN_WAIT: Duration = Duration::from_secs(1);
@@ -103,12 +110,14 @@ impl Renderer {
 }
 
 /// Starts the renderer for `choice`, drawing `restored` (the journal's
-/// last-known state, marked stale) at once. Returns `None` for
+/// last-known state, marked stale) at once; `listen` is the bound listen
+/// address, for `[board] qr = "auto"`. Returns `None` for
 /// [`Choice::None`]. Fails when the screen cannot be opened.
 pub fn start(
     config: &Config,
     choice: &Choice,
     restored: &[Event],
+    listen: SocketAddr,
 ) -> Result<Option<(Renderer, BoardFeed)>, DisplayError> {
     if *choice == Choice::None {
         return Ok(None);
@@ -119,6 +128,7 @@ pub fn start(
         state.restore(event);
     }
     let fresh = BoardState::new(&config.board, &feeds);
+    let auto_qr = qr::AutoQr::new(&config.board.qr, listen, Instant::now());
     let settings = Settings {
         fps_max: config.display.fps_max,
         rotation: Rotation::from_degrees(config.display.rotate).unwrap_or_default(),
@@ -157,6 +167,7 @@ pub fn start(
                     heart,
                     present_warning: RateLimited::new(Duration::from_secs(60)),
                     clock: BoardClock::new(wall_ms(), Instant::now()),
+                    auto_qr,
                     power,
                 };
                 if run.run(inbox.messages) == Ended::Closed {
@@ -213,6 +224,8 @@ struct Run {
     present_warning: RateLimited,
     /// The board's time: ages, staleness, flashes and pages.
     clock: BoardClock,
+    /// The QR code's URL, for `[board] qr = "auto"`.
+    auto_qr: Option<qr::AutoQr>,
     /// The screen's schedule: on, or dark.
     power: power::Power,
 }
@@ -296,6 +309,12 @@ impl Run {
                 self.state
                     .set_utc_offset_minutes(local_offset_minutes(wall));
                 offset_checked_ms = wall;
+            }
+            if let Some(auto) = &mut self.auto_qr
+                && let Some(code) = auto.poll(now, crate::lan::phone_url)
+            {
+                self.state.set_qr(code);
+                pacer.invalidate();
             }
             if let Some(on) = self.power.turn(now, wall, stepped, &self.state, now_ms) {
                 self.switch(on, &mut pacer);
@@ -430,6 +449,7 @@ impl Run {
                 state.set_clients(self.state.clients());
                 state.set_utc_offset_minutes(self.state.utc_offset_minutes());
                 state.set_clock_offset_ms(self.state.clock_offset_ms());
+                state.set_qr(self.state.qr().cloned());
                 for event in &events {
                     state.apply(event, now_ms);
                 }
@@ -696,6 +716,7 @@ mod tests {
                 heart: Heartbeat::new("renderer"),
                 present_warning: RateLimited::new(Duration::from_secs(60)),
                 clock: BoardClock::new(wall_ms(), Instant::now()),
+                auto_qr: None,
             };
             run.run(inbox.messages)
         });

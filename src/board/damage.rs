@@ -651,4 +651,38 @@ mod tests {
             run_a_market(state.clone(), &symbols, fresh);
         }
     }
+
+    #[test]
+    fn partial_frames_keep_the_qr_code_and_a_new_code_is_a_whole_frame() {
+        let code = |url: &str| crate::board::qr::Qr::encode(url).map(std::sync::Arc::new);
+        let symbols = ["AAA", "BBB", "CCC", "DDD", "EEE"];
+        let mut state = board(&symbols);
+        state.set_qr(code("http://192.168.1.20:7070/"));
+        let layout = Layout::new(&state, Painter::new().text(), Size::new(1920, 1080), NOW);
+        assert!(layout.qr.is_some(), "the code has its place");
+        run_a_market(state.clone(), &symbols, plain(1920, 1080));
+
+        // The address moved (DHCP): the layout and the code change together.
+        let fresh = plain(1920, 1080);
+        let (mut shown, mut painter, mut screen) = (Shown::new(), Painter::new(), fresh());
+        assert_eq!(
+            redraw(&mut shown, &mut painter, &mut screen, &state, NOW, &fresh),
+            None
+        );
+        state.set_qr(code("http://10.0.0.7:7070/"));
+        assert_eq!(
+            redraw(
+                &mut shown,
+                &mut painter,
+                &mut screen,
+                &state,
+                NOW + 10,
+                &fresh
+            ),
+            None,
+            "a new code is a whole frame"
+        );
+        let decoded = crate::board::testing::decode_qr(&screen);
+        assert_eq!(decoded, vec!["http://10.0.0.7:7070/".to_owned()]);
+    }
 }

@@ -27,6 +27,7 @@ use embedded_graphics::{Drawable, Pixel};
 use super::calendar::{DateCache, local_day};
 use super::layout::{self, Layout};
 use super::numbers::{Line, Numbers, localized};
+use super::qr;
 use super::state::{BoardState, Row, SPARK_LEN, Trend, age_label};
 use super::text::{Align, Text, TextStyle, Weight, is_rtl_text};
 use super::theme::{DARK, Theme, mix};
@@ -123,6 +124,7 @@ where
     frame.alert(state)?;
     frame.captions(state)?;
     frame.rows(state)?;
+    frame.qr(state)?;
     frame.news(state)
 }
 
@@ -1316,6 +1318,59 @@ impl<'a, D: DrawTarget<Color = Rgb888>> Drawing<'a, D> {
             .into_styled(PrimitiveStyle::with_fill(color))
             .draw(&mut self.target)?;
         Ok(())
+    }
+
+    /// The QR code to the web board and its caption (`board::qr`). The
+    /// code goes to the mirrored place on a right-to-left board, but its
+    /// modules are never mirrored.
+    fn qr(&mut self, state: &BoardState) -> Result<(), D::Error> {
+        let (Some(place), Some(code)) = (self.layout.qr, state.qr()) else {
+            return Ok(());
+        };
+        let theme = self.theme();
+        let style = TextStyle {
+            size: self.layout.sizes.header_small,
+            weight: Weight::Regular,
+            color: theme.muted,
+            background: theme.background,
+            tabular: false,
+        };
+        let area = place.caption;
+        let (anchor, align) = if place.strip {
+            let cap = self.painter.text.cap_height(style.size, Weight::Regular);
+            let center = area.top_left.y + area.size.height as i32 / 2;
+            (
+                Point::new(bottom_right_x(&area), center + cap / 2),
+                Align::Right,
+            )
+        } else {
+            let descent = style.size as i32 / 3;
+            (
+                Point::new(
+                    area.top_left.x + area.size.width as i32 / 2,
+                    bottom(&area) - descent,
+                ),
+                Align::Center,
+            )
+        };
+        self.text(
+            qr::caption(state.language()),
+            anchor,
+            align,
+            style,
+            area.size.width as i32,
+            &area,
+        )?;
+        let card = self.target.rect(&place.card);
+        let (light, dark) = qr::light_and_dark(theme.text, theme.background);
+        qr::paint(
+            &mut *self.target.inner,
+            code,
+            card,
+            place.module,
+            light,
+            dark,
+        )
     }
 
     fn news(&mut self, state: &BoardState) -> Result<(), D::Error> {

@@ -12,15 +12,17 @@
 
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use embedded_graphics::prelude::Point;
 
 use super::draw::{Painter, draw, draw_news};
 use super::png::{Canvas, encode_with, write_atomically};
+use super::qr::Qr;
 use super::rotate::{Rotated, Rotation};
 use super::state::BoardState;
-use super::testing::{NOW, board_config, demo_board, status, tick_with_open};
+use super::testing::{NOW, board_config, decode_qr, demo_board, status, tick_with_open};
 use crate::config::{Column, Config, Overrides};
 use crate::event::{Alert, Body, Event, FeedState, Level, News, Tick};
 use crate::feed::demo::Demo;
@@ -149,6 +151,67 @@ fn demo_live_800x480_page_2() {
     let (state, now) = live_demo(None);
     let now = on_page(&state, now, 3, 1);
     check_golden("demo_live_800x480_page2", &render(&state, now, 800, 480));
+}
+
+/// A LAN address as `[board] qr = "auto"` finds it, for the QR pictures.
+const QR_URL: &str = "http://192.168.1.23:7070/";
+
+/// `state` showing the QR code of [`QR_URL`].
+fn with_qr(mut state: BoardState) -> BoardState {
+    state.set_qr(Qr::encode(QR_URL).map(Arc::new));
+    state
+}
+
+/// The live demo with the QR code to the web board (docs/board.md §10): a
+/// column at the end of the rows, the code over the news line; the picture
+/// reads back as its URL.
+#[test]
+fn qr_code_demo_live_1920x1080() {
+    let (state, now) = live_demo(None);
+    let frame = render(&with_qr(state), now, 1920, 1080);
+    check_golden("qr_demo_live_1920x1080", &frame);
+    assert_eq!(decode_qr(&frame), [QR_URL]);
+}
+
+/// kiosk/fa-exchange.toml with a QR code: the board mirrors, so the code
+/// sits on the left under a Persian caption, its modules not mirrored.
+#[test]
+fn qr_code_kiosk_persian_exchange_1920x1080() {
+    let state = kiosk_board(
+        "fa-exchange.toml",
+        &[
+            ("USD", "58450", "58650", "0.12"),
+            ("EUR", "63120", "63480", "-0.35"),
+            ("AED", "15890", "15960", "0.08"),
+            ("COIN", "45200000", "45900000", "1.25"),
+            ("HALF", "25100000", "25600000", "0.90"),
+            ("GOLD18", "3948000", "3991000", "-0.40"),
+        ],
+        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت؛ سکهٔ تمام‌بهار در بازار ۴۵٬۲۰۰٬۰۰۰ تومان",
+        210,
+    );
+    let frame = render(&with_qr(state), NOW, 1920, 1080);
+    check_golden("qr_kiosk_fa_exchange_1920x1080", &frame);
+    assert_eq!(decode_qr(&frame), [QR_URL]);
+}
+
+/// Not a picture: the code reads back on small, portrait and rotated
+/// screens, left to right and mirrored.
+#[test]
+fn the_qr_code_reads_back_at_every_size_and_direction() {
+    let (demo, now) = live_demo(None);
+    let mut board = board_config(&["USD:دلار آمریکا", "COIN:سکه"]);
+    board.locale = "fa".into();
+    let persian = BoardState::new(&board, &["rates"]);
+    for (state, now) in [(with_qr(demo), now), (with_qr(persian), NOW)] {
+        for (w, h) in [(800, 480), (1280, 720), (1080, 1920)] {
+            let frame = render(&state, now, w, h);
+            assert_eq!(decode_qr(&frame), [QR_URL], "{w}x{h}");
+        }
+        let mut screen = Rotated::new(Canvas::new(1920, 1080), Rotation::Cw90);
+        draw(&state, now, &mut Painter::new(), &mut screen).unwrap();
+        assert_eq!(decode_qr(&screen.into_inner()), [QR_URL], "rotated");
+    }
 }
 
 /// Last-known prices from the journal, twenty minutes old, drawn at start-up

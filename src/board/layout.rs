@@ -13,6 +13,7 @@ use embedded_graphics::prelude::{Point, Size};
 use embedded_graphics::primitives::Rectangle;
 
 use super::numbers::localized;
+use super::qr::{self, QrPlace};
 use super::state::BoardState;
 use super::text::{Text, TextStyle, Weight};
 use super::theme::DARK;
@@ -108,6 +109,10 @@ pub struct Layout {
     pub rows: Rectangle,
     /// The news line, when there is news.
     pub news: Option<Rectangle>,
+    /// The QR code and its caption, when the board shows one: at the end
+    /// of the rows (a column beside them, or a strip under them on a
+    /// portrait screen), just over the news line.
+    pub qr: Option<QrPlace>,
     /// Space at the left and right of a panel (and of the header).
     pub pad: i32,
     /// Panels of rows side by side.
@@ -156,10 +161,22 @@ impl Layout {
             0
         };
         let top = header_h + alert_h + captions_h;
-        let area_h = (size.height as i32 - top - news_h).max(1);
+        let mut area_h = (size.height as i32 - top - news_h).max(1);
         let row_min = px(design::ROW).max(1);
 
         let pad = px(design::PAD);
+        // The QR code's corner comes out of the rows' area.
+        let qr = state.qr().and_then(|code| {
+            let caption_h = px(design::HEADER_SMALL * 1.8);
+            qr::place(code, size, scale, pad, (top, top + area_h), caption_h)
+        });
+        let mut rows_w = size.width as i32;
+        match qr {
+            Some(place) if place.strip => area_h = (area_h - place.taken).max(1),
+            Some(place) => rows_w = (rows_w - place.taken).max(1),
+            None => {}
+        }
+        let w = rows_w as f32;
         let n = state.rows().len();
         let per_panel_cap = (area_h / row_min).max(1) as usize;
         let natural = Widths::measure(state, text, scale, pad);
@@ -176,7 +193,7 @@ impl Layout {
         let row_height = ((area_h as f32 / per_panel as f32).min(row_min as f32 * ROW_GROWTH))
             .floor()
             .max(1.0) as i32;
-        let panel_width = size.width as i32 / panels as i32;
+        let panel_width = rows_w / panels as i32;
 
         let mut row_scale = scale * (row_height as f32 / row_min as f32).clamp(1.0, FONT_GROWTH);
         let mut widths = Widths::measure(state, text, row_scale, pad);
@@ -217,9 +234,10 @@ impl Layout {
             alert: (alert_h > 0).then(|| rect(0, header_h, size.width as i32, alert_h)),
             captions: (captions_h > 0)
                 .then(|| rect(0, header_h + alert_h, size.width as i32, captions_h)),
-            rows: rect(0, top, size.width as i32, area_h),
+            rows: rect(0, top, rows_w, area_h),
             news: (news_h > 0)
                 .then(|| rect(0, size.height as i32 - news_h, size.width as i32, news_h)),
+            qr,
             pad,
             panels,
             panel_width,

@@ -23,6 +23,7 @@ pub(crate) mod feed;
 pub(crate) mod font;
 pub(crate) mod numbers;
 pub(crate) mod png;
+pub(crate) mod qr;
 pub(crate) mod rotate;
 pub(crate) mod screen;
 pub(crate) mod state;

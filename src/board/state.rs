@@ -14,13 +14,15 @@
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use super::calendar::LocalDate;
 use super::numbers::{Numbers, is_rtl, language};
+use super::qr::Qr;
 use super::words::Language;
-use crate::config::{BoardConfig, Column, RowConfig};
+use crate::config::{BoardConfig, BoardQr, Column, RowConfig};
 use crate::decimal::{self, Decimal};
 use crate::event::{Alert, Body, ClockState, Event, FeedState, Level, Tick, alert_ttl};
 
@@ -368,6 +370,9 @@ pub struct BoardState {
     /// Stamp of the last change outside the rows (see
     /// [`BoardState::changed`]).
     changed: u64,
+    /// The QR code to the web board, when one is shown (shared: a state is
+    /// cloned at every resync).
+    qr: Option<Arc<Qr>>,
 }
 
 impl BoardState {
@@ -409,7 +414,23 @@ impl BoardState {
             clock: None,
             clock_offset_ms: 0,
             changed: stamp(),
+            qr: match &config.qr {
+                BoardQr::Url(url) => Qr::encode(url).map(Arc::new),
+                BoardQr::Auto | BoardQr::Off => None,
+            },
         }
+    }
+
+    /// The QR code the board shows, if any.
+    pub fn qr(&self) -> Option<&Arc<Qr>> {
+        self.qr.as_ref()
+    }
+
+    /// Shows `qr` (or no code); for `[board] qr = "auto"`, whose URL the
+    /// renderer finds and follows.
+    pub fn set_qr(&mut self, qr: Option<Arc<Qr>>) {
+        self.qr = qr;
+        self.changed = stamp();
     }
 
     /// How numbers are written on this board.

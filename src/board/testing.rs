@@ -111,6 +111,22 @@ impl DrawTarget for PixelByPixel {
     }
 }
 
+/// The QR codes in `frame`, read back with `rqrr` (a decoder that shares
+/// no code with the encoder), as their texts.
+pub fn decode_qr(frame: &super::png::Canvas) -> Vec<String> {
+    use embedded_graphics::pixelcolor::RgbColor;
+    let (w, h) = (frame.width as usize, frame.height as usize);
+    let mut image = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        let p = frame.pixel(x as u32, y as u32);
+        ((u32::from(p.r()) * 3 + u32::from(p.g()) * 6 + u32::from(p.b())) / 10) as u8
+    });
+    image
+        .detect_grids()
+        .into_iter()
+        .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+        .collect()
+}
+
 /// Allocations made by the current thread, counted by the lib test
 /// binary's global allocator, so a test can show that a steady-state frame
 /// allocates nothing.

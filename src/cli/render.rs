@@ -21,6 +21,7 @@ use crate::display::DEFAULT_SIZE;
 use crate::event::{Body, Event};
 use crate::feed::demo::Demo;
 use crate::journal::store::{Store, StoreError};
+use crate::renderer::qr::AutoQr;
 
 /// The demo's seed for `render`, so the same command draws the same prices.
 const DEMO_SEED: u64 = 7;
@@ -79,6 +80,13 @@ pub fn render(job: &Render<'_>) -> Result<usize, RenderError> {
     let now = wall_ms();
     let feeds: Vec<&str> = config.feeds.iter().map(|f| f.name.as_str()).collect();
     let mut state = BoardState::new(&config.board, &feeds);
+    // `[board] qr = "auto"`: the code a daemon on `[server] listen` shows.
+    let started = std::time::Instant::now();
+    if let Some(mut auto) = AutoQr::new(&config.board.qr, config.server.listen, started)
+        && let Some(code) = auto.poll(started, crate::lan::phone_url)
+    {
+        state.set_qr(code);
+    }
     // As the daemon does at start: a clock that is not set is said so in
     // the header instead of a wrong time.
     let clock = Event {

@@ -289,7 +289,31 @@ pub struct BoardConfig {
     pub font: Option<PathBuf>,
     /// Rows to show; empty means every symbol seen, in first-seen order.
     pub rows: Vec<RowConfig>,
+    /// The QR code to the web board (docs/board.md §10); default
+    /// [`BoardQr::Auto`].
+    pub qr: BoardQr,
 }
+
+/// `[board] qr`: whether the board shows a QR code that opens the web
+/// board on a phone, and which address it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BoardQr {
+    /// The address nearby phones reach: the listen socket's LAN address,
+    /// found again when it changes. No code while the daemon listens on
+    /// loopback only. The default.
+    Auto,
+    /// No code.
+    Off,
+    /// This `http://` or `https://` URL (a proxy's or a public name), at
+    /// most [`MAX_QR_URL`] bytes of printable ASCII.
+    Url(String),
+}
+
+/// Longest `[board] qr` URL, in bytes. At error correction level M a
+/// 100-byte URL is a version-6 code (41 modules a side); a longer one would
+/// shrink the modules of a code that fits its corner below what a phone
+/// reads from across a room (docs/board.md §10).
+pub const MAX_QR_URL: usize = 100;
 
 /// One `[board] columns` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use super::alert::print_alerts;
 use super::keyword::Keyword;
 use super::raw::OFF;
 use super::units::{format_duration, format_size};
-use super::{Config, JsonPointers};
+use super::{BoardQr, Config, JsonPointers};
 
 impl Config {
     /// The resolved settings as TOML in the config file's layout, for
@@ -160,6 +160,12 @@ impl Config {
             Some(font) => key(&mut out, "font", q_path(font)),
             None => out.push_str("# font: the bundled font\n"),
         }
+        let qr = match &b.qr {
+            BoardQr::Auto => "auto",
+            BoardQr::Off => "off",
+            BoardQr::Url(url) => url,
+        };
+        key(&mut out, "qr", q(qr));
         for row in &b.rows {
             out.push_str("\n[[board.rows]]\n");
             key(&mut out, "symbol", q(&row.symbol));
@@ -330,6 +336,12 @@ mod tests {
         odd.journal.max_bytes = Some(1_000_001);
         odd.journal.max_age = Some(Duration::from_millis(1500));
         assert_eq!(round_trip(&odd), odd);
+        let mut qr = defaults.clone();
+        qr.board.qr = BoardQr::Url("https://rates.example.com/board?x=1#top".into());
+        assert_eq!(round_trip(&qr), qr);
+        qr.board.qr = BoardQr::Off;
+        assert_eq!(round_trip(&qr), qr);
+        assert!(defaults.to_toml().contains("\nqr = \"auto\"\n"));
         let mut off = defaults.clone();
         off.journal.max_events = None;
         off.journal.max_bytes = None;

@@ -134,6 +134,7 @@ pub(super) struct RawBoard {
     pub(super) calendar: Option<Kw<CalendarChoice>>,
     pub(super) font: At<String>,
     pub(super) rows: Vec<Spanned<RawRow>>,
+    pub(super) qr: At<String>,
 }
 
 /// One `[[board.rows]]` as written.

@@ -23,13 +23,14 @@ use super::paths::Paths;
 use super::raw::{At, Limit, OFF, RawBoard, RawConfig, RawDisplay, RawJournal, RawServer};
 use super::units::format_size;
 use super::{
-    BoardConfig, CalendarChoice, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_FB_DEVICE,
-    DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE, DEFAULT_MAX_AGE,
-    DEFAULT_MAX_BYTES, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_EVENTS, DEFAULT_MAX_FRAME_BYTES,
-    DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME, DEFAULT_TITLE, Digits, Direction,
-    DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS, MAX_FLUSH_INTERVAL_MS, MAX_FPS,
-    MAX_FRAME_BYTES, MAX_SIDE, MAX_THREADS, MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides,
-    RowConfig, Schedule, ScreenOff, ServerConfig, THEMES, TokenConfig, WakeOn, default_threads,
+    BoardConfig, BoardQr, CalendarChoice, Column, Config, DEFAULT_CACHE_BYTES, DEFAULT_COLUMNS,
+    DEFAULT_FB_DEVICE, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_FPS_MAX, DEFAULT_LISTEN, DEFAULT_LOCALE,
+    DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_EVENTS,
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_PAGE_SECONDS, DEFAULT_STALE_AFTER, DEFAULT_THEME,
+    DEFAULT_TITLE, Digits, Direction, DisplayConfig, DisplayMode, JournalConfig, MAX_DECIMALS,
+    MAX_FLUSH_INTERVAL_MS, MAX_FPS, MAX_FRAME_BYTES, MAX_QR_URL, MAX_SIDE, MAX_THREADS,
+    MIN_CACHE_BYTES, MIN_FRAME_BYTES, MIN_SIDE, Overrides, RowConfig, Schedule, ScreenOff,
+    ServerConfig, THEMES, TokenConfig, WakeOn, default_threads,
 };
 
 /// Defaults ← file ← overrides, with every value checked.
@@ -521,6 +522,10 @@ fn resolve_board(
             decimals,
         });
     }
+    let qr = match raw.qr {
+        Some(qr) => board_qr(src, qr)?,
+        None => BoardQr::Auto,
+    };
     Ok(BoardConfig {
         title: raw.title.unwrap_or_else(|| DEFAULT_TITLE.to_owned()),
         stale_after,
@@ -532,7 +537,48 @@ fn resolve_board(
         calendar: raw.calendar.map_or(CalendarChoice::Auto, |c| c.0),
         font,
         rows,
+        qr,
     })
+}
+
+/// `[board] qr`: `"auto"`, `"off"`, or an `http://` or `https://` URL with
+/// a host, of printable ASCII (a phone's scanner may not take more), at most
+/// [`MAX_QR_URL`] bytes.
+fn board_qr(src: &Source<'_>, value: Spanned<String>) -> Result<BoardQr, ConfigError> {
+    let text = value.get_ref().as_str();
+    let bad = |why: String| {
+        Err(src.at(
+            value.span(),
+            format!("[board] qr: {text:?} {why}; write \"auto\", \"off\" or a URL such as \"https://rates.example.com/\""),
+        ))
+    };
+    match text {
+        "auto" => return Ok(BoardQr::Auto),
+        "off" => return Ok(BoardQr::Off),
+        _ => {}
+    }
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return bad("is not auto, off, or a URL starting with http:// or https://".into());
+    };
+    if let Some(c) = text.chars().find(|c| !c.is_ascii_graphic()) {
+        return bad(format!(
+            "holds {c:?}: write spaces and other characters percent-encoded (%20) and a domain in punycode (xn--)"
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return bad("has no host name or address after the scheme".into());
+    }
+    if text.len() > MAX_QR_URL {
+        return bad(format!(
+            "is {} bytes long, over {MAX_QR_URL}: a code that long is too fine to scan across a room; use a shorter address",
+            text.len()
+        ));
+    }
+    Ok(BoardQr::Url(value.into_inner()))
 }
 
 #[cfg(test)]
@@ -871,6 +917,52 @@ mod tests {
                 "is not an origin",
             );
         }
+    }
+
+    #[test]
+    fn board_qr_is_auto_off_or_an_http_url() {
+        let qr = |text: &str| load(text).unwrap().board.qr;
+        assert_eq!(qr(""), BoardQr::Auto);
+        assert_eq!(qr("[board]\nqr = \"auto\"\n"), BoardQr::Auto);
+        assert_eq!(qr("[board]\nqr = \"off\"\n"), BoardQr::Off);
+        assert_eq!(
+            qr("[board]\nqr = \"https://rates.example.com:8443/board?b=1\"\n"),
+            BoardQr::Url("https://rates.example.com:8443/board?b=1".into())
+        );
+        assert_eq!(
+            qr("[board]\nqr = \"http://[fd00::7]:7070/\"\n"),
+            BoardQr::Url("http://[fd00::7]:7070/".into())
+        );
+        check_err(
+            "[board]\ntitle = \"x\"\nqr = \"yes\"\n",
+            3,
+            "[board] qr: \"yes\" is not auto, off, or a URL starting with http:// or https://; write \"auto\", \"off\" or a URL",
+        );
+        check_err(
+            "[board]\nqr = \"ftp://files.example.com/\"\n",
+            2,
+            "is not auto, off, or a URL",
+        );
+        check_err("[board]\nqr = \"https://\"\n", 2, "has no host");
+        check_err("[board]\nqr = \"http://:7070/\"\n", 2, "has no host");
+        check_err(
+            "[board]\nqr = \"https://example.com/a b\"\n",
+            2,
+            "holds ' ': write spaces and other characters percent-encoded",
+        );
+        check_err(
+            "[board]\nqr = \"https://نرخ.example/\"\n",
+            2,
+            "a domain in punycode",
+        );
+        let long = format!("[board]\nqr = \"https://example.com/{}\"\n", "a".repeat(81));
+        check_err(&long, 2, "is 101 bytes long, over 100");
+        let fits = format!("https://example.com/{}", "a".repeat(80));
+        assert_eq!(
+            qr(&format!("[board]\nqr = \"{fits}\"\n")),
+            BoardQr::Url(fits)
+        );
+        check_err("[board]\nqr = 1\n", 2, "[board]");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod layers;
 mod limits;
 mod mqtt;
 mod protocol;
+mod qr;
 mod relay;
 mod rules;
 mod screen;
