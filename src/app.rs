@@ -171,12 +171,6 @@ async fn run_here(
     let rules = start_rules(&config, &rule_state, &restored);
     hub.restore(restored, Instant::now(), clock::wall_ms());
     hub.attach_rules(rules);
-    // The clock's state before any client can ask (and then every
-    // CHECK_INTERVAL, below).
-    let clock_state = HubMsg::Clock {
-        state: clock::sync::check(),
-    };
-    hub.handle(clock_state, Instant::now(), clock::wall_ms());
     hub.restore_keys(keys);
     let hub_heart = hub.heartbeat();
     let (renderer, closed) = match board {
@@ -187,6 +181,13 @@ async fn run_here(
         }
         None => (None, None),
     };
+    // The clock's state before any client can ask (and then every
+    // CHECK_INTERVAL, below); after the board is attached, so a first run's
+    // board hears it too.
+    let clock_state = HubMsg::Clock {
+        state: clock::sync::check(),
+    };
+    hub.handle(clock_state, Instant::now(), clock::wall_ms());
     let mut hub = spawn_hub(hub, hub_rx);
     let clock_watch = crate::exec::spawn(watch_clock(hub_tx.clone(), clock::sync::check));
     let feeds = spawn_feeds(&config, &hub_tx, &positions, outboxes.as_ref());
