@@ -177,19 +177,7 @@ fn qr_code_demo_live_1920x1080() {
 /// sits on the left under a Persian caption, its modules not mirrored.
 #[test]
 fn qr_code_kiosk_persian_exchange_1920x1080() {
-    let state = kiosk_board(
-        "fa-exchange.toml",
-        &[
-            ("USD", "58450", "58650", "0.12"),
-            ("EUR", "63120", "63480", "-0.35"),
-            ("AED", "15890", "15960", "0.08"),
-            ("COIN", "45200000", "45900000", "1.25"),
-            ("HALF", "25100000", "25600000", "0.90"),
-            ("GOLD18", "3948000", "3991000", "-0.40"),
-        ],
-        "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت؛ سکهٔ تمام‌بهار در بازار ۴۵٬۲۰۰٬۰۰۰ تومان",
-        210,
-    );
+    let state = persian_exchange();
     let frame = render(&with_qr(state), NOW, 1920, 1080);
     check_golden("qr_kiosk_fa_exchange_1920x1080", &frame);
     assert_eq!(decode_qr(&frame), [QR_URL]);
@@ -371,10 +359,10 @@ pub(crate) fn kiosk_board(
     state
 }
 
-/// kiosk/fa-exchange.toml: Persian, right to left, Persian digits, Toman.
-#[test]
-fn kiosk_persian_exchange_1920x1080() {
-    let state = kiosk_board(
+/// kiosk/fa-exchange.toml with six rates and a Persian headline, as the
+/// Persian exchange goldens show it.
+fn persian_exchange() -> BoardState {
+    kiosk_board(
         "fa-exchange.toml",
         &[
             ("USD", "58450", "58650", "0.12"),
@@ -386,7 +374,13 @@ fn kiosk_persian_exchange_1920x1080() {
         ],
         "نرخ حواله درهم امروز ۰٫۲٪ بالا رفت؛ سکهٔ تمام‌بهار در بازار ۴۵٬۲۰۰٬۰۰۰ تومان",
         210,
-    );
+    )
+}
+
+/// kiosk/fa-exchange.toml: Persian, right to left, Persian digits, Toman.
+#[test]
+fn kiosk_persian_exchange_1920x1080() {
+    let state = persian_exchange();
     check_golden(
         "kiosk_fa_exchange_1920x1080",
         &render(&state, NOW, 1920, 1080),
