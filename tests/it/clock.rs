@@ -20,7 +20,22 @@ use crate::harness::{Client, Daemon, FakeUpstream, Sandbox};
 use crate::relay::{binance_ticker, is_tick};
 
 /// Where Debian's libfaketime package puts the library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+pub(crate) const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Whether [`LIBFAKETIME`] is installed; a test without it is skipped
+/// (and says so), except under `CI=true`, where `.ci/run` installs it and
+/// its absence fails the test.
+pub(crate) fn libfaketime_is_there() -> bool {
+    if Path::new(LIBFAKETIME).exists() {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{LIBFAKETIME} is missing under CI=true; .ci/run installs it (apt-get install libfaketime)"
+    );
+    eprintln!("SKIPPED: {LIBFAKETIME} is missing (apt-get install libfaketime)");
+    false
+}
 
 /// 90 days in ms.
 const NINETY_DAYS_MS: u64 = 90 * 86_400_000;
@@ -66,12 +81,7 @@ async fn durable_tick(
 
 #[test]
 fn clock_steps_of_90_days_trim_nothing_and_never_turn_ts_back() {
-    if !Path::new(LIBFAKETIME).exists() {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "{LIBFAKETIME} is missing under CI=true; .ci/run installs it (apt-get install libfaketime)"
-        );
-        eprintln!("SKIPPED: {LIBFAKETIME} is missing (apt-get install libfaketime)");
+    if !libfaketime_is_there() {
         return;
     }
     smol::block_on(async {
