@@ -27,10 +27,13 @@
 //! The writer comes round at least every [`MAX_QUIET`] even when idle, and
 //! beats its [`Heartbeat`] each time, so the service watchdog can tell an
 //! idle writer from one stuck in the disk. An idle round writes nothing: a
-//! commit happens only when something changed.
+//! commit happens only when something changed. A writer that found a whole
+//! flush interval with nothing to commit stops ticking until an append rings
+//! it (`JournalStatus::asleep`), so an idle daemon's journal costs one
+//! wake-up a second, not one per flush interval.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -318,6 +321,10 @@ pub struct JournalStatus {
     pub pending_acks: AtomicU64,
     /// Each `[[forward]]` rule's outbox counters, in config order.
     pub forward: Vec<Arc<OutboxStats>>,
+    /// Whether the writer sleeps past its commit tick, having found a
+    /// whole flush interval with nothing to commit: the next append then
+    /// rings it ([`JournalHandle::try_append`]).
+    asleep: AtomicBool,
 }
 
 impl JournalStatus {
@@ -424,7 +431,13 @@ impl JournalHandle {
         };
         match self.appends.try_send(msg) {
             Ok(()) => {
-                if near_lease {
+                // Pairs with the fence in `Writer::fall_asleep`: either the
+                // writer sees this append in its inbox, or this sees it
+                // asleep.
+                fence(Ordering::SeqCst);
+                let asleep = self.status.asleep.load(Ordering::Relaxed)
+                    && self.status.asleep.swap(false, Ordering::Relaxed);
+                if near_lease || asleep {
                     // Full means a ring is already pending.
                     let _ = self.bell.try_send(());
                 }
@@ -604,6 +617,10 @@ impl Writer {
         }
         let mut now = Instant::now();
         let mut deadline = now + self.config.flush_interval;
+        // Whether the last round found a whole flush interval with nothing
+        // to commit: then the writer waits up to MAX_QUIET, not to its
+        // deadline, and the next append rings it.
+        let mut asleep = false;
         // Set again only when the time changes: arming a timer is a message
         // to the reactor's thread.
         let mut wake_at = deadline.min(now + MAX_QUIET);
@@ -640,13 +657,30 @@ impl Writer {
             }
             now = Instant::now();
             self.heart.beat_at(now);
-            if now >= deadline || self.lease_running_out() {
+            if asleep {
+                asleep = self.may_sleep() && self.fall_asleep(&appends);
+                if !asleep {
+                    // Woken by work: it commits one flush interval from
+                    // now, the bound it has when awake.
+                    self.status.asleep.store(false, Ordering::Relaxed);
+                    deadline = now + self.config.flush_interval;
+                }
+            }
+            if !asleep && (now >= deadline || self.lease_running_out()) {
+                let quiet = self.may_sleep();
                 self.tick(now);
                 deadline = now + self.config.flush_interval;
+                if quiet && self.may_sleep() {
+                    asleep = self.fall_asleep(&appends);
+                }
             }
             // A flush interval longer than MAX_QUIET still wakes the writer
             // in time to beat.
-            let next = deadline.min(now + MAX_QUIET);
+            let next = if asleep {
+                now + MAX_QUIET
+            } else {
+                deadline.min(now + MAX_QUIET)
+            };
             if now >= wake_at || next < wake_at {
                 wake_at = next;
                 timer.set_at(wake_at);
@@ -778,6 +812,27 @@ impl Writer {
         } else {
             self.status.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Whether nothing waits for a commit or a retry: nothing dirty, no
+    /// publish waiting for its ack, no key waiting for its event, and an
+    /// open store.
+    fn may_sleep(&self) -> bool {
+        !self.dirty && self.acks.is_empty() && self.keys.is_empty() && self.store.is_some()
+    }
+
+    /// Marks the writer asleep unless an append came in meanwhile; true if
+    /// it is. The flag is stored before the inbox is looked at, and an
+    /// appender pushes before it looks at the flag, with a SeqCst fence
+    /// between on both sides, so an append is never left waiting unrung.
+    fn fall_asleep(&self, appends: &Receiver<JournalMsg>) -> bool {
+        self.status.asleep.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if appends.is_empty() {
+            return true;
+        }
+        self.status.asleep.store(false, Ordering::Relaxed);
+        false
     }
 
     /// Whether the stored events have come within [`LEASE_EARLY`] of the
@@ -1147,5 +1202,55 @@ mod tests {
         // Truly off for 90 days, the clock set at both ends: the old events
         // are 90 days old and go; the new one stays.
         assert_eq!(events_kept_after_a_step(-ninety, true, Synchronized), 1);
+    }
+
+    /// An idle writer sleeps past its commit tick, and the first append
+    /// after it rings it: committed within a flush interval, not at the
+    /// writer's next round a MAX_QUIET later; then it sleeps again.
+    #[test]
+    fn an_idle_writer_sleeps_and_the_next_append_wakes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("journal");
+        let store = Store::open(&dir, 1 << 20).unwrap().store;
+        let config = WriterConfig {
+            dir,
+            cache_bytes: 1 << 20,
+            flush_interval: Duration::from_millis(5),
+            retention: Retention::default(),
+            clock: ClockState::Unknown,
+            forward: None,
+        };
+        let journal = Journal::start(store, "0123456789abcdef".into(), 0, config).unwrap();
+        let handle = journal.handle();
+        let wait = |what: &str, done: &dyn Fn() -> bool| {
+            let give_up = Instant::now() + Duration::from_secs(10);
+            while !done() {
+                assert!(Instant::now() < give_up, "{what}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let asleep = || handle.status.asleep.load(Ordering::Relaxed);
+        for seq in 1..=3 {
+            wait("the writer never fell asleep", &asleep);
+            // It just fell asleep: its own next round is a MAX_QUIET away.
+            let appended = Instant::now();
+            assert!(handle.try_append(JournalMsg::Append {
+                seq,
+                json: Utf8Bytes::from_static("{}"),
+                put: None,
+                remove: None,
+            }));
+            assert!(!asleep(), "the append did not wake the writer");
+            wait("the append was never committed", &|| {
+                handle.status.durable_seq.load(Ordering::Acquire) >= seq
+            });
+            assert!(
+                appended.elapsed() < MAX_QUIET / 2,
+                "seq {seq} waited {:?} for its commit",
+                appended.elapsed()
+            );
+        }
+        drop(handle);
+        journal.close();
     }
 }
