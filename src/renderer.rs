@@ -169,6 +169,8 @@ pub fn start(
                     clock: BoardClock::new(wall_ms(), Instant::now()),
                     auto_qr,
                     power,
+                    copy_all: true,
+                    copied_all_at: Instant::now(),
                 };
                 if run.run(inbox.messages) == Ended::Closed {
                     let _ = closed_tx.try_send(());
@@ -228,7 +230,19 @@ struct Run {
     auto_qr: Option<qr::AutoQr>,
     /// The screen's schedule: on, or dark.
     power: power::Power,
+    /// Whether the screen may not hold the frame's last shown state (a
+    /// new screen, a black frame, an expose, a failed present): the next
+    /// present copies everything.
+    copy_all: bool,
+    /// When everything was last copied (see [`COPY_ALL_EVERY`]).
+    copied_all_at: Instant,
 }
+
+/// Even with nothing lost, everything is copied this often: what another
+/// program (the console's cursor, a stray `cat > /dev/fb0`) wrote into the
+/// framebuffer lasts at most this long. On this machine a whole 1080p copy
+/// costs a few milliseconds, a minute's idle frames a fraction of that.
+const COPY_ALL_EVERY: Duration = Duration::from_secs(60);
 
 /// The board's time: the wall clock at the renderer's start, advanced by the
 /// monotonic clock. Ages and staleness are measured on it, so a step of the
@@ -292,11 +306,13 @@ impl Run {
                 Polled::Same => {}
                 Polled::Exposed => {
                     shown.forget();
+                    self.copy_all = true;
                     pacer.invalidate();
                 }
                 Polled::Resized(w, h) => {
                     target = self.target((w, h));
                     shown.forget();
+                    self.copy_all = true;
                     pacer.invalidate();
                 }
                 Polled::Closed => {
@@ -321,6 +337,7 @@ impl Run {
                 // Dark, the screen showed black (or nothing): whatever it
                 // shows after a switch, the next frame is whole.
                 shown.forget();
+                self.copy_all = true;
             }
             if self.power.dark() {
                 if polled != Polled::Same && self.power.painted_black() {
@@ -342,6 +359,7 @@ impl Run {
                 if shift != target.shift() {
                     target.set_shift(shift);
                     shown.forget();
+                    self.copy_all = true;
                     pacer.invalidate();
                 }
             }
@@ -354,7 +372,7 @@ impl Run {
                         &mut target,
                         Scope::Everything,
                     );
-                    self.show_redrawn(&target, redrawn, now);
+                    self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_full(&self.state, now, now_ms);
                 }
                 FrameDue::Strips { header, .. } => {
@@ -365,7 +383,7 @@ impl Run {
                         &mut target,
                         Scope::Strips,
                     );
-                    self.show_redrawn(&target, redrawn, now);
+                    self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_strips(now, now_ms, header);
                 }
                 // A whole frame is due already, held back by the frame cap:
@@ -408,6 +426,7 @@ impl Run {
     fn show_black(&mut self) {
         let (width, height) = self.screen.size();
         let black = Canvas::new(width, height);
+        self.copy_all = true;
         if let Err(e) = self.screen.present(&black, Damage::All) {
             log::warn!("cannot show the black frame: {e}");
         }
@@ -458,18 +477,32 @@ impl Run {
         }
     }
 
-    /// Shows what `Shown::redraw` drew: the whole frame, or only the
-    /// rectangles it redrew (mapped to the screen); nothing when nothing
-    /// changed.
+    /// Shows what `Shown::redraw` drew: the pixels of the frame that
+    /// changed, or only the rectangles it redrew (mapped to the screen);
+    /// everything when the screen may have lost the frame or every
+    /// [`COPY_ALL_EVERY`]; nothing when nothing was redrawn.
     fn show_redrawn<E>(
         &mut self,
-        target: &Rotated<Canvas>,
+        target: &mut Rotated<Canvas>,
         redrawn: Result<Redrawn<'_>, E>,
         started: Instant,
     ) {
+        let copy_all =
+            self.copy_all || started.duration_since(self.copied_all_at) >= COPY_ALL_EVERY;
         match redrawn {
-            Ok(Redrawn::Whole) => self.show(target, Damage::All, started, false),
+            Ok(Redrawn::Whole) => {
+                let damage = if copy_all {
+                    Damage::All
+                } else {
+                    Damage::Changed
+                };
+                self.show(target, damage, started, false);
+            }
             Ok(Redrawn::Areas(drawn)) if !drawn.is_empty() => {
+                if copy_all {
+                    self.show(target, Damage::All, started, true);
+                    return;
+                }
                 let mut areas = [Rectangle::zero(); MAX_AREAS];
                 for (area, drawn) in areas.iter_mut().zip(drawn) {
                     *area = target.map_rect(drawn);
@@ -480,16 +513,26 @@ impl Run {
         }
     }
 
+    /// Presents the frame; once shown, its changes are cleared (the
+    /// screen holds them), and a failure makes the next present whole.
     fn show(
         &mut self,
-        target: &Rotated<Canvas>,
+        target: &mut Rotated<Canvas>,
         damage: Damage<'_>,
         started: Instant,
         partial: bool,
     ) {
         match self.screen.present(target.inner(), damage) {
-            Ok(()) => self.shared.stats.record(started.elapsed(), partial),
+            Ok(()) => {
+                self.shared.stats.record(started.elapsed(), partial);
+                target.inner_mut().clear_changes();
+                if damage == Damage::All {
+                    self.copy_all = false;
+                    self.copied_all_at = started;
+                }
+            }
             Err(e) => {
+                self.copy_all = true;
                 self.shared
                     .stats
                     .present_errors
@@ -664,7 +707,7 @@ mod tests {
 
         fn present(&mut self, _: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
             let areas = match damage {
-                Damage::All => None,
+                Damage::All | Damage::Changed => None,
                 Damage::Areas(areas) => Some(areas.to_vec()),
             };
             let _ = self.presents.send(areas);
@@ -717,6 +760,8 @@ mod tests {
                 present_warning: RateLimited::new(Duration::from_secs(60)),
                 clock: BoardClock::new(wall_ms(), Instant::now()),
                 auto_qr: None,
+                copy_all: true,
+                copied_all_at: Instant::now(),
             };
             run.run(inbox.messages)
         });

@@ -10,8 +10,11 @@
 //! state at `now_ms`:
 //!
 //! - when anything outside the rows changed (the layout, which follows
-//!   every row's values; the page; news, alerts, feed status, the time
-//!   zone; a row added), it draws the whole frame;
+//!   every row's values; news, alerts, feed status, the time zone; a row
+//!   added), it draws the whole frame;
+//! - when only the page turned, it redraws every row slot's band (an
+//!   empty one on a shorter last page) and the header, which numbers the
+//!   page;
 //! - otherwise it redraws the band of each row whose stamp or look changed
 //!   (`draw::draw_row`), the header when its clock second or client count
 //!   changed, and the news strip when it scrolled (even when every row
@@ -214,6 +217,28 @@ impl Shown {
         let rows = layout.page_rows(page, state.rows().len());
         let mut n = 0;
         if scope == Scope::Everything {
+            if let Some(before) = &self.frame
+                && before.page != frame.page
+                && (FrameKey {
+                    page: frame.page,
+                    ..before.clone()
+                }) == frame
+            {
+                // Only the page turned: every slot shows another row (or
+                // none, on a shorter last page), and the header another
+                // page number; the captions, the news and the rest stay.
+                let slots = before.layout.page_rows(before.page, before.rows).len();
+                for slot in rows.len()..slots.max(rows.len()) {
+                    self.areas[n] = draw_row(state, now_ms, painter, target, layout, slot)?;
+                    self.rows[slot] = None;
+                    n += 1;
+                }
+                for key in &mut self.rows[..rows.len()] {
+                    *key = None;
+                }
+                self.header = None;
+                self.frame = Some(frame.clone());
+            }
             if self.frame.as_ref() != Some(&frame) {
                 draw_laid_out(state, now_ms, painter, target, layout)?;
                 self.header = Some(header);
@@ -464,7 +489,7 @@ mod tests {
     }
 
     #[test]
-    fn a_change_outside_the_rows_redraws_the_whole_frame() {
+    fn a_change_outside_the_rows_redraws_the_whole_frame_a_page_turn_only_the_rows() {
         let symbols: Vec<String> = (0..12).map(|i| format!("S{i:02}")).collect();
         let symbols: Vec<&str> = symbols.iter().map(String::as_str).collect();
         let mut state = board(&symbols);
@@ -489,8 +514,13 @@ mod tests {
             tick_with_open(symbols[hidden], "100.01", "100.00"),
         );
         assert_eq!(r(&state, t0 + 200), Some(vec![]));
-        // The page turns.
-        assert_eq!(r(&state, t0 - 100 + page_ms), None);
+        // The page turns: every row's band and the header (its page
+        // number), not the captions or the rest.
+        let turned = r(&state, t0 - 100 + page_ms).expect("bands, not a whole frame");
+        let slots = layout.page_rows(page, symbols.len()).len();
+        let mut want: Vec<Rectangle> = (0..slots).map(|slot| layout.row_rect(slot)).collect();
+        want.push(layout.header);
+        assert_eq!(turned, want);
         let t = t0 - 100 + page_ms + 10;
         // A price too wide for its column: the columns move.
         apply(

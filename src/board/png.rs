@@ -1,7 +1,13 @@
 //! An in-memory frame, and the board as a PNG file.
 //!
 //! [`Canvas`] is a plain `0x00RRGGBB` pixel buffer (the layout of a minifb
-//! window and of a 32 bpp framebuffer) that the board draws into.
+//! window and of a 32 bpp framebuffer) that the board draws into. It
+//! writes a pixel only when its colour changes and remembers, per line,
+//! the span of pixels that changed since [`Canvas::clear_changes`], so a
+//! screen copies just those: on a Pi's framebuffer (uncached memory) and
+//! in a VM that charges for the first write to a page after a pause, a
+//! clock that ticks then costs a few hundred pixels a second, not its
+//! whole strip.
 //! [`encode`] turns it into PNG bytes; [`write_atomically`] puts those in a
 //! file so that a reader (a web server, a screenshot script) never sees half
 //! a picture.
@@ -20,25 +26,122 @@ use embedded_graphics::prelude::{
 };
 use embedded_graphics::primitives::Rectangle;
 
-/// A frame of `width × height` pixels, row by row, each `0x00RRGGBB`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A frame of `width × height` pixels, row by row, each `0x00RRGGBB`,
+/// with the span of each line that changed since the frame was last shown
+/// (see the module docs). Two canvases are equal when their pixels are.
+#[derive(Clone, Debug)]
 pub struct Canvas {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// `width × height` pixels, top row first.
+    /// `width × height` pixels, top row first. Drawing through
+    /// [`DrawTarget`] records what changed; a direct write here does not
+    /// (call [`Canvas::mark_all_changed`] after one).
     pub pixels: Vec<u32>,
+    /// Per line, the changed pixels `start..end` (empty: none).
+    changed: Vec<Span>,
 }
 
+/// Columns `start..end` of one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    const NONE: Span = Span {
+        start: u32::MAX,
+        end: 0,
+    };
+
+    fn add(&mut self, start: usize, end: usize) {
+        self.start = self.start.min(start as u32);
+        self.end = self.end.max(end as u32);
+    }
+}
+
+impl PartialEq for Canvas {
+    fn eq(&self, other: &Canvas) -> bool {
+        (self.width, self.height) == (other.width, other.height) && self.pixels == other.pixels
+    }
+}
+
+impl Eq for Canvas {}
+
 impl Canvas {
-    /// A black frame.
+    /// A black frame, all of it changed (a screen holds anything before
+    /// it is first shown).
     pub fn new(width: u32, height: u32) -> Canvas {
-        Canvas {
+        let mut canvas = Canvas {
             width,
             height,
             pixels: vec![0; width as usize * height as usize],
+            changed: vec![Span::NONE; height as usize],
+        };
+        canvas.mark_all_changed();
+        canvas
+    }
+
+    /// The columns of line `y` that changed since [`Canvas::clear_changes`],
+    /// if any.
+    pub fn changed_in_line(&self, y: u32) -> Option<std::ops::Range<u32>> {
+        let span = self.changed.get(y as usize)?;
+        (span.start < span.end).then_some(span.start..span.end)
+    }
+
+    /// The smallest rectangle around every changed pixel; `None` when none
+    /// changed.
+    pub fn changed_bounds(&self) -> Option<Rectangle> {
+        let mut lines = self
+            .changed
+            .iter()
+            .enumerate()
+            .filter(|(_, span)| span.start < span.end);
+        let (top, first) = lines.next()?;
+        let (mut bottom, mut left, mut right) = (top, first.start, first.end);
+        for (y, span) in lines {
+            bottom = y;
+            left = left.min(span.start);
+            right = right.max(span.end);
         }
+        Some(Rectangle::new(
+            Point::new(left as i32, top as i32),
+            Size::new(right - left, (bottom - top + 1) as u32),
+        ))
+    }
+
+    /// Whether any pixel changed since [`Canvas::clear_changes`].
+    pub fn has_changes(&self) -> bool {
+        self.changed.iter().any(|span| span.start < span.end)
+    }
+
+    /// The frame was shown: nothing has changed since.
+    pub fn clear_changes(&mut self) {
+        self.changed.fill(Span::NONE);
+    }
+
+    /// Counts every pixel as changed (after writing `pixels` directly, or
+    /// when the screen lost what it showed).
+    pub fn mark_all_changed(&mut self) {
+        self.changed.fill(Span {
+            start: 0,
+            end: self.width,
+        });
+    }
+
+    /// Sets columns `left..right` of line `y` to `value`, writing only from
+    /// the first pixel that differs to the last, and records that span.
+    fn fill_line(&mut self, y: usize, left: usize, right: usize, value: u32) {
+        let start = y * self.width as usize;
+        let line = &mut self.pixels[start + left..start + right];
+        let Some(first) = first_other(line, value) else {
+            return;
+        };
+        let last = first + last_other(&line[first..], value).unwrap_or(0);
+        line[first..=last].fill(value);
+        self.changed[y].add(left + first, left + last + 1);
     }
 
     /// The colour at `(x, y)`; black outside the frame.
@@ -97,6 +200,41 @@ pub(crate) fn within(area: &Rectangle, width: u32, height: u32) -> bool {
         && u64::from(y as u32) + u64::from(area.size.height) <= u64::from(height)
 }
 
+/// The first pixel of `line` that is not `value`. Most fills find none
+/// (a background painted over itself), so the line is compared in blocks
+/// the compiler turns into vector compares, then searched within the
+/// block that differs.
+fn first_other(line: &[u32], value: u32) -> Option<usize> {
+    const BLOCK: usize = 16;
+    let blocks = line.chunks_exact(BLOCK);
+    let tail = blocks.remainder();
+    for (i, block) in blocks.enumerate() {
+        if block.iter().fold(0, |acc, &p| acc | (p ^ value)) != 0 {
+            return block
+                .iter()
+                .position(|&p| p != value)
+                .map(|at| i * BLOCK + at);
+        }
+    }
+    let at = line.len() - tail.len();
+    tail.iter().position(|&p| p != value).map(|i| at + i)
+}
+
+/// The last pixel of `line` that is not `value` ([`first_other`] from the
+/// end).
+fn last_other(line: &[u32], value: u32) -> Option<usize> {
+    const BLOCK: usize = 16;
+    let blocks = line.rchunks_exact(BLOCK);
+    let head = blocks.remainder();
+    for (i, block) in blocks.enumerate() {
+        if block.iter().fold(0, |acc, &p| acc | (p ^ value)) != 0 {
+            let start = line.len() - (i + 1) * BLOCK;
+            return block.iter().rposition(|&p| p != value).map(|at| start + at);
+        }
+    }
+    head.iter().rposition(|&p| p != value)
+}
+
 fn pack(color: Rgb888) -> u32 {
     u32::from(color.r()) << 16 | u32::from(color.g()) << 8 | u32::from(color.b())
 }
@@ -117,7 +255,12 @@ impl DrawTarget for Canvas {
     {
         for Pixel(at, color) in pixels {
             if let Some(i) = self.index(at) {
-                self.pixels[i] = pack(color);
+                let value = pack(color);
+                if self.pixels[i] != value {
+                    self.pixels[i] = value;
+                    let x = at.x as usize;
+                    self.changed[at.y as usize].add(x, x + 1);
+                }
             }
         }
         Ok(())
@@ -129,10 +272,9 @@ impl DrawTarget for Canvas {
             return Ok(());
         };
         let value = pack(color);
-        let (left, right) = (area.top_left.x as usize, bottom_right.x as usize);
-        for y in area.top_left.y..=bottom_right.y {
-            let row = y as usize * self.width as usize;
-            self.pixels[row + left..=row + right].fill(value);
+        let (left, right) = (area.top_left.x as usize, bottom_right.x as usize + 1);
+        for y in area.top_left.y as usize..=bottom_right.y as usize {
+            self.fill_line(y, left, right, value);
         }
         Ok(())
     }
@@ -161,18 +303,30 @@ impl DrawTarget for Canvas {
         let mut colors = colors.into_iter();
         for y in top..top + area.size.height as usize {
             let start = y * stride + left;
-            for (pixel, color) in self.pixels[start..start + width]
+            let mut span = Span::NONE;
+            for (x, (pixel, color)) in self.pixels[start..start + width]
                 .iter_mut()
                 .zip(colors.by_ref())
+                .enumerate()
             {
-                *pixel = pack(color);
+                let value = pack(color);
+                if *pixel != value {
+                    *pixel = value;
+                    span.add(x, x + 1);
+                }
+            }
+            if span.start < span.end {
+                self.changed[y].add(left + span.start as usize, left + span.end as usize);
             }
         }
         Ok(())
     }
 
     fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {
-        self.pixels.fill(pack(color));
+        let (width, value) = (self.width as usize, pack(color));
+        for y in 0..self.height as usize {
+            self.fill_line(y, 0, width, value);
+        }
         Ok(())
     }
 }
@@ -293,6 +447,104 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["board.png"]);
+    }
+
+    /// What changed since the frame was last shown, line by line.
+    fn changes(frame: &Canvas) -> Vec<Option<std::ops::Range<u32>>> {
+        (0..frame.height)
+            .map(|y| frame.changed_in_line(y))
+            .collect()
+    }
+
+    #[test]
+    fn only_pixels_that_change_colour_are_recorded() {
+        let mut frame = Canvas::new(8, 4);
+        assert_eq!(
+            changes(&frame),
+            vec![Some(0..8); 4],
+            "a new frame is all new"
+        );
+        frame.clear_changes();
+        assert!(!frame.has_changes());
+        // Black on black: nothing changes.
+        frame.clear(Rgb888::BLACK).unwrap();
+        frame
+            .fill_solid(
+                &Rectangle::new(Point::new(1, 1), Size::new(4, 2)),
+                Rgb888::BLACK,
+            )
+            .unwrap();
+        assert_eq!(frame.changed_bounds(), None);
+        // A red box, then a fill over it that repaints part of it red.
+        let red = Rgb888::RED;
+        frame
+            .fill_solid(&Rectangle::new(Point::new(2, 1), Size::new(3, 2)), red)
+            .unwrap();
+        frame.clear_changes();
+        frame
+            .fill_solid(&Rectangle::new(Point::new(0, 1), Size::new(6, 1)), red)
+            .unwrap();
+        // Columns 2..5 were red already: the span is 0..6 (the first to the
+        // last pixel that changed), line 2 untouched.
+        assert_eq!(changes(&frame), vec![None, Some(0..6), None, None]);
+        frame.clear_changes();
+        frame
+            .fill_solid(&Rectangle::new(Point::new(0, 1), Size::new(6, 1)), red)
+            .unwrap();
+        assert!(!frame.has_changes(), "the same fill again changes nothing");
+        // A run of pixels, the same as what is there but for one.
+        let line: Vec<u32> = frame.pixels[8..16].to_vec();
+        let mut colors: Vec<Rgb888> = line
+            .iter()
+            .map(|&p| Rgb888::new((p >> 16) as u8, (p >> 8) as u8, p as u8))
+            .collect();
+        colors[7] = Rgb888::GREEN;
+        frame
+            .fill_contiguous(&Rectangle::new(Point::new(0, 1), Size::new(8, 1)), colors)
+            .unwrap();
+        assert_eq!(changes(&frame), vec![None, Some(7..8), None, None]);
+        frame
+            .draw_iter([
+                Pixel(Point::new(3, 3), Rgb888::BLUE),
+                Pixel(Point::new(5, 3), Rgb888::BLUE),
+                Pixel(Point::new(6, 3), Rgb888::BLACK),
+                Pixel(Point::new(9, 3), Rgb888::BLUE),
+            ])
+            .unwrap();
+        assert_eq!(changes(&frame), vec![None, Some(7..8), None, Some(3..6)]);
+        assert_eq!(
+            frame.changed_bounds(),
+            Some(Rectangle::new(Point::new(3, 1), Size::new(5, 3)))
+        );
+        // Equal pixels are equal frames, whatever they record.
+        let mut other = frame.clone();
+        other.clear_changes();
+        assert_eq!(other, frame);
+        other.mark_all_changed();
+        assert_eq!(changes(&other), vec![Some(0..8); 4]);
+    }
+
+    #[test]
+    fn the_first_and_last_other_pixels_are_found_in_any_block_and_the_tail() {
+        for len in [0, 1, 15, 16, 17, 40] {
+            let line = vec![7u32; len];
+            assert_eq!(first_other(&line, 7), None, "len {len}");
+            assert_eq!(last_other(&line, 7), None, "len {len}");
+            for at in 0..len {
+                let mut line = line.clone();
+                line[at] = 8;
+                if at + 1 < len {
+                    line[len - 1] = 9;
+                }
+                assert_eq!(first_other(&line, 7), Some(at), "len {len}, at {at}");
+                let mut line = vec![7u32; len];
+                line[at] = 8;
+                if at > 0 {
+                    line[0] = 9;
+                }
+                assert_eq!(last_other(&line, 7), Some(at), "len {len}, last {at}");
+            }
+        }
     }
 
     #[test]

@@ -130,6 +130,12 @@ impl<D: DrawTarget> Rotated<D> {
         &self.inner
     }
 
+    /// The target it draws into, to change (only what `Rotated` does not
+    /// track: a canvas's record of changes).
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
     /// Gives the wrapped target back.
     pub fn into_inner(self) -> D {
         self.inner

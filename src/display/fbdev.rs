@@ -321,8 +321,9 @@ impl Fbdev {
     }
 
     /// Copies the rows and columns of `area` (all of the frame when `None`)
-    /// into the mapping.
-    fn copy(&mut self, frame: &Canvas, area: Option<Rectangle>) {
+    /// into the mapping; with `changed_only`, of each line only the pixels
+    /// the frame marks as changed.
+    fn copy(&mut self, frame: &Canvas, area: Option<Rectangle>, changed_only: bool) {
         let g = self.geometry;
         let (width, height) = (g.width.min(frame.width), g.height.min(frame.height));
         let (x0, y0, x1, y1) = match area {
@@ -345,9 +346,19 @@ impl Fbdev {
         // `span()` ≤ `map_len`; every line written below lies within it.
         let memory = unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr(), self.map_len) };
         for y in y0..y1 {
+            let (from, to) = if changed_only {
+                match frame.changed_in_line(y) {
+                    Some(span) if span.start < x1 && span.end > x0 => {
+                        (span.start.max(x0), span.end.min(x1))
+                    }
+                    _ => continue,
+                }
+            } else {
+                (x0, x1)
+            };
             let source =
-                &frame.pixels[(y * frame.width + x0) as usize..(y * frame.width + x1) as usize];
-            let line = g.start + y as usize * g.line_length + x0 as usize * g.format.bytes;
+                &frame.pixels[(y * frame.width + from) as usize..(y * frame.width + to) as usize];
+            let line = g.start + y as usize * g.line_length + from as usize * g.format.bytes;
             let out = &mut memory[line..line + source.len() * g.format.bytes];
             if g.format == Format::XRGB8888 {
                 // SAFETY: a `[u32]` viewed as its bytes (native order, as
@@ -389,12 +400,13 @@ impl Screen for Fbdev {
 
     fn present(&mut self, frame: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
         match damage {
-            Damage::All => self.copy(frame, None),
+            Damage::All => self.copy(frame, None, false),
             Damage::Areas(areas) => {
                 for area in areas {
-                    self.copy(frame, Some(*area));
+                    self.copy(frame, Some(*area), true);
                 }
             }
+            Damage::Changed => self.copy(frame, None, true),
         }
         Ok(())
     }
@@ -579,6 +591,52 @@ mod tests {
                 assert_eq!(back[(y * 20 + x) as usize], want, "({x}, {y})");
             }
         }
+    }
+
+    #[test]
+    fn after_a_whole_copy_only_the_changed_pixels_reach_the_screen() {
+        use embedded_graphics::pixelcolor::Rgb888;
+        use embedded_graphics::prelude::{DrawTarget, Point, RgbColor, Size};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fb");
+        std::fs::write(&path, b"").unwrap();
+        let mut fb = Fbdev::open(&path, Some((20, 10)), 32).unwrap();
+        let mut f = frame(20, 10);
+        fb.present(&f, Damage::All).unwrap();
+        f.clear_changes();
+        // A pixel written behind the canvas's back is not a change: what
+        // reaches the file says that only recorded changes are copied.
+        f.pixels[0] = 0x0012_3456;
+        f.fill_solid(
+            &Rectangle::new(Point::new(4, 3), Size::new(3, 2)),
+            Rgb888::RED,
+        )
+        .unwrap();
+        let area = Rectangle::new(Point::new(0, 0), Size::new(20, 4));
+        fb.present(&f, Damage::Areas(&[area])).unwrap();
+        let back = read_back(&path, &fb.geometry());
+        let want = |x: u32, y: u32| {
+            let i = (y * 20 + x) as usize;
+            match (x, y) {
+                (0, 0) => frame(20, 10).pixels[0],
+                // Inside the area: the red line 3; line 4 is outside it.
+                (4..7, 3) => 0x00ff_0000,
+                _ => frame(20, 10).pixels[i],
+            }
+        };
+        for y in 0..10 {
+            for x in 0..20 {
+                assert_eq!(back[(y * 20 + x) as usize], want(x, y), "({x}, {y})");
+            }
+        }
+        // `Changed` copies every recorded change, line 4's too.
+        fb.present(&f, Damage::Changed).unwrap();
+        let back = read_back(&path, &fb.geometry());
+        assert_eq!(back[4 * 20 + 5], 0x00ff_0000);
+        assert_eq!(back[0], frame(20, 10).pixels[0]);
+        // `All` copies everything.
+        fb.present(&f, Damage::All).unwrap();
+        assert_eq!(read_back(&path, &fb.geometry())[0], 0x0012_3456);
     }
 
     #[test]

@@ -56,12 +56,19 @@ pub trait Screen {
 }
 
 /// Which parts of a frame changed since the last one shown.
+///
+/// With `Areas` and `Changed` the screen holds the frame as it was when
+/// its changes were last cleared (`Canvas::clear_changes`), so a backend
+/// may copy only the pixels the frame marks as changed
+/// (`Canvas::changed_in_line`); `All` promises nothing about the screen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Damage<'a> {
-    /// All of it.
+    /// All of it: the screen may hold anything.
     All,
-    /// Only these rectangles (physical coordinates).
+    /// Only within these rectangles (physical coordinates).
     Areas(&'a [Rectangle]),
+    /// Anywhere, but only the pixels the frame marks as changed.
+    Changed,
 }
 
 /// What [`Screen::poll`] saw.

@@ -83,11 +83,15 @@ impl Screen for Window {
                 Point::zero(),
                 Size::new(frame.width, frame.height),
             )];
+            let changed = [frame.changed_bounds().unwrap_or_else(Rectangle::zero)];
             blitter.put(
                 frame,
                 match damage {
                     Damage::All => &whole,
                     Damage::Areas(areas) => areas,
+                    // One rectangle around the changes: a request per
+                    // line would cost the X server more than the pixels.
+                    Damage::Changed => &changed,
                 },
             );
             return Ok(());
