@@ -16,10 +16,14 @@
 //! process is idle when nothing changes; while a frame is due but held
 //! back by the cap, events do not wake it (they wait in the queue for that
 //! frame), so a busy feed costs one wake-up per frame. Only what changed is
-//! drawn (and, in a window and on the framebuffer, copied): the bands of
-//! the rows that changed, the header when its clock turned, the news strip
-//! when it scrolled; a whole frame when the layout, the page or anything
-//! outside the rows changed (`board::damage`).
+//! drawn: the bands of the rows that changed (all of them when the page
+//! turns), the header when its clock turned, the news strip when it
+//! scrolled; a whole frame when the layout or anything outside the rows
+//! changed (`board::damage`). The frame holds its fills back while it is
+//! drawn (`Canvas::defer_fills`), so only pixels that end up different are
+//! written, and the framebuffer and the window get only those; everything
+//! is copied on a new screen, after a black frame, an expose or a failed
+//! present, and every [`COPY_ALL_EVERY`].
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
@@ -365,6 +369,7 @@ impl Run {
             }
             match pacer.next(&self.state, now, now_ms) {
                 FrameDue::Full => {
+                    target.inner_mut().defer_fills();
                     let redrawn = shown.redraw(
                         &self.state,
                         now_ms,
@@ -372,10 +377,12 @@ impl Run {
                         &mut target,
                         Scope::Everything,
                     );
+                    target.inner_mut().settle();
                     self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_full(&self.state, now, now_ms);
                 }
                 FrameDue::Strips { header, .. } => {
+                    target.inner_mut().defer_fills();
                     let redrawn = shown.redraw(
                         &self.state,
                         now_ms,
@@ -383,6 +390,7 @@ impl Run {
                         &mut target,
                         Scope::Strips,
                     );
+                    target.inner_mut().settle();
                     self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_strips(now, now_ms, header);
                 }

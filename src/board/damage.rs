@@ -80,7 +80,7 @@ struct FrameKey {
 /// What decides the header, beyond the [`FrameKey`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct HeaderKey {
-    /// The wall clock's second the clock shows.
+    /// The wall clock's second the clock shows (0 while it is not set).
     second: u64,
     clients: usize,
 }
@@ -210,7 +210,13 @@ impl Shown {
             alerts: state.critical_alerts(now_ms).count(),
         };
         let header = HeaderKey {
-            second: now_ms.saturating_add_signed(state.clock_offset_ms()) / 1_000,
+            // A clock that is not set shows words, not the time: its
+            // header stays as it is from second to second.
+            second: if state.clock_not_set() {
+                0
+            } else {
+                now_ms.saturating_add_signed(state.clock_offset_ms()) / 1_000
+            },
             clients: state.clients(),
         };
         let layout = &frame.layout;
@@ -348,6 +354,10 @@ mod tests {
     trait Screen: DrawTarget<Color = Rgb888, Error = std::convert::Infallible> {
         fn pixels(&self) -> Canvas;
         fn physical(&self, area: &Rectangle) -> Rectangle;
+        /// Before a redraw: hold the fills back, as the renderer does.
+        fn hold(&mut self) {}
+        /// After it: paint them.
+        fn settle(&mut self) {}
     }
 
     impl Screen for Canvas {
@@ -366,6 +376,12 @@ mod tests {
         fn physical(&self, area: &Rectangle) -> Rectangle {
             self.map_rect(area)
         }
+        fn hold(&mut self) {
+            self.inner_mut().defer_fills();
+        }
+        fn settle(&mut self) {
+            self.inner_mut().settle();
+        }
     }
 
     /// Redraws `screen` through `shown` for `state` at `now_ms`, checks that
@@ -381,6 +397,7 @@ mod tests {
         fresh: impl Fn() -> F,
     ) -> Option<Vec<Rectangle>> {
         let before = screen.pixels();
+        screen.hold();
         let areas = match shown
             .redraw(state, now_ms, painter, screen, Scope::Everything)
             .unwrap()
@@ -388,6 +405,7 @@ mod tests {
             Redrawn::Whole => None,
             Redrawn::Areas(areas) => Some(areas.to_vec()),
         };
+        screen.settle();
         let mut whole = fresh();
         draw(state, now_ms, &mut Painter::new(), &mut whole).unwrap();
         let (after, whole) = (screen.pixels(), whole.pixels());
@@ -588,6 +606,35 @@ mod tests {
             allocated.push(count);
         }
         assert_eq!(allocated[1], 0, "{allocated:?}");
+    }
+
+    #[test]
+    fn a_clock_that_is_not_set_redraws_no_header_each_second() {
+        let mut state = board(&["AAA", "BBB"]);
+        let fresh = plain(800, 480);
+        let (mut shown, mut painter, mut screen) = (Shown::new(), Painter::new(), fresh());
+        let layout = Layout::new(&state, painter.text(), Size::new(800, 480), NOW);
+        let mut r =
+            |state: &BoardState, t| redraw(&mut shown, &mut painter, &mut screen, state, t, &fresh);
+        assert_eq!(r(&state, NOW), None);
+        // Set: each second redraws the header.
+        assert_eq!(r(&state, NOW + 1_000), Some(vec![layout.header]));
+        apply(
+            &mut state,
+            NOW + 1_100,
+            Body::Clock(crate::event::ClockState::Unsynchronized),
+        );
+        assert_eq!(r(&state, NOW + 1_200), None, "the header's words change");
+        // Not set: the header says so and stays as it is.
+        assert_eq!(r(&state, NOW + 2_200), Some(vec![]));
+        assert_eq!(r(&state, NOW + 5_200), Some(vec![]));
+        apply(
+            &mut state,
+            NOW + 5_300,
+            Body::Clock(crate::event::ClockState::Synchronized),
+        );
+        assert_eq!(r(&state, NOW + 5_400), None);
+        assert_eq!(r(&state, NOW + 6_400), Some(vec![layout.header]));
     }
 
     #[test]
