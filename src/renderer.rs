@@ -19,11 +19,11 @@
 //! drawn: the bands of the rows that changed (all of them when the page
 //! turns), the header when its clock turned, the news strip when it
 //! scrolled; a whole frame when the layout or anything outside the rows
-//! changed (`board::damage`). The frame holds its fills back while it is
-//! drawn (`Canvas::defer_fills`), so only pixels that end up different are
-//! written, and the framebuffer and the window get only those; everything
-//! is copied on a new screen, after a black frame, an expose or a failed
-//! present, and every [`COPY_ALL_EVERY`].
+//! changed (`board::damage`). The frame writes only pixels whose colour
+//! changes and remembers where (`Canvas::changed_in_line`), and the
+//! framebuffer and the window get only those; everything is copied on a
+//! new screen, after a black frame, an expose or a failed present, and
+//! every [`COPY_ALL_EVERY`].
 //!
 //! Steady state allocates nothing per frame: the frame buffer, the painter
 //! and its glyph cache are reused; a new buffer is made only on a resize.
@@ -369,7 +369,6 @@ impl Run {
             }
             match pacer.next(&self.state, now, now_ms) {
                 FrameDue::Full => {
-                    target.inner_mut().defer_fills();
                     let redrawn = shown.redraw(
                         &self.state,
                         now_ms,
@@ -377,12 +376,10 @@ impl Run {
                         &mut target,
                         Scope::Everything,
                     );
-                    target.inner_mut().settle();
                     self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_full(&self.state, now, now_ms);
                 }
                 FrameDue::Strips { header, .. } => {
-                    target.inner_mut().defer_fills();
                     let redrawn = shown.redraw(
                         &self.state,
                         now_ms,
@@ -390,7 +387,6 @@ impl Run {
                         &mut target,
                         Scope::Strips,
                     );
-                    target.inner_mut().settle();
                     self.show_redrawn(&mut target, redrawn, now);
                     pacer.drawn_strips(now, now_ms, header);
                 }

@@ -354,10 +354,6 @@ mod tests {
     trait Screen: DrawTarget<Color = Rgb888, Error = std::convert::Infallible> {
         fn pixels(&self) -> Canvas;
         fn physical(&self, area: &Rectangle) -> Rectangle;
-        /// Before a redraw: hold the fills back, as the renderer does.
-        fn hold(&mut self) {}
-        /// After it: paint them.
-        fn settle(&mut self) {}
     }
 
     impl Screen for Canvas {
@@ -376,12 +372,6 @@ mod tests {
         fn physical(&self, area: &Rectangle) -> Rectangle {
             self.map_rect(area)
         }
-        fn hold(&mut self) {
-            self.inner_mut().defer_fills();
-        }
-        fn settle(&mut self) {
-            self.inner_mut().settle();
-        }
     }
 
     /// Redraws `screen` through `shown` for `state` at `now_ms`, checks that
@@ -397,7 +387,6 @@ mod tests {
         fresh: impl Fn() -> F,
     ) -> Option<Vec<Rectangle>> {
         let before = screen.pixels();
-        screen.hold();
         let areas = match shown
             .redraw(state, now_ms, painter, screen, Scope::Everything)
             .unwrap()
@@ -405,7 +394,6 @@ mod tests {
             Redrawn::Whole => None,
             Redrawn::Areas(areas) => Some(areas.to_vec()),
         };
-        screen.settle();
         let mut whole = fresh();
         draw(state, now_ms, &mut Painter::new(), &mut whole).unwrap();
         let (after, whole) = (screen.pixels(), whole.pixels());

@@ -41,68 +41,6 @@ pub struct Canvas {
     pub pixels: Vec<u32>,
     /// Per line, the changed pixels `start..end` (empty: none).
     changed: Vec<Span>,
-    /// Fills held back until [`Canvas::settle`], while deferring.
-    deferred: Deferred,
-}
-
-/// Fills held back while drawing ([`Canvas::defer_fills`]): a fill is
-/// recorded, not written, and a pixel drawn after it is marked as drawn;
-/// [`Canvas::settle`] then paints each fill, latest first, where nothing
-/// was drawn over it. The picture is what painting in order gives, but a
-/// strip whose background is filled again before its text is drawn again
-/// writes only the pixels that end up different: a clock that ticks
-/// writes the digit that turned, not every pixel of its text twice.
-#[derive(Clone, Debug, Default)]
-struct Deferred {
-    on: bool,
-    /// One bit per pixel, `words` u64 per line: set where a pixel was
-    /// drawn after the latest fill over it. Made at the first
-    /// `defer_fills` (a bit per pixel: 260 KB at 1080p) and kept.
-    drawn: Vec<u64>,
-    words: usize,
-    /// The fills since `defer_fills`, in order: columns `x0..x1` of lines
-    /// `y0..y1`, and the colour.
-    fills: Vec<([usize; 4], u32)>,
-}
-
-impl Deferred {
-    fn line(&mut self, y: usize) -> &mut [u64] {
-        &mut self.drawn[y * self.words..(y + 1) * self.words]
-    }
-
-    fn mark(&mut self, y: usize, x0: usize, x1: usize, drawn: bool) {
-        let line = self.line(y);
-        let mut x = x0;
-        while x < x1 {
-            let (word, bit) = (x / 64, x % 64);
-            let n = (64 - bit).min(x1 - x);
-            let mask = if n == 64 {
-                !0
-            } else {
-                ((1u64 << n) - 1) << bit
-            };
-            if drawn {
-                line[word] |= mask;
-            } else {
-                line[word] &= !mask;
-            }
-            x += n;
-        }
-    }
-
-    /// The first column at or after `x` and before `end` whose bit is
-    /// `drawn`, or `end`.
-    fn next(line: &[u64], mut x: usize, end: usize, drawn: bool) -> usize {
-        while x < end {
-            let (word, bit) = (x / 64, x % 64);
-            let bits = if drawn { line[word] } else { !line[word] } >> bit;
-            if bits != 0 {
-                return (x + bits.trailing_zeros() as usize).min(end);
-            }
-            x += 64 - bit;
-        }
-        end
-    }
 }
 
 /// Columns `start..end` of one line.
@@ -141,7 +79,6 @@ impl Canvas {
             height,
             pixels: vec![0; width as usize * height as usize],
             changed: vec![Span::NONE; height as usize],
-            deferred: Deferred::default(),
         };
         canvas.mark_all_changed();
         canvas
@@ -192,61 +129,6 @@ impl Canvas {
             start: 0,
             end: self.width,
         });
-    }
-
-    /// From now until [`Canvas::settle`], fills are held back (see
-    /// [`Deferred`]); the pixels are not the picture until then.
-    pub fn defer_fills(&mut self) {
-        let d = &mut self.deferred;
-        if d.drawn.is_empty() {
-            d.words = (self.width as usize).div_ceil(64);
-            d.drawn = vec![0; d.words * self.height as usize];
-        }
-        d.fills.clear();
-        d.on = true;
-    }
-
-    /// Paints the fills held back since [`Canvas::defer_fills`] where
-    /// nothing was drawn over them, and stops deferring.
-    pub fn settle(&mut self) {
-        if !self.deferred.on {
-            return;
-        }
-        self.deferred.on = false;
-        let mut fills = std::mem::take(&mut self.deferred.fills);
-        for &([x0, y0, x1, y1], value) in fills.iter().rev() {
-            for y in y0..y1 {
-                let mut x = x0;
-                while x < x1 {
-                    let start = Deferred::next(self.deferred.line(y), x, x1, false);
-                    let end = Deferred::next(self.deferred.line(y), start, x1, true);
-                    if start < end {
-                        self.fill_line(y, start, end, value);
-                        self.deferred.mark(y, start, end, true);
-                    }
-                    x = end;
-                }
-            }
-        }
-        fills.clear();
-        self.deferred.fills = fills;
-    }
-
-    /// Fills columns `left..right` of lines `top..bottom`: at once, or
-    /// held back while deferring.
-    fn fill_area(&mut self, [left, top, right, bottom]: [usize; 4], value: u32) {
-        if self.deferred.on {
-            for y in top..bottom {
-                self.deferred.mark(y, left, right, false);
-            }
-            self.deferred
-                .fills
-                .push(([left, top, right, bottom], value));
-            return;
-        }
-        for y in top..bottom {
-            self.fill_line(y, left, right, value);
-        }
     }
 
     /// Sets columns `left..right` of line `y` to `value`, writing only from
@@ -374,13 +256,10 @@ impl DrawTarget for Canvas {
         for Pixel(at, color) in pixels {
             if let Some(i) = self.index(at) {
                 let value = pack(color);
-                let (x, y) = (at.x as usize, at.y as usize);
                 if self.pixels[i] != value {
                     self.pixels[i] = value;
-                    self.changed[y].add(x, x + 1);
-                }
-                if self.deferred.on {
-                    self.deferred.mark(y, x, x + 1, true);
+                    let x = at.x as usize;
+                    self.changed[at.y as usize].add(x, x + 1);
                 }
             }
         }
@@ -392,9 +271,11 @@ impl DrawTarget for Canvas {
         let Some(bottom_right) = area.bottom_right() else {
             return Ok(());
         };
-        let (left, top) = (area.top_left.x as usize, area.top_left.y as usize);
-        let (right, bottom) = (bottom_right.x as usize + 1, bottom_right.y as usize + 1);
-        self.fill_area([left, top, right, bottom], pack(color));
+        let value = pack(color);
+        let (left, right) = (area.top_left.x as usize, bottom_right.x as usize + 1);
+        for y in area.top_left.y as usize..=bottom_right.y as usize {
+            self.fill_line(y, left, right, value);
+        }
         Ok(())
     }
 
@@ -437,16 +318,15 @@ impl DrawTarget for Canvas {
             if span.start < span.end {
                 self.changed[y].add(left + span.start as usize, left + span.end as usize);
             }
-            if self.deferred.on {
-                self.deferred.mark(y, left, left + width, true);
-            }
         }
         Ok(())
     }
 
     fn clear(&mut self, color: Self::Color) -> Result<(), Self::Error> {
-        let (width, height) = (self.width as usize, self.height as usize);
-        self.fill_area([0, 0, width, height], pack(color));
+        let (width, value) = (self.width as usize, pack(color));
+        for y in 0..self.height as usize {
+            self.fill_line(y, 0, width, value);
+        }
         Ok(())
     }
 }
@@ -663,85 +543,6 @@ mod tests {
                     line[0] = 9;
                 }
                 assert_eq!(last_other(&line, 7), Some(at), "len {len}, last {at}");
-            }
-        }
-    }
-
-    /// A few overlapping fills, pixels and runs, the same on any canvas;
-    /// with `fills_first`, every fill before any pixel or run, and no run
-    /// or pixels over another's (as a board draws: backgrounds, then the
-    /// text on them).
-    fn scribble(frame: &mut Canvas, seed: u32) {
-        scribble_in_order(frame, seed, false);
-    }
-
-    fn scribble_in_order(frame: &mut Canvas, seed: u32, fills_first: bool) {
-        let color = |i: u32| {
-            let v = i.wrapping_mul(0x9E37_79B9) >> 8;
-            Rgb888::new((v >> 16) as u8 & 3, (v >> 8) as u8 & 3, v as u8 & 3)
-        };
-        frame.clear(color(seed)).unwrap();
-        let mut order: Vec<u32> = (0..12).collect();
-        if fills_first {
-            order.sort_by_key(|i| seed.wrapping_mul(31).wrapping_add(i * 7) % 3 != 0);
-        }
-        let mut inked: Vec<Rectangle> = Vec::new();
-        for i in order {
-            let k = seed.wrapping_mul(31).wrapping_add(i * 7);
-            let area = Rectangle::new(
-                Point::new((k % 90) as i32 - 5, (k / 3 % 40) as i32 - 3),
-                Size::new(k % 37 + 1, k % 11 + 1),
-            );
-            if fills_first && k % 3 != 0 {
-                if inked.iter().any(|a| !a.intersection(&area).is_zero_sized()) {
-                    continue;
-                }
-                inked.push(area);
-            }
-            match k % 3 {
-                0 => frame.fill_solid(&area, color(k)).unwrap(),
-                1 => {
-                    let colors = (0..area.size.width * area.size.height).map(|j| color(k + j % 5));
-                    frame.fill_contiguous(&area, colors).unwrap();
-                }
-                _ => frame
-                    .draw_iter(area.points().step_by(3).map(|at| Pixel(at, color(k + 1))))
-                    .unwrap(),
-            }
-        }
-    }
-
-    #[test]
-    fn held_back_fills_paint_what_painting_in_order_paints() {
-        for seed in 0..200 {
-            let mut direct = Canvas::new(80, 36);
-            scribble(&mut direct, seed);
-            let mut held = Canvas::new(80, 36);
-            scribble(&mut held, seed + 1);
-            held.defer_fills();
-            scribble(&mut held, seed);
-            held.settle();
-            assert_eq!(held, direct, "seed {seed}");
-        }
-    }
-
-    #[test]
-    fn redrawing_the_same_picture_with_fills_held_back_writes_nothing() {
-        for seed in 0..50 {
-            let mut frame = Canvas::new(80, 36);
-            scribble_in_order(&mut frame, seed, true);
-            frame.clear_changes();
-            // Without holding back, the first fill erases what the rest
-            // draws again: all of it is written twice.
-            let mut direct = frame.clone();
-            scribble_in_order(&mut direct, seed, true);
-            frame.defer_fills();
-            scribble_in_order(&mut frame, seed, true);
-            frame.settle();
-            assert_eq!(frame, direct);
-            assert_eq!(frame.changed_bounds(), None, "seed {seed}");
-            if seed == 5 {
-                assert!(direct.has_changes());
             }
         }
     }
