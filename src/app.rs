@@ -136,7 +136,7 @@ pub fn stop_signals() -> Result<impl Future<Output = ()>, RunError> {
 /// The binary binds the listener and passes [`stop_signals`]; tests and
 /// benches pass their own listener (port 0) and shutdown future.
 ///
-/// Every task runs on this thread, on the executor of [`crate::exec::run`].
+/// Every task runs on this thread, on the executor of `crate::exec::run`.
 /// The binary blocks on it with `smol::future::block_on`, so that no thread
 /// but async-io's own waits in epoll (the `exec` module docs say why).
 pub async fn run(

@@ -64,7 +64,7 @@ pub enum Decoder {
 impl Decoder {
     /// The decoder for a WebSocket feed; `None` for `demo`, which has no
     /// network, and `mqtt`, whose messages come with a topic
-    /// ([`mqtt::Mqtt`]).
+    /// (`mqtt::Mqtt`).
     pub fn new(feed: &FeedConfig) -> Option<Decoder> {
         Some(match feed.format {
             FeedFormat::Binance => Decoder::Binance(binance::Binance::new(feed)),

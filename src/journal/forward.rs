@@ -29,7 +29,7 @@ use crate::forward::Rule;
 use crate::journal::store::{Store, StoreError};
 use crate::metrics::{Kind, MetricsText};
 
-/// The prefix of an outbox tree's name; the rest is [`Rule::key`].
+/// The prefix of an outbox tree's name; the rest is `Rule::key`.
 pub const TREE_PREFIX: &str = "forward:";
 
 /// Bytes of a value before the topic.

@@ -78,7 +78,7 @@ pub const RESERVE_BLOCK: u64 = 100_000;
 /// the hub fans out up to it without waiting for a commit. 64 covers a
 /// default commit window (100 ms) of 640 events/s, twenty times the demo's,
 /// and a feed's first burst of a few dozen symbols; a bigger burst waits for
-/// the next commit (at most one window) while [`LEASE_WINDOWS`] catches up.
+/// the next commit (at most one window) while `LEASE_WINDOWS` catches up.
 /// It is what a crash reports as possibly handed out to clients but not
 /// stored (`handed_out_max` of the lost range) when events come slowly: a
 /// truthful bound needs a small one.
