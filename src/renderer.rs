@@ -793,6 +793,160 @@ mod tests {
         assert_eq!(thread.join().unwrap(), Ended::Shutdown);
     }
 
+    /// A screen that keeps what it was sent as the framebuffer does (all
+    /// of it, or only the changed pixels within the areas or anywhere)
+    /// and tells the test after each present whether that equals the
+    /// frame, and how many pixels it took.
+    struct Copier {
+        size: (u32, u32),
+        held: Canvas,
+        /// Set by the test: the next present fails halfway.
+        fail_next: Arc<std::sync::atomic::AtomicBool>,
+        /// Whether the screen equals the frame, and the pixels copied
+        /// (`None` for a present that failed).
+        presents: std::sync::mpsc::Sender<(bool, Option<usize>)>,
+    }
+
+    impl Screen for Copier {
+        fn size(&self) -> (u32, u32) {
+            self.size
+        }
+
+        fn present(&mut self, frame: &Canvas, damage: Damage<'_>) -> Result<(), DisplayError> {
+            if self.fail_next.swap(false, Ordering::Relaxed) {
+                // Something reached the screen, then the copy failed.
+                self.held.pixels[..frame.pixels.len() / 2].fill(0x00ab_cdef);
+                let _ = self.presents.send((false, None));
+                return Err(DisplayError::Window("a test failure".into()));
+            }
+            let size = embedded_graphics::prelude::Size::new(frame.width, frame.height);
+            let whole = [Rectangle::new(Point::zero(), size)];
+            let (areas, changed_only) = match damage {
+                Damage::All => (&whole[..], false),
+                Damage::Areas(areas) => (areas, true),
+                Damage::Changed => (&whole[..], true),
+            };
+            let mut copied = 0;
+            for area in areas {
+                let x0 = area.top_left.x as u32;
+                let x1 = x0 + area.size.width;
+                for y in area.rows() {
+                    let y = y as u32;
+                    let (from, to) = match frame.changed_in_line(y) {
+                        _ if !changed_only => (x0, x1),
+                        Some(span) if span.start < x1 && span.end > x0 => {
+                            (span.start.max(x0), span.end.min(x1))
+                        }
+                        _ => continue,
+                    };
+                    let at = (y * frame.width) as usize;
+                    self.held.pixels[at + from as usize..at + to as usize]
+                        .copy_from_slice(&frame.pixels[at + from as usize..at + to as usize]);
+                    copied += (to - from) as usize;
+                }
+            }
+            let _ = self.presents.send((self.held == *frame, Some(copied)));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_screen_always_holds_the_frame_though_only_changes_are_copied() {
+        let size = (800, 480);
+        let symbols = ["AAA", "BBB", "CCC"];
+        let config = board_config(&symbols);
+        let wall = wall_ms();
+        let mut state = BoardState::new(&config, &["feed"]);
+        for (seq, symbol) in symbols.into_iter().enumerate() {
+            state.restore(&event(seq as u64, wall - 5_000, tick(symbol, "101.00")));
+        }
+        let (mut feed, inbox) = crate::board::feed::channel("test");
+        let (presents_tx, presents) = std::sync::mpsc::channel();
+        let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = fail_next.clone();
+        let thread = std::thread::spawn(move || {
+            let display =
+                crate::config::Config::defaults_in(std::path::Path::new("/nonexistent")).display;
+            let power = power::Power::new(&display, &Choice::None, inbox.sideband.clone());
+            let mut run = Run {
+                power,
+                screen: Box::new(Copier {
+                    size,
+                    held: Canvas::new(size.0, size.1),
+                    fail_next: fail,
+                    presents: presents_tx,
+                }),
+                fresh: BoardState::new(&config, &["feed"]),
+                state,
+                settings: Settings {
+                    fps_max: 30,
+                    rotation: Rotation::None,
+                    pixel_shift: false,
+                },
+                font: None,
+                shared: inbox.sideband,
+                heart: Heartbeat::new("renderer"),
+                present_warning: RateLimited::new(Duration::from_secs(60)),
+                clock: BoardClock::new(wall_ms(), Instant::now()),
+                auto_qr: None,
+                copy_all: true,
+                copied_all_at: Instant::now(),
+            };
+            run.run(inbox.messages)
+        });
+        let next = || {
+            presents
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a frame")
+        };
+        let whole = (size.0 * size.1) as usize;
+        assert_eq!(
+            next(),
+            (true, Some(whole)),
+            "the first frame is copied whole"
+        );
+        // Ticks (row bands), then news (a whole frame): each present
+        // leaves the screen equal to the frame, and copies less than all.
+        let mut seq = 10;
+        for price in ["102.00", "103.50", "99.25"] {
+            for symbol in symbols {
+                feed.offer(&event(seq, wall_ms(), tick(symbol, price)), Vec::new);
+                seq += 1;
+            }
+            let (same, copied) = next();
+            assert!(same, "after ticks to {price}");
+            let copied = copied.expect("a present that worked");
+            assert!(
+                copied < whole,
+                "{copied} of {whole} pixels copied for ticks"
+            );
+        }
+        // A present fails, leaving the screen scribbled on: the next one
+        // copies everything.
+        fail_next.store(true, Ordering::Relaxed);
+        feed.offer(&event(seq, wall_ms(), tick("AAA", "105.00")), Vec::new);
+        seq += 1;
+        assert_eq!(next(), (false, None));
+        assert_eq!(
+            next(),
+            (true, Some(whole)),
+            "the frame after a failure is whole"
+        );
+        let news = Body::News(News {
+            title: "Markets open".into(),
+            url: None,
+            source: "test".into(),
+        });
+        feed.offer(&event(seq, wall_ms(), news), Vec::new);
+        // The next frames (the news's whole frame among them) all match.
+        for _ in 0..4 {
+            let (same, copied) = next();
+            assert!(same, "after the news ({copied:?} pixels copied)");
+        }
+        drop(feed);
+        assert_eq!(thread.join().unwrap(), Ended::Shutdown);
+    }
+
     #[test]
     fn the_first_frame_is_whole_and_immediate() {
         let pacer = FramePacer::new(GAP);
