@@ -309,14 +309,12 @@ impl Run {
             match polled {
                 Polled::Same => {}
                 Polled::Exposed => {
-                    shown.forget();
-                    self.copy_all = true;
+                    self.lost(&mut shown);
                     pacer.invalidate();
                 }
                 Polled::Resized(w, h) => {
                     target = self.target((w, h));
-                    shown.forget();
-                    self.copy_all = true;
+                    self.lost(&mut shown);
                     pacer.invalidate();
                 }
                 Polled::Closed => {
@@ -340,8 +338,7 @@ impl Run {
                 self.switch(on, &mut pacer);
                 // Dark, the screen showed black (or nothing): whatever it
                 // shows after a switch, the next frame is whole.
-                shown.forget();
-                self.copy_all = true;
+                self.lost(&mut shown);
             }
             if self.power.dark() {
                 if polled != Polled::Same && self.power.painted_black() {
@@ -362,8 +359,7 @@ impl Run {
                 let shift = shift_at(now_ms, target.margin());
                 if shift != target.shift() {
                     target.set_shift(shift);
-                    shown.forget();
-                    self.copy_all = true;
+                    self.lost(&mut shown);
                     pacer.invalidate();
                 }
             }
@@ -413,6 +409,13 @@ impl Run {
                 },
             }
         }
+    }
+
+    /// The screen no longer shows the frame (or the frame moved): the
+    /// next redraw is whole and the next present copies everything.
+    fn lost(&mut self, shown: &mut Shown) {
+        shown.forget();
+        self.copy_all = true;
     }
 
     /// Switches the screen on or off. Dark: blanked (or a black frame)
@@ -697,6 +700,43 @@ mod tests {
 
     const GAP: Duration = Duration::from_millis(33);
 
+    /// Runs the render loop on its own thread, on `screen`, from `state`
+    /// (rows from `config`): no schedule (the screen stays on), 30 frames
+    /// a second at most, no rotation or pixel shift.
+    fn start_run(
+        screen: impl Screen + Send + 'static,
+        config: crate::config::BoardConfig,
+        state: BoardState,
+    ) -> (BoardFeed, std::thread::JoinHandle<Ended>) {
+        let (feed, inbox) = crate::board::feed::channel("test");
+        let thread = std::thread::spawn(move || {
+            let display =
+                crate::config::Config::defaults_in(std::path::Path::new("/nonexistent")).display;
+            let power = power::Power::new(&display, &Choice::None, inbox.sideband.clone());
+            let mut run = Run {
+                power,
+                screen: Box::new(screen),
+                fresh: BoardState::new(&config, &["feed"]),
+                state,
+                settings: Settings {
+                    fps_max: 30,
+                    rotation: Rotation::None,
+                    pixel_shift: false,
+                },
+                font: None,
+                shared: inbox.sideband,
+                heart: Heartbeat::new("renderer"),
+                present_warning: RateLimited::new(Duration::from_secs(60)),
+                clock: BoardClock::new(wall_ms(), Instant::now()),
+                auto_qr: None,
+                copy_all: true,
+                copied_all_at: Instant::now(),
+            };
+            run.run(inbox.messages)
+        });
+        (feed, thread)
+    }
+
     /// A screen that tells the test what each present changed: `None` for
     /// a whole frame.
     struct Recorder {
@@ -738,37 +778,12 @@ mod tests {
             wall,
         );
         let (band, header) = (layout.row_rect(1), layout.header);
-        let (mut feed, inbox) = crate::board::feed::channel("test");
         let (presents_tx, presents) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            // No `[display] schedule`: the screen stays on.
-            let display =
-                crate::config::Config::defaults_in(std::path::Path::new("/nonexistent")).display;
-            let power = power::Power::new(&display, &Choice::None, inbox.sideband.clone());
-            let mut run = Run {
-                power,
-                screen: Box::new(Recorder {
-                    size,
-                    presents: presents_tx,
-                }),
-                fresh: BoardState::new(&config, &["feed"]),
-                state,
-                settings: Settings {
-                    fps_max: 30,
-                    rotation: Rotation::None,
-                    pixel_shift: false,
-                },
-                font: None,
-                shared: inbox.sideband,
-                heart: Heartbeat::new("renderer"),
-                present_warning: RateLimited::new(Duration::from_secs(60)),
-                clock: BoardClock::new(wall_ms(), Instant::now()),
-                auto_qr: None,
-                copy_all: true,
-                copied_all_at: Instant::now(),
-            };
-            run.run(inbox.messages)
-        });
+        let screen = Recorder {
+            size,
+            presents: presents_tx,
+        };
+        let (mut feed, thread) = start_run(screen, config, state);
         let next = || {
             presents
                 .recv_timeout(Duration::from_secs(10))
@@ -860,40 +875,15 @@ mod tests {
         for (seq, symbol) in symbols.into_iter().enumerate() {
             state.restore(&event(seq as u64, wall - 5_000, tick(symbol, "101.00")));
         }
-        let (mut feed, inbox) = crate::board::feed::channel("test");
         let (presents_tx, presents) = std::sync::mpsc::channel();
         let fail_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let fail = fail_next.clone();
-        let thread = std::thread::spawn(move || {
-            let display =
-                crate::config::Config::defaults_in(std::path::Path::new("/nonexistent")).display;
-            let power = power::Power::new(&display, &Choice::None, inbox.sideband.clone());
-            let mut run = Run {
-                power,
-                screen: Box::new(Copier {
-                    size,
-                    held: Canvas::new(size.0, size.1),
-                    fail_next: fail,
-                    presents: presents_tx,
-                }),
-                fresh: BoardState::new(&config, &["feed"]),
-                state,
-                settings: Settings {
-                    fps_max: 30,
-                    rotation: Rotation::None,
-                    pixel_shift: false,
-                },
-                font: None,
-                shared: inbox.sideband,
-                heart: Heartbeat::new("renderer"),
-                present_warning: RateLimited::new(Duration::from_secs(60)),
-                clock: BoardClock::new(wall_ms(), Instant::now()),
-                auto_qr: None,
-                copy_all: true,
-                copied_all_at: Instant::now(),
-            };
-            run.run(inbox.messages)
-        });
+        let screen = Copier {
+            size,
+            held: Canvas::new(size.0, size.1),
+            fail_next: fail_next.clone(),
+            presents: presents_tx,
+        };
+        let (mut feed, thread) = start_run(screen, config, state);
         let next = || {
             presents
                 .recv_timeout(Duration::from_secs(10))

@@ -77,6 +77,24 @@ struct FrameKey {
     alerts: usize,
 }
 
+impl FrameKey {
+    /// Whether `other` is this frame on another page (compared field by
+    /// field: a copy with the page changed would clone the layout).
+    fn differs_only_in_page(&self, other: &FrameKey) -> bool {
+        let FrameKey {
+            layout,
+            page: _,
+            rows,
+            changed,
+            alerts,
+        } = self;
+        *layout == other.layout
+            && *rows == other.rows
+            && *changed == other.changed
+            && *alerts == other.alerts
+    }
+}
+
 /// What decides the header, beyond the [`FrameKey`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct HeaderKey {
@@ -223,27 +241,21 @@ impl Shown {
         let rows = layout.page_rows(page, state.rows().len());
         let mut n = 0;
         if scope == Scope::Everything {
-            if let Some(before) = &self.frame
+            if let Some(before) = &mut self.frame
                 && before.page != frame.page
-                && (FrameKey {
-                    page: frame.page,
-                    ..before.clone()
-                }) == frame
+                && before.differs_only_in_page(&frame)
             {
                 // Only the page turned: every slot shows another row (or
                 // none, on a shorter last page), and the header another
                 // page number; the captions, the news and the rest stay.
                 let slots = before.layout.page_rows(before.page, before.rows).len();
-                for slot in rows.len()..slots.max(rows.len()) {
+                for slot in rows.len()..slots {
                     self.areas[n] = draw_row(state, now_ms, painter, target, layout, slot)?;
-                    self.rows[slot] = None;
                     n += 1;
                 }
-                for key in &mut self.rows[..rows.len()] {
-                    *key = None;
-                }
+                self.rows = [None; MAX_ROWS];
                 self.header = None;
-                self.frame = Some(frame.clone());
+                before.page = frame.page;
             }
             if self.frame.as_ref() != Some(&frame) {
                 draw_laid_out(state, now_ms, painter, target, layout)?;

@@ -112,11 +112,6 @@ impl Canvas {
         ))
     }
 
-    /// Whether any pixel changed since [`Canvas::clear_changes`].
-    pub fn has_changes(&self) -> bool {
-        self.changed.iter().any(|span| span.start < span.end)
-    }
-
     /// The frame was shown: nothing has changed since.
     pub fn clear_changes(&mut self) {
         self.changed.fill(Span::NONE);
@@ -200,39 +195,42 @@ pub(crate) fn within(area: &Rectangle, width: u32, height: u32) -> bool {
         && u64::from(y as u32) + u64::from(area.size.height) <= u64::from(height)
 }
 
+/// Pixels compared at once by [`first_other`] and [`last_other`]: 64
+/// bytes, one cache line.
+const BLOCK: usize = 16;
+
+/// Whether any pixel of `block` is not `value`, without branching per
+/// pixel (the compiler turns it into vector compares).
+fn differs(block: &[u32], value: u32) -> bool {
+    block.iter().fold(0, |acc, &p| acc | (p ^ value)) != 0
+}
+
 /// The first pixel of `line` that is not `value`. Most fills find none
-/// (a background painted over itself), so the line is compared in blocks
-/// the compiler turns into vector compares, then searched within the
-/// block that differs.
+/// (a background painted over itself), so the line is compared a
+/// [`BLOCK`] at a time, then searched within the block that differs (or
+/// the tail after the last whole block).
 fn first_other(line: &[u32], value: u32) -> Option<usize> {
-    const BLOCK: usize = 16;
     let blocks = line.chunks_exact(BLOCK);
-    let tail = blocks.remainder();
-    for (i, block) in blocks.enumerate() {
-        if block.iter().fold(0, |acc, &p| acc | (p ^ value)) != 0 {
-            return block
-                .iter()
-                .position(|&p| p != value)
-                .map(|at| i * BLOCK + at);
-        }
-    }
-    let at = line.len() - tail.len();
-    tail.iter().position(|&p| p != value).map(|i| at + i)
+    let tail = line.len() - blocks.remainder().len();
+    let (start, part) = blocks
+        .enumerate()
+        .find(|(_, block)| differs(block, value))
+        .map_or((tail, &line[tail..]), |(i, block)| (i * BLOCK, block));
+    part.iter().position(|&p| p != value).map(|at| start + at)
 }
 
 /// The last pixel of `line` that is not `value` ([`first_other`] from the
 /// end).
 fn last_other(line: &[u32], value: u32) -> Option<usize> {
-    const BLOCK: usize = 16;
     let blocks = line.rchunks_exact(BLOCK);
-    let head = blocks.remainder();
-    for (i, block) in blocks.enumerate() {
-        if block.iter().fold(0, |acc, &p| acc | (p ^ value)) != 0 {
-            let start = line.len() - (i + 1) * BLOCK;
-            return block.iter().rposition(|&p| p != value).map(|at| start + at);
-        }
-    }
-    head.iter().rposition(|&p| p != value)
+    let head = blocks.remainder().len();
+    let (start, part) = blocks
+        .enumerate()
+        .find(|(_, block)| differs(block, value))
+        .map_or((0, &line[..head]), |(i, block)| {
+            (line.len() - (i + 1) * BLOCK, block)
+        });
+    part.iter().rposition(|&p| p != value).map(|at| start + at)
 }
 
 fn pack(color: Rgb888) -> u32 {
@@ -465,7 +463,7 @@ mod tests {
             "a new frame is all new"
         );
         frame.clear_changes();
-        assert!(!frame.has_changes());
+        assert_eq!(frame.changed_bounds(), None);
         // Black on black: nothing changes.
         frame.clear(Rgb888::BLACK).unwrap();
         frame
@@ -491,7 +489,11 @@ mod tests {
         frame
             .fill_solid(&Rectangle::new(Point::new(0, 1), Size::new(6, 1)), red)
             .unwrap();
-        assert!(!frame.has_changes(), "the same fill again changes nothing");
+        assert_eq!(
+            frame.changed_bounds(),
+            None,
+            "the same fill again changes nothing"
+        );
         // A run of pixels, the same as what is there but for one.
         let line: Vec<u32> = frame.pixels[8..16].to_vec();
         let mut colors: Vec<Rgb888> = line

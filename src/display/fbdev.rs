@@ -567,30 +567,43 @@ mod tests {
         }
     }
 
+    /// A 20×10 XRGB8888 screen on a plain file in `dir`, and its path.
+    fn small_screen(dir: &Path) -> (Fbdev, std::path::PathBuf) {
+        let path = dir.join("fb");
+        std::fs::write(&path, b"").unwrap();
+        (Fbdev::open(&path, Some((20, 10)), 32).unwrap(), path)
+    }
+
+    /// Checks every pixel of `fb`'s file against `want(x, y)`.
+    #[track_caller]
+    fn assert_screen(fb: &Fbdev, path: &Path, want: impl Fn(u32, u32) -> u32) {
+        let g = fb.geometry();
+        let back = read_back(path, &g);
+        for y in 0..g.height {
+            for x in 0..g.width {
+                assert_eq!(back[(y * g.width + x) as usize], want(x, y), "({x}, {y})");
+            }
+        }
+    }
+
     #[test]
     fn a_partial_present_writes_only_its_area() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fb");
-        std::fs::write(&path, b"").unwrap();
-        let mut fb = Fbdev::open(&path, Some((20, 10)), 32).unwrap();
+        let (mut fb, path) = small_screen(dir.path());
         let area = Rectangle::new(
             embedded_graphics::prelude::Point::new(3, 2),
             embedded_graphics::prelude::Size::new(5, 4),
         );
         let f = frame(20, 10);
         fb.present(&f, Damage::Areas(&[area])).unwrap();
-        let back = read_back(&path, &fb.geometry());
-        for y in 0..10u32 {
-            for x in 0..20u32 {
-                let inside = (3..8).contains(&x) && (2..6).contains(&y);
-                let want = if inside {
-                    f.pixels[(y * 20 + x) as usize]
-                } else {
-                    0
-                };
-                assert_eq!(back[(y * 20 + x) as usize], want, "({x}, {y})");
+        assert_screen(&fb, &path, |x, y| {
+            let inside = (3..8).contains(&x) && (2..6).contains(&y);
+            if inside {
+                f.pixels[(y * 20 + x) as usize]
+            } else {
+                0
             }
-        }
+        });
     }
 
     #[test]
@@ -598,9 +611,7 @@ mod tests {
         use embedded_graphics::pixelcolor::Rgb888;
         use embedded_graphics::prelude::{DrawTarget, Point, RgbColor, Size};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fb");
-        std::fs::write(&path, b"").unwrap();
-        let mut fb = Fbdev::open(&path, Some((20, 10)), 32).unwrap();
+        let (mut fb, path) = small_screen(dir.path());
         let mut f = frame(20, 10);
         fb.present(&f, Damage::All).unwrap();
         f.clear_changes();
@@ -614,21 +625,12 @@ mod tests {
         .unwrap();
         let area = Rectangle::new(Point::new(0, 0), Size::new(20, 4));
         fb.present(&f, Damage::Areas(&[area])).unwrap();
-        let back = read_back(&path, &fb.geometry());
-        let want = |x: u32, y: u32| {
-            let i = (y * 20 + x) as usize;
-            match (x, y) {
-                (0, 0) => frame(20, 10).pixels[0],
-                // Inside the area: the red line 3; line 4 is outside it.
-                (4..7, 3) => 0x00ff_0000,
-                _ => frame(20, 10).pixels[i],
-            }
-        };
-        for y in 0..10 {
-            for x in 0..20 {
-                assert_eq!(back[(y * 20 + x) as usize], want(x, y), "({x}, {y})");
-            }
-        }
+        let before = frame(20, 10);
+        assert_screen(&fb, &path, |x, y| match (x, y) {
+            // Inside the area: the red line 3; line 4 is outside it.
+            (4..7, 3) => 0x00ff_0000,
+            _ => before.pixels[(y * 20 + x) as usize],
+        });
         // `Changed` copies every recorded change, line 4's too.
         fb.present(&f, Damage::Changed).unwrap();
         let back = read_back(&path, &fb.geometry());
